@@ -1,0 +1,175 @@
+//! All settings: environment variables with documented defaults, validated at
+//! start. The table in README.md lists every variable.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SWITCHBOARD_HOST` (default `0.0.0.0`).
+    pub host: String,
+    /// `PORT` (default 8080; 0 picks a free port, printed at start).
+    pub port: u16,
+    /// `SWITCHBOARD_WORKERS`: HTTP worker threads (default: number of cores).
+    pub workers: usize,
+    /// `SWITCHBOARD_JWT_SECRET`: HS256 secret. Unset → random secret, a warning, and dev mode.
+    pub jwt_secret: Option<String>,
+    /// `SWITCHBOARD_JWT_PUBLIC_KEY_FILE`: PEM RSA public key; when set, tokens are RS256.
+    pub jwt_public_key_file: Option<String>,
+    /// `SWITCHBOARD_DEV`: enables `GET /api/dev/token`. Default: on only when no secret is set.
+    pub dev: bool,
+    /// `SWITCHBOARD_GUESTS` (default true).
+    pub guests: bool,
+    /// `SWITCHBOARD_PUBLIC_ROOMS`: comma-separated patterns (`*` wildcard) guests may join.
+    pub public_rooms: Vec<String>,
+    /// `SWITCHBOARD_AUTH_GRACE_MS`: time to send an `auth` frame when connecting without a token.
+    pub auth_grace: Duration,
+    /// `SWITCHBOARD_HISTORY_SIZE`: messages kept per room (default 200).
+    pub history_size: usize,
+    /// `SWITCHBOARD_IDLE_ROOM_CACHE`: histories of member-less rooms kept in the LRU (default 10000).
+    pub idle_room_cache: usize,
+    /// `SWITCHBOARD_MAX_CONNECTIONS` (default 100000): beyond it, `/ws` answers 503.
+    pub max_connections: usize,
+    /// `SWITCHBOARD_MAX_FRAME` (default 65536 bytes): larger text frames get `too_large`.
+    pub max_frame: usize,
+    /// `SWITCHBOARD_HARD_MAX_FRAME` (default 1 MiB): larger frames close the connection with 1009.
+    pub hard_max_frame: usize,
+    /// `SWITCHBOARD_OUTBOX` (default 1024 frames): a session's outbound queue; full → close 4008.
+    pub outbox: usize,
+    /// `SWITCHBOARD_ROOMS_PER_SESSION` (default 100, not counting the personal room).
+    pub rooms_per_session: usize,
+    /// `SWITCHBOARD_USER_RATE` / `SWITCHBOARD_USER_BURST`: messages per minute and burst for users.
+    pub user_rate: RateSpec,
+    /// `SWITCHBOARD_GUEST_RATE` / `SWITCHBOARD_GUEST_BURST` (default 20/min, burst 10).
+    pub guest_rate: RateSpec,
+    /// `SWITCHBOARD_FRAME_RATE` / `SWITCHBOARD_FRAME_BURST`: any frame, per minute (flood guard).
+    pub frame_rate: RateSpec,
+    /// `SWITCHBOARD_PING_INTERVAL_MS` (default 25000).
+    pub ping_interval: Duration,
+    /// `SWITCHBOARD_PONG_TIMEOUT_MS` (default 20000).
+    pub pong_timeout: Duration,
+    /// `SWITCHBOARD_PRESENCE_IDLE_MS` (default 300000): no activity for this long → away.
+    pub presence_idle: Duration,
+    /// `SWITCHBOARD_TYPING_TTL_MS` (default 5000).
+    pub typing_ttl: Duration,
+    /// `SWITCHBOARD_SHUTDOWN_GRACE_MS` (default 3000): time for close frames to flush on SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// A token bucket: `per_minute` refill, `burst` capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSpec {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a valid number")),
+    }
+}
+
+fn flag(name: &str, default: bool) -> Result<bool, String> {
+    match var(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(format!("{name}={v:?} is not a boolean (use true/false)")),
+    }
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(num(name, default)?))
+}
+
+fn rate(prefix: &str, per_minute: u32, burst: u32) -> Result<RateSpec, String> {
+    let spec = RateSpec {
+        per_minute: num(&format!("{prefix}_RATE"), per_minute)?,
+        burst: num(&format!("{prefix}_BURST"), burst)?,
+    };
+    if spec.per_minute == 0 || spec.burst == 0 {
+        return Err(format!(
+            "{prefix}_RATE and {prefix}_BURST must be at least 1"
+        ));
+    }
+    Ok(spec)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        let jwt_secret = var("SWITCHBOARD_JWT_SECRET");
+        let jwt_public_key_file = var("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let cfg = Config {
+            host: var("SWITCHBOARD_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: num("PORT", 8080)?,
+            workers: num("SWITCHBOARD_WORKERS", cores)?,
+            dev: flag(
+                "SWITCHBOARD_DEV",
+                jwt_secret.is_none() && jwt_public_key_file.is_none(),
+            )?,
+            jwt_secret,
+            jwt_public_key_file,
+            guests: flag("SWITCHBOARD_GUESTS", true)?,
+            public_rooms: var("SWITCHBOARD_PUBLIC_ROOMS")
+                .unwrap_or_else(|| "general,random,lobby,public-*".into())
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            auth_grace: millis("SWITCHBOARD_AUTH_GRACE_MS", 10_000)?,
+            history_size: num("SWITCHBOARD_HISTORY_SIZE", 200)?,
+            idle_room_cache: num("SWITCHBOARD_IDLE_ROOM_CACHE", 10_000)?,
+            max_connections: num("SWITCHBOARD_MAX_CONNECTIONS", 100_000)?,
+            max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,
+            hard_max_frame: num("SWITCHBOARD_HARD_MAX_FRAME", 1024 * 1024)?,
+            outbox: num("SWITCHBOARD_OUTBOX", 1024)?,
+            rooms_per_session: num("SWITCHBOARD_ROOMS_PER_SESSION", 100)?,
+            user_rate: rate("SWITCHBOARD_USER", 1200, 50)?,
+            guest_rate: rate("SWITCHBOARD_GUEST", 20, 10)?,
+            frame_rate: rate("SWITCHBOARD_FRAME", 6000, 200)?,
+            ping_interval: millis("SWITCHBOARD_PING_INTERVAL_MS", 25_000)?,
+            pong_timeout: millis("SWITCHBOARD_PONG_TIMEOUT_MS", 20_000)?,
+            presence_idle: millis("SWITCHBOARD_PRESENCE_IDLE_MS", 300_000)?,
+            typing_ttl: millis("SWITCHBOARD_TYPING_TTL_MS", 5_000)?,
+            shutdown_grace: millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 3_000)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 {
+            return Err("SWITCHBOARD_WORKERS must be at least 1".into());
+        }
+        if self.outbox < 2 {
+            return Err("SWITCHBOARD_OUTBOX must be at least 2".into());
+        }
+        if self.history_size == 0 {
+            return Err("SWITCHBOARD_HISTORY_SIZE must be at least 1".into());
+        }
+        if self.max_frame > self.hard_max_frame {
+            return Err("SWITCHBOARD_MAX_FRAME must not exceed SWITCHBOARD_HARD_MAX_FRAME".into());
+        }
+        for (name, d) in [
+            ("SWITCHBOARD_PING_INTERVAL_MS", self.ping_interval),
+            ("SWITCHBOARD_PONG_TIMEOUT_MS", self.pong_timeout),
+            ("SWITCHBOARD_PRESENCE_IDLE_MS", self.presence_idle),
+            ("SWITCHBOARD_TYPING_TTL_MS", self.typing_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Typed errors and the one place that maps them to wire codes, HTTP statuses
+//! and WebSocket close codes.
+
+use std::borrow::Cow;
+
+/// Stable error codes sent in `{"type":"error","code":…}` frames and REST error
+/// bodies. Clients match on these strings; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadJson,
+    BadRequest,
+    UnknownType,
+    TooLarge,
+    RateLimited,
+    InvalidRoom,
+    Forbidden,
+    NotMember,
+    TooManyRooms,
+    UserOffline,
+    Unauthorized,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadJson,
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownType,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::InvalidRoom,
+        ErrorCode::Forbidden,
+        ErrorCode::NotMember,
+        ErrorCode::TooManyRooms,
+        ErrorCode::UserOffline,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::UserOffline => "user_offline",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Position in [`ErrorCode::ALL`], for per-code counters.
+    pub fn index(self) -> usize {
+        ErrorCode::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadJson
+            | ErrorCode::BadRequest
+            | ErrorCode::UnknownType
+            | ErrorCode::InvalidRoom
+            | ErrorCode::TooManyRooms => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::NotMember => 403,
+            ErrorCode::NotFound | ErrorCode::UserOffline => 404,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An error with a stable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubError {
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+}
+
+impl HubError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> HubError {
+        HubError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for HubError {}
+
+impl actix_web::ResponseError for HubError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    fn error_response(&self) -> actix_web::HttpResponse {
+        crate::metrics::METRICS.error(self.code);
+        actix_web::HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "error": { "code": self.code.as_str(), "message": self.message }
+        }))
+    }
+}
+
+/// WebSocket close codes the server uses (documented in docs/PROTOCOL.md).
+pub mod close {
+    /// Normal closure, echoing a client's close.
+    pub const NORMAL: u16 = 1000;
+    /// Server shutting down (SIGTERM).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Protocol violation at the WebSocket layer (bad framing, binary data over the hard cap…).
+    pub const PROTOCOL: u16 = 1002;
+    /// Authentication failed, missing, or the token expired.
+    pub const POLICY: u16 = 1008;
+    /// A frame larger than the hard cap.
+    pub const TOO_BIG: u16 = 1009;
+    /// No pong within the pong timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+    /// The session's outbound queue was full: it could not keep up.
+    pub const SLOW_CONSUMER: u16 = 4008;
+}

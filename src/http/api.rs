@@ -1,0 +1,268 @@
+//! The REST API. Publish and broadcast need an admin or service token; room
+//! listings, history and presence follow the same access rules as joining
+//! (no token: the rules for guests).
+
+use super::bearer;
+use crate::auth::{claims_for, Identity, Role};
+use crate::error::{ErrorCode, HubError};
+use crate::hub;
+use crate::ids::RoomName;
+use crate::protocol::{From, MAX_ID_LEN};
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The caller: the verified bearer token, or an anonymous guest-level identity.
+fn caller(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
+    match bearer(req) {
+        Some(t) => st.shared.auth.verify(t),
+        None => Ok(st.shared.auth.guest(Some("anonymous"))),
+    }
+}
+
+fn privileged(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
+    if bearer(req).is_none() {
+        return Err(HubError::new(
+            ErrorCode::Unauthorized,
+            "an admin or service token is required",
+        ));
+    }
+    let who = caller(req, st)?;
+    if !who.role.privileged() {
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            "only admin and service tokens may do this",
+        ));
+    }
+    Ok(who)
+}
+
+fn room_param(raw: &str) -> Result<RoomName, HubError> {
+    RoomName::parse(raw).ok_or_else(|| {
+        HubError::new(
+            ErrorCode::InvalidRoom,
+            "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @",
+        )
+    })
+}
+
+/// May the caller read this room? No token and no access is 401, else 403.
+fn readable(req: &HttpRequest, st: &AppState, room: &RoomName) -> Result<(), HubError> {
+    let who = caller(req, st)?;
+    if st.shared.auth.can_join(&who, room) {
+        Ok(())
+    } else if bearer(req).is_none() {
+        Err(HubError::new(
+            ErrorCode::Unauthorized,
+            "this room needs a token",
+        ))
+    } else {
+        Err(HubError::new(
+            ErrorCode::Forbidden,
+            format!("you may not read {room}"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    room: String,
+    data: Box<RawValue>,
+    id: Option<String>,
+}
+
+/// `POST /api/publish {room, data, id?}` → `{room, seq}`.
+pub async fn publish(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<PublishBody>,
+) -> Result<HttpResponse, HubError> {
+    let who = privileged(&req, &st)?;
+    let body = body.into_inner();
+    let room = room_param(&body.room)?;
+    if body.id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
+        return Err(HubError::new(ErrorCode::BadRequest, "id is too long"));
+    }
+    let msg = hub::ApiPublish {
+        room: room.clone(),
+        from: From {
+            user: who.user,
+            name: who.name,
+        },
+        data: body.data,
+        id: body.id,
+    };
+    let seq = st
+        .hub
+        .send(msg)
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "room": room, "seq": seq })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastBody {
+    data: Box<RawValue>,
+}
+
+/// `POST /api/broadcast {data}` → `{delivered}`: a `broadcast` frame to every session.
+pub async fn broadcast(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<BroadcastBody>,
+) -> Result<HttpResponse, HubError> {
+    let who = privileged(&req, &st)?;
+    let msg = hub::Broadcast {
+        from: From {
+            user: who.user,
+            name: who.name,
+        },
+        data: body.into_inner().data,
+    };
+    let n = st
+        .hub
+        .send(msg)
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "delivered": n })))
+}
+
+/// `GET /api/rooms` → active rooms the caller may join.
+pub async fn rooms(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, HubError> {
+    let who = caller(&req, &st)?;
+    let list = st
+        .hub
+        .send(hub::ListRooms)
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))?;
+    let rooms: Vec<_> = list
+        .iter()
+        .filter(|r| st.shared.auth.can_join(&who, &r.room))
+        .map(|r| serde_json::json!({ "room": r.room, "sessions": r.sessions }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rooms": rooms })))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/rooms/{room}/history?since=&limit=` → kept `message:receive` frames after `since`.
+pub async fn history(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, HubError> {
+    let room = room_param(&path)?;
+    readable(&req, &st, &room)?;
+    let (since, limit) = (
+        q.since.unwrap_or(0),
+        q.limit.unwrap_or(st.shared.cfg.history_size).min(10_000),
+    );
+    let view = st
+        .hub
+        .send(hub::GetHistory {
+            room: room.clone(),
+            since,
+            limit,
+        })
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))?;
+    // The stored frames are JSON already: splice them in rather than re-encode.
+    let mut out = Vec::with_capacity(
+        256 + view
+            .as_ref()
+            .map_or(0, |v| v.messages.iter().map(|m| m.len() + 1).sum()),
+    );
+    let head = match &view {
+        Some(v) => {
+            serde_json::json!({ "room": room, "epoch": &*v.epoch, "seq": v.seq, "first_seq": v.first_seq })
+        }
+        None => serde_json::json!({ "room": room, "epoch": null, "seq": 0, "first_seq": 1 }),
+    };
+    let head = head.to_string();
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(br#","messages":["#);
+    if let Some(v) = &view {
+        for (i, m) in v.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(m);
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(out))
+}
+
+/// `GET /api/rooms/{room}/presence` → members with their status.
+pub async fn presence(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    let room = room_param(&path)?;
+    readable(&req, &st, &room)?;
+    let members = st
+        .hub
+        .send(hub::GetMembers { room: room.clone() })
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "room": room, "members": members })))
+}
+
+#[derive(Deserialize)]
+pub struct DevTokenQuery {
+    sub: Option<String>,
+    name: Option<String>,
+    role: Option<Role>,
+    rooms: Option<String>,
+    ttl: Option<u64>,
+}
+
+/// `GET /api/dev/token?sub=&name=&role=&rooms=a,b&ttl=` (dev mode only) → `{token, user, exp}`.
+pub async fn dev_token(
+    st: web::Data<AppState>,
+    q: web::Query<DevTokenQuery>,
+) -> Result<HttpResponse, HubError> {
+    if !st.shared.cfg.dev {
+        return Err(HubError::new(
+            ErrorCode::NotFound,
+            "dev routes are off (set SWITCHBOARD_DEV=true)",
+        ));
+    }
+    let q = q.into_inner();
+    let sub = q
+        .sub
+        .unwrap_or_else(|| format!("dev-{}", crate::ids::random_hex(3)));
+    if crate::ids::UserId::parse(&sub).is_none() {
+        return Err(HubError::new(
+            ErrorCode::BadRequest,
+            "sub must be 1-64 characters from A-Z a-z 0-9 _ - . : @",
+        ));
+    }
+    let rooms = q.rooms.map(|r| {
+        r.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let claims = claims_for(
+        &sub,
+        q.name.as_deref(),
+        q.role,
+        rooms,
+        q.ttl.unwrap_or(3600).min(30 * 24 * 3600),
+    );
+    let token = st.shared.auth.mint(&claims)?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "token": token, "user": sub, "exp": claims.exp })))
+}

@@ -1,0 +1,57 @@
+//! Health, metrics and static files.
+
+use crate::hub::GetStats;
+use crate::metrics::METRICS;
+use crate::static_files;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::atomic::Ordering;
+
+pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
+    let stats = st.hub.send(GetStats).await.ok();
+    let shutting_down = st.shared.shutting_down.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "status": if shutting_down { "shutting_down" } else if stats.is_some() { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": st.shared.started.elapsed().as_secs(),
+        "connections": METRICS.connections.load(Ordering::Relaxed),
+        "sessions": stats.as_ref().map(|s| s.sessions),
+        "users": stats.as_ref().map(|s| s.users),
+        "rooms": stats.as_ref().map(|s| s.rooms),
+        "idle_rooms": stats.as_ref().map(|s| s.idle_rooms),
+    });
+    if shutting_down || stats.is_none() {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(METRICS.render())
+}
+
+pub async fn static_file(req: HttpRequest) -> HttpResponse {
+    if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD
+    {
+        return crate::error::HubError::new(crate::error::ErrorCode::NotFound, "no such route")
+            .into();
+    }
+    match static_files::find(req.path()) {
+        Some(f) => HttpResponse::Ok()
+            .content_type(f.content_type)
+            .insert_header(("Cache-Control", "no-cache"))
+            .body(f.body),
+        None => {
+            crate::error::HubError::new(crate::error::ErrorCode::NotFound, "no such file").into()
+        }
+    }
+}
+
+impl From<crate::error::HubError> for HttpResponse {
+    fn from(e: crate::error::HubError) -> HttpResponse {
+        actix_web::ResponseError::error_response(&e)
+    }
+}

@@ -1,0 +1,525 @@
+//! The Hub actor: the directory and control plane. It knows every session,
+//! which user each belongs to, and which rooms exist; it creates rooms (spread
+//! over the room arbiters), forwards joins and leaves, routes direct messages
+//! and broadcasts, and keeps the histories of member-less rooms in an LRU.
+//! Room messages never pass through it.
+
+use crate::error::{close, ErrorCode, HubError};
+use crate::history::History;
+use crate::ids::{now_ms, RoomName, SessionId, UserId};
+use crate::metrics::METRICS;
+use crate::outbox::Outbox;
+use crate::presence::{self, Presence};
+use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame};
+use crate::room::{self, HistoryView, Member, Origin, Room};
+use crate::session::{Close, Session};
+use actix::prelude::*;
+use lru::LruCache;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+struct SessionEntry {
+    from: From,
+    outbox: Outbox,
+    addr: Addr<Session>,
+    rooms: HashSet<RoomName>,
+}
+
+struct RoomEntry {
+    addr: Addr<Room>,
+    /// Joins and API publishes forwarded (compared with the room's own count).
+    hub_ops: u64,
+    /// Sessions the Hub has joined to it and not yet seen leave.
+    sessions: usize,
+}
+
+pub struct Hub {
+    presence: Addr<Presence>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    history_size: usize,
+    typing_ttl: Duration,
+    sessions: HashMap<SessionId, SessionEntry>,
+    users: HashMap<UserId, Vec<SessionId>>,
+    rooms: HashMap<RoomName, RoomEntry>,
+    idle: LruCache<RoomName, History>,
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+    }
+}
+
+impl Hub {
+    pub fn new(
+        presence: Addr<Presence>,
+        arbiters: Vec<ArbiterHandle>,
+        history_size: usize,
+        idle_room_cache: usize,
+        typing_ttl: Duration,
+    ) -> Hub {
+        Hub {
+            presence,
+            arbiters,
+            next_arbiter: 0,
+            history_size,
+            typing_ttl,
+            sessions: HashMap::new(),
+            users: HashMap::new(),
+            rooms: HashMap::new(),
+            idle: LruCache::new(
+                NonZeroUsize::new(idle_room_cache.max(1)).unwrap_or(NonZeroUsize::MIN),
+            ),
+        }
+    }
+
+    /// The room's entry, starting its actor (with any kept history) if needed.
+    fn room(&mut self, name: &RoomName, ctx: &mut Context<Self>) -> &mut RoomEntry {
+        if !self.rooms.contains_key(name) {
+            let history = self
+                .idle
+                .pop(name)
+                .unwrap_or_else(|| History::new(self.history_size));
+            let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
+            let make = move |_: &mut Context<Room>| Room::new(room_name, hub, history, ttl);
+            let addr = if self.arbiters.is_empty() {
+                Room::create(make)
+            } else {
+                self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
+                Room::start_in_arbiter(&self.arbiters[self.next_arbiter], make)
+            };
+            METRICS.rooms.fetch_add(1, Relaxed);
+            log::debug!("room {name} started");
+            self.rooms.insert(
+                name.clone(),
+                RoomEntry {
+                    addr,
+                    hub_ops: 0,
+                    sessions: 0,
+                },
+            );
+        }
+        self.rooms.get_mut(name).expect("inserted above")
+    }
+}
+
+/// A session is authenticated and ready.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub session: SessionId,
+    pub from: From,
+    pub outbox: Outbox,
+    pub addr: Addr<Session>,
+}
+
+impl Handler<Connect> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.users
+            .entry(msg.from.user.clone())
+            .or_default()
+            .push(msg.session);
+        self.presence.do_send(presence::Opened {
+            user: msg.from.user.clone(),
+            name: msg.from.name.clone(),
+        });
+        self.sessions.insert(
+            msg.session,
+            SessionEntry {
+                from: msg.from,
+                outbox: msg.outbox,
+                addr: msg.addr,
+                rooms: HashSet::new(),
+            },
+        );
+    }
+}
+
+/// A session ended: leave its rooms, update presence.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub session: SessionId,
+}
+
+impl Handler<Disconnect> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.remove(&msg.session) else {
+            return;
+        };
+        for name in &entry.rooms {
+            if let Some(r) = self.rooms.get_mut(name) {
+                r.sessions = r.sessions.saturating_sub(1);
+                r.addr.do_send(room::Leave {
+                    session: msg.session,
+                    id: None,
+                    notify: false,
+                });
+            }
+        }
+        let user = entry.from.user;
+        if let Some(list) = self.users.get_mut(&user) {
+            list.retain(|s| *s != msg.session);
+            if list.is_empty() {
+                self.users.remove(&user);
+            }
+        }
+        self.presence.do_send(presence::Closed {
+            user,
+            rooms: entry.rooms.into_iter().collect(),
+        });
+    }
+}
+
+/// Join a room (access was checked by the session). Answers the room's address.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<Room>, HubError>")]
+pub struct Join {
+    pub session: SessionId,
+    pub room: RoomName,
+    pub since: Option<u64>,
+    pub epoch: Option<String>,
+    pub id: Option<String>,
+}
+
+impl Handler<Join> for Hub {
+    type Result = Result<Addr<Room>, HubError>;
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(entry) = self.sessions.get(&msg.session) else {
+            return Err(HubError::new(
+                ErrorCode::Internal,
+                "session is not registered",
+            ));
+        };
+        let member = Member {
+            session: msg.session,
+            user: entry.from.user.clone(),
+            name: entry.from.name.clone(),
+            outbox: entry.outbox.clone(),
+        };
+        let user = member.user.clone();
+        let newly = !entry.rooms.contains(&msg.room);
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        if newly {
+            r.sessions += 1;
+        }
+        let addr = r.addr.clone();
+        addr.do_send(room::Join {
+            member,
+            since: msg.since,
+            epoch: msg.epoch,
+            id: msg.id,
+        });
+        if newly {
+            if let Some(e) = self.sessions.get_mut(&msg.session) {
+                e.rooms.insert(msg.room.clone());
+            }
+            self.presence.do_send(presence::JoinedRoom {
+                user,
+                room: msg.room,
+                addr: addr.clone(),
+            });
+        }
+        Ok(addr)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+    pub room: RoomName,
+    pub id: Option<String>,
+}
+
+impl Handler<Leave> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session) else {
+            return;
+        };
+        if !entry.rooms.remove(&msg.room) {
+            return;
+        }
+        if let Some(r) = self.rooms.get_mut(&msg.room) {
+            r.sessions = r.sessions.saturating_sub(1);
+            r.addr.do_send(room::Leave {
+                session: msg.session,
+                id: msg.id,
+                notify: true,
+            });
+        }
+        self.presence.do_send(presence::LeftRoom {
+            user: entry.from.user.clone(),
+            room: msg.room,
+        });
+    }
+}
+
+/// A direct message to every session of a user.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Direct {
+    pub session: SessionId,
+    pub to: UserId,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+}
+
+impl Handler<Direct> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) {
+        let Some(sender) = self.sessions.get(&msg.session) else {
+            return;
+        };
+        let Some(targets) = self.users.get(&msg.to) else {
+            sender.outbox.push(error_frame(
+                ErrorCode::UserOffline,
+                &format!("user {} has no open session", msg.to),
+                msg.id.as_deref(),
+                None,
+            ));
+            return;
+        };
+        let frame = encode(&ServerFrame::Direct {
+            from: &sender.from,
+            data: &msg.data,
+            ts: now_ms(),
+            id: msg.id.as_deref(),
+        });
+        let mut n = 0;
+        for s in targets {
+            if let Some(t) = self.sessions.get(s) {
+                n += t.outbox.push(frame.clone()) as u64;
+            }
+        }
+        METRICS.deliveries.fetch_add(n, Relaxed);
+        METRICS.direct_messages.fetch_add(1, Relaxed);
+        if let Some(id) = &msg.id {
+            sender
+                .outbox
+                .push(encode(&ServerFrame::Ack { id, seq: None }));
+        }
+    }
+}
+
+/// `POST /api/publish`: a message to a room from a service or admin.
+#[derive(Message)]
+#[rtype(result = "Result<u64, HubError>")]
+pub struct ApiPublish {
+    pub room: RoomName,
+    pub from: From,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+}
+
+impl Handler<ApiPublish> for Hub {
+    type Result = ResponseFuture<Result<u64, HubError>>;
+
+    fn handle(&mut self, msg: ApiPublish, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        let fut = r.addr.send(room::Publish {
+            from: msg.from,
+            data: msg.data,
+            id: msg.id,
+            origin: Origin::Api,
+            received: Instant::now(),
+        });
+        Box::pin(async move {
+            fut.await
+                .map_err(|_| HubError::new(ErrorCode::Internal, "room unavailable"))?
+        })
+    }
+}
+
+/// `POST /api/broadcast`: a frame to every session. Answers how many got it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Broadcast {
+    pub from: From,
+    pub data: Box<RawValue>,
+}
+
+impl Handler<Broadcast> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
+        let frame = encode(&ServerFrame::Broadcast {
+            from: &msg.from,
+            data: &msg.data,
+            ts: now_ms(),
+        });
+        let n = self
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame.clone()))
+            .count();
+        METRICS.deliveries.fetch_add(n as u64, Relaxed);
+        n
+    }
+}
+
+/// From a room that has no members: free it if nothing is in flight to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomIdle {
+    pub room: RoomName,
+    pub hub_ops: u64,
+    pub history: History,
+}
+
+impl Handler<RoomIdle> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: RoomIdle, _: &mut Context<Self>) {
+        let free = matches!(self.rooms.get(&msg.room), Some(r) if r.hub_ops == msg.hub_ops && r.sessions == 0);
+        if !free {
+            return;
+        }
+        if let Some(r) = self.rooms.remove(&msg.room) {
+            r.addr.do_send(room::Stop);
+            METRICS.rooms.fetch_sub(1, Relaxed);
+            log::debug!("room {} freed (seq {})", msg.room, msg.history.seq);
+            if !msg.history.is_empty() {
+                self.idle.put(msg.room, msg.history);
+            }
+        }
+    }
+}
+
+/// One active room, for `GET /api/rooms`.
+pub struct RoomSummary {
+    pub room: RoomName,
+    pub sessions: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<RoomSummary>")]
+pub struct ListRooms;
+
+impl Handler<ListRooms> for Hub {
+    type Result = MessageResult<ListRooms>;
+
+    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        let mut v: Vec<RoomSummary> = self
+            .rooms
+            .iter()
+            .map(|(n, r)| RoomSummary {
+                room: n.clone(),
+                sessions: r.sessions,
+            })
+            .collect();
+        v.sort_by(|a, b| a.room.cmp(&b.room));
+        MessageResult(v)
+    }
+}
+
+/// Kept history of a room, active or idle. `None` if the room has none.
+#[derive(Message)]
+#[rtype(result = "Option<HistoryView>")]
+pub struct GetHistory {
+    pub room: RoomName,
+    pub since: u64,
+    pub limit: usize,
+}
+
+impl Handler<GetHistory> for Hub {
+    type Result = ResponseFuture<Option<HistoryView>>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        if let Some(r) = self.rooms.get(&msg.room) {
+            let fut = r.addr.send(room::GetHistory {
+                since: msg.since,
+                limit: msg.limit,
+            });
+            return Box::pin(async move { fut.await.ok() });
+        }
+        let view = self
+            .idle
+            .peek(&msg.room)
+            .map(|h| HistoryView::of(h, msg.since, msg.limit));
+        Box::pin(async move { view })
+    }
+}
+
+/// Members of a room with their presence.
+#[derive(Message)]
+#[rtype(result = "Vec<MemberInfo>")]
+pub struct GetMembers {
+    pub room: RoomName,
+}
+
+impl Handler<GetMembers> for Hub {
+    type Result = ResponseFuture<Vec<MemberInfo>>;
+
+    fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        let fut = self
+            .rooms
+            .get(&msg.room)
+            .map(|r| r.addr.send(room::GetMembers));
+        Box::pin(async move {
+            match fut {
+                Some(f) => f.await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
+    }
+}
+
+/// SIGTERM: close every session with 1001. Answers how many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
+        for s in self.sessions.values() {
+            s.addr.do_send(Close {
+                code: close::GOING_AWAY,
+                reason: "server shutting down".into(),
+            });
+        }
+        self.sessions.len()
+    }
+}
+
+/// Counts for `/healthz`.
+pub struct Stats {
+    pub sessions: usize,
+    pub users: usize,
+    pub rooms: usize,
+    pub idle_rooms: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for Hub {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Stats {
+            sessions: self.sessions.len(),
+            users: self.users.len(),
+            rooms: self.rooms.len(),
+            idle_rooms: self.idle.len(),
+        })
+    }
+}

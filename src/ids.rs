@@ -1,0 +1,134 @@
+//! Validated names and counter-based ids. Everything that names a room or a
+//! user is parsed once, at the edge, into these types.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Longest room or user name we accept, in bytes (all allowed chars are ASCII).
+pub const MAX_NAME_LEN: usize = 64;
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
+}
+
+/// A room name: 1–64 characters from `A-Z a-z 0-9 _ - . : @`.
+/// `user:<id>` is the personal room of user `<id>`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(Arc<str>);
+
+impl RoomName {
+    pub fn parse(s: &str) -> Option<RoomName> {
+        valid_name(s).then(|| RoomName(Arc::from(s)))
+    }
+    pub fn personal(user: &UserId) -> RoomName {
+        // A user id is at most 64 chars; the personal room may be up to 69.
+        RoomName(Arc::from(format!("user:{}", user.as_str())))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The owner if this is a personal room `user:<id>`.
+    pub fn personal_owner(&self) -> Option<&str> {
+        self.0.strip_prefix("user:")
+    }
+}
+
+/// A user id: the JWT `sub`, or `guest-<random>` for guests. Same charset as rooms.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(Arc<str>);
+
+impl UserId {
+    pub fn parse(s: &str) -> Option<UserId> {
+        valid_name(s).then(|| UserId(Arc::from(s)))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A connection's id, unique for the life of the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+impl SessionId {
+    pub fn next() -> SessionId {
+        SessionId(NEXT_SESSION.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+macro_rules! show_as_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "{:?}", &*self.0) }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_str(&self.0) }
+        }
+    )*};
+}
+show_as_str!(RoomName, UserId);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// `n` random bytes as lowercase hex (OS randomness).
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    // getrandom only fails when the OS has no entropy source at all; fall back
+    // to the clock so ids stay distinct rather than aborting the process.
+    if getrandom::getrandom(&mut buf).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(RoomName::parse("general").is_some());
+        assert!(RoomName::parse("team-a.b:c@d_e").is_some());
+        assert!(RoomName::parse("").is_none());
+        assert!(RoomName::parse("has space").is_none());
+        assert!(RoomName::parse("ünïcode").is_none());
+        assert!(RoomName::parse(&"x".repeat(65)).is_none());
+        assert!(RoomName::parse(&"x".repeat(64)).is_some());
+        let u = UserId::parse("alice").unwrap();
+        assert_eq!(RoomName::personal(&u).personal_owner(), Some("alice"));
+    }
+
+    #[test]
+    fn random_hex_has_length_and_differs() {
+        let a = random_hex(8);
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, random_hex(8));
+    }
+}

@@ -1,0 +1,153 @@
+//! Switchboard: a realtime hub.
+//!
+//! ```text
+//!  client ──WebSocket──► http::ws ──► Session actor (one per connection)
+//!                                        │ typed messages
+//!            ┌───────────────────────────┼──────────────────────────┐
+//!            ▼                           ▼                          ▼
+//!       Hub actor  ◄──control──►   Room actor (one per room)   Presence actor
+//!   (directory, joins, DMs,        seq, history, typing,       per-user status,
+//!    broadcast, idle-room LRU)     fan-out to member outboxes  idle sweep
+//! ```
+//!
+//! Room messages go Session → Room → every member's [`outbox::Outbox`] (a
+//! bounded queue of shared bytes), encoded once; the Hub only handles control.
+//! Rooms run on their own arbiters (threads), sessions on the HTTP workers.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod history;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub mod metrics;
+pub mod outbox;
+pub mod presence;
+pub mod protocol;
+pub mod ratelimit;
+pub mod room;
+pub mod session;
+pub mod static_files;
+pub mod wsframes;
+
+use actix::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Read-only state shared by every session and route.
+pub struct Shared {
+    pub cfg: config::Config,
+    pub auth: auth::Auth,
+    pub started: Instant,
+    pub shutting_down: AtomicBool,
+}
+
+/// What every HTTP handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub hub: Addr<hub::Hub>,
+    pub presence: Addr<presence::Presence>,
+}
+
+/// Runs the server until SIGTERM or SIGINT; then closes every session with
+/// 1001, lets the close frames flush, and returns.
+pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
+    let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
+    let shared = Arc::new(Shared {
+        auth,
+        started: Instant::now(),
+        shutting_down: AtomicBool::new(false),
+        cfg,
+    });
+    let cfg = &shared.cfg;
+
+    let room_threads = cfg.workers.max(1);
+    let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
+    let presence = presence::Presence::new(cfg.presence_idle).start();
+    let hub = hub::Hub::new(
+        presence.clone(),
+        arbiters.iter().map(|a| a.handle()).collect(),
+        cfg.history_size,
+        cfg.idle_room_cache,
+        cfg.typing_ttl,
+    )
+    .start();
+    let state = AppState {
+        shared: shared.clone(),
+        hub: hub.clone(),
+        presence,
+    };
+
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(state.clone()))
+            .configure(http::routes)
+    })
+    .workers(cfg.workers)
+    .disable_signals()
+    .shutdown_timeout(cfg.shutdown_grace.as_secs() + 1)
+    .max_connections(
+        cfg.max_connections
+            .saturating_add(1024)
+            .min(u32::MAX as usize),
+    )
+    .backlog(4096)
+    .bind((cfg.host.as_str(), cfg.port))?;
+    for addr in server.addrs() {
+        // Tests and scripts read this line to find the port when PORT=0.
+        println!("switchboard listening on http://{addr}");
+        log::info!(
+            "listening on http://{addr} (dev mode: {}, guests: {})",
+            cfg.dev,
+            cfg.guests
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let server = server.run();
+    let handle = server.handle();
+    let grace = cfg.shutdown_grace;
+    let shared2 = shared.clone();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        log::info!("shutting down: closing sessions with 1001");
+        shared2.shutting_down.store(true, Ordering::SeqCst);
+        handle.pause().await;
+        let _ = hub.send(hub::Shutdown).await;
+        let deadline = Instant::now() + grace;
+        while metrics::METRICS.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
+        {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        handle.stop(true).await;
+    });
+    let result = server.await;
+    for a in arbiters {
+        a.stop();
+    }
+    log::info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            log::error!("cannot install signal handlers; the server will only stop when killed");
+            std::future::pending::<()>().await
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `switchboard` runs the hub; `switchboard token …` prints a signed token.
+
+use switchboard::auth::{claims_for, Auth, Role};
+use switchboard::config::Config;
+
+const USAGE: &str = "usage:
+  switchboard                 run the hub (settings from environment variables; see README.md)
+  switchboard token --sub ID [--name NAME] [--role admin|service] [--rooms 'a,team-*'] [--ttl SECONDS]
+                              print an HS256 token signed with SWITCHBOARD_JWT_SECRET";
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    match args.first().map(String::as_str) {
+        None => {
+            let result = actix_web::rt::System::new().block_on(switchboard::serve(cfg));
+            if let Err(e) = result {
+                eprintln!("switchboard: {e}");
+                std::process::exit(1);
+            }
+        }
+        Some("token") => std::process::exit(token(&cfg, &args[1..])),
+        Some("-h" | "--help" | "help") => println!("{USAGE}"),
+        Some(other) => {
+            eprintln!("switchboard: unknown command {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn token(cfg: &Config, args: &[String]) -> i32 {
+    if cfg.jwt_secret.is_none() {
+        eprintln!("switchboard token: set SWITCHBOARD_JWT_SECRET (the server's secret) first");
+        return 2;
+    }
+    let (mut sub, mut name, mut role, mut rooms, mut ttl) = (None, None, None, None, 3600u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let Some(value) = it.next() else {
+            eprintln!("switchboard token: {flag} needs a value\n{USAGE}");
+            return 2;
+        };
+        match flag.as_str() {
+            "--sub" => sub = Some(value.clone()),
+            "--name" => name = Some(value.clone()),
+            "--role" => match value.as_str() {
+                "admin" => role = Some(Role::Admin),
+                "service" => role = Some(Role::Service),
+                "user" => role = Some(Role::User),
+                _ => {
+                    eprintln!("switchboard token: --role is admin, service or user");
+                    return 2;
+                }
+            },
+            "--rooms" => rooms = Some(value.split(',').map(|s| s.trim().to_string()).collect()),
+            "--ttl" => match value.parse() {
+                Ok(v) => ttl = v,
+                Err(_) => {
+                    eprintln!("switchboard token: --ttl is a number of seconds");
+                    return 2;
+                }
+            },
+            _ => {
+                eprintln!("switchboard token: unknown flag {flag}\n{USAGE}");
+                return 2;
+            }
+        }
+    }
+    let Some(sub) = sub else {
+        eprintln!("switchboard token: --sub is required\n{USAGE}");
+        return 2;
+    };
+    let auth = match Auth::from_config(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("switchboard token: {e}");
+            return 2;
+        }
+    };
+    match auth.mint(&claims_for(&sub, name.as_deref(), role, rooms, ttl)) {
+        Ok(t) => {
+            println!("{t}");
+            0
+        }
+        Err(e) => {
+            eprintln!("switchboard token: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Process-wide counters, rendered as Prometheus text at `GET /metrics`.
+//! Plain atomics: the hot path adds once per fan-out, not once per recipient.
+
+use crate::error::ErrorCode;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the delivery latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+pub struct Metrics {
+    pub connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub rooms: AtomicI64,
+    pub frames_in: AtomicU64,
+    pub messages_published: AtomicU64,
+    pub direct_messages: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub auth_failures: AtomicU64,
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+
+pub static METRICS: Metrics = Metrics {
+    connections: AtomicI64::new(0),
+    connections_total: ZERO,
+    rooms: AtomicI64::new(0),
+    frames_in: ZERO,
+    messages_published: ZERO,
+    direct_messages: ZERO,
+    deliveries: ZERO,
+    slow_consumers: ZERO,
+    auth_failures: ZERO,
+    errors: [ZERO; ErrorCode::ALL.len()],
+    latency_buckets: [ZERO; LATENCY_BUCKETS.len()],
+    latency_count: ZERO,
+    latency_sum_us: ZERO,
+};
+
+impl Metrics {
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn errors_of(&self, code: ErrorCode) -> u64 {
+        self.errors[code.index()].load(Relaxed)
+    }
+
+    /// Records the time from a message's arrival at the server to the end of its fan-out.
+    pub fn delivery_latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "switchboard_connections",
+            "gauge",
+            "Open WebSocket sessions.",
+            self.connections.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_connections_total",
+            "counter",
+            "Sessions opened since start.",
+            self.connections_total.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_rooms",
+            "gauge",
+            "Active rooms (with a room actor).",
+            self.rooms.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_frames_in_total",
+            "counter",
+            "Client frames received.",
+            self.frames_in.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_messages_published_total",
+            "counter",
+            "Room messages accepted (given a seq).",
+            self.messages_published.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_direct_messages_total",
+            "counter",
+            "Direct messages accepted.",
+            self.direct_messages.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_deliveries_total",
+            "counter",
+            "Frames queued to sessions by room, direct and broadcast fan-out.",
+            self.deliveries.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_slow_consumers_total",
+            "counter",
+            "Sessions closed with 4008.",
+            self.slow_consumers.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_auth_failures_total",
+            "counter",
+            "Rejected tokens and auth frames.",
+            self.auth_failures.load(Relaxed).to_string(),
+        );
+
+        out.push_str("# HELP switchboard_errors_total Error frames and responses sent, by code.\n# TYPE switchboard_errors_total counter\n");
+        for code in ErrorCode::ALL {
+            let _ = writeln!(
+                out,
+                "switchboard_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.errors_of(code)
+            );
+        }
+
+        out.push_str("# HELP switchboard_delivery_latency_seconds Time from a message's arrival to the end of its room fan-out.\n# TYPE switchboard_delivery_latency_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "switchboard_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "switchboard_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_delivery_latency_seconds_sum {}",
+            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "switchboard_delivery_latency_seconds_count {count}");
+        out
+    }
+}

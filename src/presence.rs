@@ -1,0 +1,266 @@
+//! The Presence actor: per user, across all their sessions, the status other
+//! members see. Online while a session is connected, away after an idle
+//! period, offline when the last session leaves; `busy`/`away` when chosen.
+//! Every change is encoded once and sent to each room the user is in.
+
+use crate::ids::{now_ms, RoomName, UserId};
+use crate::protocol::{encode, ServerFrame, Status};
+use crate::room::{MemberStatus, Room};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct UserPresence {
+    sessions: u32,
+    /// What the user chose: online (automatic), away or busy.
+    chosen: Status,
+    /// Set by the idle sweep when `chosen` is online and nothing happened for a while.
+    idle: bool,
+    last_active: Instant,
+    activity: Option<String>,
+    /// Rooms the user is in, with the number of their sessions in each.
+    rooms: HashMap<RoomName, (Addr<Room>, u32)>,
+}
+
+impl UserPresence {
+    fn status(&self) -> Status {
+        match (self.sessions, self.chosen, self.idle) {
+            (0, _, _) => Status::Offline,
+            (_, Status::Online, true) => Status::Away,
+            (_, s, _) => s,
+        }
+    }
+}
+
+pub struct Presence {
+    idle_after: Duration,
+    users: HashMap<UserId, UserPresence>,
+}
+
+impl Presence {
+    pub fn new(idle_after: Duration) -> Presence {
+        Presence {
+            idle_after,
+            users: HashMap::new(),
+        }
+    }
+
+    fn frame(user: &UserId, p: &UserPresence, last_seen: u64) -> bytes::Bytes {
+        encode(&ServerFrame::Presence {
+            user,
+            status: p.status(),
+            last_seen: Some(last_seen),
+            activity: p.activity.as_deref(),
+        })
+    }
+
+    /// Sends the user's current status to every room they are in.
+    fn announce(&self, user: &UserId) {
+        if let Some(p) = self.users.get(user) {
+            let frame = Self::frame(user, p, now_ms());
+            for (addr, _) in p.rooms.values() {
+                addr.do_send(MemberStatus {
+                    user: user.clone(),
+                    status: p.status(),
+                    frame: frame.clone(),
+                });
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        for (u, p) in self.users.iter_mut() {
+            if !p.idle && p.sessions > 0 && now.duration_since(p.last_active) >= self.idle_after {
+                let before = p.status();
+                p.idle = true;
+                if p.status() != before {
+                    changed.push(u.clone());
+                }
+            }
+        }
+        for u in changed {
+            self.announce(&u);
+        }
+    }
+}
+
+impl Actor for Presence {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+        let every = (self.idle_after / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
+        ctx.run_interval(every, |act, _| act.sweep());
+    }
+}
+
+/// A session of `user` connected.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Opened {
+    pub user: UserId,
+    pub name: Arc<str>,
+}
+
+impl Handler<Opened> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: Opened, _: &mut Context<Self>) {
+        let p = self
+            .users
+            .entry(msg.user.clone())
+            .or_insert_with(|| UserPresence {
+                sessions: 0,
+                chosen: Status::Online,
+                idle: false,
+                last_active: Instant::now(),
+                activity: None,
+                rooms: HashMap::new(),
+            });
+        p.sessions += 1;
+        p.last_active = Instant::now();
+        if p.idle {
+            p.idle = false;
+            self.announce(&msg.user);
+        }
+    }
+}
+
+/// A session of `user` ended; it was in `rooms`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Closed {
+    pub user: UserId,
+    pub rooms: Vec<RoomName>,
+}
+
+impl Handler<Closed> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
+        let Some(p) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        p.sessions = p.sessions.saturating_sub(1);
+        if p.sessions == 0 {
+            // Tell every room the user was in, then forget the user.
+            self.announce(&msg.user);
+            self.users.remove(&msg.user);
+            return;
+        }
+        for room in msg.rooms {
+            if let Some((_, n)) = p.rooms.get_mut(&room) {
+                *n -= 1;
+                if *n == 0 {
+                    p.rooms.remove(&room);
+                }
+            }
+        }
+    }
+}
+
+/// A session of `user` joined `room`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinedRoom {
+    pub user: UserId,
+    pub room: RoomName,
+    pub addr: Addr<Room>,
+}
+
+impl Handler<JoinedRoom> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: JoinedRoom, _: &mut Context<Self>) {
+        let Some(p) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        let slot = p.rooms.entry(msg.room).or_insert((msg.addr.clone(), 0));
+        slot.0 = msg.addr.clone();
+        slot.1 += 1;
+        // The room assumes "online" for a new member; correct it if needed.
+        if p.status() != Status::Online || p.activity.is_some() {
+            let frame = Self::frame(&msg.user, p, now_ms());
+            msg.addr.do_send(MemberStatus {
+                user: msg.user,
+                status: p.status(),
+                frame,
+            });
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeftRoom {
+    pub user: UserId,
+    pub room: RoomName,
+}
+
+impl Handler<LeftRoom> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeftRoom, _: &mut Context<Self>) {
+        if let Some(p) = self.users.get_mut(&msg.user) {
+            if let Some((_, n)) = p.rooms.get_mut(&msg.room) {
+                *n -= 1;
+                if *n == 0 {
+                    p.rooms.remove(&msg.room);
+                }
+            }
+        }
+    }
+}
+
+/// `presence:update` from a client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetStatus {
+    pub user: UserId,
+    pub status: Status,
+    pub activity: Option<String>,
+}
+
+impl Handler<SetStatus> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) {
+        let Some(p) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        p.chosen = msg.status;
+        p.activity = msg.activity;
+        p.idle = false;
+        p.last_active = Instant::now();
+        self.announce(&msg.user);
+    }
+}
+
+/// The user did something (sent a frame). Sessions send this at most a few
+/// times per idle period.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Activity {
+    pub user: UserId,
+}
+
+impl Handler<Activity> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, msg: Activity, _: &mut Context<Self>) {
+        let Some(p) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        p.last_active = Instant::now();
+        if p.idle {
+            let before = p.status();
+            p.idle = false;
+            if p.status() != before {
+                self.announce(&msg.user);
+            }
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! The native wire protocol: JSON text frames tagged by `"type"`.
+//!
+//! Client frames are parsed exactly once, in [`parse`], into [`Request`]; every
+//! failure becomes a [`FrameError`] with a stable code. Server frames are
+//! [`ServerFrame`] values encoded once by [`encode`] into shared bytes.
+//! docs/PROTOCOL.md documents every frame and field below.
+
+use crate::error::ErrorCode;
+use crate::ids::{RoomName, UserId};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Longest client `id` accepted (it is echoed in acks and errors).
+pub const MAX_ID_LEN: usize = 128;
+/// Longest presence `activity` text.
+pub const MAX_ACTIVITY_LEN: usize = 140;
+/// Deepest nesting of arrays/objects accepted inside `data`. The server only
+/// forwards `data`, but clients with a recursion limit (serde_json: 128) could
+/// not parse a frame nested deeper, so one such message would poison a room.
+pub const MAX_DATA_DEPTH: usize = 64;
+/// Longest token accepted in an `auth` frame.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// A presence status a client may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Away,
+    Busy,
+    Offline,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Away => "away",
+            Status::Busy => "busy",
+            Status::Offline => "offline",
+        }
+    }
+}
+
+/// A parsed, validated client frame.
+#[derive(Debug)]
+pub enum ClientFrame {
+    Auth {
+        token: String,
+    },
+    Join {
+        room: RoomName,
+        since: Option<u64>,
+        epoch: Option<String>,
+    },
+    Leave {
+        room: RoomName,
+    },
+    Send {
+        room: RoomName,
+        data: Box<RawValue>,
+    },
+    Direct {
+        to: UserId,
+        data: Box<RawValue>,
+    },
+    Typing {
+        room: RoomName,
+        on: bool,
+    },
+    Presence {
+        status: Status,
+        activity: Option<String>,
+    },
+    Ping,
+}
+
+/// A client frame with its optional correlation `id`.
+#[derive(Debug)]
+pub struct Request {
+    pub frame: ClientFrame,
+    pub id: Option<String>,
+}
+
+/// Why a client frame was refused; `id` is the frame's own id when it could be read.
+#[derive(Debug, PartialEq)]
+pub struct FrameError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub id: Option<String>,
+}
+
+/// Every client frame type, for `unknown_type` messages and the docs.
+pub const CLIENT_TYPES: [&str; 9] = [
+    "auth",
+    "room:join",
+    "room:leave",
+    "message:send",
+    "direct:send",
+    "typing:start",
+    "typing:stop",
+    "presence:update",
+    "ping",
+];
+
+/// The union of all client fields, read in one pass. Unknown fields are an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    id: Option<String>,
+    token: Option<String>,
+    room: Option<String>,
+    since: Option<u64>,
+    epoch: Option<String>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    to: Option<String>,
+    status: Option<Status>,
+    activity: Option<String>,
+}
+
+/// `data` may be any JSON, `null` included: a present field is always `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Read only when the full parse failed, to name the type and id in the error.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>, id: &Option<String>) -> FrameError {
+    FrameError {
+        code,
+        message: message.into(),
+        id: id.clone(),
+    }
+}
+
+/// Parses one text frame.
+pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
+    let wire: Wire = match serde_json::from_slice(text) {
+        Ok(w) => w,
+        Err(e) => return Err(classify(text, e)),
+    };
+    let id = wire.id.clone();
+    if let Some(i) = &id {
+        if i.len() > MAX_ID_LEN {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("id is longer than {MAX_ID_LEN} bytes"),
+                &None,
+            ));
+        }
+    }
+    let ty = wire.ty.as_ref();
+    let fields: [(&str, bool); 8] = [
+        ("token", wire.token.is_some()),
+        ("room", wire.room.is_some()),
+        ("since", wire.since.is_some()),
+        ("epoch", wire.epoch.is_some()),
+        ("data", wire.data.is_some()),
+        ("to", wire.to.is_some()),
+        ("status", wire.status.is_some()),
+        ("activity", wire.activity.is_some()),
+    ];
+    let allowed: &[&str] = match ty {
+        "auth" => &["token"],
+        "room:join" => &["room", "since", "epoch"],
+        "room:leave" | "typing:start" | "typing:stop" => &["room"],
+        "message:send" => &["room", "data"],
+        "direct:send" => &["to", "data"],
+        "presence:update" => &["status", "activity"],
+        "ping" => &[],
+        other => {
+            return Err(err(
+                ErrorCode::UnknownType,
+                format!(
+                    "unknown frame type {other:?}; expected one of {}",
+                    CLIENT_TYPES.join(", ")
+                ),
+                &id,
+            ))
+        }
+    };
+    if let Some((name, _)) = fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("field `{name}` is not allowed in {ty}"),
+            &id,
+        ));
+    }
+    let room = |w: &Wire| -> Result<RoomName, FrameError> {
+        let raw = w
+            .room
+            .as_deref()
+            .ok_or_else(|| err(ErrorCode::BadRequest, format!("{ty} needs `room`"), &id))?;
+        RoomName::parse(raw).ok_or_else(|| {
+            err(
+                ErrorCode::InvalidRoom,
+                "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @",
+                &id,
+            )
+        })
+    };
+    let data = |w: &Wire| -> Result<Box<RawValue>, FrameError> {
+        let d = w
+            .data
+            .ok_or_else(|| err(ErrorCode::BadRequest, format!("{ty} needs `data`"), &id))?;
+        if json_depth(d.get()) > MAX_DATA_DEPTH {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("data is nested deeper than {MAX_DATA_DEPTH} levels"),
+                &id,
+            ));
+        }
+        // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
+        // strictly would reject the whole frame. Only text with `\u` needs the full check.
+        if d.get().contains("\\u") && serde_json::from_str::<serde_json::Value>(d.get()).is_err() {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "data has an invalid \\u escape",
+                &id,
+            ));
+        }
+        Ok(d.to_owned())
+    };
+    let frame = match ty {
+        "auth" => {
+            let token = wire
+                .token
+                .clone()
+                .ok_or_else(|| err(ErrorCode::BadRequest, "auth needs `token`", &id))?;
+            if token.len() > MAX_TOKEN_LEN {
+                return Err(err(ErrorCode::BadRequest, "token is too long", &id));
+            }
+            ClientFrame::Auth { token }
+        }
+        "room:join" => ClientFrame::Join {
+            room: room(&wire)?,
+            since: wire.since,
+            epoch: wire.epoch.clone(),
+        },
+        "room:leave" => ClientFrame::Leave { room: room(&wire)? },
+        "typing:start" => ClientFrame::Typing {
+            room: room(&wire)?,
+            on: true,
+        },
+        "typing:stop" => ClientFrame::Typing {
+            room: room(&wire)?,
+            on: false,
+        },
+        "message:send" => ClientFrame::Send {
+            room: room(&wire)?,
+            data: data(&wire)?,
+        },
+        "direct:send" => {
+            let raw = wire
+                .to
+                .as_deref()
+                .ok_or_else(|| err(ErrorCode::BadRequest, "direct:send needs `to`", &id))?;
+            let to = UserId::parse(raw)
+                .ok_or_else(|| err(ErrorCode::BadRequest, "`to` is not a valid user id", &id))?;
+            ClientFrame::Direct {
+                to,
+                data: data(&wire)?,
+            }
+        }
+        "presence:update" => {
+            let status = wire
+                .status
+                .ok_or_else(|| err(ErrorCode::BadRequest, "presence:update needs `status`", &id))?;
+            if status == Status::Offline {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    "status must be online, away or busy",
+                    &id,
+                ));
+            }
+            let activity = wire.activity.clone();
+            if activity
+                .as_ref()
+                .is_some_and(|a| a.chars().count() > MAX_ACTIVITY_LEN)
+            {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!("activity is longer than {MAX_ACTIVITY_LEN} characters"),
+                    &id,
+                ));
+            }
+            ClientFrame::Presence { status, activity }
+        }
+        _ => ClientFrame::Ping,
+    };
+    Ok(Request { frame, id })
+}
+
+/// Maximum nesting depth of already-validated JSON text (brackets outside strings).
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => FrameError {
+            code: ErrorCode::BadJson,
+            message: format!("invalid JSON: {e}"),
+            id: None,
+        },
+        Category::Data => {
+            let probe: Option<Probe> = serde_json::from_slice(text).ok();
+            let id = probe.as_ref().and_then(|p| match &p.id {
+                Some(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s.clone()),
+                _ => None,
+            });
+            match probe.as_ref().map(|p| p.ty.as_deref()) {
+                None => FrameError {
+                    code: ErrorCode::BadRequest,
+                    message: "a frame must be a JSON object".into(),
+                    id,
+                },
+                Some(None) => FrameError {
+                    code: ErrorCode::BadRequest,
+                    message: "a frame needs a string `type`".into(),
+                    id,
+                },
+                Some(Some(t)) if !CLIENT_TYPES.contains(&t) => FrameError {
+                    code: ErrorCode::UnknownType,
+                    message: format!(
+                        "unknown frame type {t:?}; expected one of {}",
+                        CLIENT_TYPES.join(", ")
+                    ),
+                    id,
+                },
+                Some(Some(_)) => FrameError {
+                    code: ErrorCode::BadRequest,
+                    message: e.to_string(),
+                    id,
+                },
+            }
+        }
+    }
+}
+
+/// Who sent a message, as shown to receivers.
+#[derive(Debug, Clone, Serialize)]
+pub struct From {
+    pub user: UserId,
+    pub name: std::sync::Arc<str>,
+}
+
+/// A room member as listed in `room:joined` and the presence API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    pub user: UserId,
+    pub name: std::sync::Arc<str>,
+    pub status: Status,
+}
+
+/// Every frame the server sends.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame<'a> {
+    #[serde(rename = "connected")]
+    Connected {
+        session: String,
+        user: &'a UserId,
+        name: &'a str,
+        guest: bool,
+        role: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+    },
+    #[serde(rename = "auth:ok")]
+    AuthOk {
+        user: &'a UserId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:joined")]
+    Joined {
+        room: &'a RoomName,
+        seq: u64,
+        epoch: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        members: &'a [MemberInfo],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:left")]
+    Left {
+        room: &'a RoomName,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "message:receive")]
+    Message {
+        room: &'a RoomName,
+        seq: u64,
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "ack")]
+    Ack {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    #[serde(rename = "direct:receive")]
+    Direct {
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:member_joined")]
+    MemberJoined {
+        room: &'a RoomName,
+        user: &'a MemberInfo,
+    },
+    #[serde(rename = "room:member_left")]
+    MemberLeft {
+        room: &'a RoomName,
+        user: &'a MemberInfo,
+    },
+    #[serde(rename = "typing:update")]
+    Typing {
+        room: &'a RoomName,
+        users: &'a [From],
+    },
+    #[serde(rename = "presence:update")]
+    Presence {
+        user: &'a UserId,
+        status: Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_seen: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        activity: Option<&'a str>,
+    },
+    #[serde(rename = "broadcast")]
+    Broadcast {
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+    },
+    #[serde(rename = "error")]
+    Error {
+        code: &'static str,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    #[serde(rename = "pong")]
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+}
+
+/// Encodes a frame once; the bytes are shared by every recipient.
+pub fn encode(frame: &ServerFrame) -> Bytes {
+    match serde_json::to_vec(frame) {
+        Ok(v) => Bytes::from(v),
+        // Unreachable with these types (no non-string map keys); never panic on it.
+        Err(_) => {
+            Bytes::from_static(br#"{"type":"error","code":"internal","message":"encoding failed"}"#)
+        }
+    }
+}
+
+/// An `error` frame.
+pub fn error_frame(
+    code: ErrorCode,
+    message: &str,
+    reference: Option<&str>,
+    retry_after_ms: Option<u64>,
+) -> Bytes {
+    crate::metrics::METRICS.error(code);
+    encode(&ServerFrame::Error {
+        code: code.as_str(),
+        message,
+        reference,
+        retry_after_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse(text.as_bytes()).expect_err(text).code
+    }
+
+    #[test]
+    fn parses_each_frame() {
+        let r = parse(br#"{"type":"room:join","room":"general","since":41,"id":"j1"}"#).unwrap();
+        assert_eq!(r.id.as_deref(), Some("j1"));
+        match r.frame {
+            ClientFrame::Join { room, since, epoch } => {
+                assert_eq!(room.as_str(), "general");
+                assert_eq!(since, Some(41));
+                assert_eq!(epoch, None);
+            }
+            f => panic!("{f:?}"),
+        }
+        match parse(br#"{"type":"message:send","room":"r","data":{"a":[1,2,"x"]},"id":"c1"}"#)
+            .unwrap()
+            .frame
+        {
+            ClientFrame::Send { data, .. } => assert_eq!(data.get(), r#"{"a":[1,2,"x"]}"#),
+            f => panic!("{f:?}"),
+        }
+        match parse(br#"{"type":"message:send","room":"r","data":null}"#)
+            .unwrap()
+            .frame
+        {
+            ClientFrame::Send { data, .. } => assert_eq!(data.get(), "null"),
+            f => panic!("{f:?}"),
+        }
+        assert!(matches!(
+            parse(br#"{"type":"ping"}"#).unwrap().frame,
+            ClientFrame::Ping
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"typing:stop","room":"r"}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::Typing { on: false, .. }
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"presence:update","status":"busy","activity":"coding"}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::Presence {
+                status: Status::Busy,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"direct:send","to":"bob","data":"hi"}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::Direct { .. }
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"auth","token":"x.y.z"}"#).unwrap().frame,
+            ClientFrame::Auth { .. }
+        ));
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(code("{"), ErrorCode::BadJson);
+        assert_eq!(code("not json"), ErrorCode::BadJson);
+        assert_eq!(code(""), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadRequest);
+        assert_eq!(code("\"str\""), ErrorCode::BadRequest);
+        assert_eq!(code("{}"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"nope"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"nope","extra":1}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"room:join"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"bad room"}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":""}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"r","since":-1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"r","since":1e400}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"r","since":18446744073709551616}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"message:send","room":"r"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"message:send","room":"r","data":1,"since":3}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"ping","bogus":true}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"presence:update","status":"offline"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"presence:update","status":"sleepy"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"direct:send","to":"a b","data":1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"ping","type":"ping"}"#),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn error_keeps_the_frames_id() {
+        let e = parse(br#"{"type":"room:join","room":"bad room","id":"x7"}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("x7"));
+        let e = parse(br#"{"type":"whatever","id":"x8","more":[1]}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::UnknownType, Some("x8"))
+        );
+        let e =
+            parse(format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(MAX_ID_LEN + 1)).as_bytes())
+                .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        // A top-level array is refused as "not an object" before its end is read.
+        let deep = "[".repeat(100_000);
+        assert_eq!(code(&deep), ErrorCode::BadRequest);
+        let deep_obj =
+            r#"{"type":"message:send","room":"r","data":"#.to_string() + &"[".repeat(100_000);
+        assert!(parse(deep_obj.as_bytes()).is_err());
+        assert_eq!(code(r#"{"type":"ping""#), ErrorCode::BadJson);
+        let deep_data = format!(
+            r#"{{"type":"message:send","room":"r","data":{}}}"#,
+            "[".repeat(10_000) + &"]".repeat(10_000)
+        );
+        assert_eq!(code(&deep_data), ErrorCode::BadRequest);
+        let ok_depth = "[".repeat(MAX_DATA_DEPTH) + &"]".repeat(MAX_DATA_DEPTH);
+        assert!(parse(
+            format!(r#"{{"type":"message:send","room":"r","data":{ok_depth}}}"#).as_bytes()
+        )
+        .is_ok());
+        assert_eq!(json_depth(r#"{"a":"[[[[\"[[","b":[{}]}"#), 3);
+        assert_eq!(code("\u{0}\u{1}\u{2}"), ErrorCode::BadJson);
+        assert!(parse(&[0xff, 0xfe, b'{', b'}']).is_err());
+        assert!(parse(br#"{"type":"message:send","room":"r","data":"\ud800"}"#).is_err());
+        let long_room = format!(r#"{{"type":"room:join","room":"{}"}}"#, "a".repeat(10_000));
+        assert_eq!(code(&long_room), ErrorCode::InvalidRoom);
+    }
+
+    #[test]
+    fn encodes_raw_data_verbatim() {
+        let from = From {
+            user: UserId::parse("u1").unwrap(),
+            name: "U".into(),
+        };
+        let room = RoomName::parse("general").unwrap();
+        let data = RawValue::from_string(r#"{"text":"hé \"q\""}"#.into()).unwrap();
+        let b = encode(&ServerFrame::Message {
+            room: &room,
+            seq: 58,
+            from: &from,
+            data: &data,
+            ts: 1,
+            id: Some("c1"),
+        });
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"type":"message:receive","room":"general","seq":58,"from":{"user":"u1","name":"U"},"data":{"text":"hé \"q\""},"ts":1,"id":"c1"}"#
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! One actor per active room: members, seq and history, typing, and the
+//! fan-out. A message is encoded once here and the same bytes are queued to
+//! every member's outbox; the Hub is not on this path.
+
+use crate::error::{ErrorCode, HubError};
+use crate::history::{History, Recovery};
+use crate::hub::{Hub, RoomIdle};
+use crate::ids::{now_ms, RoomName, SessionId, UserId};
+use crate::metrics::METRICS;
+use crate::outbox::{Out, Outbox};
+use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame, Status};
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A session in the room.
+#[derive(Clone)]
+pub struct Member {
+    pub session: SessionId,
+    pub user: UserId,
+    pub name: Arc<str>,
+    pub outbox: Outbox,
+}
+
+/// A user in the room (one or more sessions).
+struct UserSlot {
+    name: Arc<str>,
+    status: Status,
+    sessions: u32,
+}
+
+pub struct Room {
+    name: RoomName,
+    hub: Addr<Hub>,
+    history: History,
+    members: HashMap<SessionId, Member>,
+    users: HashMap<UserId, UserSlot>,
+    /// Who is typing, and when that expires.
+    typing: HashMap<UserId, Instant>,
+    typing_timer: Option<SpawnHandle>,
+    typing_ttl: Duration,
+    /// Messages received from the Hub (joins, API publishes): the Hub frees the
+    /// room only if it has forwarded no more than this, so nothing in flight is lost.
+    hub_ops: u64,
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Fan-out is bursty; a deep mailbox keeps publishers from seeing back-pressure errors.
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+    }
+}
+
+impl Room {
+    pub fn new(name: RoomName, hub: Addr<Hub>, history: History, typing_ttl: Duration) -> Room {
+        Room {
+            name,
+            hub,
+            history,
+            members: HashMap::new(),
+            users: HashMap::new(),
+            typing: HashMap::new(),
+            typing_timer: None,
+            typing_ttl,
+            hub_ops: 0,
+        }
+    }
+
+    /// Queues `frame` to every member (but `except`); evicts members whose
+    /// queue is full or closed. Returns how many got it.
+    fn broadcast(&mut self, frame: &Bytes, except: Option<SessionId>) -> usize {
+        let mut failed = Vec::new();
+        let mut sent = 0;
+        for m in self.members.values() {
+            if Some(m.session) == except {
+                continue;
+            }
+            if m.outbox.push(frame.clone()) {
+                sent += 1;
+            } else {
+                failed.push(m.session);
+            }
+        }
+        METRICS.deliveries.fetch_add(sent as u64, Relaxed);
+        for s in failed {
+            self.remove(s);
+        }
+        sent
+    }
+
+    /// Removes a session; announces the user's departure when it was their last.
+    fn remove(&mut self, session: SessionId) -> Option<Member> {
+        let m = self.members.remove(&session)?;
+        let gone = match self.users.get_mut(&m.user) {
+            Some(slot) if slot.sessions > 1 => {
+                slot.sessions -= 1;
+                None
+            }
+            Some(_) => self.users.remove(&m.user),
+            None => None,
+        };
+        if let Some(slot) = gone {
+            if self.typing.remove(&m.user).is_some() {
+                self.typing_changed();
+            }
+            let info = MemberInfo {
+                user: m.user.clone(),
+                name: slot.name,
+                status: slot.status,
+            };
+            let frame = encode(&ServerFrame::MemberLeft {
+                room: &self.name,
+                user: &info,
+            });
+            self.broadcast(&frame, None);
+        }
+        Some(m)
+    }
+
+    fn members_info(&self) -> Vec<MemberInfo> {
+        let mut v: Vec<MemberInfo> = self
+            .users
+            .iter()
+            .map(|(u, s)| MemberInfo {
+                user: u.clone(),
+                name: s.name.clone(),
+                status: s.status,
+            })
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
+    fn typing_changed(&mut self) {
+        let mut users: Vec<From> = self
+            .typing
+            .keys()
+            .filter_map(|u| {
+                self.users.get(u).map(|s| From {
+                    user: u.clone(),
+                    name: s.name.clone(),
+                })
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        let frame = encode(&ServerFrame::Typing {
+            room: &self.name,
+            users: &users,
+        });
+        self.broadcast(&frame, None);
+    }
+
+    /// Re-arms the timer for the earliest typing expiry.
+    fn schedule_typing(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.typing_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(next) = self.typing.values().min().copied() {
+            let delay = next.saturating_duration_since(Instant::now());
+            self.typing_timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.typing_timer = None;
+                let now = Instant::now();
+                let before = act.typing.len();
+                act.typing.retain(|_, exp| *exp > now);
+                if act.typing.len() != before {
+                    act.typing_changed();
+                }
+                act.schedule_typing(ctx);
+            }));
+        }
+    }
+
+    /// Tells the Hub when the room has no members, with a copy of its history.
+    fn report_if_idle(&self) {
+        if self.members.is_empty() {
+            self.hub.do_send(RoomIdle {
+                room: self.name.clone(),
+                hub_ops: self.hub_ops,
+                history: self.history.clone(),
+            });
+        }
+    }
+}
+
+/// A session joins (forwarded by the Hub). Re-joining re-sends `room:joined`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub member: Member,
+    pub since: Option<u64>,
+    pub epoch: Option<String>,
+    pub id: Option<String>,
+}
+
+impl Handler<Join> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        self.hub_ops += 1;
+        let m = msg.member;
+        let rejoin = self.members.insert(m.session, m.clone()).is_some();
+        let new_user = !self.users.contains_key(&m.user);
+        if new_user {
+            self.users.insert(
+                m.user.clone(),
+                UserSlot {
+                    name: m.name.clone(),
+                    status: Status::Online,
+                    sessions: 1,
+                },
+            );
+            let info = MemberInfo {
+                user: m.user.clone(),
+                name: m.name.clone(),
+                status: Status::Online,
+            };
+            let frame = encode(&ServerFrame::MemberJoined {
+                room: &self.name,
+                user: &info,
+            });
+            self.broadcast(&frame, Some(m.session));
+        } else if !rejoin {
+            if let Some(slot) = self.users.get_mut(&m.user) {
+                slot.sessions += 1;
+            }
+        }
+        let (recovered, replay) = match msg.since {
+            None => (None, Vec::new()),
+            Some(since) => match self.history.recover(since, msg.epoch.as_deref()) {
+                Recovery::Complete(v) => (Some(true), v),
+                Recovery::Lost => (Some(false), Vec::new()),
+            },
+        };
+        let members = self.members_info();
+        let joined = encode(&ServerFrame::Joined {
+            room: &self.name,
+            seq: self.history.seq,
+            epoch: &self.history.epoch,
+            recovered,
+            members: &members,
+            id: msg.id.as_deref(),
+        });
+        let mut batch = Vec::with_capacity(replay.len() + 2);
+        batch.push(joined);
+        batch.extend(replay);
+        if !self.typing.is_empty() {
+            let mut users: Vec<From> = self
+                .typing
+                .keys()
+                .filter_map(|u| {
+                    self.users.get(u).map(|s| From {
+                        user: u.clone(),
+                        name: s.name.clone(),
+                    })
+                })
+                .collect();
+            users.sort_by(|a, b| a.user.cmp(&b.user));
+            batch.push(encode(&ServerFrame::Typing {
+                room: &self.name,
+                users: &users,
+            }));
+        }
+        let n = batch.len() as u64;
+        if m.outbox.send(Out::Batch(batch)) {
+            METRICS.deliveries.fetch_add(n, Relaxed);
+        } else {
+            self.remove(m.session);
+            self.report_if_idle();
+        }
+        let _ = ctx;
+    }
+}
+
+/// A session leaves (forwarded by the Hub, also on disconnect with `notify: false`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+    pub id: Option<String>,
+    /// Send `room:left` to the session (false when it disconnected).
+    pub notify: bool,
+}
+
+impl Handler<Leave> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        if let Some(m) = self.remove(msg.session) {
+            if msg.notify {
+                m.outbox.push(encode(&ServerFrame::Left {
+                    room: &self.name,
+                    id: msg.id.as_deref(),
+                }));
+            }
+        }
+        self.report_if_idle();
+    }
+}
+
+/// Where a publish came from.
+pub enum Origin {
+    /// A member session; acks and errors go to its outbox.
+    Session { session: SessionId, outbox: Outbox },
+    /// The REST API, through the Hub.
+    Api,
+}
+
+/// A message for the room. Answers the seq it was given.
+#[derive(Message)]
+#[rtype(result = "Result<u64, HubError>")]
+pub struct Publish {
+    pub from: From,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+    pub origin: Origin,
+    /// When the server received it, for the delivery latency histogram.
+    pub received: Instant,
+}
+
+impl Handler<Publish> for Room {
+    type Result = Result<u64, HubError>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        match &msg.origin {
+            Origin::Session { session, outbox } if !self.members.contains_key(session) => {
+                outbox.push(error_frame(
+                    ErrorCode::NotMember,
+                    "join the room before sending to it",
+                    msg.id.as_deref(),
+                    None,
+                ));
+                return Err(HubError::new(ErrorCode::NotMember, "not a member"));
+            }
+            Origin::Session { .. } => {}
+            Origin::Api => self.hub_ops += 1,
+        }
+        let seq = self.history.next_seq();
+        let frame = encode(&ServerFrame::Message {
+            room: &self.name,
+            seq,
+            from: &msg.from,
+            data: &msg.data,
+            ts: now_ms(),
+            id: msg.id.as_deref(),
+        });
+        self.history.push(seq, frame.clone());
+        METRICS.messages_published.fetch_add(1, Relaxed);
+        self.broadcast(&frame, None);
+        METRICS.delivery_latency(msg.received.elapsed());
+        match (&msg.origin, &msg.id) {
+            (Origin::Session { outbox, .. }, Some(id)) => {
+                outbox.push(encode(&ServerFrame::Ack { id, seq: Some(seq) }));
+            }
+            (Origin::Api, _) => self.report_if_idle(),
+            _ => {}
+        }
+        Ok(seq)
+    }
+}
+
+/// `typing:start` (on) or `typing:stop` from a member session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Typing {
+    pub session: SessionId,
+    pub on: bool,
+}
+
+impl Handler<Typing> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Typing, ctx: &mut Context<Self>) {
+        let Some(user) = self.members.get(&msg.session).map(|m| m.user.clone()) else {
+            return;
+        };
+        let changed = if msg.on {
+            self.typing
+                .insert(user, Instant::now() + self.typing_ttl)
+                .is_none()
+        } else {
+            self.typing.remove(&user).is_some()
+        };
+        if changed {
+            self.typing_changed();
+        }
+        self.schedule_typing(ctx);
+    }
+}
+
+/// A member's presence changed: record it and pass the encoded frame on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MemberStatus {
+    pub user: UserId,
+    pub status: Status,
+    pub frame: Bytes,
+}
+
+impl Handler<MemberStatus> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberStatus, _: &mut Context<Self>) {
+        if let Some(slot) = self.users.get_mut(&msg.user) {
+            slot.status = msg.status;
+        }
+        self.broadcast(&msg.frame, None);
+    }
+}
+
+/// A page of kept history, for `GET /api/rooms/{room}/history`.
+pub struct HistoryView {
+    pub epoch: Arc<str>,
+    pub seq: u64,
+    pub first_seq: u64,
+    pub messages: Vec<Bytes>,
+}
+
+impl HistoryView {
+    pub fn of(h: &History, since: u64, limit: usize) -> HistoryView {
+        HistoryView {
+            epoch: h.epoch.clone(),
+            seq: h.seq,
+            first_seq: h.first_seq(),
+            messages: h.after(since, limit),
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "HistoryView")]
+pub struct GetHistory {
+    pub since: u64,
+    pub limit: usize,
+}
+
+impl Handler<GetHistory> for Room {
+    type Result = MessageResult<GetHistory>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(HistoryView::of(&self.history, msg.since, msg.limit))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<MemberInfo>")]
+pub struct GetMembers;
+
+impl Handler<GetMembers> for Room {
+    type Result = MessageResult<GetMembers>;
+
+    fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.members_info())
+    }
+}
+
+/// Sent by the Hub once it has taken the room's history into its LRU.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,674 @@
+//! One Session actor per connection. It owns the connection's identity, rate
+//! limits, joined rooms and timers, turns client frames into typed messages
+//! for the Hub, Rooms and Presence, and writes only through its [`Outbox`].
+//! It runs on its own `Context`, not the socket's: a client that stops reading
+//! cannot stall its timers, and overflowing its outbox closes it with 4008.
+
+use crate::auth::{Identity, Role};
+use crate::error::{close, ErrorCode};
+use crate::hub::{self, Hub};
+use crate::ids::{RoomName, SessionId};
+use crate::metrics::METRICS;
+use crate::outbox::{CloseSender, Evict, Out, Outbox};
+use crate::presence::{self, Presence};
+use crate::protocol::{self, encode, error_frame, ClientFrame, From, Request, ServerFrame};
+use crate::ratelimit::TokenBucket;
+use crate::room::{self, Origin, Room};
+use crate::Shared;
+use actix::prelude::*;
+use actix_http::ws::{Frame, Item, ProtocolError};
+use bytes::{Bytes, BytesMut};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Frames accepted for a room while its join is still on its way.
+const MAX_PENDING_PER_ROOM: usize = 256;
+
+enum Pending {
+    Send {
+        data: Box<RawValue>,
+        id: Option<String>,
+        received: Instant,
+    },
+    Typing(bool),
+}
+
+enum Slot {
+    /// Asked the Hub; frames for the room wait here, in order.
+    Joining {
+        token: u64,
+        pending: Vec<Pending>,
+    },
+    Joined(Addr<Room>),
+}
+
+/// Counts the connection for `/metrics` and the connection limit, for exactly
+/// as long as the session exists.
+pub struct ConnGuard;
+
+impl ConnGuard {
+    pub fn new() -> ConnGuard {
+        METRICS.connections.fetch_add(1, Relaxed);
+        METRICS.connections_total.fetch_add(1, Relaxed);
+        ConnGuard
+    }
+}
+
+impl Default for ConnGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        METRICS.connections.fetch_sub(1, Relaxed);
+    }
+}
+
+pub struct Session {
+    id: SessionId,
+    /// `None` until the connection authenticates or becomes a guest.
+    ident: Option<Identity>,
+    from: Option<From>,
+    shared: Arc<Shared>,
+    hub: Addr<Hub>,
+    presence: Addr<Presence>,
+    outbox: Outbox,
+    close_tx: Option<CloseSender>,
+    rooms: HashMap<RoomName, Slot>,
+    join_token: u64,
+    messages: TokenBucket,
+    frames: TokenBucket,
+    awaiting_pong: Option<Instant>,
+    last_activity_report: Instant,
+    exp_timer: Option<SpawnHandle>,
+    fragments: Option<(bool, BytesMut)>,
+    closing: bool,
+    _conn: ConnGuard,
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        hub: Addr<Hub>,
+        presence: Addr<Presence>,
+        ident: Option<Identity>,
+        outbox: Outbox,
+        close_tx: CloseSender,
+        conn: ConnGuard,
+    ) -> Session {
+        let now = Instant::now();
+        let cfg = &shared.cfg;
+        let (messages, frames) = (
+            TokenBucket::new(cfg.user_rate, now),
+            TokenBucket::new(cfg.frame_rate, now),
+        );
+        Session {
+            id: SessionId::next(),
+            ident,
+            from: None,
+            hub,
+            presence,
+            outbox,
+            close_tx: Some(close_tx),
+            rooms: HashMap::new(),
+            join_token: 0,
+            messages,
+            frames,
+            awaiting_pong: None,
+            last_activity_report: now,
+            exp_timer: None,
+            fragments: None,
+            closing: false,
+            shared,
+            _conn: conn,
+        }
+    }
+
+    fn push(&self, frame: Bytes) {
+        self.outbox.push(frame);
+    }
+
+    fn error(&self, code: ErrorCode, message: &str, reference: Option<&str>) {
+        self.push(error_frame(code, message, reference, None));
+    }
+
+    /// Sends a close frame after what is queued, then stops. Idempotent.
+    fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        log::debug!("session {} closing: {code} {reason}", self.id);
+        if let Some(tx) = self.close_tx.take() {
+            let _ = tx.send((code, reason.to_string()));
+        }
+        ctx.stop();
+    }
+
+    fn privileged_rate(&self) -> bool {
+        self.ident.as_ref().is_some_and(|i| i.role == Role::Service)
+    }
+
+    /// The connection now has an identity: register with the Hub, greet the
+    /// client, and join the personal room.
+    fn register(&mut self, ident: Identity, ctx: &mut Context<Self>) {
+        if ident.guest {
+            self.messages = TokenBucket::new(self.shared.cfg.guest_rate, Instant::now());
+        }
+        let from = From {
+            user: ident.user.clone(),
+            name: ident.name.clone(),
+        };
+        self.hub.do_send(hub::Connect {
+            session: self.id,
+            from: from.clone(),
+            outbox: self.outbox.clone(),
+            addr: ctx.address(),
+        });
+        self.push(encode(&ServerFrame::Connected {
+            session: self.id.to_string(),
+            user: &ident.user,
+            name: &ident.name,
+            guest: ident.guest,
+            role: ident.role.as_str(),
+            exp: ident.exp,
+        }));
+        log::debug!(
+            "session {} is {} ({})",
+            self.id,
+            ident.user,
+            if ident.guest {
+                "guest"
+            } else {
+                ident.role.as_str()
+            }
+        );
+        let personal = RoomName::personal(&ident.user);
+        self.arm_expiry(ident.exp, ctx);
+        self.ident = Some(ident);
+        self.from = Some(from);
+        self.join(personal, None, None, None, ctx);
+    }
+
+    fn arm_expiry(&mut self, exp: Option<u64>, ctx: &mut Context<Self>) {
+        if let Some(h) = self.exp_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(exp) = exp {
+            let left = (exp * 1000).saturating_sub(crate::ids::now_ms());
+            self.exp_timer = Some(ctx.run_later(
+                std::time::Duration::from_millis(left),
+                |act, ctx| {
+                    act.close(close::POLICY, "token expired", ctx);
+                },
+            ));
+        }
+    }
+
+    fn become_guest(&mut self, ctx: &mut Context<Self>) {
+        let ident = self.shared.auth.guest(None);
+        self.register(ident, ctx);
+    }
+
+    fn on_text(&mut self, text: Bytes, ctx: &mut Context<Self>) {
+        METRICS.frames_in.fetch_add(1, Relaxed);
+        if text.len() > self.shared.cfg.max_frame {
+            let msg = format!(
+                "frame is {} bytes; the limit is {}",
+                text.len(),
+                self.shared.cfg.max_frame
+            );
+            self.error(ErrorCode::TooLarge, &msg, None);
+            return;
+        }
+        let now = Instant::now();
+        if !self.privileged_rate() {
+            if let Err(wait) = self.frames.take(now) {
+                self.push(error_frame(
+                    ErrorCode::RateLimited,
+                    "too many frames",
+                    None,
+                    Some(wait.as_millis() as u64 + 1),
+                ));
+                return;
+            }
+        }
+        let parsed = protocol::parse(&text);
+        if self.ident.is_none() {
+            match &parsed {
+                Ok(Request {
+                    frame: ClientFrame::Auth { token },
+                    ..
+                }) => {
+                    match self.shared.auth.verify(token) {
+                        Ok(ident) => self.register(ident, ctx),
+                        Err(e) => self.close(close::POLICY, &e.message, ctx),
+                    }
+                    return;
+                }
+                _ if self.shared.auth.guests => self.become_guest(ctx),
+                _ => {
+                    METRICS.auth_failures.fetch_add(1, Relaxed);
+                    self.close(
+                        close::POLICY,
+                        "authentication required: send an auth frame first",
+                        ctx,
+                    );
+                    return;
+                }
+            }
+        }
+        match parsed {
+            Ok(req) => {
+                if !matches!(req.frame, ClientFrame::Ping) {
+                    self.report_activity(now);
+                }
+                self.dispatch(req, now, ctx);
+            }
+            Err(e) => self.error(e.code, &e.message, e.id.as_deref()),
+        }
+    }
+
+    /// Tells Presence the user is active, at most four times per idle period.
+    fn report_activity(&mut self, now: Instant) {
+        if now.duration_since(self.last_activity_report) >= self.shared.cfg.presence_idle / 4 {
+            self.last_activity_report = now;
+            if let Some(i) = &self.ident {
+                self.presence.do_send(presence::Activity {
+                    user: i.user.clone(),
+                });
+            }
+        }
+    }
+
+    fn dispatch(&mut self, req: Request, now: Instant, ctx: &mut Context<Self>) {
+        let id = req.id;
+        match req.frame {
+            ClientFrame::Auth { token } => self.reauth(&token, id, ctx),
+            ClientFrame::Join { room, since, epoch } => self.join(room, since, epoch, id, ctx),
+            ClientFrame::Leave { room } => self.leave(room, id),
+            ClientFrame::Send { room, data } => {
+                if self.limit_messages(now, id.as_deref()) {
+                    self.send(
+                        room,
+                        Pending::Send {
+                            data,
+                            id,
+                            received: now,
+                        },
+                    );
+                }
+            }
+            ClientFrame::Typing { room, on } => self.send(room, Pending::Typing(on)),
+            ClientFrame::Direct { to, data } => {
+                if self.limit_messages(now, id.as_deref()) {
+                    self.hub.do_send(hub::Direct {
+                        session: self.id,
+                        to,
+                        data,
+                        id,
+                    });
+                }
+            }
+            ClientFrame::Presence { status, activity } => {
+                if let Some(i) = &self.ident {
+                    self.presence.do_send(presence::SetStatus {
+                        user: i.user.clone(),
+                        status,
+                        activity,
+                    });
+                }
+            }
+            ClientFrame::Ping => self.push(encode(&ServerFrame::Pong { id: id.as_deref() })),
+        }
+    }
+
+    /// Applies the message rate limit; `false` means refused (and answered).
+    fn limit_messages(&mut self, now: Instant, id: Option<&str>) -> bool {
+        if self.privileged_rate() {
+            return true;
+        }
+        match self.messages.take(now) {
+            Ok(()) => true,
+            Err(wait) => {
+                let msg = "message rate limit reached; retry later";
+                self.push(error_frame(
+                    ErrorCode::RateLimited,
+                    msg,
+                    id,
+                    Some(wait.as_millis() as u64 + 1),
+                ));
+                false
+            }
+        }
+    }
+
+    fn reauth(&mut self, token: &str, id: Option<String>, ctx: &mut Context<Self>) {
+        let Some(current) = &self.ident else { return };
+        if current.guest {
+            self.error(
+                ErrorCode::BadRequest,
+                "a guest session cannot authenticate; reconnect with the token",
+                id.as_deref(),
+            );
+            return;
+        }
+        match self.shared.auth.verify(token) {
+            Err(e) => self.close(close::POLICY, &e.message, ctx),
+            Ok(new) if new.user != current.user => {
+                METRICS.auth_failures.fetch_add(1, Relaxed);
+                self.close(close::POLICY, "token is for another user", ctx)
+            }
+            Ok(new) => {
+                self.arm_expiry(new.exp, ctx);
+                self.push(encode(&ServerFrame::AuthOk {
+                    user: &new.user,
+                    exp: new.exp,
+                    id: id.as_deref(),
+                }));
+                self.ident = Some(new);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        room: RoomName,
+        since: Option<u64>,
+        epoch: Option<String>,
+        id: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(ident) = &self.ident else { return };
+        if !self.shared.auth.can_join(ident, &room) {
+            self.error(
+                ErrorCode::Forbidden,
+                &format!("you may not join {room}"),
+                id.as_deref(),
+            );
+            return;
+        }
+        let personal = room
+            .personal_owner()
+            .is_some_and(|o| o == ident.user.as_str());
+        if !personal && !self.rooms.contains_key(&room) {
+            let joined = self
+                .rooms
+                .keys()
+                .filter(|r| r.personal_owner() != Some(ident.user.as_str()))
+                .count();
+            if joined >= self.shared.cfg.rooms_per_session {
+                let msg = format!(
+                    "at most {} rooms per connection",
+                    self.shared.cfg.rooms_per_session
+                );
+                self.error(ErrorCode::TooManyRooms, &msg, id.as_deref());
+                return;
+            }
+        }
+        self.join_token += 1;
+        let token = self.join_token;
+        if !matches!(self.rooms.get(&room), Some(Slot::Joined(_))) {
+            let pending = match self.rooms.remove(&room) {
+                Some(Slot::Joining { pending, .. }) => pending,
+                _ => Vec::new(),
+            };
+            self.rooms
+                .insert(room.clone(), Slot::Joining { token, pending });
+        }
+        let req = hub::Join {
+            session: self.id,
+            room: room.clone(),
+            since,
+            epoch,
+            id: id.clone(),
+        };
+        let fut = self.hub.send(req).into_actor(self).map(move |res, act, _| {
+            let Some(slot) = act.rooms.get_mut(&room) else {
+                return;
+            };
+            match (res, slot) {
+                (Ok(Ok(addr)), slot @ Slot::Joining { .. }) => {
+                    let Slot::Joining { token: t, pending } =
+                        std::mem::replace(slot, Slot::Joined(addr.clone()))
+                    else {
+                        return;
+                    };
+                    if t != token {
+                        // A later join of the same room is on its way; keep waiting for it.
+                        *slot = Slot::Joining { token: t, pending };
+                        return;
+                    }
+                    for p in pending {
+                        act.forward(&addr, p);
+                    }
+                }
+                (Ok(Ok(_)), Slot::Joined(_)) => {}
+                (res, _) => {
+                    let why = match res {
+                        Ok(Err(e)) => e.message.to_string(),
+                        _ => "hub unavailable".to_string(),
+                    };
+                    act.rooms.remove(&room);
+                    act.error(
+                        ErrorCode::Internal,
+                        &format!("join failed: {why}"),
+                        id.as_deref(),
+                    );
+                }
+            }
+        });
+        ctx.spawn(fut);
+    }
+
+    fn forward(&self, addr: &Addr<Room>, p: Pending) {
+        match p {
+            Pending::Send { data, id, received } => {
+                let Some(from) = &self.from else { return };
+                addr.do_send(room::Publish {
+                    from: from.clone(),
+                    data,
+                    id,
+                    origin: Origin::Session {
+                        session: self.id,
+                        outbox: self.outbox.clone(),
+                    },
+                    received,
+                });
+            }
+            Pending::Typing(on) => addr.do_send(room::Typing {
+                session: self.id,
+                on,
+            }),
+        }
+    }
+
+    fn send(&mut self, room: RoomName, p: Pending) {
+        match self.rooms.get_mut(&room) {
+            Some(Slot::Joined(addr)) => {
+                let addr = addr.clone();
+                self.forward(&addr, p);
+            }
+            Some(Slot::Joining { pending, .. }) if pending.len() < MAX_PENDING_PER_ROOM => {
+                pending.push(p)
+            }
+            Some(Slot::Joining { .. }) => {
+                if let Pending::Send { id, .. } = p {
+                    self.error(
+                        ErrorCode::RateLimited,
+                        "too many frames while the join completes",
+                        id.as_deref(),
+                    );
+                }
+            }
+            None => match p {
+                Pending::Send { id, .. } => self.error(
+                    ErrorCode::NotMember,
+                    &format!("join {room} before sending to it"),
+                    id.as_deref(),
+                ),
+                Pending::Typing(_) => {
+                    self.error(ErrorCode::NotMember, &format!("join {room} first"), None)
+                }
+            },
+        }
+    }
+
+    fn leave(&mut self, room: RoomName, id: Option<String>) {
+        match self.rooms.remove(&room) {
+            None => self.error(
+                ErrorCode::NotMember,
+                &format!("you are not in {room}"),
+                id.as_deref(),
+            ),
+            Some(slot) => {
+                if let Slot::Joining { pending, .. } = slot {
+                    for p in pending {
+                        if let Pending::Send { id: Some(pid), .. } = p {
+                            self.error(
+                                ErrorCode::NotMember,
+                                "left the room before the join completed",
+                                Some(&pid),
+                            );
+                        }
+                    }
+                }
+                self.hub.do_send(hub::Leave {
+                    session: self.id,
+                    room,
+                    id,
+                });
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_pong.is_some() {
+            return;
+        }
+        let sent = Instant::now();
+        self.awaiting_pong = Some(sent);
+        self.outbox.send(Out::Ping);
+        ctx.run_later(self.shared.cfg.pong_timeout, move |act, ctx| {
+            if act.awaiting_pong == Some(sent) {
+                act.close(close::HEARTBEAT_TIMEOUT, "no pong received", ctx);
+            }
+        });
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+        let cfg = &self.shared.cfg;
+        ctx.run_interval(cfg.ping_interval, |act, ctx| act.heartbeat(ctx));
+        match self.ident.take() {
+            Some(ident) => self.register(ident, ctx),
+            None => {
+                ctx.run_later(cfg.auth_grace, |act, ctx| {
+                    if act.ident.is_none() {
+                        if act.shared.auth.guests {
+                            act.become_guest(ctx);
+                        } else {
+                            METRICS.auth_failures.fetch_add(1, Relaxed);
+                            act.close(close::POLICY, "authentication timeout: no auth frame", ctx);
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.closing = true;
+        if self.from.is_some() {
+            self.hub.do_send(hub::Disconnect { session: self.id });
+        }
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<Frame, ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<Frame, ProtocolError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        match item {
+            Ok(Frame::Text(b)) => self.on_text(b, ctx),
+            Ok(Frame::Binary(_)) => self.error(
+                ErrorCode::BadRequest,
+                "binary frames are not supported; send JSON text",
+                None,
+            ),
+            Ok(Frame::Continuation(item)) => {
+                let (first, last, chunk) = match item {
+                    Item::FirstText(b) => (Some(true), false, b),
+                    Item::FirstBinary(b) => (Some(false), false, b),
+                    Item::Continue(b) => (None, false, b),
+                    Item::Last(b) => (None, true, b),
+                };
+                match (first, self.fragments.as_mut()) {
+                    (Some(text), None) => self.fragments = Some((text, BytesMut::from(&chunk[..]))),
+                    (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
+                    _ => return self.close(close::PROTOCOL, "bad fragment sequence", ctx),
+                }
+                let size = self.fragments.as_ref().map_or(0, |f| f.1.len());
+                if size > self.shared.cfg.hard_max_frame {
+                    return self.close(close::TOO_BIG, "message too large", ctx);
+                }
+                if last {
+                    match self.fragments.take() {
+                        Some((true, buf)) => self.on_text(buf.freeze(), ctx),
+                        _ => self.error(
+                            ErrorCode::BadRequest,
+                            "binary frames are not supported; send JSON text",
+                            None,
+                        ),
+                    }
+                }
+            }
+            Ok(Frame::Ping(b)) => {
+                self.outbox.send(Out::Pong(b));
+            }
+            Ok(Frame::Pong(_)) => self.awaiting_pong = None,
+            Ok(Frame::Close(_)) => self.close(close::NORMAL, "", ctx),
+            Err(ProtocolError::Overflow) => self.close(close::TOO_BIG, "frame too large", ctx),
+            Err(e) => self.close(close::PROTOCOL, &e.to_string(), ctx),
+        }
+    }
+}
+
+/// Close the session with a code (e.g. 1001 on shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<Close> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.close(msg.code, &msg.reason, ctx);
+    }
+}
+
+impl Handler<Evict> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Evict, ctx: &mut Context<Self>) {
+        if !self.closing {
+            METRICS.slow_consumers.fetch_add(1, Relaxed);
+            log::info!("session {} is a slow consumer; closing", self.id);
+            self.close(close::SLOW_CONSUMER, "slow consumer", ctx);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The files under `static/`, compiled into the binary so it serves the demo
+//! page from any working directory (e.g. `./target/release/switchboard`).
+
+pub struct StaticFile {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+}
+
+pub const FILES: &[StaticFile] = &[StaticFile {
+    path: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../static/index.html"),
+}];
+
+pub fn find(path: &str) -> Option<&'static StaticFile> {
+    let path = path.trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    FILES.iter().find(|f| f.path == path)
+}
