@@ -1,0 +1,342 @@
+//! Start the real server, mint tokens, talk WebSocket and HTTP.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "integration-test-secret";
+/// How long any single expected frame may take to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with_env(&[])
+    }
+
+    /// Starts the binary with test defaults overridden by `env`.
+    pub fn with_env(env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env("PORT", "0")
+            .env("SWITCHBOARD_HOST", "127.0.0.1")
+            .env("SWITCHBOARD_JWT_SECRET", SECRET)
+            .env("SWITCHBOARD_WORKERS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("switchboard listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server did not print its address");
+        Server { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn ws(&self, path_and_query: &str) -> Client {
+        Client::connect(&self.url(path_and_query))
+            .await
+            .expect("websocket connect")
+    }
+
+    /// A user connection: consumes `connected` and the personal room's `room:joined`.
+    pub async fn user(&self, sub: &str) -> Client {
+        let t = token(sub, json!({}));
+        let mut c = self.ws(&format!("/ws?token={t}")).await;
+        c.greeted().await;
+        c
+    }
+
+    pub async fn user_with(&self, sub: &str, extra: Value) -> Client {
+        let t = token(sub, extra);
+        let mut c = self.ws(&format!("/ws?token={t}")).await;
+        c.greeted().await;
+        c
+    }
+
+    pub async fn guest(&self, name: &str) -> Client {
+        let mut c = self.ws(&format!("/ws?name={name}")).await;
+        c.greeted().await;
+        c
+    }
+
+    /// A plain HTTP/1.1 request; returns (status, body).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).await.expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+            .await
+            .expect("http timeout")
+            .expect("read");
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status line");
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        let (s, b) = self.http("GET", path, bearer, None).await;
+        (
+            s,
+            serde_json::from_str(&b).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {b}")),
+        )
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http("GET", "/metrics", None, None).await;
+        body.lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HS256 token for `sub`, valid one hour, with extra claims merged in.
+pub fn token(sub: &str, extra: Value) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut claims = json!({ "sub": sub, "name": format!("{sub} name"), "exp": exp });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Client { ws })
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws }
+    }
+
+    /// Reads `connected` and the personal room's `room:joined`; returns `connected`.
+    pub async fn greeted(&mut self) -> Value {
+        let c = self.recv().await;
+        assert_eq!(c["type"], "connected", "{c}");
+        let j = self.recv().await;
+        assert_eq!(j["type"], "room:joined", "{j}");
+        assert_eq!(j["room"], format!("user:{}", c["user"].as_str().unwrap()));
+        c
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, t: &str) {
+        self.ws
+            .send(Message::Text(t.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// The next text frame as JSON (control frames are handled by the library).
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(WAIT)
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    /// The next text frame within `d`, or `None`. Panics if the connection closes.
+    pub async fn try_recv(&mut self, d: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) => panic!("connection ended"),
+                Ok(Some(Err(e))) => panic!("websocket error: {e}"),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => {
+                    return Some(
+                        serde_json::from_str(&t).unwrap_or_else(|e| panic!("bad JSON {e}: {t}")),
+                    )
+                }
+                Message::Close(c) => panic!("connection closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `ty`, skipping others.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(v) if v["type"] == ty => return v,
+                Some(_) => continue,
+                None => panic!("timed out waiting for {ty}"),
+            }
+        }
+    }
+
+    /// Asserts no frame of type `ty` arrives within `d` (others are skipped).
+    pub async fn expect_no(&mut self, ty: &str, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(v) if v["type"] == ty => panic!("unexpected {ty}: {v}"),
+                Some(_) => continue,
+                None => return,
+            }
+        }
+    }
+
+    /// Joins `room`; returns its `room:joined`.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "room:join", "room": room})).await;
+        let j = self.recv_type("room:joined").await;
+        assert_eq!(j["room"], room, "{j}");
+        j
+    }
+
+    /// Reads until the server closes; returns the close code (text frames are skipped).
+    pub async fn close_code(&mut self, d: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("no close within {d:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(Message::Close(c)))) => return c.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Like `close_code`, also returning the reason text.
+    pub async fn close_frame(&mut self, d: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("no close within {d:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    return c.map(|f| (u16::from(f.code), f.reason.to_string()))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+    }
+
+    pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        &mut self.ws
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: each test starts the real `switchboard` binary on
+//! 127.0.0.1:0 and talks to it with real WebSocket and HTTP clients.
+
+mod common;
+
+mod auth;
+mod http;
+mod limits;
+mod presence;
+mod recovery;
+mod rooms;
