@@ -136,6 +136,9 @@ impl Auth {
             })?;
         let c = data.claims;
         let user = UserId::parse(&c.sub).ok_or_else(|| {
+            crate::metrics::METRICS
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             HubError::new(
                 ErrorCode::Unauthorized,
                 "token `sub` must be 1-64 characters from A-Z a-z 0-9 _ - . : @",

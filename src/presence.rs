@@ -4,7 +4,7 @@
 //! Every change is encoded once and sent to each room the user is in.
 
 use crate::ids::{now_ms, RoomName, UserId};
-use crate::protocol::{encode, ServerFrame, Status};
+use crate::protocol::Status;
 use crate::room::{MemberStatus, Room};
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ struct UserPresence {
     /// Set by the idle sweep when `chosen` is online and nothing happened for a while.
     idle: bool,
     last_active: Instant,
-    activity: Option<String>,
+    activity: Option<Arc<str>>,
     /// Rooms the user is in, with the number of their sessions in each.
     rooms: HashMap<RoomName, (Addr<Room>, u32)>,
 }
@@ -46,25 +46,22 @@ impl Presence {
         }
     }
 
-    fn frame(user: &UserId, p: &UserPresence, last_seen: u64) -> bytes::Bytes {
-        encode(&ServerFrame::Presence {
-            user,
+    fn update(user: &UserId, p: &UserPresence) -> MemberStatus {
+        MemberStatus {
+            user: user.clone(),
             status: p.status(),
-            last_seen: Some(last_seen),
-            activity: p.activity.as_deref(),
-        })
+            activity: p.activity.clone(),
+            last_seen: now_ms(),
+        }
     }
 
-    /// Sends the user's current status to every room they are in.
+    /// Sends the user's current status to every room the user is in; each room
+    /// encodes it once (with its name) for all its members.
     fn announce(&self, user: &UserId) {
         if let Some(p) = self.users.get(user) {
-            let frame = Self::frame(user, p, now_ms());
+            let update = Self::update(user, p);
             for (addr, _) in p.rooms.values() {
-                addr.do_send(MemberStatus {
-                    user: user.clone(),
-                    status: p.status(),
-                    frame: frame.clone(),
-                });
+                addr.do_send(update.clone());
             }
         }
     }
@@ -183,12 +180,7 @@ impl Handler<JoinedRoom> for Presence {
         slot.1 += 1;
         // The room assumes "online" for a new member; correct it if needed.
         if p.status() != Status::Online || p.activity.is_some() {
-            let frame = Self::frame(&msg.user, p, now_ms());
-            msg.addr.do_send(MemberStatus {
-                user: msg.user,
-                status: p.status(),
-                frame,
-            });
+            msg.addr.do_send(Self::update(&msg.user, p));
         }
     }
 }
@@ -232,7 +224,7 @@ impl Handler<SetStatus> for Presence {
             return;
         };
         p.chosen = msg.status;
-        p.activity = msg.activity;
+        p.activity = msg.activity.map(Arc::from);
         p.idle = false;
         p.last_active = Instant::now();
         self.announce(&msg.user);

@@ -129,10 +129,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 }
 
 /// Read only when the full parse failed, to name the type and id in the error.
+/// Both are raw values so that a wrongly typed `type` still lets us read `id`.
 #[derive(Deserialize)]
-struct Probe<'a> {
-    #[serde(rename = "type", borrow, default)]
-    ty: Option<Cow<'a, str>>,
+struct Probe {
+    #[serde(rename = "type", default)]
+    ty: Option<serde_json::Value>,
     #[serde(default)]
     id: Option<serde_json::Value>,
 }
@@ -343,18 +344,18 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
                 Some(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s.clone()),
                 _ => None,
             });
-            match probe.as_ref().map(|p| p.ty.as_deref()) {
+            match probe.as_ref().map(|p| p.ty.as_ref().map(|t| t.as_str())) {
                 None => FrameError {
                     code: ErrorCode::BadRequest,
                     message: "a frame must be a JSON object".into(),
                     id,
                 },
-                Some(None) => FrameError {
+                Some(None | Some(None)) => FrameError {
                     code: ErrorCode::BadRequest,
                     message: "a frame needs a string `type`".into(),
                     id,
                 },
-                Some(Some(t)) if !CLIENT_TYPES.contains(&t) => FrameError {
+                Some(Some(Some(t))) if !CLIENT_TYPES.contains(&t) => FrameError {
                     code: ErrorCode::UnknownType,
                     message: format!(
                         "unknown frame type {t:?}; expected one of {}",
@@ -362,7 +363,7 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
                     ),
                     id,
                 },
-                Some(Some(_)) => FrameError {
+                Some(Some(Some(_))) => FrameError {
                     code: ErrorCode::BadRequest,
                     message: e.to_string(),
                     id,
@@ -385,6 +386,8 @@ pub struct MemberInfo {
     pub user: UserId,
     pub name: std::sync::Arc<str>,
     pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<std::sync::Arc<str>>,
 }
 
 /// Every frame the server sends.
@@ -467,6 +470,7 @@ pub enum ServerFrame<'a> {
     },
     #[serde(rename = "presence:update")]
     Presence {
+        room: &'a RoomName,
         user: &'a UserId,
         status: Status,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,6 +30,7 @@ pub struct Member {
 struct UserSlot {
     name: Arc<str>,
     status: Status,
+    activity: Option<Arc<str>>,
     sessions: u32,
 }
 
@@ -113,6 +114,7 @@ impl Room {
                 user: m.user.clone(),
                 name: slot.name,
                 status: slot.status,
+                activity: slot.activity,
             };
             let frame = encode(&ServerFrame::MemberLeft {
                 room: &self.name,
@@ -131,6 +133,7 @@ impl Room {
                 user: u.clone(),
                 name: s.name.clone(),
                 status: s.status,
+                activity: s.activity.clone(),
             })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
@@ -212,6 +215,7 @@ impl Handler<Join> for Room {
                 UserSlot {
                     name: m.name.clone(),
                     status: Status::Online,
+                    activity: None,
                     sessions: 1,
                 },
             );
@@ -219,6 +223,7 @@ impl Handler<Join> for Room {
                 user: m.user.clone(),
                 name: m.name.clone(),
                 status: Status::Online,
+                activity: None,
             };
             let frame = encode(&ServerFrame::MemberJoined {
                 room: &self.name,
@@ -393,13 +398,15 @@ impl Handler<Typing> for Room {
     }
 }
 
-/// A member's presence changed: record it and pass the encoded frame on.
-#[derive(Message)]
+/// A member's presence changed (from the Presence actor): record it and tell
+/// the room, as a `presence:update` naming this room.
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct MemberStatus {
     pub user: UserId,
     pub status: Status,
-    pub frame: Bytes,
+    pub activity: Option<Arc<str>>,
+    pub last_seen: u64,
 }
 
 impl Handler<MemberStatus> for Room {
@@ -408,8 +415,16 @@ impl Handler<MemberStatus> for Room {
     fn handle(&mut self, msg: MemberStatus, _: &mut Context<Self>) {
         if let Some(slot) = self.users.get_mut(&msg.user) {
             slot.status = msg.status;
+            slot.activity = msg.activity.clone();
         }
-        self.broadcast(&msg.frame, None);
+        let frame = encode(&ServerFrame::Presence {
+            room: &self.name,
+            user: &msg.user,
+            status: msg.status,
+            last_seen: Some(msg.last_seen),
+            activity: msg.activity.as_deref(),
+        });
+        self.broadcast(&frame, None);
     }
 }
 

@@ -265,7 +265,9 @@ impl Session {
         }
         match parsed {
             Ok(req) => {
-                if !matches!(req.frame, ClientFrame::Ping) {
+                // A presence:update resets idleness itself; reporting it as activity
+                // first would flash "online" before the chosen status.
+                if !matches!(req.frame, ClientFrame::Ping | ClientFrame::Presence { .. }) {
                     self.report_activity(now);
                 }
                 self.dispatch(req, now, ctx);
