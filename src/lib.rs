@@ -86,6 +86,13 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
             .app_data(actix_web::web::Data::new(state.clone()))
             .configure(http::routes)
     })
+    // Frames are small and latency matters: without TCP_NODELAY, Nagle's
+    // algorithm and delayed ACKs hold small writes for ~40 ms.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(cfg.workers)
     .disable_signals()
     .shutdown_timeout(cfg.shutdown_grace.as_secs() + 1)

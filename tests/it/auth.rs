@@ -511,3 +511,37 @@ async fn without_a_secret_dev_tokens_work_and_foreign_tokens_do_not() {
     let (status, body) = refused(&s.url(&format!("/ws?token={}", token("kim", json!({}))))).await;
     assert_eq!(status, 401, "{body}");
 }
+
+/// RS256: with a public key configured, tokens signed by the matching private
+/// key (a test-only key pair in tests/it/fixtures) are accepted, HS256 ones not.
+#[tokio::test]
+async fn rs256_tokens_verify_with_the_public_key() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let s = Server::with_env(&[(
+        "SWITCHBOARD_JWT_PUBLIC_KEY_FILE",
+        &format!("{dir}/rs256-test-public.pem"),
+    )]);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let key = std::fs::read(format!("{dir}/rs256-test-private.pem")).unwrap();
+    let rs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"sub": "rsa-user", "name": "Rsa", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+    )
+    .unwrap();
+    let mut c = s.ws(&format!("/ws?token={rs}")).await;
+    let hello = c.greeted().await;
+    assert_eq!(
+        (hello["user"].as_str(), hello["guest"].as_bool()),
+        (Some("rsa-user"), Some(false))
+    );
+
+    let hs = token("rsa-user", json!({}));
+    let (status, body) = s.http("GET", &format!("/ws?token={hs}"), None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unauthorized"), "{body}");
+}

@@ -1,0 +1,590 @@
+//! `switchboard-load`: drives a Switchboard server with many WebSocket clients
+//! speaking the native protocol, and reports deliveries, loss, latency and the
+//! server's CPU and memory. See docs/LOAD_TESTING.md.
+//!
+//! ```text
+//! switchboard-load fanout --subscribers 1000 --publishers 1 --rate 1000 --duration 10 --pid PID
+//! switchboard-load rooms  --rooms 100 --clients 2000 --rate 2000 --duration 10 --pid PID
+//! switchboard-load idle   --conns 10000 --hold 10 --pid PID --sources 127.0.0.1,127.0.0.2
+//! ```
+//! Latency is measured with one clock: the send time (µs since the run began)
+//! travels in each message's payload and the receiving task subtracts it.
+
+mod stats;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use stats::{proc_sample, raise_fd_limit, ProcSample, Samples};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+
+const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
+  --url URL            server WebSocket URL (default ws://127.0.0.1:8080/ws)
+  --secret S           the server's SWITCHBOARD_JWT_SECRET (default: that env var); clients
+                       connect as role=service users, exempt from rate limits
+  --pid PID            the server's pid: report its CPU seconds and RSS
+  --concurrency C      connections being opened at once (default 200)
+  --sources A,B,…      local addresses to connect from (e.g. 127.0.0.1,127.0.0.2) to pass
+                       the ~28k ports one address gives
+  --size BYTES         padding added to each message payload (default 0)
+  fanout: --subscribers N (1000) --publishers P (1) --rate MSGS_PER_S (1000) --duration S (10)
+  rooms:  --rooms K (100) --clients N (2000) --rate MSGS_PER_S total (2000) --duration S (10)
+  idle:   --conns N (10000) --room-size M (100) --hold S (10)";
+
+#[derive(Clone)]
+struct Opts {
+    mode: String,
+    host: String,
+    path: String,
+    addr: SocketAddr,
+    secret: String,
+    pid: Option<u32>,
+    concurrency: usize,
+    sources: Vec<IpAddr>,
+    size: usize,
+    subscribers: usize,
+    publishers: usize,
+    rate: f64,
+    duration: f64,
+    rooms: usize,
+    clients: usize,
+    conns: usize,
+    room_size: usize,
+    hold: f64,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("missing mode")?;
+    if !["fanout", "rooms", "idle"].contains(&mode.as_str()) {
+        return Err(format!("unknown mode {mode:?}"));
+    }
+    let mut o = Opts {
+        mode,
+        host: String::new(),
+        path: String::new(),
+        addr: "127.0.0.1:8080".parse().unwrap(),
+        secret: std::env::var("SWITCHBOARD_JWT_SECRET").unwrap_or_default(),
+        pid: None,
+        concurrency: 200,
+        sources: Vec::new(),
+        size: 0,
+        subscribers: 1000,
+        publishers: 1,
+        rate: 1000.0,
+        duration: 10.0,
+        rooms: 100,
+        clients: 2000,
+        conns: 10_000,
+        room_size: 100,
+        hold: 10.0,
+    };
+    let mut url = "ws://127.0.0.1:8080/ws".to_string();
+    while let Some(flag) = args.next() {
+        let v = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--url" => url = v,
+            "--secret" => o.secret = v,
+            "--pid" => o.pid = Some(num(&v)? as u32),
+            "--concurrency" => o.concurrency = num(&v)?.max(1.0) as usize,
+            "--sources" => {
+                o.sources = v
+                    .split(',')
+                    .map(|s| s.trim().parse().map_err(|_| format!("bad address {s}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--size" => o.size = num(&v)? as usize,
+            "--subscribers" => o.subscribers = num(&v)? as usize,
+            "--publishers" => o.publishers = num(&v)?.max(1.0) as usize,
+            "--rate" => o.rate = num(&v)?,
+            "--duration" => o.duration = num(&v)?,
+            "--rooms" => o.rooms = num(&v)?.max(1.0) as usize,
+            "--clients" => o.clients = num(&v)? as usize,
+            "--conns" => o.conns = num(&v)? as usize,
+            "--room-size" => o.room_size = num(&v)?.max(1.0) as usize,
+            "--hold" => o.hold = num(&v)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if o.secret.is_empty() {
+        return Err("give --secret (or SWITCHBOARD_JWT_SECRET): the server's HS256 secret".into());
+    }
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or("only ws:// URLs are supported")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/ws".into()));
+    o.host = host.to_string();
+    o.path = path;
+    o.addr = host
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or("no address")?;
+    Ok(o)
+}
+
+fn token(secret: &str, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 86_400;
+    let claims = serde_json::json!({ "sub": sub, "exp": exp, "role": "service" });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// Opens a connection as user `sub`, joins `room`, and waits for `room:joined`.
+async fn connect(o: &Opts, sub: &str, room: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+    let sock = if o.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let stream = sock
+        .connect(o.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let url = format!("ws://{}{}?token={}", o.host, o.path, token(&o.secret, sub));
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let join = format!(r#"{{"type":"room:join","room":"{room}"}}"#);
+    ws.send(Message::Text(join))
+        .await
+        .map_err(|e| e.to_string())?;
+    let want = format!(r#""type":"room:joined","room":"{room}""#);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err("no room:joined within 30 s".into()),
+            Ok(Some(Ok(Message::Text(t)))) if t.contains(&want) => return Ok(ws),
+            Ok(Some(Ok(Message::Close(c)))) => return Err(format!("closed: {c:?}")),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("connection ended".into()),
+        }
+    }
+}
+
+/// Opens `n` connections, `concurrency` at a time; `room_of(i)` names each one's room.
+async fn connect_all(
+    o: &Opts,
+    n: usize,
+    tag: &str,
+    room_of: impl Fn(usize) -> String,
+) -> (Vec<Ws>, Duration, Samples) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(o.concurrency));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (o, sem, room) = (o.clone(), sem.clone(), room_of(i));
+        let source = (!o.sources.is_empty()).then(|| o.sources[i % o.sources.len()]);
+        let sub = format!("{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            let t0 = Instant::now();
+            connect(&o, &sub, &room, source)
+                .await
+                .map(|ws| (ws, t0.elapsed()))
+        }));
+    }
+    let mut conns = Vec::with_capacity(n);
+    let mut times = Samples::default();
+    let mut failures = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok((ws, d))) => {
+                times.us.push(d.as_micros().min(u32::MAX as u128) as u32);
+                conns.push(ws);
+            }
+            Ok(Err(e)) => {
+                if failures < 5 {
+                    eprintln!("connect failed: {e}");
+                }
+                failures += 1;
+            }
+            Err(e) => eprintln!("connect task: {e}"),
+        }
+    }
+    if failures > 0 {
+        eprintln!("{failures} of {n} connections failed");
+    }
+    (conns, start.elapsed(), times)
+}
+
+/// Counts `message:receive` frames and records their latency until `stop` is set.
+async fn reader(
+    mut rx: SplitStream<Ws>,
+    origin: Instant,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Samples {
+    let mut s = Samples::default();
+    loop {
+        let msg = match tokio::time::timeout(Duration::from_millis(200), rx.next()).await {
+            Err(_) if stop.load(Relaxed) => break,
+            Err(_) => continue,
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => break,
+        };
+        if let Message::Text(t) = msg {
+            if let Some(sent) = sent_at(&t) {
+                let now = origin.elapsed().as_micros() as u64;
+                s.us.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+                received.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    s
+}
+
+/// The send time carried in a `message:receive` payload: `"data":{"t":<µs>,…`.
+fn sent_at(frame: &str) -> Option<u64> {
+    if !frame.starts_with(r#"{"type":"message:receive""#) {
+        return None;
+    }
+    let i = frame.find(r#""data":{"t":"#)? + r#""data":{"t":"#.len();
+    let digits = &frame[i..];
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok()
+}
+
+/// Sends `message:send` to `room` at `rate` per second until `until`; returns how many.
+async fn publisher(
+    mut tx: SplitSink<Ws, Message>,
+    room: String,
+    rate: f64,
+    until: Instant,
+    origin: Instant,
+    idx: usize,
+    pad: String,
+) -> u64 {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while Instant::now() < until {
+        // Send everything due by now (keeps the rate above the timer's resolution).
+        let due = (start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64 + 1;
+        while sent < due {
+            let t = origin.elapsed().as_micros() as u64;
+            let frame = format!(
+                r#"{{"type":"message:send","room":"{room}","data":{{"t":{t},"p":{idx},"pad":"{pad}"}}}}"#
+            );
+            if tx.feed(Message::Text(frame)).await.is_err() {
+                return sent;
+            }
+            sent += 1;
+        }
+        if tx.flush().await.is_err() {
+            return sent;
+        }
+        let next = start + interval.mul_f64(sent as f64);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next.min(until))).await;
+    }
+    let _ = tx.flush().await;
+    sent
+}
+
+struct Run {
+    sent: u64,
+    expected: u64,
+    received: u64,
+    window: Duration,
+    latency: Samples,
+}
+
+/// Publishes from `pubs` (index, room) and reads on every connection; waits for
+/// the expected deliveries (or 5 s without progress) after sending stops.
+async fn traffic(
+    o: &Opts,
+    conns: Vec<Ws>,
+    rooms_of: Vec<String>,
+    pubs: Vec<usize>,
+    rate_each: f64,
+    members_of: impl Fn(&str) -> u64,
+) -> Run {
+    let origin = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let until = Instant::now() + Duration::from_secs_f64(o.duration);
+    let pad = "x".repeat(o.size);
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    let mut idle_writers = Vec::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        let (tx, rx) = ws.split();
+        readers.push(tokio::spawn(reader(
+            rx,
+            origin,
+            received.clone(),
+            stop.clone(),
+        )));
+        if pubs.contains(&i) {
+            let room = rooms_of[i].clone();
+            let weight = members_of(&room);
+            writers.push((
+                weight,
+                tokio::spawn(publisher(
+                    tx,
+                    room,
+                    rate_each,
+                    until,
+                    origin,
+                    i,
+                    pad.clone(),
+                )),
+            ));
+        } else {
+            // Keep the write half alive so the connection stays open.
+            idle_writers.push(tx);
+        }
+    }
+    let (mut sent, mut expected) = (0, 0);
+    for (weight, w) in writers {
+        let n = w.await.unwrap_or(0);
+        sent += n;
+        expected += n * weight;
+    }
+    let (mut last, mut last_change) = (received.load(Relaxed), Instant::now());
+    while received.load(Relaxed) < expected && last_change.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = received.load(Relaxed);
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+    }
+    let window = origin
+        .elapsed()
+        .saturating_sub(if received.load(Relaxed) >= expected {
+            Duration::ZERO
+        } else {
+            last_change.elapsed()
+        });
+    stop.store(true, Relaxed);
+    drop(idle_writers);
+    let mut latency = Samples::default();
+    for r in readers {
+        if let Ok(s) = r.await {
+            latency.merge(s);
+        }
+    }
+    Run {
+        sent,
+        expected,
+        received: received.load(Relaxed),
+        window,
+        latency,
+    }
+}
+
+fn server_delta(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<(f64, u64)> {
+    Some((
+        (after?.cpu.saturating_sub(before?.cpu)).as_secs_f64(),
+        after?.rss_kib,
+    ))
+}
+
+fn report_traffic(
+    o: &Opts,
+    conns: usize,
+    connect: Duration,
+    mut ctimes: Samples,
+    mut run: Run,
+    server: Option<(f64, u64)>,
+) {
+    let c = ctimes.percentiles();
+    let l = run.latency.percentiles();
+    let loss = run.expected.saturating_sub(run.received);
+    let per_s = run.received as f64 / run.window.as_secs_f64().max(1e-9);
+    println!(
+        "mode {}: {} connections in {:.2} s ({:.0}/s), connect p50 {:.1} ms p99 {:.1} ms",
+        o.mode,
+        conns,
+        connect.as_secs_f64(),
+        conns as f64 / connect.as_secs_f64().max(1e-9),
+        c[0],
+        c[2]
+    );
+    println!(
+        "sent {} messages at {:.0}/s for {:.1} s",
+        run.sent,
+        run.sent as f64 / o.duration.max(1e-9),
+        o.duration
+    );
+    println!(
+        "deliveries: expected {}, received {}, lost {} ({:.4}%), {:.0} deliveries/s",
+        run.expected,
+        run.received,
+        loss,
+        100.0 * loss as f64 / run.expected.max(1) as f64,
+        per_s
+    );
+    println!(
+        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        l[0], l[1], l[2], l[3], l[4]
+    );
+    if let Some((cpu, rss)) = server {
+        println!(
+            "server: {:.2} CPU s ({:.0}% of a core), RSS {} KiB",
+            cpu,
+            100.0 * cpu / run.window.as_secs_f64().max(1e-9),
+            rss
+        );
+    }
+    let json = serde_json::json!({
+        "mode": o.mode, "connections": conns, "connect_s": connect.as_secs_f64(),
+        "connect_ms": {"p50": c[0], "p99": c[2]},
+        "rate": o.rate, "duration_s": o.duration, "size": o.size, "sent": run.sent,
+        "expected": run.expected, "received": run.received, "lost": loss, "deliveries_per_s": per_s,
+        "latency_ms": {"p50": l[0], "p90": l[1], "p99": l[2], "p99_9": l[3], "max": l[4]},
+        "server_cpu_s": server.map(|s| s.0), "server_rss_kib": server.map(|s| s.1),
+    });
+    println!("{json}");
+}
+
+async fn fanout(o: Opts) {
+    let room = "bench-fanout".to_string();
+    let n = o.subscribers + o.publishers;
+    let (conns, connect, ctimes) = connect_all(&o, n, "fan", |_| room.clone()).await;
+    let members = conns.len() as u64;
+    let before = o.pid.and_then(proc_sample);
+    // The last `publishers` connections publish.
+    let pubs: Vec<usize> = (conns.len().saturating_sub(o.publishers)..conns.len()).collect();
+    let rooms_of = vec![room.clone(); conns.len()];
+    let count = conns.len();
+    let run = traffic(
+        &o,
+        conns,
+        rooms_of,
+        pubs,
+        o.rate / o.publishers as f64,
+        |_| members,
+    )
+    .await;
+    let after = o.pid.and_then(proc_sample);
+    report_traffic(&o, count, connect, ctimes, run, server_delta(before, after));
+}
+
+async fn rooms(o: Opts) {
+    let names: Vec<String> = (0..o.rooms).map(|k| format!("bench-room-{k}")).collect();
+    let (conns, connect, ctimes) =
+        connect_all(&o, o.clients, "room", |i| names[i % names.len()].clone()).await;
+    // Connections come back in order, so connection i is in room i % K (when none failed).
+    let rooms_of: Vec<String> = (0..conns.len())
+        .map(|i| names[i % names.len()].clone())
+        .collect();
+    let mut size = std::collections::HashMap::new();
+    for r in &rooms_of {
+        *size.entry(r.clone()).or_insert(0u64) += 1;
+    }
+    let before = o.pid.and_then(proc_sample);
+    let count = conns.len();
+    let pubs: Vec<usize> = (0..count).collect();
+    let run = traffic(
+        &o,
+        conns,
+        rooms_of,
+        pubs,
+        o.rate / count.max(1) as f64,
+        |r| size.get(r).copied().unwrap_or(0),
+    )
+    .await;
+    let after = o.pid.and_then(proc_sample);
+    report_traffic(&o, count, connect, ctimes, run, server_delta(before, after));
+}
+
+async fn idle(o: Opts) {
+    let base = o.pid.and_then(proc_sample);
+    let (conns, connect, mut ctimes) = connect_all(&o, o.conns, "idle", |i| {
+        format!("bench-idle-{}", i / o.room_size)
+    })
+    .await;
+    // Let the server settle before reading its memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = o.pid.and_then(proc_sample);
+    tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
+    let end = o.pid.and_then(proc_sample);
+    let n = conns.len();
+    let c = ctimes.percentiles();
+    println!(
+        "mode idle: {} connections in {:.2} s ({:.0}/s), connect p50 {:.1} ms p99 {:.1} ms",
+        n,
+        connect.as_secs_f64(),
+        n as f64 / connect.as_secs_f64().max(1e-9),
+        c[0],
+        c[2]
+    );
+    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
+    if let (Some(b), Some(h), Some(e)) = (base, held, end) {
+        let per_conn = (h.rss_kib.saturating_sub(b.rss_kib)) as f64 / n.max(1) as f64;
+        let idle_cpu = (e.cpu.saturating_sub(h.cpu)).as_secs_f64() / o.hold.max(1e-9);
+        println!(
+            "server RSS: {} KiB before, {} KiB with {} connections: {:.2} KiB per connection",
+            b.rss_kib, h.rss_kib, n, per_conn
+        );
+        println!(
+            "server CPU while idle for {:.0} s: {:.2}% of a core",
+            o.hold,
+            idle_cpu * 100.0
+        );
+        json["rss_before_kib"] = b.rss_kib.into();
+        json["rss_held_kib"] = h.rss_kib.into();
+        json["kib_per_connection"] = per_conn.into();
+        json["idle_cpu_fraction"] = idle_cpu.into();
+    }
+    println!("{json}");
+    drop(conns);
+}
+
+fn main() {
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("switchboard-load: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let limit = raise_fd_limit();
+    let want = o.conns.max(o.clients).max(o.subscribers + o.publishers) as u64 + 64;
+    if limit < want {
+        eprintln!("warning: open-file limit is {limit}; {want} are needed (raise `ulimit -n`)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        match o.mode.as_str() {
+            "fanout" => fanout(o).await,
+            "rooms" => rooms(o).await,
+            _ => idle(o).await,
+        }
+    });
+    // Do not wait for thousands of sockets to close gracefully.
+    std::process::exit(0);
+}

@@ -1,0 +1,91 @@
+//! Latency samples, percentiles, and the server's CPU and memory from /proc.
+
+use std::time::Duration;
+
+/// Every latency sample in microseconds; exact percentiles at the end.
+#[derive(Default)]
+pub struct Samples {
+    pub us: Vec<u32>,
+}
+
+impl Samples {
+    pub fn merge(&mut self, other: Samples) {
+        self.us.extend(other.us);
+    }
+
+    /// Percentiles in milliseconds: p50, p90, p99, p99.9, max.
+    pub fn percentiles(&mut self) -> [f64; 5] {
+        if self.us.is_empty() {
+            return [0.0; 5];
+        }
+        self.us.sort_unstable();
+        let at = |q: f64| {
+            let i = ((self.us.len() as f64 - 1.0) * q).round() as usize;
+            self.us[i] as f64 / 1000.0
+        };
+        [
+            at(0.50),
+            at(0.90),
+            at(0.99),
+            at(0.999),
+            *self.us.last().unwrap_or(&0) as f64 / 1000.0,
+        ]
+    }
+}
+
+/// A reading of a process's CPU time and resident memory.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcSample {
+    pub cpu: Duration,
+    pub rss_kib: u64,
+}
+
+/// Reads /proc/<pid>/stat (utime + stime) and /proc/<pid>/status (VmRSS).
+pub fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = clock_ticks();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(ProcSample {
+        cpu: Duration::from_secs_f64(ticks as f64 / hz as f64),
+        rss_kib,
+    })
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+/// Raises the open-file limit to the hard maximum; returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur as u64
+}
