@@ -24,25 +24,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Frames accepted for a room while its join is still on its way.
-const MAX_PENDING_PER_ROOM: usize = 256;
-
-enum Pending {
+/// A frame for a room the session has joined.
+enum RoomFrame {
     Send {
         data: Box<RawValue>,
         id: Option<String>,
         received: Instant,
     },
     Typing(bool),
-}
-
-enum Slot {
-    /// Asked the Hub; frames for the room wait here, in order.
-    Joining {
-        token: u64,
-        pending: Vec<Pending>,
-    },
-    Joined(Addr<Room>),
 }
 
 /// Counts the connection for `/metrics` and the connection limit, for exactly
@@ -79,8 +68,9 @@ pub struct Session {
     presence: Addr<Presence>,
     outbox: Outbox,
     close_tx: Option<CloseSender>,
-    rooms: HashMap<RoomName, Slot>,
-    join_token: u64,
+    /// Rooms joined, with their actors. A join completes before the next
+    /// client frame is read (see `join`), so there is no in-between state.
+    rooms: HashMap<RoomName, Addr<Room>>,
     messages: TokenBucket,
     frames: TokenBucket,
     awaiting_pong: Option<Instant>,
@@ -116,7 +106,6 @@ impl Session {
             outbox,
             close_tx: Some(close_tx),
             rooms: HashMap::new(),
-            join_token: 0,
             messages,
             frames,
             awaiting_pong: None,
@@ -298,7 +287,7 @@ impl Session {
                 if self.limit_messages(now, id.as_deref()) {
                     self.send(
                         room,
-                        Pending::Send {
+                        RoomFrame::Send {
                             data,
                             id,
                             received: now,
@@ -306,7 +295,7 @@ impl Session {
                     );
                 }
             }
-            ClientFrame::Typing { room, on } => self.send(room, Pending::Typing(on)),
+            ClientFrame::Typing { room, on } => self.send(room, RoomFrame::Typing(on)),
             ClientFrame::Direct { to, data } => {
                 if self.limit_messages(now, id.as_deref()) {
                     self.hub.do_send(hub::Direct {
@@ -413,16 +402,6 @@ impl Session {
                 return;
             }
         }
-        self.join_token += 1;
-        let token = self.join_token;
-        if !matches!(self.rooms.get(&room), Some(Slot::Joined(_))) {
-            let pending = match self.rooms.remove(&room) {
-                Some(Slot::Joining { pending, .. }) => pending,
-                _ => Vec::new(),
-            };
-            self.rooms
-                .insert(room.clone(), Slot::Joining { token, pending });
-        }
         let req = hub::Join {
             session: self.id,
             room: room.clone(),
@@ -430,47 +409,36 @@ impl Session {
             epoch,
             id: id.clone(),
         };
-        let fut = self.hub.send(req).into_actor(self).map(move |res, act, _| {
-            let Some(slot) = act.rooms.get_mut(&room) else {
-                return;
-            };
-            match (res, slot) {
-                (Ok(Ok(addr)), slot @ Slot::Joining { .. }) => {
-                    let Slot::Joining { token: t, pending } =
-                        std::mem::replace(slot, Slot::Joined(addr.clone()))
-                    else {
-                        return;
-                    };
-                    if t != token {
-                        // A later join of the same room is on its way; keep waiting for it.
-                        *slot = Slot::Joining { token: t, pending };
-                        return;
-                    }
-                    for p in pending {
-                        act.forward(&addr, p);
-                    }
+        // Read no further client frame until the Hub has answered: frames sent
+        // right after a join then find the room joined, in order, with no
+        // buffer to overflow, and a fast sender is held back by TCP. The Hub
+        // never waits on a session, so this cannot deadlock.
+        let fut = self
+            .hub
+            .send(req)
+            .into_actor(self)
+            .map(move |res, act, _| match res {
+                Ok(Ok(addr)) => {
+                    act.rooms.insert(room, addr);
                 }
-                (Ok(Ok(_)), Slot::Joined(_)) => {}
-                (res, _) => {
+                res => {
                     let why = match res {
                         Ok(Err(e)) => e.message.to_string(),
                         _ => "hub unavailable".to_string(),
                     };
-                    act.rooms.remove(&room);
                     act.error(
                         ErrorCode::Internal,
                         &format!("join failed: {why}"),
                         id.as_deref(),
                     );
                 }
-            }
-        });
-        ctx.spawn(fut);
+            });
+        ctx.wait(fut);
     }
 
-    fn forward(&self, addr: &Addr<Room>, p: Pending) {
+    fn forward(&self, addr: &Addr<Room>, p: RoomFrame) {
         match p {
-            Pending::Send { data, id, received } => {
+            RoomFrame::Send { data, id, received } => {
                 let Some(from) = &self.from else { return };
                 addr.do_send(room::Publish {
                     from: from.clone(),
@@ -483,70 +451,36 @@ impl Session {
                     received,
                 });
             }
-            Pending::Typing(on) => addr.do_send(room::Typing {
+            RoomFrame::Typing(on) => addr.do_send(room::Typing {
                 session: self.id,
                 on,
             }),
         }
     }
 
-    fn send(&mut self, room: RoomName, p: Pending) {
-        match self.rooms.get_mut(&room) {
-            Some(Slot::Joined(addr)) => {
-                let addr = addr.clone();
-                self.forward(&addr, p);
+    fn send(&mut self, room: RoomName, p: RoomFrame) {
+        match self.rooms.get(&room) {
+            Some(addr) => self.forward(addr, p),
+            None => {
+                let (msg, id) = match p {
+                    RoomFrame::Send { id, .. } => (format!("join {room} before sending to it"), id),
+                    RoomFrame::Typing(_) => (format!("join {room} first"), None),
+                };
+                self.error(ErrorCode::NotMember, &msg, id.as_deref());
             }
-            Some(Slot::Joining { pending, .. }) if pending.len() < MAX_PENDING_PER_ROOM => {
-                pending.push(p)
-            }
-            Some(Slot::Joining { .. }) => {
-                if let Pending::Send { id, .. } = p {
-                    self.error(
-                        ErrorCode::RateLimited,
-                        "too many frames while the join completes",
-                        id.as_deref(),
-                    );
-                }
-            }
-            None => match p {
-                Pending::Send { id, .. } => self.error(
-                    ErrorCode::NotMember,
-                    &format!("join {room} before sending to it"),
-                    id.as_deref(),
-                ),
-                Pending::Typing(_) => {
-                    self.error(ErrorCode::NotMember, &format!("join {room} first"), None)
-                }
-            },
         }
     }
 
     fn leave(&mut self, room: RoomName, id: Option<String>) {
-        match self.rooms.remove(&room) {
-            None => self.error(
-                ErrorCode::NotMember,
-                &format!("you are not in {room}"),
-                id.as_deref(),
-            ),
-            Some(slot) => {
-                if let Slot::Joining { pending, .. } = slot {
-                    for p in pending {
-                        if let Pending::Send { id: Some(pid), .. } = p {
-                            self.error(
-                                ErrorCode::NotMember,
-                                "left the room before the join completed",
-                                Some(&pid),
-                            );
-                        }
-                    }
-                }
-                self.hub.do_send(hub::Leave {
-                    session: self.id,
-                    room,
-                    id,
-                });
-            }
+        if self.rooms.remove(&room).is_none() {
+            let msg = format!("you are not in {room}");
+            return self.error(ErrorCode::NotMember, &msg, id.as_deref());
         }
+        self.hub.do_send(hub::Leave {
+            session: self.id,
+            room,
+            id,
+        });
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {

@@ -267,3 +267,58 @@ async fn rest_publish_and_broadcast() {
     assert_eq!(st, 400);
     assert!(body.contains("bad_json"), "{body}");
 }
+
+/// Frames sent right behind a `room:join`, without waiting for `room:joined`,
+/// are all accepted in order: the session reads nothing more until the join is
+/// done, so no buffer can overflow (a 256-frame buffer used to refuse some).
+#[tokio::test]
+async fn a_burst_right_after_join_is_accepted_in_order() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // Queues big enough for the burst (4000 frames back to the pump): this
+    // test is about join ordering, not about slow consumers.
+    let s = Server::with_env(&[("SWITCHBOARD_OUTBOX", "10000")]);
+    let mut watcher = s.user("watcher").await;
+    watcher.join("burst").await;
+    let mut p = s.user_with("pump", json!({"role": "service"})).await;
+    const N: u64 = 2000;
+    let (mut tx, mut rx) = p.inner().split();
+    let send = async {
+        tx.send(Message::Text(
+            json!({"type": "room:join", "room": "burst"}).to_string(),
+        ))
+        .await
+        .unwrap();
+        for i in 0..N {
+            let f =
+                json!({"type": "message:send", "room": "burst", "data": i, "id": format!("b{i}")});
+            tx.send(Message::Text(f.to_string())).await.unwrap();
+        }
+    };
+    let read = async {
+        let mut acks = 0;
+        while acks < N {
+            let msg = tokio::time::timeout(WAIT, rx.next())
+                .await
+                .expect("timeout")
+                .unwrap()
+                .unwrap();
+            let Message::Text(t) = msg else { continue };
+            let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+            assert_ne!(f["type"], "error", "{f}");
+            if f["type"] == "ack" {
+                assert_eq!(f["id"], format!("b{acks}"));
+                assert_eq!(f["seq"], acks + 1);
+                acks += 1;
+            }
+        }
+    };
+    tokio::join!(send, read);
+    for i in 0..N {
+        let m = watcher.recv_type("message:receive").await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["data"].as_u64()),
+            (Some(i + 1), Some(i))
+        );
+    }
+}
