@@ -188,8 +188,13 @@ impl Session {
         if let Some(h) = self.exp_timer.take() {
             ctx.cancel_future(h);
         }
-        if let Some(exp) = exp {
-            let left = (exp * 1000).saturating_sub(crate::ids::now_ms());
+        // A validly signed token may still carry an absurd `exp`: saturate, and
+        // do not arm a timer more than a year out.
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        if let Some(exp) = exp.filter(|e| e.saturating_mul(1000) < crate::ids::now_ms() + YEAR_MS) {
+            let left = exp
+                .saturating_mul(1000)
+                .saturating_sub(crate::ids::now_ms());
             self.exp_timer = Some(ctx.run_later(
                 std::time::Duration::from_millis(left),
                 |act, ctx| {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the benchmarks of docs/BENCHMARKS.md: the server pinned to core 0 with
+# one worker, the load tool pinned to core 1, each scenario against a fresh
+# server. Prints the load tool's lines; the JSON lines are also collected in
+# bench-results.jsonl. Usage: scripts/bench.sh [fanout|rooms|idle|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+ulimit -n "$(ulimit -Hn)"
+SERVER=./target/release/switchboard
+LOAD=./target/release/switchboard-load
+OUT=bench-results.jsonl
+PORT=${BENCH_PORT:-18700}
+: > "$OUT"
+
+start_server() {
+  SWITCHBOARD_JWT_SECRET=bench SWITCHBOARD_WORKERS=1 RUST_LOG=warn PORT=$PORT \
+    SWITCHBOARD_HOST=127.0.0.1 "$@" taskset -c 0 "$SERVER" > /dev/null 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && return 0
+    sleep 0.05
+  done
+  echo "server did not start" >&2; exit 1
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
+load() {
+  taskset -c 1 "$LOAD" "$@" --url "ws://127.0.0.1:$PORT/ws" --secret bench --pid "$SERVER_PID" | tee /tmp/bench-run.txt
+  tail -n 1 /tmp/bench-run.txt >> "$OUT"
+}
+
+what=${1:-all}
+if [[ $what == all || $what == fanout ]]; then
+  for rate in ${FANOUT_RATES:-100 500 1000 1500 2000}; do
+    echo "== fanout: 1 room x 1000 subscribers, $rate msgs/s (~$((rate * 1001)) deliveries/s)"
+    start_server env SWITCHBOARD_OUTBOX=4096
+    load fanout --subscribers 1000 --publishers 1 --rate "$rate" --duration "${DURATION:-5}"
+    stop_server
+  done
+fi
+if [[ $what == all || $what == rooms ]]; then
+  echo "== rooms: 100 rooms x 20 clients, 2000 msgs/s in all"
+  start_server env
+  load rooms --rooms 100 --clients 2000 --rate 2000 --duration "${DURATION:-5}"
+  stop_server
+fi
+if [[ $what == all || $what == idle ]]; then
+  for n in ${IDLE_CONNS:-10000 50000}; do
+    echo "== idle: $n connections"
+    start_server env
+    load idle --conns "$n" --hold 5 --concurrency 500 --sources 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
+    stop_server
+  done
+fi
+echo "results: $OUT"
