@@ -275,16 +275,22 @@ fn sent_at(frame: &str) -> Option<u64> {
 }
 
 /// Sends `message:send` to `room` at `rate` per second until `until`; returns how many.
+///
+/// `phase` (0..1) delays the first send by that part of an interval, so many
+/// slow publishers do not all fire on the same instant.
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     mut tx: SplitSink<Ws, Message>,
     room: String,
     rate: f64,
+    phase: f64,
     until: Instant,
     origin: Instant,
     idx: usize,
     pad: String,
 ) -> u64 {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    tokio::time::sleep(interval.mul_f64(phase)).await;
     let start = Instant::now();
     let mut sent: u64 = 0;
     while Instant::now() < until {
@@ -331,11 +337,12 @@ async fn traffic(
     let origin = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let until = Instant::now() + Duration::from_secs_f64(o.duration);
     let pad = "x".repeat(o.size);
+    let is_pub: std::collections::HashSet<usize> = pubs.iter().copied().collect();
+    // Every reader runs before the first message is sent, so start-up work
+    // (spawning thousands of tasks) never shows up as latency.
     let mut readers = Vec::new();
-    let mut writers = Vec::new();
-    let mut idle_writers = Vec::new();
+    let mut halves = Vec::new();
     for (i, ws) in conns.into_iter().enumerate() {
         let (tx, rx) = ws.split();
         readers.push(tokio::spawn(reader(
@@ -344,15 +351,24 @@ async fn traffic(
             received.clone(),
             stop.clone(),
         )));
-        if pubs.contains(&i) {
+        halves.push((i, tx));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let until = Instant::now() + Duration::from_secs_f64(o.duration);
+    let mut writers = Vec::new();
+    let mut idle_writers = Vec::new();
+    for (i, tx) in halves {
+        if is_pub.contains(&i) {
             let room = rooms_of[i].clone();
             let weight = members_of(&room);
+            let phase = writers.len() as f64 / pubs.len() as f64;
             writers.push((
                 weight,
                 tokio::spawn(publisher(
                     tx,
                     room,
                     rate_each,
+                    phase,
                     until,
                     origin,
                     i,
