@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+# One descriptor per connection on each side; root may raise the hard limit.
+ulimit -Hn 200000 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 SERVER=./target/release/switchboard
 LOAD=./target/release/switchboard-load
