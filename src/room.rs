@@ -140,7 +140,8 @@ impl Room {
         v
     }
 
-    fn typing_changed(&mut self) {
+    /// The `typing:update` listing everyone typing now, sorted by user id.
+    fn typing_frame(&self) -> Bytes {
         let mut users: Vec<From> = self
             .typing
             .keys()
@@ -152,10 +153,14 @@ impl Room {
             })
             .collect();
         users.sort_by(|a, b| a.user.cmp(&b.user));
-        let frame = encode(&ServerFrame::Typing {
+        encode(&ServerFrame::Typing {
             room: &self.name,
             users: &users,
-        });
+        })
+    }
+
+    fn typing_changed(&mut self) {
+        let frame = self.typing_frame();
         self.broadcast(&frame, None);
     }
 
@@ -204,7 +209,7 @@ pub struct Join {
 impl Handler<Join> for Room {
     type Result = ();
 
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
         self.hub_ops += 1;
         let m = msg.member;
         let rejoin = self.members.insert(m.session, m.clone()).is_some();
@@ -255,21 +260,7 @@ impl Handler<Join> for Room {
         batch.push(joined);
         batch.extend(replay);
         if !self.typing.is_empty() {
-            let mut users: Vec<From> = self
-                .typing
-                .keys()
-                .filter_map(|u| {
-                    self.users.get(u).map(|s| From {
-                        user: u.clone(),
-                        name: s.name.clone(),
-                    })
-                })
-                .collect();
-            users.sort_by(|a, b| a.user.cmp(&b.user));
-            batch.push(encode(&ServerFrame::Typing {
-                room: &self.name,
-                users: &users,
-            }));
+            batch.push(self.typing_frame());
         }
         let n = batch.len() as u64;
         if m.outbox.send(Out::Batch(batch)) {
@@ -278,7 +269,6 @@ impl Handler<Join> for Room {
             self.remove(m.session);
             self.report_if_idle();
         }
-        let _ = ctx;
     }
 }
 
