@@ -162,7 +162,7 @@ impl Auth {
 
     /// A new guest with a random id and the given nickname (or a generated one).
     pub fn guest(&self, nickname: Option<&str>) -> Identity {
-        let tag = random_hex(4);
+        let tag = random_hex(8);
         let user = UserId::parse(&format!("guest-{tag}"))
             .unwrap_or_else(|| UserId::parse("guest").expect("valid"));
         let name = nickname

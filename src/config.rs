@@ -51,6 +51,10 @@ pub struct Config {
     pub presence_idle: Duration,
     /// `SWITCHBOARD_TYPING_TTL_MS` (default 5000).
     pub typing_ttl: Duration,
+    /// `SWITCHBOARD_TCP_USER_TIMEOUT_MS` (default 30000; 0 = the kernel's default): how long
+    /// sent data may stay unacknowledged (or a peer's window stay shut) before the kernel
+    /// drops the connection. Frees sockets of peers that stopped reading.
+    pub tcp_user_timeout: Duration,
     /// `SWITCHBOARD_SHUTDOWN_GRACE_MS` (default 3000): time for close frames to flush on SIGTERM.
     pub shutdown_grace: Duration,
 }
@@ -141,6 +145,7 @@ impl Config {
             pong_timeout: millis("SWITCHBOARD_PONG_TIMEOUT_MS", 20_000)?,
             presence_idle: millis("SWITCHBOARD_PRESENCE_IDLE_MS", 300_000)?,
             typing_ttl: millis("SWITCHBOARD_TYPING_TTL_MS", 5_000)?,
+            tcp_user_timeout: millis("SWITCHBOARD_TCP_USER_TIMEOUT_MS", 30_000)?,
             shutdown_grace: millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 3_000)?,
         };
         cfg.validate()?;

@@ -378,6 +378,9 @@ impl Handler<Broadcast> for Hub {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RoomIdle {
+    /// Which actor reports: a stale report from a stopped actor must not free
+    /// a newer actor of the same name.
+    pub addr: Addr<Room>,
     pub room: RoomName,
     pub hub_ops: u64,
     pub history: History,
@@ -386,7 +389,7 @@ pub struct RoomIdle {
 impl Handler<RoomIdle> for Hub {
     type Result = ();
     fn handle(&mut self, msg: RoomIdle, _: &mut Context<Self>) {
-        let free = matches!(self.rooms.get(&msg.room), Some(r) if r.hub_ops == msg.hub_ops && r.sessions == 0);
+        let free = matches!(self.rooms.get(&msg.room), Some(r) if r.addr == msg.addr && r.hub_ops == msg.hub_ops && r.sessions == 0);
         if !free {
             return;
         }

@@ -81,6 +81,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         presence,
     };
 
+    let user_timeout = cfg.tcp_user_timeout;
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
@@ -88,9 +89,10 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     })
     // Frames are small and latency matters: without TCP_NODELAY, Nagle's
     // algorithm and delayed ACKs hold small writes for ~40 ms.
-    .on_connect(|conn, _| {
+    .on_connect(move |conn, _| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             let _ = tcp.set_nodelay(true);
+            set_tcp_user_timeout(tcp, user_timeout);
         }
     })
     .workers(cfg.workers)
@@ -156,5 +158,33 @@ async fn wait_for_signal() {
             log::error!("cannot install signal handlers; the server will only stop when killed");
             std::future::pending::<()>().await
         }
+    }
+}
+
+/// A peer that stops reading leaves our close frame (and queued data) unsent,
+/// and actix has no write timeout: TCP_USER_TIMEOUT makes the kernel drop such
+/// a connection once nothing has been acknowledged for `timeout` (Linux also
+/// applies it to a window that stays shut).
+fn set_tcp_user_timeout(tcp: &actix_web::rt::net::TcpStream, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let ms = timeout.as_millis().min(u32::MAX as u128) as libc::c_uint;
+    if ms == 0 {
+        return;
+    }
+    // SAFETY: a valid socket descriptor and a pointer to a c_uint of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            &ms as *const libc::c_uint as *const libc::c_void,
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "TCP_USER_TIMEOUT not set: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

@@ -76,7 +76,7 @@ impl Metrics {
         metric(
             "switchboard_connections",
             "gauge",
-            "Open WebSocket sessions.",
+            "Open WebSocket connections (counted until the socket is gone).",
             self.connections.load(Relaxed).to_string(),
         );
         metric(

@@ -10,11 +10,13 @@
 //! ready in one chunk. The session actor runs independently of the socket, so
 //! its timers and mailbox keep working while a client is not reading.
 
+use crate::metrics::METRICS;
 use actix::prelude::*;
 use actix_web::body::{BodySize, MessageBody};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,11 +65,41 @@ impl Outbox {
     }
 }
 
+/// Counts a connection for `/metrics` and the connection limit for exactly as
+/// long as its socket is served: it lives in the [`WsBody`], which actix drops
+/// when the connection ends, so a closed session whose socket is still stuck
+/// behind an unread close frame keeps counting.
+pub struct ConnGuard;
+
+impl ConnGuard {
+    pub fn new() -> ConnGuard {
+        METRICS.connections.fetch_add(1, Relaxed);
+        METRICS.connections_total.fetch_add(1, Relaxed);
+        ConnGuard
+    }
+}
+
+impl Default for ConnGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        METRICS.connections.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A close frame to send after what is already queued.
 pub type CloseSender = oneshot::Sender<(u16, String)>;
 
 /// Creates a queue of `capacity` items for the session at `evict`.
-pub fn channel(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, WsBody) {
+pub fn channel(
+    capacity: usize,
+    evict: Recipient<Evict>,
+    conn: ConnGuard,
+) -> (Outbox, CloseSender, WsBody) {
     let (tx, rx) = mpsc::channel(capacity);
     let (close_tx, close_rx) = oneshot::channel();
     (
@@ -78,6 +110,7 @@ pub fn channel(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender
             close: Some(close_rx),
             done: false,
             capacity,
+            _conn: conn,
         },
     )
 }
@@ -91,6 +124,7 @@ pub struct WsBody {
     close: Option<oneshot::Receiver<(u16, String)>>,
     done: bool,
     capacity: usize,
+    _conn: ConnGuard,
 }
 
 /// Appends one server-to-client (unmasked) WebSocket frame.

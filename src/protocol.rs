@@ -304,6 +304,15 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     Ok(Request { frame, id })
 }
 
+/// The `type` of a frame that failed to parse, if it has a readable one.
+pub fn frame_type(text: &[u8]) -> Option<String> {
+    let probe: Probe = serde_json::from_slice(text).ok()?;
+    match probe.ty {
+        Some(serde_json::Value::String(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// Maximum nesting depth of already-validated JSON text (brackets outside strings).
 pub fn json_depth(json: &str) -> usize {
     let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);

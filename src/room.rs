@@ -26,6 +26,13 @@ pub struct Member {
     pub outbox: Outbox,
 }
 
+/// What removing a session leaves to announce.
+struct Detached {
+    member: Member,
+    left: Option<Bytes>,
+    was_typing: bool,
+}
+
 /// A user in the room (one or more sessions).
 struct UserSlot {
     name: Arc<str>,
@@ -44,6 +51,9 @@ pub struct Room {
     typing: HashMap<UserId, Instant>,
     typing_timer: Option<SpawnHandle>,
     typing_ttl: Duration,
+    /// This actor's address, named in `RoomIdle` so the Hub never frees a newer
+    /// actor of the same name on a stale report.
+    me: Option<Addr<Room>>,
     /// Messages received from the Hub (joins, API publishes): the Hub frees the
     /// room only if it has forwarded no more than this, so nothing in flight is lost.
     hub_ops: u64,
@@ -53,6 +63,7 @@ impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.me = Some(ctx.address());
         // Fan-out is bursty; a deep mailbox keeps publishers from seeing back-pressure errors.
         ctx.set_mailbox_capacity(usize::MAX >> 4);
     }
@@ -69,13 +80,14 @@ impl Room {
             typing: HashMap::new(),
             typing_timer: None,
             typing_ttl,
+            me: None,
             hub_ops: 0,
         }
     }
 
-    /// Queues `frame` to every member (but `except`); evicts members whose
-    /// queue is full or closed. Returns how many got it.
-    fn broadcast(&mut self, frame: &Bytes, except: Option<SessionId>) -> usize {
+    /// Queues `frame` to every member (but `except`). Returns how many got it
+    /// and the sessions whose queue was full or closed.
+    fn deliver(&self, frame: &Bytes, except: Option<SessionId>) -> (usize, Vec<SessionId>) {
         let mut failed = Vec::new();
         let mut sent = 0;
         for m in self.members.values() {
@@ -89,40 +101,79 @@ impl Room {
             }
         }
         METRICS.deliveries.fetch_add(sent as u64, Relaxed);
-        for s in failed {
-            self.remove(s);
+        (sent, failed)
+    }
+
+    /// Queues `frame` to every member (but `except`) and evicts members whose
+    /// queue is full or closed. Their departures are announced from a work
+    /// queue, never by recursion: thousands of members dropping at once must
+    /// not grow the stack. Returns how many got `frame`.
+    fn broadcast(&mut self, frame: &Bytes, except: Option<SessionId>) -> usize {
+        let (sent, mut failed) = self.deliver(frame, except);
+        let mut announce = std::collections::VecDeque::new();
+        let mut typing_dirty = false;
+        loop {
+            for s in failed.drain(..) {
+                if let Some(d) = self.detach(s) {
+                    announce.extend(d.left);
+                    typing_dirty |= d.was_typing;
+                }
+            }
+            let next = match announce.pop_front() {
+                Some(f) => f,
+                // One typing:update for all the typers who left, not one each.
+                None if std::mem::take(&mut typing_dirty) => self.typing_frame(),
+                None => break,
+            };
+            failed = self.deliver(&next, None).1;
         }
         sent
     }
 
-    /// Removes a session; announces the user's departure when it was their last.
+    /// Removes a session and announces the user's departure when it was their last.
     fn remove(&mut self, session: SessionId) -> Option<Member> {
-        let m = self.members.remove(&session)?;
-        let gone = match self.users.get_mut(&m.user) {
+        let d = self.detach(session)?;
+        if d.was_typing {
+            self.typing_changed();
+        }
+        if let Some(f) = d.left {
+            self.broadcast(&f, None);
+        }
+        Some(d.member)
+    }
+
+    /// Removes a session without telling anyone. If it was the user's last
+    /// session, returns the `room:member_left` to announce and whether the
+    /// user was typing.
+    fn detach(&mut self, session: SessionId) -> Option<Detached> {
+        let member = self.members.remove(&session)?;
+        let gone = match self.users.get_mut(&member.user) {
             Some(slot) if slot.sessions > 1 => {
                 slot.sessions -= 1;
                 None
             }
-            Some(_) => self.users.remove(&m.user),
+            Some(_) => self.users.remove(&member.user),
             None => None,
         };
+        let (mut left, mut was_typing) = (None, false);
         if let Some(slot) = gone {
-            if self.typing.remove(&m.user).is_some() {
-                self.typing_changed();
-            }
+            was_typing = self.typing.remove(&member.user).is_some();
             let info = MemberInfo {
-                user: m.user.clone(),
+                user: member.user.clone(),
                 name: slot.name,
                 status: slot.status,
                 activity: slot.activity,
             };
-            let frame = encode(&ServerFrame::MemberLeft {
+            left = Some(encode(&ServerFrame::MemberLeft {
                 room: &self.name,
                 user: &info,
-            });
-            self.broadcast(&frame, None);
+            }));
         }
-        Some(m)
+        Some(Detached {
+            member,
+            left,
+            was_typing,
+        })
     }
 
     fn members_info(&self) -> Vec<MemberInfo> {
@@ -186,8 +237,9 @@ impl Room {
 
     /// Tells the Hub when the room has no members, with a copy of its history.
     fn report_if_idle(&self) {
-        if self.members.is_empty() {
+        if let (true, Some(me)) = (self.members.is_empty(), &self.me) {
             self.hub.do_send(RoomIdle {
+                addr: me.clone(),
                 room: self.name.clone(),
                 hub_ops: self.hub_ops,
                 history: self.history.clone(),
@@ -474,5 +526,60 @@ impl Handler<Stop> for Room {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{self, Evict};
+    use crate::presence::Presence;
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Evict> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Evict, _: &mut Context<Self>) {}
+    }
+
+    /// Every member's connection gone at once (distinct users, so each removal
+    /// announces a departure): evictions must not recurse, or a large room
+    /// overflows its thread's stack and takes the server down.
+    #[test]
+    fn a_mass_drop_out_is_handled_without_recursion() {
+        actix::System::new().block_on(async {
+            let sink = Sink.start().recipient::<Evict>();
+            let presence = Presence::new(Duration::from_secs(60)).start();
+            let hub = Hub::new(presence, vec![], 10, 10, Duration::from_secs(5)).start();
+            let ttl = Duration::from_secs(5);
+            let mut room = Room::new(RoomName::parse("big").unwrap(), hub, History::new(10), ttl);
+            let mut bodies = Vec::new();
+            for i in 0..50_000u64 {
+                let (outbox, _close, body) =
+                    outbox::channel(4, sink.clone(), outbox::ConnGuard::new());
+                bodies.push(body);
+                let user = UserId::parse(&format!("u{i}")).unwrap();
+                let slot = UserSlot {
+                    name: "n".into(),
+                    status: Status::Online,
+                    activity: None,
+                    sessions: 1,
+                };
+                room.users.insert(user.clone(), slot);
+                room.typing.insert(user.clone(), Instant::now() + ttl);
+                let member = Member {
+                    session: SessionId(i),
+                    user,
+                    name: "n".into(),
+                    outbox,
+                };
+                room.members.insert(SessionId(i), member);
+            }
+            drop(bodies);
+            assert_eq!(room.broadcast(&Bytes::from_static(b"{}"), None), 0);
+            assert!(room.members.is_empty() && room.users.is_empty() && room.typing.is_empty());
+        });
     }
 }

@@ -31,31 +31,10 @@ enum RoomFrame {
         id: Option<String>,
         received: Instant,
     },
-    Typing(bool),
-}
-
-/// Counts the connection for `/metrics` and the connection limit, for exactly
-/// as long as the session exists.
-pub struct ConnGuard;
-
-impl ConnGuard {
-    pub fn new() -> ConnGuard {
-        METRICS.connections.fetch_add(1, Relaxed);
-        METRICS.connections_total.fetch_add(1, Relaxed);
-        ConnGuard
-    }
-}
-
-impl Default for ConnGuard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        METRICS.connections.fetch_sub(1, Relaxed);
-    }
+    Typing {
+        on: bool,
+        id: Option<String>,
+    },
 }
 
 pub struct Session {
@@ -78,7 +57,6 @@ pub struct Session {
     exp_timer: Option<SpawnHandle>,
     fragments: Option<(bool, BytesMut)>,
     closing: bool,
-    _conn: ConnGuard,
 }
 
 impl Session {
@@ -89,7 +67,6 @@ impl Session {
         ident: Option<Identity>,
         outbox: Outbox,
         close_tx: CloseSender,
-        conn: ConnGuard,
     ) -> Session {
         let now = Instant::now();
         let cfg = &shared.cfg;
@@ -114,7 +91,6 @@ impl Session {
             fragments: None,
             closing: false,
             shared,
-            _conn: conn,
         }
     }
 
@@ -153,12 +129,7 @@ impl Session {
             user: ident.user.clone(),
             name: ident.name.clone(),
         };
-        self.hub.do_send(hub::Connect {
-            session: self.id,
-            from: from.clone(),
-            outbox: self.outbox.clone(),
-            addr: ctx.address(),
-        });
+        // Greet first, so nothing routed by the Hub can arrive before `connected`.
         self.push(encode(&ServerFrame::Connected {
             session: self.id.to_string(),
             user: &ident.user,
@@ -167,6 +138,12 @@ impl Session {
             role: ident.role.as_str(),
             exp: ident.exp,
         }));
+        self.hub.do_send(hub::Connect {
+            session: self.id,
+            from: from.clone(),
+            outbox: self.outbox.clone(),
+            addr: ctx.address(),
+        });
         log::debug!(
             "session {} is {} ({})",
             self.id,
@@ -233,6 +210,15 @@ impl Session {
             }
         }
         let parsed = protocol::parse(&text);
+        if let Err(e) = &parsed {
+            // A bad auth frame (no token, token too long, stray fields) fails
+            // authentication like a bad token: close 1008, never guest it.
+            if protocol::frame_type(&text).as_deref() == Some("auth") {
+                METRICS.auth_failures.fetch_add(1, Relaxed);
+                let reason = format!("bad auth frame: {}", e.message);
+                return self.close(close::POLICY, &reason, ctx);
+            }
+        }
         if self.ident.is_none() {
             match &parsed {
                 Ok(Request {
@@ -300,7 +286,7 @@ impl Session {
                     );
                 }
             }
-            ClientFrame::Typing { room, on } => self.send(room, RoomFrame::Typing(on)),
+            ClientFrame::Typing { room, on } => self.send(room, RoomFrame::Typing { on, id }),
             ClientFrame::Direct { to, data } => {
                 if self.limit_messages(now, id.as_deref()) {
                     self.hub.do_send(hub::Direct {
@@ -456,7 +442,7 @@ impl Session {
                     received,
                 });
             }
-            RoomFrame::Typing(on) => addr.do_send(room::Typing {
+            RoomFrame::Typing { on, .. } => addr.do_send(room::Typing {
                 session: self.id,
                 on,
             }),
@@ -469,7 +455,7 @@ impl Session {
             None => {
                 let (msg, id) = match p {
                     RoomFrame::Send { id, .. } => (format!("join {room} before sending to it"), id),
-                    RoomFrame::Typing(_) => (format!("join {room} first"), None),
+                    RoomFrame::Typing { id, .. } => (format!("join {room} first"), id),
                 };
                 self.error(ErrorCode::NotMember, &msg, id.as_deref());
             }

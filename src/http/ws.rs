@@ -6,7 +6,8 @@ use super::bearer;
 use crate::error::{ErrorCode, HubError};
 use crate::metrics::METRICS;
 use crate::outbox;
-use crate::session::{ConnGuard, Session};
+use crate::outbox::ConnGuard;
+use crate::session::Session;
 use crate::wsframes::WsFrames;
 use crate::AppState;
 use actix::prelude::*;
@@ -58,7 +59,11 @@ pub async fn upgrade(
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?;
 
     let mut ctx = Context::<Session>::new();
-    let (outbox, close_tx, body) = outbox::channel(shared.cfg.outbox, ctx.address().recipient());
+    let (outbox, close_tx, body) = outbox::channel(
+        shared.cfg.outbox,
+        ctx.address().recipient(),
+        ConnGuard::new(),
+    );
     ctx.add_stream(WsFrames::new(payload, shared.cfg.hard_max_frame));
     let session = Session::new(
         shared.clone(),
@@ -67,7 +72,6 @@ pub async fn upgrade(
         ident,
         outbox,
         close_tx,
-        ConnGuard::new(),
     );
     ctx.run(session);
     Ok(res.body(body))

@@ -545,3 +545,26 @@ async fn rs256_tokens_verify_with_the_public_key() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("unauthorized"), "{body}");
 }
+
+/// An `auth` frame that does not even parse (no token, stray field) fails
+/// authentication: close 1008, never a guest, before or after authenticating.
+#[tokio::test]
+async fn a_malformed_auth_frame_closes_with_1008() {
+    let s = Server::start();
+    for bad in [
+        json!({"type": "auth"}),
+        json!({"type": "auth", "token": "x", "extra": 1}),
+    ] {
+        let mut c = s.ws("/ws").await;
+        c.send(bad.clone()).await;
+        let (code, reason) = c
+            .close_frame(Duration::from_secs(5))
+            .await
+            .expect("close frame");
+        assert_eq!(code, 1008, "{bad}: {reason}");
+        assert!(reason.contains("auth"), "{reason}");
+    }
+    let mut u = s.user("alice").await;
+    u.send(json!({"type": "auth", "token": 42})).await;
+    assert_eq!(u.close_code(Duration::from_secs(5)).await, Some(1008));
+}
