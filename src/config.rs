@@ -25,6 +25,12 @@ pub struct Config {
     pub auth_grace: Duration,
     /// `SWITCHBOARD_HISTORY_SIZE`: messages kept per room (default 200).
     pub history_size: usize,
+    /// `SWITCHBOARD_HISTORY_BYTES`: bytes of history kept per room (default 1 MiB), whichever
+    /// of this and `history_size` is reached first.
+    pub history_bytes: usize,
+    /// `SWITCHBOARD_IDLE_HISTORY_BYTES`: bytes of history kept in the idle-room LRU in all
+    /// (default 256 MiB).
+    pub idle_history_bytes: usize,
     /// `SWITCHBOARD_IDLE_ROOM_CACHE`: histories of member-less rooms kept in the LRU (default 10000).
     pub idle_room_cache: usize,
     /// `SWITCHBOARD_MAX_CONNECTIONS` (default 100000): beyond it, `/ws` answers 503.
@@ -132,6 +138,8 @@ impl Config {
                 .collect(),
             auth_grace: millis("SWITCHBOARD_AUTH_GRACE_MS", 10_000)?,
             history_size: num("SWITCHBOARD_HISTORY_SIZE", 200)?,
+            history_bytes: num("SWITCHBOARD_HISTORY_BYTES", 1024 * 1024)?,
+            idle_history_bytes: num("SWITCHBOARD_IDLE_HISTORY_BYTES", 256 * 1024 * 1024)?,
             idle_room_cache: num("SWITCHBOARD_IDLE_ROOM_CACHE", 10_000)?,
             max_connections: num("SWITCHBOARD_MAX_CONNECTIONS", 100_000)?,
             max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,

@@ -13,9 +13,19 @@ pub struct History {
     pub epoch: Arc<str>,
     /// The last seq given out (0 before the first message).
     pub seq: u64,
-    /// `(seq, encoded message:receive frame)`, oldest first, at most `cap`.
+    /// `(seq, encoded message:receive frame)`, oldest first, within `limits`.
     entries: VecDeque<(u64, Bytes)>,
-    cap: usize,
+    /// Sum of the kept frames' lengths.
+    bytes: usize,
+    limits: HistoryLimits,
+}
+
+/// How much history a room keeps: whichever bound is hit first. Counting
+/// bytes too keeps a room of 64 KiB messages from holding 200 × 64 KiB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HistoryLimits {
+    pub entries: usize,
+    pub bytes: usize,
 }
 
 /// What a join with `since` gets.
@@ -28,13 +38,22 @@ pub enum Recovery {
 }
 
 impl History {
-    pub fn new(cap: usize) -> History {
+    pub fn new(limits: HistoryLimits) -> History {
         History {
             epoch: random_hex(8).into(),
             seq: 0,
             entries: VecDeque::new(),
-            cap: cap.max(1),
+            bytes: 0,
+            limits: HistoryLimits {
+                entries: limits.entries.max(1),
+                bytes: limits.bytes,
+            },
         }
+    }
+
+    /// Bytes of kept frames.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The seq the next message will get.
@@ -46,10 +65,16 @@ impl History {
     pub fn push(&mut self, seq: u64, frame: Bytes) {
         debug_assert_eq!(seq, self.seq + 1);
         self.seq = seq;
-        if self.entries.len() == self.cap {
-            self.entries.pop_front();
-        }
+        self.bytes += frame.len();
         self.entries.push_back((seq, frame));
+        // The newest message is always kept, even if it alone exceeds the byte bound.
+        while self.entries.len() > 1
+            && (self.entries.len() > self.limits.entries || self.bytes > self.limits.bytes)
+        {
+            if let Some((_, old)) = self.entries.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
     }
 
     /// The oldest seq still kept (`seq + 1` when nothing is kept).
@@ -88,8 +113,15 @@ impl History {
 mod tests {
     use super::*;
 
+    fn limits(entries: usize) -> HistoryLimits {
+        HistoryLimits {
+            entries,
+            bytes: usize::MAX,
+        }
+    }
+
     fn filled(cap: usize, n: u64) -> History {
-        let mut h = History::new(cap);
+        let mut h = History::new(limits(cap));
         for s in 1..=n {
             h.push(s, Bytes::from(s.to_string()));
         }
@@ -127,7 +159,7 @@ mod tests {
 
     #[test]
     fn empty_history() {
-        let h = History::new(10);
+        let h = History::new(limits(10));
         assert_eq!(h.first_seq(), 1);
         assert_eq!(seqs(h.recover(0, None)), Some(vec![]));
         assert_eq!(seqs(h.recover(1, None)), None);
@@ -140,5 +172,28 @@ mod tests {
         assert_eq!(h.after(2, 3).len(), 3);
         assert_eq!(h.after(0, 100).len(), 8);
         assert_eq!(h.after(8, 100).len(), 0);
+    }
+
+    #[test]
+    fn byte_bound_drops_the_oldest_but_keeps_the_newest() {
+        let mut h = History::new(HistoryLimits {
+            entries: 100,
+            bytes: 10,
+        });
+        for s in 1..=5 {
+            h.push(s, Bytes::from(vec![b'x'; 4]));
+        }
+        assert_eq!(
+            (h.first_seq(), h.bytes()),
+            (4, 8),
+            "two 4-byte frames fit in 10"
+        );
+        h.push(6, Bytes::from(vec![b'y'; 50]));
+        assert_eq!(
+            (h.first_seq(), h.bytes()),
+            (6, 50),
+            "an oversized newest frame stays alone"
+        );
+        assert_eq!(h.recover(3, None), Recovery::Lost);
     }
 }

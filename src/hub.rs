@@ -5,7 +5,7 @@
 //! Room messages never pass through it.
 
 use crate::error::{close, ErrorCode, HubError};
-use crate::history::History;
+use crate::history::{History, HistoryLimits};
 use crate::ids::{now_ms, RoomName, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::Outbox;
@@ -40,12 +40,15 @@ pub struct Hub {
     presence: Addr<Presence>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
-    history_size: usize,
+    history: HistoryLimits,
     typing_ttl: Duration,
     sessions: HashMap<SessionId, SessionEntry>,
     users: HashMap<UserId, Vec<SessionId>>,
     rooms: HashMap<RoomName, RoomEntry>,
     idle: LruCache<RoomName, History>,
+    /// Bytes held by `idle`, kept under `idle_budget` by evicting the least recently used.
+    idle_bytes: usize,
+    idle_budget: usize,
 }
 
 impl Actor for Hub {
@@ -60,15 +63,16 @@ impl Hub {
     pub fn new(
         presence: Addr<Presence>,
         arbiters: Vec<ArbiterHandle>,
-        history_size: usize,
+        history: HistoryLimits,
         idle_room_cache: usize,
+        idle_budget: usize,
         typing_ttl: Duration,
     ) -> Hub {
         Hub {
             presence,
             arbiters,
             next_arbiter: 0,
-            history_size,
+            history,
             typing_ttl,
             sessions: HashMap::new(),
             users: HashMap::new(),
@@ -76,16 +80,38 @@ impl Hub {
             idle: LruCache::new(
                 NonZeroUsize::new(idle_room_cache.max(1)).unwrap_or(NonZeroUsize::MIN),
             ),
+            idle_bytes: 0,
+            idle_budget,
         }
+    }
+
+    /// Keeps a freed room's history, evicting the least recently used
+    /// histories while over the room-count or byte budget.
+    fn keep_idle(&mut self, room: RoomName, history: History) {
+        self.idle_bytes += history.bytes();
+        if let Some((_, old)) = self.idle.push(room, history) {
+            self.idle_bytes -= old.bytes();
+        }
+        while self.idle_bytes > self.idle_budget {
+            match self.idle.pop_lru() {
+                Some((_, old)) => self.idle_bytes -= old.bytes(),
+                None => break,
+            }
+        }
+    }
+
+    fn take_idle(&mut self, room: &RoomName) -> Option<History> {
+        let h = self.idle.pop(room)?;
+        self.idle_bytes -= h.bytes();
+        Some(h)
     }
 
     /// The room's entry, starting its actor (with any kept history) if needed.
     fn room(&mut self, name: &RoomName, ctx: &mut Context<Self>) -> &mut RoomEntry {
         if !self.rooms.contains_key(name) {
             let history = self
-                .idle
-                .pop(name)
-                .unwrap_or_else(|| History::new(self.history_size));
+                .take_idle(name)
+                .unwrap_or_else(|| History::new(self.history));
             let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
             let make = move |_: &mut Context<Room>| Room::new(room_name, hub, history, ttl);
             let addr = if self.arbiters.is_empty() {
@@ -398,7 +424,7 @@ impl Handler<RoomIdle> for Hub {
             METRICS.rooms.fetch_sub(1, Relaxed);
             log::debug!("room {} freed (seq {})", msg.room, msg.history.seq);
             if !msg.history.is_empty() {
-                self.idle.put(msg.room, msg.history);
+                self.keep_idle(msg.room, msg.history);
             }
         }
     }

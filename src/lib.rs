@@ -70,8 +70,12 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let hub = hub::Hub::new(
         presence.clone(),
         arbiters.iter().map(|a| a.handle()).collect(),
-        cfg.history_size,
+        history::HistoryLimits {
+            entries: cfg.history_size,
+            bytes: cfg.history_bytes,
+        },
         cfg.idle_room_cache,
+        cfg.idle_history_bytes,
         cfg.typing_ttl,
     )
     .start();

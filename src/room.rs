@@ -552,9 +552,26 @@ mod tests {
         actix::System::new().block_on(async {
             let sink = Sink.start().recipient::<Evict>();
             let presence = Presence::new(Duration::from_secs(60)).start();
-            let hub = Hub::new(presence, vec![], 10, 10, Duration::from_secs(5)).start();
+            let limits = crate::history::HistoryLimits {
+                entries: 10,
+                bytes: 1 << 20,
+            };
+            let hub = Hub::new(
+                presence,
+                vec![],
+                limits,
+                10,
+                1 << 20,
+                Duration::from_secs(5),
+            )
+            .start();
             let ttl = Duration::from_secs(5);
-            let mut room = Room::new(RoomName::parse("big").unwrap(), hub, History::new(10), ttl);
+            let mut room = Room::new(
+                RoomName::parse("big").unwrap(),
+                hub,
+                History::new(limits),
+                ttl,
+            );
             let mut bodies = Vec::new();
             for i in 0..50_000u64 {
                 let (outbox, _close, body) =

@@ -501,3 +501,75 @@ async fn a_freed_empty_room_gets_a_new_epoch_and_loses_nothing() {
         "since 0 without an epoch misses nothing: {j}"
     );
 }
+
+/// History is bounded in bytes too: with SWITCHBOARD_HISTORY_BYTES=3000 and
+/// ~1 KB messages a room keeps the newest few, and older gaps are not recovered.
+#[tokio::test]
+async fn history_is_bounded_in_bytes_per_room() {
+    let s = Server::with_env(&[("SWITCHBOARD_HISTORY_BYTES", "3000")]);
+    let svc = token("backend", json!({"role": "service"}));
+    let body = json!({"room": "big", "data": "x".repeat(900)}).to_string();
+    for _ in 0..10 {
+        assert_eq!(
+            s.http("POST", "/api/publish", Some(&svc), Some(&body))
+                .await
+                .0,
+            200
+        );
+    }
+    let (_, h) = s.get_json("/api/rooms/big/history", Some(&svc)).await;
+    let kept = h["messages"].as_array().unwrap().len();
+    assert!(
+        (1..=3).contains(&kept),
+        "kept {kept} of 10 ~1 KB messages in 3000 bytes"
+    );
+    assert_eq!(h["seq"], 10);
+    assert_eq!(h["first_seq"], 11 - kept as u64);
+    let mut c = s.user("reader").await;
+    let j = join_since(&mut c, "big", 0, None).await;
+    assert_eq!(j["recovered"], false, "{j}");
+}
+
+/// The idle-room LRU has a byte budget: a freed room's history pushes out the
+/// least recently used one when both do not fit.
+#[tokio::test]
+async fn idle_histories_share_a_byte_budget() {
+    let s = Server::with_env(&[("SWITCHBOARD_IDLE_HISTORY_BYTES", "6000")]);
+    let svc = token("backend", json!({"role": "service"}));
+    for room in ["r1", "r2"] {
+        let body = json!({"room": room, "data": "x".repeat(900)}).to_string();
+        for _ in 0..4 {
+            assert_eq!(
+                s.http("POST", "/api/publish", Some(&svc), Some(&body))
+                    .await
+                    .0,
+                200
+            );
+        }
+        // Published to a room without members: it is freed into the idle LRU.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, list) = s.get_json("/api/rooms", Some(&svc)).await;
+            if !list["rooms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["room"] == room)
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{room} never freed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // ~4 KB each: both do not fit in 6000 bytes, so r1 (least recent) went.
+    let (_, h1) = s.get_json("/api/rooms/r1/history", Some(&svc)).await;
+    let (_, h2) = s.get_json("/api/rooms/r2/history", Some(&svc)).await;
+    assert_eq!(
+        (h1["seq"].as_u64(), h1["epoch"].is_null()),
+        (Some(0), true),
+        "{h1}"
+    );
+    assert_eq!(h2["seq"], 4, "{h2}");
+    assert_eq!(h2["messages"].as_array().unwrap().len(), 4);
+}
