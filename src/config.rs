@@ -41,6 +41,9 @@ pub struct Config {
     pub hard_max_frame: usize,
     /// `SWITCHBOARD_OUTBOX` (default 1024 frames): a session's outbound queue; full → close 4008.
     pub outbox: usize,
+    /// `SWITCHBOARD_ROOM_QUEUE` (default 4096): messages waiting for a room; beyond it a
+    /// sender gets `rate_limited` ("room is busy") instead of the queue growing.
+    pub room_queue: usize,
     /// `SWITCHBOARD_ROOMS_PER_SESSION` (default 100, not counting the personal room).
     pub rooms_per_session: usize,
     /// `SWITCHBOARD_USER_RATE` / `SWITCHBOARD_USER_BURST`: messages per minute and burst for users.
@@ -145,6 +148,7 @@ impl Config {
             max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,
             hard_max_frame: num("SWITCHBOARD_HARD_MAX_FRAME", 1024 * 1024)?,
             outbox: num("SWITCHBOARD_OUTBOX", 1024)?,
+            room_queue: num("SWITCHBOARD_ROOM_QUEUE", 4096)?,
             rooms_per_session: num("SWITCHBOARD_ROOMS_PER_SESSION", 100)?,
             user_rate: rate("SWITCHBOARD_USER", 1200, 50)?,
             guest_rate: rate("SWITCHBOARD_GUEST", 20, 10)?,

@@ -49,6 +49,7 @@ pub struct Hub {
     /// Bytes held by `idle`, kept under `idle_budget` by evicting the least recently used.
     idle_bytes: usize,
     idle_budget: usize,
+    room_queue: usize,
 }
 
 impl Actor for Hub {
@@ -67,6 +68,7 @@ impl Hub {
         idle_room_cache: usize,
         idle_budget: usize,
         typing_ttl: Duration,
+        room_queue: usize,
     ) -> Hub {
         Hub {
             presence,
@@ -82,6 +84,7 @@ impl Hub {
             ),
             idle_bytes: 0,
             idle_budget,
+            room_queue,
         }
     }
 
@@ -113,7 +116,10 @@ impl Hub {
                 .take_idle(name)
                 .unwrap_or_else(|| History::new(self.history));
             let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
-            let make = move |_: &mut Context<Room>| Room::new(room_name, hub, history, ttl);
+            let queue = self.room_queue;
+            let make = move |_: &mut Context<Room>| {
+                Room::new(room_name, hub, history, ttl).with_queue(queue)
+            };
             let addr = if self.arbiters.is_empty() {
                 Room::create(make)
             } else {

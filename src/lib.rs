@@ -77,6 +77,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.idle_room_cache,
         cfg.idle_history_bytes,
         cfg.typing_ttl,
+        cfg.room_queue,
     )
     .start();
     let state = AppState {

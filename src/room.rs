@@ -54,6 +54,8 @@ pub struct Room {
     /// This actor's address, named in `RoomIdle` so the Hub never frees a newer
     /// actor of the same name on a stale report.
     me: Option<Addr<Room>>,
+    /// Mailbox capacity for messages from sessions (`SWITCHBOARD_ROOM_QUEUE`).
+    queue: usize,
     /// Messages received from the Hub (joins, API publishes): the Hub frees the
     /// room only if it has forwarded no more than this, so nothing in flight is lost.
     hub_ops: u64,
@@ -64,8 +66,10 @@ impl Actor for Room {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.me = Some(ctx.address());
-        // Fan-out is bursty; a deep mailbox keeps publishers from seeing back-pressure errors.
-        ctx.set_mailbox_capacity(usize::MAX >> 4);
+        // Sessions hand messages over with try_send: past this many waiting,
+        // they answer `rate_limited` instead of letting the mailbox grow.
+        // Control messages (joins, leaves, presence) use do_send and always get in.
+        ctx.set_mailbox_capacity(self.queue);
     }
 }
 
@@ -81,8 +85,15 @@ impl Room {
             typing_timer: None,
             typing_ttl,
             me: None,
+            queue: 4096,
             hub_ops: 0,
         }
+    }
+
+    /// Sets the mailbox capacity for messages from sessions.
+    pub fn with_queue(mut self, queue: usize) -> Room {
+        self.queue = queue.max(1);
+        self
     }
 
     /// Queues `frame` to every member (but `except`). Returns how many got it
@@ -563,6 +574,7 @@ mod tests {
                 10,
                 1 << 20,
                 Duration::from_secs(5),
+                16,
             )
             .start();
             let ttl = Duration::from_secs(5);

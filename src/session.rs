@@ -24,6 +24,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Suggested wait after a "room is busy" refusal.
+const ROOM_BUSY_RETRY_MS: u64 = 50;
+
 /// A frame for a room the session has joined.
 enum RoomFrame {
     Send {
@@ -427,11 +430,13 @@ impl Session {
         ctx.wait(fut);
     }
 
+    /// Hands a frame to the room without waiting: a room whose queue is full
+    /// refuses it explicitly (`rate_limited`), so it is never silently lost.
     fn forward(&self, addr: &Addr<Room>, p: RoomFrame) {
         match p {
             RoomFrame::Send { data, id, received } => {
                 let Some(from) = &self.from else { return };
-                addr.do_send(room::Publish {
+                let publish = room::Publish {
                     from: from.clone(),
                     data,
                     id,
@@ -440,12 +445,29 @@ impl Session {
                         outbox: self.outbox.clone(),
                     },
                     received,
+                };
+                match addr.try_send(publish) {
+                    Ok(()) => {}
+                    Err(SendError::Full(p)) => self.push(error_frame(
+                        ErrorCode::RateLimited,
+                        "the room is busy; retry shortly",
+                        p.id.as_deref(),
+                        Some(ROOM_BUSY_RETRY_MS),
+                    )),
+                    Err(SendError::Closed(p)) => self.error(
+                        ErrorCode::Internal,
+                        "room unavailable; rejoin it",
+                        p.id.as_deref(),
+                    ),
+                }
+            }
+            // Typing is volatile: dropped when the room is busy.
+            RoomFrame::Typing { on, .. } => {
+                let _ = addr.try_send(room::Typing {
+                    session: self.id,
+                    on,
                 });
             }
-            RoomFrame::Typing { on, .. } => addr.do_send(room::Typing {
-                session: self.id,
-                on,
-            }),
         }
     }
 

@@ -727,3 +727,76 @@ async fn typing_errors_carry_the_frames_ref() {
         (Some("not_member"), Some("t1"))
     );
 }
+
+/// A room whose queue is full refuses messages explicitly: with
+/// SWITCHBOARD_ROOM_QUEUE=2 and a 2,000-message burst from a service client
+/// (exempt from rate limits), every message gets exactly one answer, an ack
+/// or `rate_limited`, and exactly the acked ones reach the room, in order.
+#[tokio::test]
+async fn a_busy_room_refuses_explicitly_and_loses_nothing_it_accepted() {
+    use futures_util::{SinkExt, StreamExt};
+    let s = Server::with_env(&[
+        ("SWITCHBOARD_ROOM_QUEUE", "2"),
+        ("SWITCHBOARD_OUTBOX", "10000"),
+    ]);
+    let mut watcher = s.user("watcher").await;
+    watcher.join("busy").await;
+    let mut p = s.user_with("pump", json!({"role": "service"})).await;
+    p.join("busy").await;
+    const N: usize = 2000;
+    let (mut tx, mut rx) = p.inner().split();
+    let send = async {
+        for i in 0..N {
+            let f =
+                json!({"type": "message:send", "room": "busy", "data": i, "id": format!("b{i}")});
+            tx.send(Message::Text(f.to_string())).await.unwrap();
+        }
+    };
+    let read = async {
+        let (mut acked, mut busy) = (Vec::new(), 0usize);
+        while acked.len() + busy < N {
+            let msg = tokio::time::timeout(WAIT, rx.next())
+                .await
+                .expect("timeout")
+                .unwrap()
+                .unwrap();
+            let Message::Text(t) = msg else { continue };
+            let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+            match f["type"].as_str().unwrap() {
+                "ack" => acked.push((
+                    f["id"].as_str().unwrap().to_string(),
+                    f["seq"].as_u64().unwrap(),
+                )),
+                "error" => {
+                    assert_eq!(f["code"], "rate_limited", "{f}");
+                    assert!(f["retry_after_ms"].as_u64().unwrap() > 0);
+                    busy += 1;
+                }
+                _ => {}
+            }
+        }
+        (acked, busy)
+    };
+    let ((), (acked, busy)) = tokio::join!(send, read);
+    assert_eq!(acked.len() + busy, N);
+    let seqs: Vec<u64> = acked.iter().map(|a| a.1).collect();
+    assert_eq!(
+        seqs,
+        (1..=acked.len() as u64).collect::<Vec<_>>(),
+        "acked seqs are gapless"
+    );
+    for (id, seq) in &acked {
+        let m = watcher.recv_type("message:receive").await;
+        assert_eq!(
+            (m["id"].as_str(), m["seq"].as_u64()),
+            (Some(id.as_str()), Some(*seq))
+        );
+    }
+    watcher
+        .expect_no("message:receive", Duration::from_millis(300))
+        .await;
+    eprintln!(
+        "room queue 2: {} accepted, {busy} refused as busy",
+        acked.len()
+    );
+}
