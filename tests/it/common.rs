@@ -336,6 +336,35 @@ impl Client {
             .await;
     }
 
+    /// Sends `frames` as fast as the socket takes them while reading at the
+    /// same time (so the sender is never a slow consumer), until `answers`
+    /// `ack`/`error` frames have arrived; returns those, in arrival order.
+    pub async fn burst(&mut self, frames: Vec<Value>, answers: usize) -> Vec<Value> {
+        let (mut tx, mut rx) = (&mut self.ws).split();
+        let send = async {
+            for f in frames {
+                tx.send(Message::Text(f.to_string())).await.expect("send");
+            }
+        };
+        let read = async {
+            let mut got = Vec::with_capacity(answers);
+            while got.len() < answers {
+                let msg = tokio::time::timeout(WAIT, rx.next())
+                    .await
+                    .expect("timed out waiting for answers")
+                    .expect("connection ended")
+                    .expect("websocket error");
+                let Message::Text(t) = msg else { continue };
+                let f: Value = serde_json::from_str(&t).expect("JSON");
+                if f["type"] == "ack" || f["type"] == "error" {
+                    got.push(f);
+                }
+            }
+            got
+        };
+        tokio::join!(send, read).1
+    }
+
     pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
     }

@@ -734,7 +734,6 @@ async fn typing_errors_carry_the_frames_ref() {
 /// or `rate_limited`, and exactly the acked ones reach the room, in order.
 #[tokio::test]
 async fn a_busy_room_refuses_explicitly_and_loses_nothing_it_accepted() {
-    use futures_util::{SinkExt, StreamExt};
     let s = Server::with_env(&[
         ("SWITCHBOARD_ROOM_QUEUE", "2"),
         ("SWITCHBOARD_OUTBOX", "10000"),
@@ -744,40 +743,21 @@ async fn a_busy_room_refuses_explicitly_and_loses_nothing_it_accepted() {
     let mut p = s.user_with("pump", json!({"role": "service"})).await;
     p.join("busy").await;
     const N: usize = 2000;
-    let (mut tx, mut rx) = p.inner().split();
-    let send = async {
-        for i in 0..N {
-            let f =
-                json!({"type": "message:send", "room": "busy", "data": i, "id": format!("b{i}")});
-            tx.send(Message::Text(f.to_string())).await.unwrap();
+    let frames = (0..N)
+        .map(|i| json!({"type": "message:send", "room": "busy", "data": i, "id": format!("b{i}")}));
+    let (mut acked, mut busy) = (Vec::new(), 0usize);
+    for f in p.burst(frames.collect(), N).await {
+        if f["type"] == "ack" {
+            acked.push((
+                f["id"].as_str().unwrap().to_string(),
+                f["seq"].as_u64().unwrap(),
+            ));
+        } else {
+            assert_eq!(f["code"], "rate_limited", "{f}");
+            assert!(f["retry_after_ms"].as_u64().unwrap() > 0);
+            busy += 1;
         }
-    };
-    let read = async {
-        let (mut acked, mut busy) = (Vec::new(), 0usize);
-        while acked.len() + busy < N {
-            let msg = tokio::time::timeout(WAIT, rx.next())
-                .await
-                .expect("timeout")
-                .unwrap()
-                .unwrap();
-            let Message::Text(t) = msg else { continue };
-            let f: serde_json::Value = serde_json::from_str(&t).unwrap();
-            match f["type"].as_str().unwrap() {
-                "ack" => acked.push((
-                    f["id"].as_str().unwrap().to_string(),
-                    f["seq"].as_u64().unwrap(),
-                )),
-                "error" => {
-                    assert_eq!(f["code"], "rate_limited", "{f}");
-                    assert!(f["retry_after_ms"].as_u64().unwrap() > 0);
-                    busy += 1;
-                }
-                _ => {}
-            }
-        }
-        (acked, busy)
-    };
-    let ((), (acked, busy)) = tokio::join!(send, read);
+    }
     assert_eq!(acked.len() + busy, N);
     let seqs: Vec<u64> = acked.iter().map(|a| a.1).collect();
     assert_eq!(

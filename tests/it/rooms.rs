@@ -273,8 +273,6 @@ async fn rest_publish_and_broadcast() {
 /// done, so no buffer can overflow (a 256-frame buffer used to refuse some).
 #[tokio::test]
 async fn a_burst_right_after_join_is_accepted_in_order() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     // Queues big enough for the burst (4000 frames back to the pump): this
     // test is about join ordering, not about slow consumers.
     let s = Server::with_env(&[("SWITCHBOARD_OUTBOX", "10000")]);
@@ -282,38 +280,16 @@ async fn a_burst_right_after_join_is_accepted_in_order() {
     watcher.join("burst").await;
     let mut p = s.user_with("pump", json!({"role": "service"})).await;
     const N: u64 = 2000;
-    let (mut tx, mut rx) = p.inner().split();
-    let send = async {
-        tx.send(Message::Text(
-            json!({"type": "room:join", "room": "burst"}).to_string(),
-        ))
-        .await
-        .unwrap();
-        for i in 0..N {
-            let f =
-                json!({"type": "message:send", "room": "burst", "data": i, "id": format!("b{i}")});
-            tx.send(Message::Text(f.to_string())).await.unwrap();
-        }
-    };
-    let read = async {
-        let mut acks = 0;
-        while acks < N {
-            let msg = tokio::time::timeout(WAIT, rx.next())
-                .await
-                .expect("timeout")
-                .unwrap()
-                .unwrap();
-            let Message::Text(t) = msg else { continue };
-            let f: serde_json::Value = serde_json::from_str(&t).unwrap();
-            assert_ne!(f["type"], "error", "{f}");
-            if f["type"] == "ack" {
-                assert_eq!(f["id"], format!("b{acks}"));
-                assert_eq!(f["seq"], acks + 1);
-                acks += 1;
-            }
-        }
-    };
-    tokio::join!(send, read);
+    let mut frames = vec![json!({"type": "room:join", "room": "burst"})];
+    frames.extend((0..N).map(
+        |i| json!({"type": "message:send", "room": "burst", "data": i, "id": format!("b{i}")}),
+    ));
+    let answers = p.burst(frames, N as usize).await;
+    for (i, f) in answers.iter().enumerate() {
+        assert_eq!(f["type"], "ack", "{f}");
+        assert_eq!(f["id"], format!("b{i}"));
+        assert_eq!(f["seq"], i as u64 + 1);
+    }
     for i in 0..N {
         let m = watcher.recv_type("message:receive").await;
         assert_eq!(
