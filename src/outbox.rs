@@ -59,10 +59,6 @@ impl Outbox {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
-
-    pub fn same(&self, other: &Outbox) -> bool {
-        self.tx.same_channel(&other.tx)
-    }
 }
 
 /// Counts a connection for `/metrics` and the connection limit for exactly as
