@@ -462,25 +462,34 @@ async fn slow_consumer_is_closed_with_4008_while_others_keep_receiving() {
     slow.greeted().await;
     slow.join("firehose").await;
 
-    // A reads everything, concurrently.
+    // A reads everything, concurrently, and reports how far it got.
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         while (got.len() as u64) < N {
             let f = a.recv().await;
             if f["type"] == "message:receive" {
                 got.push((f["seq"].as_u64().unwrap(), f["data"]["n"].as_u64().unwrap()));
+                let _ = progress_tx.send(got.len() as u64);
             }
         }
         (a, got)
     });
 
-    // P waits for each ack (reading its own echoes) so it is never the slow one.
+    // P waits for each ack (reading its own echoes) so it is never the slow one, and
+    // keeps at most a few messages ahead of A, so that A is never the slow one either,
+    // however loaded the machine is: only S stops reading.
     for i in 0..N {
         p.send(json!({"type": "message:send", "room": "firehose", "data": {"n": i, "pad": pad}, "id": format!("m{i}")}))
             .await;
         let ack = p.recv_type("ack").await;
         assert_eq!(ack["id"], format!("m{i}"), "{ack}");
         assert_eq!(ack["seq"], i + 1, "{ack}");
+        let behind = i + 1 - 4.min(i + 1);
+        tokio::time::timeout(Duration::from_secs(20), progress.wait_for(|&n| n >= behind))
+            .await
+            .expect("reader stalled")
+            .expect("reader gone");
     }
 
     let (mut a, got) = tokio::time::timeout(Duration::from_secs(20), reader)
