@@ -41,6 +41,11 @@ pub struct Config {
     pub hard_max_frame: usize,
     /// `SWITCHBOARD_OUTBOX` (default 1024 frames): a session's outbound queue; full → close 4008.
     pub outbox: usize,
+    /// `SWITCHBOARD_POLL_TIMEOUT_MS` (default 25 s): how long a long-poll is held open.
+    pub poll_timeout: Duration,
+    /// `SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS` (default 30 s): an SSE or long-polling
+    /// session with no open stream and no waiting poll for this long is closed.
+    pub http_session_timeout: Duration,
     /// `SWITCHBOARD_ROOM_QUEUE` (default 4096): messages waiting for a room; beyond it a
     /// sender gets `rate_limited` ("room is busy") instead of the queue growing.
     pub room_queue: usize,
@@ -148,6 +153,8 @@ impl Config {
             max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,
             hard_max_frame: num("SWITCHBOARD_HARD_MAX_FRAME", 1024 * 1024)?,
             outbox: num("SWITCHBOARD_OUTBOX", 1024)?,
+            poll_timeout: millis("SWITCHBOARD_POLL_TIMEOUT_MS", 25_000)?,
+            http_session_timeout: millis("SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS", 30_000)?,
             room_queue: num("SWITCHBOARD_ROOM_QUEUE", 4096)?,
             rooms_per_session: num("SWITCHBOARD_ROOMS_PER_SESSION", 100)?,
             user_rate: rate("SWITCHBOARD_USER", 1200, 50)?,
@@ -182,6 +189,11 @@ impl Config {
             ("SWITCHBOARD_PONG_TIMEOUT_MS", self.pong_timeout),
             ("SWITCHBOARD_PRESENCE_IDLE_MS", self.presence_idle),
             ("SWITCHBOARD_TYPING_TTL_MS", self.typing_ttl),
+            ("SWITCHBOARD_POLL_TIMEOUT_MS", self.poll_timeout),
+            (
+                "SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS",
+                self.http_session_timeout,
+            ),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be at least 1"));

@@ -19,12 +19,14 @@ pub enum ErrorCode {
     UserOffline,
     Unauthorized,
     NotFound,
+    SessionExpired,
+    ResumeFailed,
     Unavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -37,6 +39,8 @@ impl ErrorCode {
         ErrorCode::UserOffline,
         ErrorCode::Unauthorized,
         ErrorCode::NotFound,
+        ErrorCode::SessionExpired,
+        ErrorCode::ResumeFailed,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -55,6 +59,8 @@ impl ErrorCode {
             ErrorCode::UserOffline => "user_offline",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -74,7 +80,8 @@ impl ErrorCode {
             | ErrorCode::TooManyRooms => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::NotMember => 403,
-            ErrorCode::NotFound | ErrorCode::UserOffline => 404,
+            ErrorCode::NotFound | ErrorCode::UserOffline | ErrorCode::SessionExpired => 404,
+            ErrorCode::ResumeFailed => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,

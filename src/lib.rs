@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
+pub mod relay;
 pub mod room;
 pub mod session;
 pub mod static_files;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub hub: Addr<hub::Hub>,
     pub presence: Addr<presence::Presence>,
+    /// Live SSE and long-polling sessions by key.
+    pub relays: Arc<relay::Registry>,
 }
 
 /// Runs the server until SIGTERM or SIGINT; then closes every session with
@@ -84,6 +87,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         shared: shared.clone(),
         hub: hub.clone(),
         presence,
+        relays: Arc::new(relay::Registry::default()),
     };
 
     let user_timeout = cfg.tcp_user_timeout;

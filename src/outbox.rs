@@ -90,20 +90,35 @@ impl Drop for ConnGuard {
 /// A close frame to send after what is already queued.
 pub type CloseSender = oneshot::Sender<(u16, String)>;
 
-/// Creates a queue of `capacity` items for the session at `evict`.
+/// The receiving ends of a session's queue: its frames, and the close signal
+/// that follows the last of them.
+pub struct Queue {
+    pub rx: mpsc::Receiver<Out>,
+    pub close: oneshot::Receiver<(u16, String)>,
+}
+
+/// Creates a queue of `capacity` items for the session at `evict`, for any
+/// transport to drain.
+pub fn queue(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, Queue) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let (close_tx, close) = oneshot::channel();
+    (Outbox { tx, evict }, close_tx, Queue { rx, close })
+}
+
+/// Creates a queue of `capacity` items for the session at `evict`, drained
+/// by a WebSocket body.
 pub fn channel(
     capacity: usize,
     evict: Recipient<Evict>,
     conn: ConnGuard,
 ) -> (Outbox, CloseSender, WsBody) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let (close_tx, close_rx) = oneshot::channel();
+    let (outbox, close_tx, q) = queue(capacity, evict);
     (
-        Outbox { tx, evict },
+        outbox,
         close_tx,
         WsBody {
-            rx,
-            close: Some(close_rx),
+            rx: q.rx,
+            close: Some(q.close),
             done: false,
             capacity,
             _conn: conn,

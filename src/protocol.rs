@@ -412,6 +412,11 @@ pub enum ServerFrame<'a> {
         role: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         exp: Option<u64>,
+        /// `websocket`, `sse` or `polling`.
+        transport: &'a str,
+        /// The session key of an SSE or long-polling session (a bearer secret).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
     },
     #[serde(rename = "auth:ok")]
     AuthOk {

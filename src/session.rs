@@ -40,8 +40,40 @@ enum RoomFrame {
     },
 }
 
+/// What carries a session's frames. The session core is the same for all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// Server-sent events; `key` names the session in `POST /sse/send`.
+    Sse {
+        key: String,
+    },
+    /// Long-polling; `key` names the session in `/poll` requests.
+    Polling {
+        key: String,
+    },
+}
+
+impl Transport {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse { .. } => "sse",
+            Transport::Polling { .. } => "polling",
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Transport::WebSocket => None,
+            Transport::Sse { key } | Transport::Polling { key } => Some(key),
+        }
+    }
+}
+
 pub struct Session {
     id: SessionId,
+    transport: Transport,
     /// `None` until the connection authenticates or becomes a guest.
     ident: Option<Identity>,
     from: Option<From>,
@@ -70,6 +102,7 @@ impl Session {
         ident: Option<Identity>,
         outbox: Outbox,
         close_tx: CloseSender,
+        transport: Transport,
     ) -> Session {
         let now = Instant::now();
         let cfg = &shared.cfg;
@@ -79,6 +112,7 @@ impl Session {
         );
         Session {
             id: SessionId::next(),
+            transport,
             ident,
             from: None,
             hub,
@@ -140,6 +174,8 @@ impl Session {
             guest: ident.guest,
             role: ident.role.as_str(),
             exp: ident.exp,
+            transport: self.transport.name(),
+            key: self.transport.key(),
         }));
         self.hub.do_send(hub::Connect {
             session: self.id,
@@ -517,7 +553,11 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX >> 4);
         let cfg = &self.shared.cfg;
-        ctx.run_interval(cfg.ping_interval, |act, ctx| act.heartbeat(ctx));
+        // HTTP transports have no pings: their open stream or repeated polls
+        // are the heartbeat, watched by their relay.
+        if self.transport == Transport::WebSocket {
+            ctx.run_interval(cfg.ping_interval, |act, ctx| act.heartbeat(ctx));
+        }
         match self.ident.take() {
             Some(ident) => self.register(ident, ctx),
             None => {
@@ -618,6 +658,22 @@ impl Handler<Evict> for Session {
             METRICS.slow_consumers.fetch_add(1, Relaxed);
             log::info!("session {} is a slow consumer; closing", self.id);
             self.close(close::SLOW_CONSUMER, "slow consumer", ctx);
+        }
+    }
+}
+
+/// A text frame from an HTTP transport (`POST /sse/send`, `POST /poll/send`),
+/// handled exactly as a WebSocket text frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound(pub Bytes);
+
+impl Handler<Inbound> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.on_text(msg.0, ctx);
         }
     }
 }

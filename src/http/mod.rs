@@ -1,11 +1,20 @@
 //! HTTP routes: the WebSocket upgrade, the REST API, health, metrics, static files.
 
 mod api;
+mod fallback;
 mod ops;
+mod poll;
+mod sse;
 mod ws;
 
+use crate::auth::Identity;
 use crate::error::{ErrorCode, HubError};
+use crate::metrics::METRICS;
+use crate::Shared;
+use actix_web::middleware::Compress;
 use actix_web::{web, HttpRequest};
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -31,6 +40,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| HubError::new(ErrorCode::BadRequest, e.to_string()).into()),
     )
     .route("/ws", web::get().to(ws::upgrade))
+    // The fallback transports compress when the client accepts it (SSE
+    // events are flushed as they come: the encoder flushes when the stream
+    // pauses).
+    .service(
+        web::scope("/sse")
+            .wrap(Compress::default())
+            .route("", web::get().to(sse::open))
+            .route("/send", web::post().to(sse::send))
+            .route("/close", web::post().to(sse::close)),
+    )
+    .service(
+        web::scope("/poll")
+            .wrap(Compress::default())
+            .route("", web::get().to(poll::poll))
+            .route("/open", web::post().to(poll::open))
+            .route("/send", web::post().to(poll::send))
+            .route("/close", web::post().to(poll::close)),
+    )
     .route("/healthz", web::get().to(ops::healthz))
     .route("/metrics", web::get().to(ops::metrics))
     .route("/api/publish", web::post().to(api::publish))
@@ -51,4 +78,45 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
         .ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[derive(Deserialize)]
+struct ConnectQuery {
+    token: Option<String>,
+    name: Option<String>,
+}
+
+/// Admission for a new session on any transport: refuses during shutdown and
+/// past the connection limit, then authenticates from `?token=` or a bearer
+/// header, or admits a guest named by `?name=`. `None`: the client may still
+/// send an `auth` frame within the grace period.
+pub fn admit(req: &HttpRequest, shared: &Shared) -> Result<Option<Identity>, HubError> {
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        return Err(HubError::new(
+            ErrorCode::Unavailable,
+            "server is shutting down",
+        ));
+    }
+    if METRICS.connections.load(Ordering::Relaxed) >= shared.cfg.max_connections as i64 {
+        return Err(HubError::new(
+            ErrorCode::Unavailable,
+            "connection limit reached",
+        ));
+    }
+    let q = web::Query::<ConnectQuery>::from_query(req.query_string())
+        .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?
+        .into_inner();
+    let token = q.token.as_deref().or_else(|| bearer(req));
+    match (token, q.name.as_deref()) {
+        (Some(t), _) => Ok(Some(shared.auth.verify(t)?)),
+        (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),
+        (None, Some(_)) => {
+            METRICS.auth_failures.fetch_add(1, Ordering::Relaxed);
+            Err(HubError::new(
+                ErrorCode::Unauthorized,
+                "guests are disabled: a token is required",
+            ))
+        }
+        (None, None) => Ok(None),
+    }
 }

@@ -114,19 +114,50 @@ impl Server {
         bearer: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).await.expect("connect");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if let Some(t) = bearer {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let r = self.request(method, path, &headers, body).await;
+        (r.status, String::from_utf8_lossy(&r.body).to_string())
+    }
+
+    /// One HTTP/1.1 request on a fresh connection; a chunked body is decoded.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        request_to(&self.addr, method, path, headers, body).await
+    }
+
+    /// A GET to the server at `addr`, for tasks that do not hold the Server.
+    pub async fn request_at(addr: &str, path: &str) -> HttpResponse {
+        request_to(addr, "GET", path, &[], None).await
+    }
+}
+
+async fn request_to(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
         }
         if let Some(b) = body {
             req.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",
                 b.len()
             ));
+        } else if method == "POST" {
+            req.push_str("Content-Length: 0\r\n");
         }
         req.push_str("\r\n");
         if let Some(b) = body {
@@ -134,23 +165,15 @@ impl Server {
         }
         s.write_all(req.as_bytes()).await.expect("write");
         let mut raw = Vec::new();
-        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        tokio::time::timeout(WAIT * 4, s.read_to_end(&mut raw))
             .await
             .expect("http timeout")
             .expect("read");
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("status line");
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        HttpResponse::parse(&raw)
     }
+}
 
+impl Server {
     pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
         let (s, b) = self.http("GET", path, bearer, None).await;
         (
@@ -367,5 +390,84 @@ impl Client {
 
     pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
+    }
+}
+
+/// A whole HTTP response.
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn parse(raw: &[u8]) -> HttpResponse {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of headers");
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        if chunked {
+            body = dechunk(&body).0;
+        }
+        HttpResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Decodes as many whole chunks as `raw` holds: (data, bytes consumed, ended).
+pub fn dechunk(raw: &[u8]) -> (Vec<u8>, usize, bool) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(eol) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
+            return (out, at, false);
+        };
+        let size_line = String::from_utf8_lossy(&raw[at..at + eol]).to_string();
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+            .expect("chunk size");
+        let start = at + eol + 2;
+        if size == 0 {
+            return (out, start + 2, true);
+        }
+        if raw.len() < start + size + 2 {
+            return (out, at, false);
+        }
+        out.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
     }
 }

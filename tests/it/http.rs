@@ -11,30 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A raw HTTP/1.1 GET; returns (status, lower-cased headers, body).
 async fn get_raw(s: &Server, path: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut sock = TcpStream::connect(&s.addr).await.expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        s.addr
-    );
-    sock.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, sock.read_to_end(&mut raw))
-        .await
-        .expect("http timeout")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
+    let r = s.request("GET", path, &[], None).await;
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    (r.status, r.headers, body)
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {

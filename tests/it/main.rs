@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod fallback;
 mod http;
 mod limits;
 mod presence;
