@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sourced by scripts/test.sh: installs what the tests need on a fresh machine,
+# and does nothing when it is already there. Each capability adds its needs
+# at the bottom with `need_apt <command> <package>` or its own install step.
+set -euo pipefail
+
+apt_updated=""
+
+# need_apt CMD PKG...: installs the Debian packages PKG when CMD is missing.
+need_apt() {
+  local cmd=$1
+  shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "scripts/deps.sh: $cmd is missing and apt-get is not available; install: $*" >&2
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "$apt_updated" ]; then
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt_updated=1
+  fi
+  echo "scripts/deps.sh: installing $* (for $cmd)" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 \
+    install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- what the tests need (add below) ---
