@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod docstore;
 pub mod error;
 pub mod history;
 pub mod http;
