@@ -98,6 +98,13 @@ pub struct HubError {
 }
 
 impl HubError {
+    /// The JSON body of an HTTP error response.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": { "code": self.code.as_str(), "message": self.message }
+        })
+    }
+
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> HubError {
         HubError {
             code,
@@ -121,9 +128,7 @@ impl actix_web::ResponseError for HubError {
     }
     fn error_response(&self) -> actix_web::HttpResponse {
         crate::metrics::METRICS.error(self.code);
-        actix_web::HttpResponse::build(self.status_code()).json(serde_json::json!({
-            "error": { "code": self.code.as_str(), "message": self.message }
-        }))
+        actix_web::HttpResponse::build(self.status_code()).json(self.body())
     }
 }
 

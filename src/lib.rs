@@ -56,6 +56,24 @@ pub struct AppState {
     pub relays: Arc<relay::Registry>,
 }
 
+/// A listening socket with a deep accept backlog (bursts of thousands of
+/// connects must not be dropped by a short default queue).
+fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)?.into_std()
+}
+
 /// Runs the server until SIGTERM or SIGINT; then closes every session with
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
@@ -92,38 +110,48 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     };
 
     let user_timeout = cfg.tcp_user_timeout;
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(actix_web::web::Data::new(state.clone()))
-            .configure(http::routes)
-    })
-    // Frames are small and latency matters: without TCP_NODELAY, Nagle's
-    // algorithm and delayed ACKs hold small writes for ~40 ms.
-    .on_connect(move |conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-            set_tcp_user_timeout(tcp, user_timeout);
-        }
-    })
-    .workers(cfg.workers)
-    .disable_signals()
-    .shutdown_timeout(cfg.shutdown_grace.as_secs() + 1)
-    .max_connections(
-        cfg.max_connections
-            .saturating_add(1024)
-            .min(u32::MAX as usize),
-    )
-    .backlog(4096)
-    .bind((cfg.host.as_str(), cfg.port))?;
-    for addr in server.addrs() {
-        // Tests and scripts read this line to find the port when PORT=0.
-        println!("switchboard listening on http://{addr}");
-        log::info!(
-            "listening on http://{addr} (dev mode: {}, guests: {})",
-            cfg.dev,
-            cfg.guests
-        );
-    }
+    let listener = listen(&cfg.host, cfg.port)?;
+    let addr = listener.local_addr()?;
+    // actix-web's HttpServer, but with an upgrade service: WebSocket
+    // handshakes leave actix-http with the bare socket (see http::ws).
+    let server = actix_server::Server::build()
+        .workers(cfg.workers)
+        .disable_signals()
+        .shutdown_timeout(cfg.shutdown_grace.as_secs() + 1)
+        .max_concurrent_connections(
+            cfg.max_connections
+                .saturating_add(1024)
+                .min(u32::MAX as usize),
+        )
+        .listen("switchboard", listener, move || {
+            let st = state.clone();
+            let app = actix_web::App::new()
+                .app_data(actix_web::web::Data::new(state.clone()))
+                .configure(http::routes);
+            actix_http::HttpService::build()
+                .local_addr(addr)
+                .on_connect_ext(move |tcp: &actix_web::rt::net::TcpStream, _| {
+                    // Frames are small and latency matters: without
+                    // TCP_NODELAY, Nagle's algorithm and delayed ACKs hold
+                    // small writes for ~40 ms.
+                    let _ = tcp.set_nodelay(true);
+                    set_tcp_user_timeout(tcp, user_timeout);
+                })
+                .upgrade(actix_service::fn_service(move |(req, framed)| {
+                    http::ws::upgraded(st.clone(), req, framed)
+                }))
+                .finish(actix_service::map_config(app, move |_| {
+                    actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                }))
+                .tcp()
+        })?;
+    // Tests and scripts read this line to find the port when PORT=0.
+    println!("switchboard listening on http://{addr}");
+    log::info!(
+        "listening on http://{addr} (dev mode: {}, guests: {})",
+        cfg.dev,
+        cfg.guests
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
 

@@ -5,20 +5,20 @@
 //! full the pusher gets `false` and the session is told to close with 4008
 //! (slow consumer): no sender ever waits on a slow socket.
 //!
-//! The queue is drained by [`WsBody`], the HTTP response body of the upgraded
-//! connection, which frames every queued message and writes as many as are
-//! ready in one chunk. The session actor runs independently of the socket, so
-//! its timers and mailbox keep working while a client is not reading.
+//! A WebSocket session's queue is drained by [`write_ws`], which frames every
+//! queued message and writes as many as are ready in one write; an HTTP
+//! session's by its Relay. The session actor runs independently of the
+//! socket, so its timers and mailbox keep working while a client is not
+//! reading.
 
 use crate::metrics::METRICS;
 use actix::prelude::*;
-use actix_web::body::{BodySize, MessageBody};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::oneshot;
 
 /// One item in the queue.
 #[derive(Debug)]
@@ -36,10 +36,37 @@ pub enum Out {
 pub struct Evict;
 
 /// The sending side, cloned into every room the session is in.
+///
+/// The queue is a `VecDeque` behind a mutex rather than a channel: an empty
+/// queue holds no allocation (a channel keeps a block of slots for life,
+/// about 2.7 KiB a connection), a clone is one reference count, and a
+/// receiver takes everything ready under one lock.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Out>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    capacity: usize,
+    /// Told once when the queue overflows.
     evict: Recipient<Evict>,
+}
+
+struct State {
+    items: VecDeque<Out>,
+    /// The receiver, waiting for an item.
+    waker: Option<Waker>,
+    /// The receiver is gone: pushes fail.
+    closed: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section is a push or a pop: a panic in one cannot
+        // leave the queue inconsistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Outbox {
@@ -50,20 +77,88 @@ impl Outbox {
     }
 
     pub fn send(&self, item: Out) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.evict.do_send(Evict);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut st = self.inner.lock();
+        if st.closed {
+            return false;
         }
+        if st.items.len() >= self.inner.capacity {
+            drop(st);
+            self.inner.evict.do_send(Evict);
+            return false;
+        }
+        st.items.push_back(item);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// The receiving side of a session's queue.
+pub struct Receiver {
+    inner: Arc<Inner>,
+}
+
+/// Nothing is queued.
+#[derive(Debug)]
+pub struct Empty;
+
+impl Receiver {
+    pub fn try_recv(&mut self) -> Result<Out, Empty> {
+        let mut st = self.inner.lock();
+        let item = st.items.pop_front().ok_or(Empty)?;
+        if st.items.is_empty() {
+            // Release a grown buffer once the queue is drained.
+            st.items = VecDeque::new();
+        }
+        Ok(item)
+    }
+
+    /// The next item; never ends (the close signal ends a session's queue).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Out>> {
+        let mut st = self.inner.lock();
+        match st.items.pop_front() {
+            Some(item) => {
+                if st.items.is_empty() {
+                    st.items = VecDeque::new();
+                }
+                Poll::Ready(Some(item))
+            }
+            None => {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Takes everything queued (at least one item, waiting for it).
+    async fn recv_all(&mut self) -> VecDeque<Out> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            if st.items.is_empty() {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(std::mem::take(&mut st.items))
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock();
+        st.closed = true;
+        st.items = VecDeque::new();
     }
 }
 
 /// Counts a connection for `/metrics` and the connection limit for exactly as
-/// long as its socket is served: it lives in the [`WsBody`], which actix drops
-/// when the connection ends, so a closed session whose socket is still stuck
+/// long as its socket is served: it lives in the task that writes to the
+/// socket ([`write_ws`]), so a closed session whose socket is still stuck
 /// behind an unread close frame keeps counting.
 pub struct ConnGuard;
 
@@ -93,49 +188,78 @@ pub type CloseSender = oneshot::Sender<(u16, String)>;
 /// The receiving ends of a session's queue: its frames, and the close signal
 /// that follows the last of them.
 pub struct Queue {
-    pub rx: mpsc::Receiver<Out>,
+    pub rx: Receiver,
     pub close: oneshot::Receiver<(u16, String)>,
 }
 
 /// Creates a queue of `capacity` items for the session at `evict`, for any
 /// transport to drain.
 pub fn queue(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, Queue) {
-    let (tx, rx) = mpsc::channel(capacity);
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            waker: None,
+            closed: false,
+        }),
+        capacity,
+        evict,
+    });
     let (close_tx, close) = oneshot::channel();
-    (Outbox { tx, evict }, close_tx, Queue { rx, close })
+    let rx = Receiver {
+        inner: inner.clone(),
+    };
+    (Outbox { inner }, close_tx, Queue { rx, close })
 }
 
-/// Creates a queue of `capacity` items for the session at `evict`, drained
-/// by a WebSocket body.
-pub fn channel(
-    capacity: usize,
-    evict: Recipient<Evict>,
-    conn: ConnGuard,
-) -> (Outbox, CloseSender, WsBody) {
-    let (outbox, close_tx, q) = queue(capacity, evict);
-    (
-        outbox,
-        close_tx,
-        WsBody {
-            rx: q.rx,
-            close: Some(q.close),
-            done: false,
-            capacity,
-            _conn: conn,
-        },
-    )
-}
-
-/// Largest chunk assembled before handing it to the HTTP layer.
+/// Largest batch of frames assembled for one socket write.
 const CHUNK: usize = 64 * 1024;
 
-/// The response body of a WebSocket connection.
-pub struct WsBody {
-    rx: mpsc::Receiver<Out>,
-    close: Option<oneshot::Receiver<(u16, String)>>,
-    done: bool,
-    capacity: usize,
-    _conn: ConnGuard,
+/// Drains a WebSocket session's queue into its socket until the session
+/// closes: every frame that is ready goes out in one write (up to 64 KiB), and
+/// the close frame follows whatever was queued before it. Holds no buffer
+/// while the queue is empty. `conn` counts the connection until this returns.
+pub async fn write_ws<W>(mut q: Queue, mut io: W, capacity: usize, conn: ConnGuard)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let _conn = conn;
+    loop {
+        let ready = tokio::select! {
+            biased;
+            close = &mut q.close => {
+                if let Ok((code, reason)) = close {
+                    let mut buf = BytesMut::new();
+                    // Flush what was queued before the close (bounded by the capacity).
+                    for _ in 0..capacity {
+                        match q.rx.try_recv() {
+                            Ok(item) => put_out(&mut buf, item),
+                            Err(_) => break,
+                        }
+                    }
+                    put_close(&mut buf, code, &reason);
+                    let _ = io.write_all(&buf).await;
+                }
+                // Without a close the session ended because the transport had.
+                let _ = io.shutdown().await;
+                return;
+            }
+            ready = q.rx.recv_all() => ready,
+        };
+        let mut buf = BytesMut::new();
+        for item in ready {
+            put_out(&mut buf, item);
+            if buf.len() >= CHUNK {
+                if io.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf = BytesMut::new();
+            }
+        }
+        if !buf.is_empty() && io.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Appends one server-to-client (unmasked) WebSocket frame.
@@ -175,58 +299,6 @@ fn put_close(buf: &mut BytesMut, code: u16, reason: &str) {
     payload.extend_from_slice(&code.to_be_bytes());
     payload.extend_from_slice(&reason.as_bytes()[..end]);
     put_frame(buf, 0x8, &payload);
-}
-
-impl MessageBody for WsBody {
-    type Error = std::convert::Infallible;
-
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
-
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let mut buf = BytesMut::new();
-        if let Some(close) = this.close.as_mut() {
-            match Pin::new(close).poll(cx) {
-                Poll::Ready(Ok((code, reason))) => {
-                    // Flush what was queued before the close (bounded by the capacity).
-                    for _ in 0..this.capacity {
-                        match this.rx.try_recv() {
-                            Ok(item) => put_out(&mut buf, item),
-                            Err(_) => break,
-                        }
-                    }
-                    put_close(&mut buf, code, &reason);
-                    this.done = true;
-                    return Poll::Ready(Some(Ok(buf.freeze())));
-                }
-                Poll::Ready(Err(_)) => {
-                    // The session ended without a close frame (transport already gone).
-                    this.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {}
-            }
-        }
-        while buf.len() < CHUNK {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(item)) => put_out(&mut buf, item),
-                Poll::Ready(None) | Poll::Pending => break,
-            }
-        }
-        if buf.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready(Some(Ok(buf.freeze())))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -586,9 +586,8 @@ mod tests {
             );
             let mut bodies = Vec::new();
             for i in 0..50_000u64 {
-                let (outbox, _close, body) =
-                    outbox::channel(4, sink.clone(), outbox::ConnGuard::new());
-                bodies.push(body);
+                let (outbox, _close, queue) = outbox::queue(4, sink.clone());
+                bodies.push(queue);
                 let user = UserId::parse(&format!("u{i}")).unwrap();
                 let slot = UserSlot {
                     name: "n".into(),

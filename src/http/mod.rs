@@ -5,12 +5,13 @@ mod fallback;
 mod ops;
 mod poll;
 mod sse;
-mod ws;
+pub mod ws;
 
 use crate::auth::Identity;
 use crate::error::{ErrorCode, HubError};
 use crate::metrics::METRICS;
 use crate::Shared;
+use actix_web::dev::RequestHead;
 use actix_web::middleware::Compress;
 use actix_web::{web, HttpRequest};
 use serde::Deserialize;
@@ -39,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|e, _| HubError::new(ErrorCode::BadRequest, e.to_string()).into()),
     )
-    .route("/ws", web::get().to(ws::upgrade))
+    .route("/ws", web::get().to(ws::not_upgraded))
     // The fallback transports compress when the client accepts it (SSE
     // events are flushed as they come: the encoder flushes when the stream
     // pauses).
@@ -71,7 +72,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The token from `Authorization: Bearer …`, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let v = req
+    bearer_in(req.head())
+}
+
+fn bearer_in(head: &RequestHead) -> Option<&str> {
+    let v = head
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
         .to_str()
@@ -90,7 +95,7 @@ struct ConnectQuery {
 /// past the connection limit, then authenticates from `?token=` or a bearer
 /// header, or admits a guest named by `?name=`. `None`: the client may still
 /// send an `auth` frame within the grace period.
-pub fn admit(req: &HttpRequest, shared: &Shared) -> Result<Option<Identity>, HubError> {
+pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, HubError> {
     if shared.shutting_down.load(Ordering::Relaxed) {
         return Err(HubError::new(
             ErrorCode::Unavailable,
@@ -103,10 +108,10 @@ pub fn admit(req: &HttpRequest, shared: &Shared) -> Result<Option<Identity>, Hub
             "connection limit reached",
         ));
     }
-    let q = web::Query::<ConnectQuery>::from_query(req.query_string())
+    let q = web::Query::<ConnectQuery>::from_query(req.uri.query().unwrap_or(""))
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?
         .into_inner();
-    let token = q.token.as_deref().or_else(|| bearer(req));
+    let token = q.token.as_deref().or_else(|| bearer_in(req));
     match (token, q.name.as_deref()) {
         (Some(t), _) => Ok(Some(shared.auth.verify(t)?)),
         (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),

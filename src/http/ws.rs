@@ -1,35 +1,93 @@
-//! `GET /ws`: authenticate (token in `?token=` or `Authorization: Bearer`),
-//! admit a guest (`?name=`), or leave it to an `auth` frame; then upgrade and
-//! start the Session actor with its outbound queue as the response body.
+//! `GET /ws`: the WebSocket transport.
+//!
+//! Upgrade requests never reach actix-web: actix-http hands them, with the
+//! socket, to [`upgraded`], which authenticates (token in `?token=` or
+//! `Authorization: Bearer`), admits a guest (`?name=`) or leaves it to an
+//! `auth` frame, answers the handshake, and then serves the socket itself:
+//! the Session actor reads frames from one half ([`WsFrames`]) and a small
+//! task writes its queue to the other ([`outbox::write_ws`]). This drops the
+//! HTTP/1 dispatcher's two 8 KiB buffers, which would otherwise stay with
+//! every connection for its whole life (see docs/BENCHMARKS.md).
 
 use super::admit;
 use crate::error::{ErrorCode, HubError};
-use crate::outbox;
-use crate::outbox::ConnGuard;
+use crate::metrics::METRICS;
+use crate::outbox::{self, ConnGuard};
 use crate::session::{Session, Transport};
 use crate::wsframes::WsFrames;
 use crate::AppState;
 use actix::prelude::*;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_codec::Framed;
+use actix_http::{h1, Request};
+use actix_web::rt::net::TcpStream;
+use actix_web::{HttpRequest, HttpResponse};
+use tokio::io::AsyncWriteExt;
 
-pub async fn upgrade(
+/// A plain `GET /ws` without the upgrade headers: admission errors as for a
+/// real handshake, else 400.
+pub async fn not_upgraded(
     req: HttpRequest,
-    payload: web::Payload,
-    st: web::Data<AppState>,
+    st: actix_web::web::Data<AppState>,
 ) -> Result<HttpResponse, HubError> {
-    let shared = &st.shared;
-    let ident = admit(&req, shared)?;
-    let mut res = actix_web_actors::ws::handshake(&req)
-        .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?;
+    admit(req.head(), &st.shared)?;
+    Err(HubError::new(
+        ErrorCode::BadRequest,
+        "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+    ))
+}
 
-    let mut ctx = Context::<Session>::new();
-    let (outbox, close_tx, body) = outbox::channel(
-        shared.cfg.outbox,
-        ctx.address().recipient(),
-        ConnGuard::new(),
+/// Serves one upgrade request (`Connection: Upgrade`) and, for `/ws`, the
+/// WebSocket connection that follows. Never fails: errors are answered on the
+/// socket as HTTP responses with a JSON body.
+pub async fn upgraded(
+    st: AppState,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), actix_web::Error> {
+    let parts = framed.into_parts();
+    let mut io = parts.io;
+    let accepted = if req.path() != "/ws" {
+        Err(HubError::new(
+            ErrorCode::NotFound,
+            "no such WebSocket endpoint; use /ws",
+        ))
+    } else {
+        accept_key(&req).and_then(|key| Ok((key, admit(req.head(), &st.shared)?)))
+    };
+    let (key, ident) = match accepted {
+        Ok(ok) => ok,
+        Err(e) => {
+            METRICS.error(e.code);
+            let _ = io.write_all(&error_response(&e)).await;
+            let _ = io.shutdown().await;
+            return Ok(());
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        String::from_utf8_lossy(&actix_http::ws::hash_key(key.as_bytes()))
     );
-    ctx.add_stream(WsFrames::new(payload, shared.cfg.hard_max_frame));
-    let session = Session::new(
+    if io.write_all(head.as_bytes()).await.is_err() {
+        return Ok(());
+    }
+
+    let shared = &st.shared;
+    let (read, write) = io.into_split();
+    let ctx = Context::<Session>::new();
+    let (outbox, close_tx, queue) = outbox::queue(shared.cfg.outbox, ctx.address().recipient());
+    actix_web::rt::spawn(outbox::write_ws(
+        queue,
+        write,
+        shared.cfg.outbox,
+        ConnGuard::new(),
+    ));
+    let mut ctx = ctx;
+    ctx.add_stream(WsFrames::new(
+        read,
+        shared.cfg.hard_max_frame,
+        parts.read_buf,
+    ));
+    ctx.run(Session::new(
         shared.clone(),
         st.hub.clone(),
         st.presence.clone(),
@@ -37,7 +95,32 @@ pub async fn upgrade(
         outbox,
         close_tx,
         Transport::WebSocket,
-    );
-    ctx.run(session);
-    Ok(res.body(body))
+    ));
+    Ok(())
+}
+
+/// Checks the handshake headers; returns `Sec-WebSocket-Key`.
+fn accept_key(req: &Request) -> Result<String, HubError> {
+    actix_http::ws::verify_handshake(req.head())
+        .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?;
+    req.head()
+        .headers
+        .get(actix_http::header::SEC_WEBSOCKET_KEY)
+        .and_then(|k| k.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| HubError::new(ErrorCode::BadRequest, "missing Sec-WebSocket-Key"))
+}
+
+/// A complete HTTP/1.1 error response that closes the connection.
+fn error_response(e: &HubError) -> Vec<u8> {
+    let status = actix_web::http::StatusCode::from_u16(e.code.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = e.body().to_string();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
 }
