@@ -140,8 +140,10 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
                 .upgrade(actix_service::fn_service(move |(req, framed)| {
                     http::ws::upgraded(st.clone(), req, framed)
                 }))
-                .finish(actix_service::map_config(app, move |_| {
-                    actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                // The AppConfig only feeds URL generation, which we do not
+                // use (requests carry their own Host).
+                .finish(actix_service::map_config(app, |_| {
+                    actix_web::dev::AppConfig::default()
                 }))
                 .tcp()
         })?;
