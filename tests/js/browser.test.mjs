@@ -136,7 +136,7 @@ test("signing in with a minted development token", async () => {
 });
 
 test("errors are shown clearly: forbidden, rate limited, disconnected and retrying", async () => {
-  const s = await Server.start({ SWITCHBOARD_GUEST_BURST: "3", SWITCHBOARD_GUEST_RATE: "6" });
+  const s = await Server.start({ SWITCHBOARD_GUEST_BURST: "3", SWITCHBOARD_GUEST_RATE: "1" });
   const port = s.addr.split(":")[1];
   let restarted;
   try {
