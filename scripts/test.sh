@@ -20,5 +20,5 @@ cargo test --release "$@"
 # Chromium (screenshots in test-output/). One file at a time: the machine
 # is small and the browser tests are the heaviest.
 if [ $# -eq 0 ]; then
-  node --test --test-concurrency=1 tests/js/
+  node --test --test-concurrency=1 --test-timeout=300000 tests/js/
 fi

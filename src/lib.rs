@@ -95,6 +95,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
+            .wrap_fn(http::cors::middleware)
             .configure(http::routes)
     })
     // Frames are small and latency matters: without TCP_NODELAY, Nagle's

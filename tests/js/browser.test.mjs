@@ -172,3 +172,32 @@ test("errors are shown clearly: forbidden, rate limited, disconnected and retryi
     await restarted?.stop();
   }
 });
+
+test("a page on another origin falls back to SSE and polling across origins", async () => {
+  // http://localhost:PORT and http://127.0.0.1:PORT are different origins.
+  const port = server.addr.split(":")[1];
+  const page = await browser.newPage();
+  await page.addInitScript(NO_WEBSOCKET);
+  await page.goto(`http://localhost:${port}/`);
+  const hub = `http://127.0.0.1:${port}`;
+  for (const transports of [["websocket", "sse"], ["polling"]]) {
+    const result = await page.evaluate(
+      async ({ hub, transports, wait }) => {
+        const { connect } = await import("/switchboard.js");
+        const sb = connect({ url: hub, name: "far away", transports });
+        const late = new Promise((_, no) => setTimeout(() => no(new Error(`not connected: ${JSON.stringify(sb.connectionInfo())}`)), wait));
+        await Promise.race([sb.ready(), late]);
+        await sb.joinRoom("public-cors");
+        const ack = await sb.send("public-cors", { text: "across origins" });
+        const info = sb.connectionInfo();
+        sb.close();
+        return { transport: info.transport, seq: ack.seq, origin: location.origin };
+      },
+      { hub, transports, wait: WAIT },
+    );
+    assert.equal(result.origin, `http://localhost:${port}`);
+    assert.equal(result.transport, transports.at(-1));
+    assert.ok(result.seq >= 1);
+  }
+  await page.close();
+});
