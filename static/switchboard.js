@@ -261,6 +261,7 @@ export class Client {
   close() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    this.abortAttempt?.();
     this.dropTransport();
     this.failAll(new SwitchboardError("closed", "client closed"));
     this.setState("closed");
@@ -335,6 +336,11 @@ export class Client {
         t.close();
         resolve("failed");
       }, this.opts.connectTimeout);
+      // close() ends the attempt at once, not at the timeout.
+      this.abortAttempt = () => {
+        clearTimeout(timer);
+        resolve("failed");
+      };
       t.onframe = (f) => {
         if (f.type === "connected" && !this.session) {
           clearTimeout(timer);

@@ -163,11 +163,13 @@ export class Proxy {
     this.cut();
   }
 
-  /** Open connections stop carrying data (a dead link with no FIN). */
-  freeze() {
+  /** Open connections stop carrying data (a dead link with no FIN), both
+   * ways or only `"down"` (server → client: what the client sends still
+   * arrives). New connections are refused. */
+  freeze(which = "both") {
     this.mode = "refuse";
     for (const { up, down } of this.pairs) {
-      down.unpipe(up);
+      if (which === "both") down.unpipe(up);
       up.unpipe(down);
     }
   }

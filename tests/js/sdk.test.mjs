@@ -220,6 +220,37 @@ test("the offline queue is bounded: the overflow is refused, not dropped silentl
   await proxy.stop();
 });
 
+for (const [which, what] of [["both", "never arrived is sent again"], ["down", "arrived is not sent twice"]]) {
+  test(`a message in flight when the link died: one that ${what}`, async () => {
+    const room = `inflight-${which}`;
+    const proxy = await Proxy.start(server.addr);
+    const a = server.client({
+      url: proxy.url,
+      token: await server.token("ines"),
+      heartbeat: { interval: 300, timeout: 600 },
+      ...fast,
+    });
+    const b = server.client({ token: await server.token("otto") });
+    const seenB = transcript(b, room);
+    const seenA = transcript(a, room);
+    await a.joinRoom(room);
+    await b.joinRoom(room);
+    proxy.freeze(which);
+    const sent = a.send(room, { text: "in flight" });
+    await next(a, "disconnected");
+    proxy.restore();
+    const { seq } = await sent;
+    await a.send(room, { text: "after" });
+    await until(() => seenB.length === 2 && seenA.length === 2, "both messages");
+    assert.deepEqual(seenB, ["in flight", "after"]);
+    assert.deepEqual(seenA, ["in flight", "after"]);
+    assert.equal(seq, 1);
+    a.close();
+    b.close();
+    await proxy.stop();
+  });
+}
+
 test("a dead link is detected by the heartbeat and the grade drops", async () => {
   const proxy = await Proxy.start(server.addr);
   const a = server.client({
