@@ -201,3 +201,36 @@ test("a page on another origin falls back to SSE and polling across origins", as
   }
   await page.close();
 });
+
+test("rooms: join from the list, unread counts, leave", async () => {
+  const ann = await guestPage("Ann rooms");
+  const bob = await guestPage("Bob rooms");
+  // Ann joins #random with its suggestion button, Bob by typing its name.
+  await ann.click("#suggest button:has-text('random')");
+  await ann.locator("#rooms li.active", { hasText: "random" }).waitFor();
+  await bob.fill("#room-input", "random");
+  await bob.press("#room-input", "Enter");
+  await bob.locator("#rooms li.active", { hasText: "random" }).waitFor();
+  await ann.locator("#members li", { hasText: "Bob rooms" }).waitFor();
+
+  // Bob writes in #general while Ann looks at #random: an unread badge.
+  await bob.click("#rooms li[data-room=general]");
+  await bob.fill("#text", "are you in general?");
+  await bob.press("#text", "Enter");
+  await ann.locator("#rooms li[data-room=general] .unread", { hasText: "1" }).waitFor();
+  await shot(ann, "rooms-unread");
+  await ann.click("#rooms li[data-room=general]");
+  await ann.locator("#messages .msg", { hasText: "are you in general?" }).waitFor();
+  assert.equal(await ann.textContent("#rooms li[data-room=general] .unread"), "");
+
+  // Ann leaves #random: Bob sees her go.
+  await ann.click("#rooms li[data-room=random]");
+  await ann.click("#leave");
+  await ann.locator("#rooms li[data-room=random]").waitFor({ state: "detached" });
+  await bob.click("#rooms li[data-room=random]");
+  await bob.locator("#messages .sys", { hasText: "Ann rooms left" }).waitFor();
+  assert.equal(await bob.locator("#members li", { hasText: "Ann rooms" }).count(), 0);
+  assert.deepEqual([...ann.problems, ...bob.problems], []);
+  await ann.close();
+  await bob.close();
+});
