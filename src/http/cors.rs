@@ -19,7 +19,10 @@ const MAX_AGE: &str = "600";
 
 /// Does CORS apply to this path at all?
 fn covered(path: &str) -> bool {
-    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    let under = |p: &str| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     (under("/sse") || under("/poll") || under("/api")) && !under("/api/dev")
 }
 
