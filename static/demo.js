@@ -74,6 +74,8 @@ function start(auth) {
     $("me").title = f.user;
   });
   sb.on("message:receive", onMessage);
+  sb.on("direct:receive", (f) => toast(`${f.from.name} → you: ${textOf(f.data)}`));
+  sb.on("broadcast", (f) => toast(`Broadcast from ${f.from.name}: ${textOf(f.data)}`));
   sb.on("members", ({ room }) => room === current && renderMembers());
   sb.on("typing:update", (f) => f.room === current && renderTyping());
   sb.on("room:member_joined", (f) => systemLine(f.room, `${f.user.name} joined`));
@@ -205,7 +207,8 @@ function renderSuggestions() {
 
 function onMessage(m) {
   const r = rooms.get(m.room);
-  if (!r) return;
+  // The personal room (user:<id>) carries what a backend sends to this user.
+  if (!r) return m.room.startsWith("user:") && toast(`${m.from.name} → you: ${textOf(m.data)}`);
   r.messages.push({ kind: "msg", m });
   if (r.messages.length > 500) r.messages.shift();
   if (m.room === current) appendItem(r.messages.at(-1));
@@ -248,8 +251,7 @@ function appendItem(item) {
     time.dateTime = new Date(m.ts).toISOString();
     const meta = el("div", { className: "meta" });
     meta.append(el("span", { className: "from", textContent: m.from.name }), time);
-    const text = m.data && typeof m.data === "object" && typeof m.data.text === "string" ? m.data.text : JSON.stringify(m.data);
-    div.append(avatar, meta, el("div", { className: "text", textContent: text }));
+    div.append(avatar, meta, el("div", { className: "text", textContent: textOf(m.data) }));
     box.append(div);
   }
   if (stick) box.scrollTop = box.scrollHeight;
@@ -308,6 +310,10 @@ $("presence").onchange = updatePresence;
 $("activity").onchange = updatePresence;
 
 // ---- helpers ---------------------------------------------------------------
+
+function textOf(data) {
+  return data && typeof data === "object" && typeof data.text === "string" ? data.text : JSON.stringify(data);
+}
 
 function el(tag, props = {}) {
   return Object.assign(document.createElement(tag), props);

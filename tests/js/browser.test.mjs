@@ -131,6 +131,21 @@ test("signing in with a minted development token", async () => {
   await page.locator("#rooms li.active", { hasText: "general" }).waitFor();
   assert.equal((await page.textContent("#me")).trim(), "Carol");
   assert.equal(await page.getAttribute("#me", "title"), "carol");
+
+  // What reaches Carol herself: a direct message, and a backend's broadcast.
+  const dan = server.client({ token: await server.token("dan", "Dan") });
+  await dan.sendTo("carol", { text: "psst, Carol" });
+  await page.locator(".toast", { hasText: "Dan → you: psst, Carol" }).waitFor();
+  const r = await fetch(`${server.url}/api/dev/token?sub=backend&role=service`);
+  const { token } = await r.json();
+  const sent = await fetch(`${server.url}/api/broadcast`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ data: { text: "maintenance at noon" } }),
+  });
+  assert.equal(sent.status, 200);
+  await page.locator(".toast", { hasText: "Broadcast from backend: maintenance at noon" }).waitFor();
+  dan.close();
   await shot(page, "token-sign-in");
   await page.close();
 });
