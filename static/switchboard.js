@@ -518,6 +518,10 @@ export class Client {
 
   deliver(rs, m) {
     if (m.id) this.confirm(m.id, { seq: m.seq });
+    // Live before our rejoin is answered (the personal room, which the server
+    // joins by itself): the rejoin's replay or backfill brings it again, in
+    // order, so showing it now would make the replay look like duplicates.
+    if (rs.pendingSince != null) return;
     if (rs.backfill) return rs.backfill.buffer.push(m);
     if (m.seq <= rs.lastSeq) return; // already shown
     rs.lastSeq = m.seq;

@@ -184,6 +184,36 @@ test("messages older than the kept history are fetched over REST and the gap is 
   }
 });
 
+test("what a backend sent to the user's personal room while offline arrives once after reconnecting", async () => {
+  const proxy = await Proxy.start(server.addr);
+  const a = server.client({ url: proxy.url, token: await server.token("pia"), ...fast });
+  const seen = transcript(a, "user:pia");
+  await a.ready();
+  const r = await fetch(`${server.url}/api/dev/token?sub=backend&role=service`);
+  const service = (await r.json()).token;
+  const publish = async (text) => {
+    const res = await fetch(`${server.url}/api/publish`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${service}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ room: "user:pia", data: { text } }),
+    });
+    assert.equal(res.status, 200);
+  };
+  await publish("p1");
+  await until(() => seen.length === 1, "p1 live");
+  proxy.refuse();
+  await until(() => a.connectionInfo().state !== "connected", "drop");
+  await publish("p2");
+  await publish("p3");
+  proxy.restore();
+  await until(() => a.connectionInfo().state === "connected", "back");
+  await publish("p4");
+  await until(() => seen.length >= 4, "all four");
+  assert.deepEqual(seen, ["p1", "p2", "p3", "p4"]);
+  a.close();
+  await proxy.stop();
+});
+
 test("joinRoom with history delivers earlier messages before live ones", async () => {
   const room = "public-backlog";
   const b = server.client({ name: "writer" });
