@@ -27,3 +27,17 @@ need_apt() {
 }
 
 # --- what the tests need (add below) ---
+
+# The JS SDK and demo page tests (tests/js): Node 20+, npm, Debian's Chromium
+# (browsers cannot be downloaded by playwright here), and the pinned npm
+# packages from tests/js/package-lock.json.
+need_apt node nodejs
+need_apt npm npm
+need_apt chromium chromium
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+  echo "scripts/deps.sh: the JS tests need Node 20 or newer; found $(node --version)" >&2
+  exit 1
+fi
+if [ ! -d tests/js/node_modules ]; then
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -15,3 +15,10 @@ source scripts/deps.sh
 
 # One release build serves the tests and `cargo run --release` alike.
 cargo test --release "$@"
+
+# The JS SDK against the release binary, then the demo page in headless
+# Chromium (screenshots in test-output/). One file at a time: the machine
+# is small and the browser tests are the heaviest.
+if [ $# -eq 0 ]; then
+  node --test --test-concurrency=1 --test-timeout=300000 tests/js/
+fi

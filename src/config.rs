@@ -71,6 +71,9 @@ pub struct Config {
     pub tcp_user_timeout: Duration,
     /// `SWITCHBOARD_SHUTDOWN_GRACE_MS` (default 3000): time for close frames to flush on SIGTERM.
     pub shutdown_grace: Duration,
+    /// `SWITCHBOARD_CORS_ORIGINS` (default `*`; `none`, or a comma-separated list of
+    /// origins): pages of which origins may use SSE, long-polling and the REST API.
+    pub cors_origins: Vec<String>,
 }
 
 /// A token bucket: `per_minute` refill, `burst` capacity.
@@ -120,6 +123,18 @@ fn rate(prefix: &str, per_minute: u32, burst: u32) -> Result<RateSpec, String> {
     Ok(spec)
 }
 
+/// `*` (any), `none`, or a comma-separated list of origins.
+fn cors_origins(v: Option<String>) -> Vec<String> {
+    let v = v.unwrap_or_else(|| "*".into());
+    if v.trim().eq_ignore_ascii_case("none") {
+        return Vec::new();
+    }
+    v.split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, String> {
         let jwt_secret = var("SWITCHBOARD_JWT_SECRET");
@@ -166,6 +181,7 @@ impl Config {
             typing_ttl: millis("SWITCHBOARD_TYPING_TTL_MS", 5_000)?,
             tcp_user_timeout: millis("SWITCHBOARD_TCP_USER_TIMEOUT_MS", 30_000)?,
             shutdown_grace: millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 3_000)?,
+            cors_origins: cors_origins(var("SWITCHBOARD_CORS_ORIGINS")),
         };
         cfg.validate()?;
         Ok(cfg)

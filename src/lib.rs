@@ -127,6 +127,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
             let st = state.clone();
             let app = actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
+                .wrap_fn(http::cors::middleware)
                 .configure(http::routes);
             actix_http::HttpService::build()
                 .local_addr(addr)

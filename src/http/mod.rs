@@ -1,6 +1,7 @@
 //! HTTP routes: the WebSocket upgrade, the REST API, health, metrics, static files.
 
 mod api;
+pub mod cors;
 mod fallback;
 mod ops;
 mod poll;

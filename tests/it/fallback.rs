@@ -648,3 +648,72 @@ async fn sse_gets_a_close_event_on_shutdown() {
         "the stream ends after the close"
     );
 }
+
+#[tokio::test]
+async fn pages_on_other_origins_may_use_the_http_transports() {
+    let s = Server::start();
+    let origin = ("Origin", "https://app.example");
+    // A preflight for a JSON send is answered, without touching a session.
+    let pre = s
+        .request(
+            "OPTIONS",
+            "/poll/send?key=x",
+            &[
+                origin,
+                ("Access-Control-Request-Method", "POST"),
+                ("Access-Control-Request-Headers", "content-type"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    assert!(pre
+        .header("access-control-allow-headers")
+        .is_some_and(|h| h.contains("Content-Type") && h.contains("Authorization")));
+    assert!(pre
+        .header("access-control-allow-methods")
+        .is_some_and(|m| m.contains("POST")));
+    // Real answers carry the header too, errors included.
+    let opened = s
+        .request("POST", "/poll/open?name=far", &[origin], None)
+        .await;
+    assert_eq!(opened.status, 200);
+    assert_eq!(opened.header("access-control-allow-origin"), Some("*"));
+    let gone = s
+        .request("GET", "/poll?key=nope&cursor=0", &[origin], None)
+        .await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.header("access-control-allow-origin"), Some("*"));
+    let history = s
+        .request("GET", "/api/rooms/general/history", &[origin], None)
+        .await;
+    assert_eq!(history.header("access-control-allow-origin"), Some("*"));
+    // No other site may mint development tokens, nor read the metrics.
+    for path in ["/api/dev/token?sub=x", "/metrics"] {
+        let r = s.request("GET", path, &[origin], None).await;
+        assert_eq!(r.header("access-control-allow-origin"), None, "{path}");
+    }
+
+    // A list allows exactly its origins (echoed, with Vary); `none` nothing.
+    let listed = Server::with_env(&[("SWITCHBOARD_CORS_ORIGINS", "https://app.example/")]);
+    let ok = listed.request("POST", "/poll/open", &[origin], None).await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(ok.header("vary"), Some("Origin"));
+    let other = listed
+        .request(
+            "POST",
+            "/poll/open",
+            &[("Origin", "https://evil.example")],
+            None,
+        )
+        .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let off = Server::with_env(&[("SWITCHBOARD_CORS_ORIGINS", "none")]);
+    let r = off.request("POST", "/poll/open", &[origin], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}

@@ -469,8 +469,25 @@ async fn static_page_and_unknown_paths() {
         "{headers:?}"
     );
     assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
-    assert!(body.contains("/ws"), "page has no WebSocket URL: {body}");
-    assert!(body.contains("new WebSocket("), "{body}");
+    // The page's scripts, and the SDK modules they import, are served as
+    // JavaScript (browsers refuse modules of another type).
+    assert!(
+        body.contains(r#"<script type="module" src="/demo.js">"#),
+        "{body}"
+    );
+    for (path, imports) in [
+        ("/demo.js", "from \"/switchboard.js\""),
+        ("/switchboard.js", "from \"./switchboard-transports.js\""),
+        ("/switchboard-transports.js", "/ws?"),
+    ] {
+        let (status, headers, js) = get_raw(&s, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            header(&headers, "content-type").is_some_and(|c| c.starts_with("text/javascript")),
+            "{path}: {headers:?}"
+        );
+        assert!(js.contains(imports), "{path} lacks {imports}");
+    }
 
     let (status, _, body2) = get_raw(&s, "/index.html").await;
     assert_eq!(status, 200);

@@ -1,0 +1,251 @@
+// The demo page in headless Chromium (Debian's, driven by playwright-core),
+// against the real server: two people chat, see each other typing and their
+// presence, on each transport; errors are shown. Screenshots go to
+// test-output/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { Server, ROOT, WAIT } from "./helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const OUT = path.join(ROOT, "test-output");
+const FLAGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const NO_WEBSOCKET = "Object.defineProperty(window, 'WebSocket', { value: undefined });";
+const NO_EVENTSOURCE = "Object.defineProperty(window, 'EventSource', { value: undefined });";
+
+let server, browser, profile;
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  server = await Server.start();
+  profile = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1200, height: 760 },
+  });
+  browser.setDefaultTimeout(WAIT);
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+/** A page of the demo, signed in as a guest named `name`. */
+async function guestPage(name, initScripts = [], url = server.url) {
+  const page = await browser.newPage();
+  for (const s of initScripts) await page.addInitScript(s);
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.problems = problems;
+  await page.goto(`${url}/`);
+  await page.fill("#login-name", name);
+  await page.click("#login-guest");
+  await page.locator("#rooms li.active", { hasText: "general" }).waitFor();
+  return page;
+}
+
+async function transportOf(page) {
+  await page.locator("#conn[data-state=connected]").waitFor();
+  return (await page.textContent("#conn-transport")).trim();
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(OUT, `${name}.png`) });
+}
+
+/** Sends `text` from `from` and waits until `to` shows it, with its sender and time. */
+async function say(from, to, text, sender) {
+  await from.fill("#text", text);
+  await from.press("#text", "Enter");
+  const msg = to.locator("#messages .msg", { hasText: text });
+  await msg.waitFor();
+  assert.equal((await msg.locator(".from").textContent()).trim(), sender);
+  assert.match(await msg.locator("time").textContent(), /\d{1,2}:\d{2}/);
+}
+
+/** Two people in #general: messages both ways, typing, presence. */
+async function conversation(label, initScripts, expectTransport) {
+  const ann = await guestPage(`Ann ${label}`, initScripts);
+  const bob = await guestPage(`Bob ${label}`, initScripts);
+  assert.equal(await transportOf(ann), expectTransport);
+  assert.equal(await transportOf(bob), expectTransport);
+
+  await bob.locator("#members li", { hasText: `Ann ${label}` }).waitFor();
+  await ann.locator("#members li", { hasText: `Bob ${label}` }).waitFor();
+
+  // Typing shows on the other page, and clears when the message is sent.
+  await ann.fill("#text", "hel");
+  await ann.type("#text", "l");
+  await bob.locator("#typing", { hasText: `Ann ${label} is typing…` }).waitFor();
+  await say(ann, bob, `hello from Ann over ${label}`, `Ann ${label}`);
+  await bob.locator("#typing:empty").waitFor();
+  await say(bob, ann, `hi Ann, Bob here (${label})`, `Bob ${label}`);
+
+  // Presence: Bob goes busy; Ann's member list shows it.
+  await bob.selectOption("#presence", "busy");
+  await ann.locator(`#members li[data-status=busy]`, { hasText: `Bob ${label}` }).waitFor();
+  await bob.selectOption("#presence", "away");
+  await ann.locator(`#members li[data-status=away]`, { hasText: `Bob ${label}` }).waitFor();
+
+  // Each page shows each message once, in the same order.
+  const texts = (p) => p.locator("#messages .msg .text").allTextContents();
+  const mine = (t) => t.filter((x) => x.includes(label));
+  assert.deepEqual(mine(await texts(ann)), mine(await texts(bob)));
+  assert.equal(mine(await texts(ann)).length, 2);
+
+  await shot(ann, `chat-${label}-ann`);
+  await shot(bob, `chat-${label}-bob`);
+  assert.deepEqual([...ann.problems, ...bob.problems], []);
+  await ann.close();
+  await bob.close();
+}
+
+test("two pages chat in one room over WebSocket: messages, typing, presence", async () => {
+  await conversation("websocket", [], "WebSocket");
+});
+
+test("with WebSocket disabled in the page the demo works over SSE", async () => {
+  await conversation("sse", [NO_WEBSOCKET], "SSE");
+});
+
+test("with WebSocket and EventSource disabled the demo works over long-polling", async () => {
+  await conversation("polling", [NO_WEBSOCKET, NO_EVENTSOURCE], "Long-polling");
+});
+
+test("signing in with a minted development token", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/`);
+  await page.fill("#login-name", "Carol");
+  await page.click("#dev-token");
+  await page.waitForFunction(() => document.querySelector("#token").value.startsWith("ey"));
+  await page.click("#token-connect");
+  await page.locator("#rooms li.active", { hasText: "general" }).waitFor();
+  assert.equal((await page.textContent("#me")).trim(), "Carol");
+  assert.equal(await page.getAttribute("#me", "title"), "carol");
+
+  // What reaches Carol herself: a direct message, and a backend's broadcast.
+  const dan = server.client({ token: await server.token("dan", "Dan") });
+  await dan.sendTo("carol", { text: "psst, Carol" });
+  await page.locator(".toast", { hasText: "Dan → you: psst, Carol" }).waitFor();
+  const r = await fetch(`${server.url}/api/dev/token?sub=backend&role=service`);
+  const { token } = await r.json();
+  const sent = await fetch(`${server.url}/api/broadcast`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ data: { text: "maintenance at noon" } }),
+  });
+  assert.equal(sent.status, 200);
+  await page.locator(".toast", { hasText: "Broadcast from backend: maintenance at noon" }).waitFor();
+  dan.close();
+  await shot(page, "token-sign-in");
+  await page.close();
+});
+
+test("errors are shown clearly: forbidden, rate limited, disconnected and retrying", async () => {
+  const s = await Server.start({ SWITCHBOARD_GUEST_BURST: "3", SWITCHBOARD_GUEST_RATE: "1" });
+  const port = s.addr.split(":")[1];
+  let restarted;
+  try {
+    const page = await guestPage("Dee", [], s.url);
+    // A guest may not join a private room.
+    await page.fill("#room-input", "secret-plans");
+    await page.press("#room-input", "Enter");
+    await page.locator(".toast.error", { hasText: "Not allowed" }).waitFor();
+    assert.equal(await page.locator("#rooms li", { hasText: "secret-plans" }).count(), 0);
+
+    // Past the guest burst: "slow down", and the text stays in the box.
+    for (let i = 1; i <= 4; i++) {
+      await page.fill("#text", `burst ${i}`);
+      await page.press("#text", "Enter");
+      if (i < 4) await page.locator("#messages .msg", { hasText: `burst ${i}` }).waitFor();
+    }
+    await page.locator(".toast.error", { hasText: "Slow down" }).waitFor();
+    assert.equal(await page.inputValue("#text"), "burst 4");
+    await shot(page, "error-rate-limited");
+
+    // The server goes away: the page says so and retries; it comes back.
+    await s.stop();
+    await page.locator("#banner.show", { hasText: "Connection lost" }).waitFor();
+    await page.locator("#conn-state", { hasText: /retrying|reconnecting/ }).waitFor();
+    await shot(page, "error-disconnected");
+    restarted = await Server.start({ PORT: port });
+    await page.locator("#conn[data-state=connected]").waitFor({ timeout: WAIT * 2 });
+    assert.equal(await page.locator("#banner.show").count(), 0);
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  } finally {
+    await s.stop();
+    await restarted?.stop();
+  }
+});
+
+test("a page on another origin falls back to SSE and polling across origins", async () => {
+  // http://localhost:PORT and http://127.0.0.1:PORT are different origins.
+  const port = server.addr.split(":")[1];
+  const page = await browser.newPage();
+  await page.addInitScript(NO_WEBSOCKET);
+  await page.goto(`http://localhost:${port}/`);
+  const hub = `http://127.0.0.1:${port}`;
+  for (const transports of [["websocket", "sse"], ["polling"]]) {
+    const result = await page.evaluate(
+      async ({ hub, transports, wait }) => {
+        const { connect } = await import("/switchboard.js");
+        const sb = connect({ url: hub, name: "far away", transports });
+        const late = new Promise((_, no) => setTimeout(() => no(new Error(`not connected: ${JSON.stringify(sb.connectionInfo())}`)), wait));
+        await Promise.race([sb.ready(), late]);
+        await sb.joinRoom("public-cors");
+        const ack = await sb.send("public-cors", { text: "across origins" });
+        const info = sb.connectionInfo();
+        sb.close();
+        return { transport: info.transport, seq: ack.seq, origin: location.origin };
+      },
+      { hub, transports, wait: WAIT },
+    );
+    assert.equal(result.origin, `http://localhost:${port}`);
+    assert.equal(result.transport, transports.at(-1));
+    assert.ok(result.seq >= 1);
+  }
+  await page.close();
+});
+
+test("rooms: join from the list, unread counts, leave", async () => {
+  const ann = await guestPage("Ann rooms");
+  const bob = await guestPage("Bob rooms");
+  // Ann joins #random with its suggestion button, Bob by typing its name.
+  await ann.click("#suggest button:has-text('random')");
+  await ann.locator("#rooms li.active", { hasText: "random" }).waitFor();
+  await bob.fill("#room-input", "random");
+  await bob.press("#room-input", "Enter");
+  await bob.locator("#rooms li.active", { hasText: "random" }).waitFor();
+  await ann.locator("#members li", { hasText: "Bob rooms" }).waitFor();
+
+  // Bob writes in #general while Ann looks at #random: an unread badge.
+  await bob.click("#rooms li[data-room=general]");
+  await bob.fill("#text", "are you in general?");
+  await bob.press("#text", "Enter");
+  await ann.locator("#rooms li[data-room=general] .unread", { hasText: "1" }).waitFor();
+  await shot(ann, "rooms-unread");
+  await ann.click("#rooms li[data-room=general]");
+  await ann.locator("#messages .msg", { hasText: "are you in general?" }).waitFor();
+  assert.equal(await ann.textContent("#rooms li[data-room=general] .unread"), "");
+
+  // Ann leaves #random: Bob sees her go.
+  await ann.click("#rooms li[data-room=random]");
+  await ann.click("#leave");
+  await ann.locator("#rooms li[data-room=random]").waitFor({ state: "detached" });
+  await bob.click("#rooms li[data-room=random]");
+  await bob.locator("#messages .sys", { hasText: "Ann rooms left" }).waitFor();
+  assert.equal(await bob.locator("#members li", { hasText: "Ann rooms" }).count(), 0);
+  assert.deepEqual([...ann.problems, ...bob.problems], []);
+  await ann.close();
+  await bob.close();
+});

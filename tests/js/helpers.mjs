@@ -1,0 +1,185 @@
+// Shared by the Node and browser tests: start the real server binary on a
+// free port, mint development tokens, wait for things with a bound.
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import WebSocket from "ws";
+import { EventSource } from "eventsource";
+import { connect } from "../../static/switchboard.js";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const BINARY = path.join(ROOT, "target/release/switchboard");
+/** How long any one expected thing may take (the machine is shared and slow). */
+export const WAIT = 15000;
+
+export class Server {
+  /** Starts `target/release/switchboard` with PORT=0 in development mode. */
+  static async start(env = {}) {
+    if (!existsSync(BINARY)) {
+      throw new Error(`${BINARY} is missing: run cargo build --release (scripts/test.sh does)`);
+    }
+    const child = spawn(BINARY, [], {
+      env: {
+        ...process.env,
+        PORT: "0",
+        SWITCHBOARD_HOST: "127.0.0.1",
+        SWITCHBOARD_WORKERS: "2",
+        SWITCHBOARD_JWT_SECRET: "",
+        RUST_LOG: "warn",
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const addr = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("server did not print its address")), 20000);
+      let out = "";
+      child.stdout.on("data", (chunk) => {
+        out += chunk;
+        const m = out.match(/switchboard listening on http:\/\/(\S+)/);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
+    });
+    child.stdout.resume();
+    const s = new Server();
+    s.child = child;
+    s.addr = addr;
+    s.url = `http://${addr}`;
+    return s;
+  }
+
+  async token(sub, name = sub) {
+    const r = await fetch(`${this.url}/api/dev/token?sub=${sub}&name=${encodeURIComponent(name)}`);
+    if (!r.ok) throw new Error(`dev token: HTTP ${r.status}`);
+    return (await r.json()).token;
+  }
+
+  /** A client of the SDK under test, with Node's missing globals injected. */
+  client(options) {
+    const c = connect({
+      url: this.url,
+      WebSocket,
+      EventSource,
+      fetch: globalThis.fetch,
+      ...options,
+    });
+    (this.clients ||= []).push(c);
+    return c;
+  }
+
+  async stop() {
+    for (const c of this.clients || []) c.close();
+    if (this.child.exitCode !== null) return;
+    const gone = new Promise((ok) => this.child.once("exit", ok));
+    this.child.kill("SIGTERM");
+    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    await gone;
+    clearTimeout(t);
+  }
+}
+
+/** Resolves with the first `type` event for which `pred` holds. */
+export function next(client, type, pred = () => true, ms = WAIT) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off(type, fn);
+      reject(new Error(`no ${type} within ${ms} ms`));
+    }, ms);
+    const fn = (f) => {
+      if (!pred(f)) return;
+      clearTimeout(timer);
+      client.off(type, fn);
+      resolve(f);
+    };
+    client.on(type, fn);
+  });
+}
+
+/** Waits (bounded) until `cond()` is true. */
+export async function until(cond, what, ms = WAIT) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((ok) => setTimeout(ok, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Collects the texts of every message the client shows, per room. */
+export function transcript(client, room) {
+  const texts = [];
+  client.on("message:receive", (m) => {
+    if (m.room === room) texts.push(m.data.text);
+  });
+  return texts;
+}
+
+/** A TCP proxy in front of the server, to cut, refuse or freeze the network
+ * between a client and the real server. */
+export class Proxy {
+  static async start(target) {
+    const net = await import("node:net");
+    const p = new Proxy();
+    p.mode = "pass";
+    p.pairs = new Set();
+    const [host, port] = [target.split(":")[0], Number(target.split(":")[1])];
+    p.server = net.createServer((down) => {
+      if (p.mode !== "pass") return down.destroy();
+      const up = net.connect(port, host);
+      const pair = { up, down };
+      p.pairs.add(pair);
+      const drop = () => {
+        up.destroy();
+        down.destroy();
+        p.pairs.delete(pair);
+      };
+      up.on("error", drop).on("close", drop);
+      down.on("error", drop).on("close", drop);
+      down.pipe(up);
+      up.pipe(down);
+    });
+    await new Promise((ok) => p.server.listen(0, "127.0.0.1", ok));
+    p.url = `http://127.0.0.1:${p.server.address().port}`;
+    return p;
+  }
+
+  /** Drops every open connection, as a network failure would. */
+  cut() {
+    for (const { up, down } of this.pairs) {
+      up.destroy();
+      down.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** New connections are refused until `restore()`. */
+  refuse() {
+    this.mode = "refuse";
+    this.cut();
+  }
+
+  /** Open connections stop carrying data (a dead link with no FIN), both
+   * ways or only `"down"` (server → client: what the client sends still
+   * arrives). New connections are refused. */
+  freeze(which = "both") {
+    this.mode = "refuse";
+    for (const { up, down } of this.pairs) {
+      if (which === "both") down.unpipe(up);
+      up.unpipe(down);
+    }
+  }
+
+  restore() {
+    this.mode = "pass";
+  }
+
+  async stop() {
+    this.cut();
+    await new Promise((ok) => this.server.close(ok));
+  }
+}
