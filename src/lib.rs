@@ -23,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
+pub mod ot;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
