@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod config;
 pub mod docstore;
+pub mod document;
 pub mod error;
 pub mod history;
 pub mod http;
@@ -84,6 +85,16 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
+    .with_docs(document::Directory::new(
+        // Until the embedded database lands, documents live in memory.
+        docstore::DocStore::of(docstore::MemoryDocStore::default().start()),
+        document::core::Limits {
+            max_chars: cfg.doc_max_chars,
+            keep_ops: cfg.doc_keep_ops,
+            snapshot_every: cfg.doc_snapshot_every,
+        },
+        cfg.room_queue,
+    ))
     .start();
     let state = AppState {
         shared: shared.clone(),
