@@ -27,3 +27,5 @@ need_apt() {
 }
 
 # --- what the tests need (add below) ---
+# The JS OT client's tests (tests/js/, run with node --test).
+need_apt node nodejs

@@ -15,3 +15,7 @@ source scripts/deps.sh
 
 # One release build serves the tests and `cargo run --release` alike.
 cargo test --release "$@"
+
+# The JS tests (tests/js/): the OT client against the Rust side's golden
+# cases and against the server built above.
+node --test tests/js/
