@@ -482,3 +482,144 @@ impl Directory {
         self.docs.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docstore::{DocOpRecord, DocState};
+    use crate::outbox::{self, Evict};
+    use crate::presence::Presence;
+    use std::time::Duration;
+
+    /// A store whose first append fails, as a full disk would.
+    #[derive(Default)]
+    struct FlakyStore {
+        appends: usize,
+        ops: Vec<DocOpRecord>,
+    }
+    impl Actor for FlakyStore {
+        type Context = Context<Self>;
+    }
+    impl Handler<LoadDoc> for FlakyStore {
+        type Result = Result<DocState, HubError>;
+        fn handle(&mut self, _: LoadDoc, _: &mut Context<Self>) -> Self::Result {
+            Ok(DocState::default())
+        }
+    }
+    impl Handler<AppendDocOps> for FlakyStore {
+        type Result = Result<(), HubError>;
+        fn handle(&mut self, msg: AppendDocOps, _: &mut Context<Self>) -> Self::Result {
+            self.appends += 1;
+            if self.appends == 1 {
+                return Err(HubError::new(ErrorCode::Internal, "disk full"));
+            }
+            self.ops.extend(msg.ops);
+            Ok(())
+        }
+    }
+    impl Handler<SaveDocSnapshot> for FlakyStore {
+        type Result = Result<(), HubError>;
+        fn handle(&mut self, _: SaveDocSnapshot, _: &mut Context<Self>) -> Self::Result {
+            Ok(())
+        }
+    }
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Evict> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Evict, _: &mut Context<Self>) {}
+    }
+
+    async fn next(q: &mut outbox::Queue) -> serde_json::Value {
+        let item = tokio::time::timeout(Duration::from_secs(5), q.rx.recv())
+            .await
+            .expect("a frame in time")
+            .expect("queue open");
+        let bytes = match item {
+            Queued::Text(b) => b,
+            Queued::Batch(mut v) => v.remove(0),
+            other => panic!("{other:?}"),
+        };
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    fn edit(seq: u64, json: &str) -> Submit {
+        Submit {
+            session: SessionId(1),
+            edit: Edit {
+                rev: 0,
+                cid: Arc::from("c1"),
+                seq,
+                op: crate::ot::Op::parse(json).unwrap(),
+            },
+        }
+    }
+
+    /// A failed append undoes the op and tells its sender to resend; the
+    /// resend (same seq) is then stored and acknowledged once.
+    #[test]
+    fn a_failed_write_is_refused_with_unavailable_and_the_resend_lands() {
+        actix::System::new().block_on(async {
+            let limits = crate::history::HistoryLimits {
+                entries: 10,
+                bytes: 1 << 20,
+            };
+            let presence = Presence::new(Duration::from_secs(60)).start();
+            let hub = Hub::new(
+                presence,
+                vec![],
+                limits,
+                10,
+                1 << 20,
+                Duration::from_secs(5),
+                16,
+            )
+            .start();
+            let store = FlakyStore::default().start();
+            let doc_limits = Limits {
+                max_chars: 100,
+                keep_ops: 10,
+                snapshot_every: 10,
+            };
+            let name = RoomName::parse("d").unwrap();
+            let doc = Document::new(name, hub, DocStore::of(store), doc_limits, 16).start();
+            let (outbox, _close, mut q) = outbox::queue(16, Sink.start().recipient());
+            let open = || Open {
+                session: SessionId(1),
+                user: UserId::parse("u").unwrap(),
+                name: "U".into(),
+                outbox: outbox.clone(),
+                rev: None,
+                id: None,
+            };
+            doc.do_send(open());
+            assert_eq!(next(&mut q).await["type"], "doc:snapshot");
+            doc.do_send(edit(1, r#"["a"]"#));
+            let e = next(&mut q).await;
+            assert_eq!(
+                (e["code"].as_str(), e["seq"].as_u64()),
+                (Some("unavailable"), Some(1)),
+                "{e}"
+            );
+            assert!(e["retry_after_ms"].as_u64().is_some(), "{e}");
+            doc.do_send(edit(1, r#"["a"]"#));
+            let a = next(&mut q).await;
+            assert_eq!(
+                (a["type"].as_str(), a["rev"].as_u64()),
+                (Some("doc:ack"), Some(1)),
+                "{a}"
+            );
+            // Applied once: the text and revision say so.
+            doc.do_send(open());
+            let s = next(&mut q).await;
+            assert_eq!(
+                (s["rev"].as_u64(), s["text"].as_str()),
+                (Some(1), Some("a")),
+                "{s}"
+            );
+        });
+    }
+}
