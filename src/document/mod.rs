@@ -487,7 +487,7 @@ impl Directory {
 mod tests {
     use super::*;
     use crate::docstore::{DocOpRecord, DocState};
-    use crate::outbox::{self, Evict};
+    use crate::outbox::{self, Sink};
     use crate::presence::Presence;
     use std::time::Duration;
 
@@ -522,15 +522,6 @@ mod tests {
         fn handle(&mut self, _: SaveDocSnapshot, _: &mut Context<Self>) -> Self::Result {
             Ok(())
         }
-    }
-
-    struct Sink;
-    impl Actor for Sink {
-        type Context = Context<Self>;
-    }
-    impl Handler<Evict> for Sink {
-        type Result = ();
-        fn handle(&mut self, _: Evict, _: &mut Context<Self>) {}
     }
 
     async fn next(q: &mut outbox::Queue) -> serde_json::Value {
