@@ -286,6 +286,8 @@ async fn hostile_ops_get_error_frames_and_the_connection_lives() {
     let s = Server::with_env(&[
         ("SWITCHBOARD_DOC_MAX_CHARS", "20"),
         ("SWITCHBOARD_DOC_MAX_OP_PARTS", "8"),
+        // (more than the default flood burst of frames are sent below)
+        ("SWITCHBOARD_FRAME_BURST", "1000"),
     ]);
     let mut a = s.user("alice").await;
     open(&mut a, "h").await;
@@ -382,6 +384,65 @@ async fn hostile_ops_get_error_frames_and_the_connection_lives() {
         2
     );
     assert_eq!(open(&mut a, "h").await["text"], "abc!");
+
+    // Random ops made of valid and hostile parts, on random revisions: every
+    // one is answered (ack or error, naming its seq), and the server lives.
+    let parts = [
+        "1",
+        "2",
+        "4",
+        "-1",
+        "-2",
+        "0",
+        "1.5",
+        "-0",
+        "9007199254740991",
+        "-9223372036854775808",
+        "18446744073709551615",
+        r#""x""#,
+        r#""""#,
+        r#""😀""#,
+        "null",
+        "[]",
+        "{}",
+    ];
+    let mut r: u64 = 0x2545_f491;
+    let mut next = |n: u64| {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        r % n
+    };
+    let mut sent = Vec::new();
+    for i in 0..200u64 {
+        let len = next(5) as usize;
+        let op: Vec<&str> = (0..len)
+            .map(|_| parts[next(parts.len() as u64) as usize])
+            .collect();
+        let seq = 1000 + i;
+        a.send_text(&raw(next(4), seq, &format!("[{}]", op.join(","))))
+            .await;
+        sent.push(seq);
+    }
+    let mut answered = Vec::new();
+    while answered.len() < sent.len() {
+        let f = recv_doc_or_error(&mut a).await;
+        assert_eq!(f["doc"], "h", "{f}");
+        answered.push(f["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {f}")));
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, sent);
+    assert_alive(&mut a, "p2").await;
+}
+
+/// The next `doc:*` or `error` frame.
+async fn recv_doc_or_error(c: &mut Client) -> Value {
+    loop {
+        let f = c.recv().await;
+        if f["type"] == "error" || f["type"].as_str().is_some_and(|t| t.starts_with("doc:")) {
+            return f;
+        }
+    }
 }
 
 #[tokio::test]
