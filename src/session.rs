@@ -105,7 +105,7 @@ pub struct Session {
     exp_timer: Option<SpawnHandle>,
     fragments: Option<(bool, BytesMut)>,
     closing: bool,
-    /// Documents open, with their actors (see `doc` below).
+    /// Documents open, with their actors (see `session/docs.rs`).
     docs: HashMap<RoomName, Addr<crate::document::Document>>,
 }
 
