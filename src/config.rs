@@ -74,6 +74,17 @@ pub struct Config {
     /// `SWITCHBOARD_CORS_ORIGINS` (default `*`; `none`, or a comma-separated list of
     /// origins): pages of which origins may use SSE, long-polling and the REST API.
     pub cors_origins: Vec<String>,
+    /// `SWITCHBOARD_DOC_MAX_CHARS` (default 1048576): longest document, in code points.
+    pub doc_max_chars: u64,
+    /// `SWITCHBOARD_DOC_MAX_OP_PARTS` (default 4096): most parts in one op.
+    pub doc_max_op_parts: usize,
+    /// `SWITCHBOARD_DOCS_PER_SESSION` (default 20): documents open per connection.
+    pub docs_per_session: usize,
+    /// `SWITCHBOARD_DOC_SNAPSHOT_EVERY` (default 100): ops between stored snapshots.
+    pub doc_snapshot_every: u64,
+    /// `SWITCHBOARD_DOC_KEEP_OPS` (default 1000): ops kept for clients that are
+    /// behind; a client further behind gets a snapshot.
+    pub doc_keep_ops: usize,
 }
 
 /// A token bucket: `per_minute` refill, `burst` capacity.
@@ -182,6 +193,11 @@ impl Config {
             tcp_user_timeout: millis("SWITCHBOARD_TCP_USER_TIMEOUT_MS", 30_000)?,
             shutdown_grace: millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 3_000)?,
             cors_origins: cors_origins(var("SWITCHBOARD_CORS_ORIGINS")),
+            doc_max_chars: num("SWITCHBOARD_DOC_MAX_CHARS", 1 << 20)?,
+            doc_max_op_parts: num("SWITCHBOARD_DOC_MAX_OP_PARTS", 4096)?,
+            docs_per_session: num("SWITCHBOARD_DOCS_PER_SESSION", 20)?,
+            doc_snapshot_every: num("SWITCHBOARD_DOC_SNAPSHOT_EVERY", 100)?,
+            doc_keep_ops: num("SWITCHBOARD_DOC_KEEP_OPS", 1000)?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -196,6 +212,18 @@ impl Config {
         }
         if self.history_size == 0 {
             return Err("SWITCHBOARD_HISTORY_SIZE must be at least 1".into());
+        }
+        if self.doc_snapshot_every == 0 || self.doc_keep_ops == 0 {
+            return Err(
+                "SWITCHBOARD_DOC_SNAPSHOT_EVERY and SWITCHBOARD_DOC_KEEP_OPS must be at least 1"
+                    .into(),
+            );
+        }
+        if self.doc_max_chars > crate::ot::MAX_COUNT {
+            return Err(format!(
+                "SWITCHBOARD_DOC_MAX_CHARS must be at most {}",
+                crate::ot::MAX_COUNT
+            ));
         }
         if self.max_frame > self.hard_max_frame {
             return Err("SWITCHBOARD_MAX_FRAME must not exceed SWITCHBOARD_HARD_MAX_FRAME".into());

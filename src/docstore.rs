@@ -74,3 +74,184 @@ pub struct DocState {
 pub struct LoadDoc {
     pub doc: String,
 }
+
+/// How a Document actor reaches its store, whichever actor that is.
+#[derive(Clone)]
+pub struct DocStore {
+    pub load: Recipient<LoadDoc>,
+    pub append: Recipient<AppendDocOps>,
+    pub snapshot: Recipient<SaveDocSnapshot>,
+}
+
+impl DocStore {
+    pub fn of<A>(addr: Addr<A>) -> DocStore
+    where
+        A: Actor + Handler<LoadDoc> + Handler<AppendDocOps> + Handler<SaveDocSnapshot>,
+        A::Context: actix::dev::ToEnvelope<A, LoadDoc>
+            + actix::dev::ToEnvelope<A, AppendDocOps>
+            + actix::dev::ToEnvelope<A, SaveDocSnapshot>,
+    {
+        DocStore {
+            load: addr.clone().recipient(),
+            append: addr.clone().recipient(),
+            snapshot: addr.recipient(),
+        }
+    }
+}
+
+/// One document as kept by [`MemoryDocStore`].
+#[derive(Default)]
+struct MemoryDoc {
+    snapshot_rev: u64,
+    snapshot_text: String,
+    /// Every kept op, oldest first, with contiguous `rev`s ending at the head.
+    ops: std::collections::VecDeque<DocOpRecord>,
+}
+
+impl MemoryDoc {
+    fn head(&self) -> u64 {
+        self.ops.back().map_or(self.snapshot_rev, |o| o.rev)
+    }
+}
+
+/// The store the server uses until the embedded database lands: documents in
+/// memory, for the life of the process. Same contract as any store: ops
+/// append with contiguous revisions, snapshots let old ops go.
+#[derive(Default)]
+pub struct MemoryDocStore {
+    docs: std::collections::HashMap<String, MemoryDoc>,
+}
+
+impl Actor for MemoryDocStore {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+    }
+}
+
+impl Handler<LoadDoc> for MemoryDocStore {
+    type Result = Result<DocState, HubError>;
+
+    fn handle(&mut self, msg: LoadDoc, _: &mut Context<Self>) -> Self::Result {
+        let Some(d) = self.docs.get(&msg.doc) else {
+            return Ok(DocState::default());
+        };
+        let (older, newer): (Vec<_>, Vec<_>) =
+            d.ops.iter().cloned().partition(|o| o.rev <= d.snapshot_rev);
+        Ok(DocState {
+            snapshot_rev: d.snapshot_rev,
+            snapshot_text: d.snapshot_text.clone(),
+            ops: newer,
+            older_ops: older,
+        })
+    }
+}
+
+impl Handler<AppendDocOps> for MemoryDocStore {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: AppendDocOps, _: &mut Context<Self>) -> Self::Result {
+        let d = self.docs.entry(msg.doc).or_default();
+        let mut next = d.head() + 1;
+        for o in &msg.ops {
+            if o.rev != next {
+                return Err(HubError::new(
+                    crate::error::ErrorCode::Internal,
+                    format!(
+                        "op rev {} does not follow the stored head {}",
+                        o.rev,
+                        next - 1
+                    ),
+                ));
+            }
+            next += 1;
+        }
+        d.ops.extend(msg.ops);
+        Ok(())
+    }
+}
+
+impl Handler<SaveDocSnapshot> for MemoryDocStore {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: SaveDocSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let d = self.docs.entry(msg.doc).or_default();
+        if msg.rev > d.head() || msg.rev < d.snapshot_rev {
+            return Err(HubError::new(
+                crate::error::ErrorCode::Internal,
+                format!(
+                    "snapshot at rev {} is outside the stored revisions {}..={}",
+                    msg.rev,
+                    d.snapshot_rev,
+                    d.head()
+                ),
+            ));
+        }
+        d.snapshot_rev = msg.rev;
+        d.snapshot_text = msg.text;
+        // Keep ops after the snapshot, and the newest `keep_ops` at or before it.
+        let at_or_below = d.ops.iter().take_while(|o| o.rev <= msg.rev).count();
+        let drop = at_or_below.saturating_sub(msg.keep_ops);
+        d.ops.drain(..drop);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(rev: u64) -> DocOpRecord {
+        DocOpRecord {
+            rev,
+            cid: "c".into(),
+            seq: rev,
+            user: "u".into(),
+            op: format!("[{}]", rev),
+            ts: 0,
+        }
+    }
+
+    #[test]
+    fn memory_store_keeps_the_contract() {
+        actix::System::new().block_on(contract());
+    }
+
+    async fn contract() {
+        let store = MemoryDocStore::default().start();
+        let doc = || "d".to_string();
+        let empty = store.send(LoadDoc { doc: doc() }).await.unwrap().unwrap();
+        assert_eq!(empty, DocState::default());
+        let ops = (1..=5).map(rec).collect();
+        store
+            .send(AppendDocOps { doc: doc(), ops })
+            .await
+            .unwrap()
+            .unwrap();
+        // A gap or a repeat is refused, and nothing of it is written.
+        let bad = vec![rec(6), rec(8)];
+        assert!(store
+            .send(AppendDocOps {
+                doc: doc(),
+                ops: bad
+            })
+            .await
+            .unwrap()
+            .is_err());
+        let snap = SaveDocSnapshot {
+            doc: doc(),
+            rev: 4,
+            text: "t4".into(),
+            keep_ops: 2,
+        };
+        store.send(snap).await.unwrap().unwrap();
+        let s = store.send(LoadDoc { doc: doc() }).await.unwrap().unwrap();
+        assert_eq!((s.snapshot_rev, s.snapshot_text.as_str()), (4, "t4"));
+        assert_eq!(s.ops.iter().map(|o| o.rev).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            s.older_ops.iter().map(|o| o.rev).collect::<Vec<_>>(),
+            [3, 4]
+        );
+    }
+}

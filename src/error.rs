@@ -23,10 +23,15 @@ pub enum ErrorCode {
     ResumeFailed,
     Unavailable,
     Internal,
+    // Collaborative editing (documents).
+    InvalidOp,
+    RevTooOld,
+    RevInFuture,
+    TooManyDocs,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -43,6 +48,10 @@ impl ErrorCode {
         ErrorCode::ResumeFailed,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::InvalidOp,
+        ErrorCode::RevTooOld,
+        ErrorCode::RevInFuture,
+        ErrorCode::TooManyDocs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +72,10 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidOp => "invalid_op",
+            ErrorCode::RevTooOld => "rev_too_old",
+            ErrorCode::RevInFuture => "rev_in_future",
+            ErrorCode::TooManyDocs => "too_many_docs",
         }
     }
 
@@ -86,6 +99,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::InvalidOp | ErrorCode::TooManyDocs => 400,
+            ErrorCode::RevTooOld | ErrorCode::RevInFuture => 409,
         }
     }
 }

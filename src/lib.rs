@@ -17,12 +17,14 @@
 pub mod auth;
 pub mod config;
 pub mod docstore;
+pub mod document;
 pub mod error;
 pub mod history;
 pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
+pub mod ot;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
@@ -101,6 +103,16 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
+    .with_docs(document::Directory::new(
+        // Until the embedded database lands, documents live in memory.
+        docstore::DocStore::of(docstore::MemoryDocStore::default().start()),
+        document::core::Limits {
+            max_chars: cfg.doc_max_chars,
+            keep_ops: cfg.doc_keep_ops,
+            snapshot_every: cfg.doc_snapshot_every,
+        },
+        cfg.room_queue,
+    ))
     .start();
     let state = AppState {
         shared: shared.clone(),

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub auth_failures: AtomicU64,
+    /// Open documents (with a Document actor), and ops stored.
+    pub documents: AtomicI64,
+    pub doc_ops: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -40,6 +43,8 @@ pub static METRICS: Metrics = Metrics {
     deliveries: ZERO,
     slow_consumers: ZERO,
     auth_failures: ZERO,
+    documents: AtomicI64::new(0),
+    doc_ops: ZERO,
     errors: [ZERO; ErrorCode::ALL.len()],
     latency_buckets: [ZERO; LATENCY_BUCKETS.len()],
     latency_count: ZERO,
@@ -126,6 +131,18 @@ impl Metrics {
             "counter",
             "Rejected tokens and auth frames.",
             self.auth_failures.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_documents",
+            "gauge",
+            "Open documents (with a Document actor).",
+            self.documents.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_doc_ops_total",
+            "counter",
+            "Document ops committed and stored.",
+            self.doc_ops.load(Relaxed).to_string(),
         );
 
         out.push_str("# HELP switchboard_errors_total Error frames and responses sent, by code.\n# TYPE switchboard_errors_total counter\n");

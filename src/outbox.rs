@@ -35,6 +35,21 @@ pub enum Out {
 #[rtype(result = "()")]
 pub struct Evict;
 
+/// For tests: a session stand-in that ignores evictions.
+#[cfg(test)]
+pub struct Sink;
+
+#[cfg(test)]
+impl Actor for Sink {
+    type Context = actix::Context<Self>;
+}
+
+#[cfg(test)]
+impl Handler<Evict> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: Evict, _: &mut actix::Context<Self>) {}
+}
+
 /// The sending side, cloned into every room the session is in.
 ///
 /// The queue is a `VecDeque` behind a mutex rather than a channel: an empty

@@ -75,6 +75,8 @@ pub enum ClientFrame {
         activity: Option<String>,
     },
     Ping,
+    /// A `doc:*` frame (collaborative editing), parsed by `document::wire`.
+    Doc(crate::document::wire::DocRequest),
 }
 
 /// A client frame with its optional correlation `id`.
@@ -148,6 +150,9 @@ fn err(code: ErrorCode, message: impl Into<String>, id: &Option<String>) -> Fram
 
 /// Parses one text frame.
 pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
+    if let Some(doc) = crate::document::wire::parse(text) {
+        return doc;
+    }
     let wire: Wire = match serde_json::from_slice(text) {
         Ok(w) => w,
         Err(e) => return Err(classify(text, e)),

@@ -543,17 +543,8 @@ impl Handler<Stop> for Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{self, Evict};
+    use crate::outbox::{self, Evict, Sink};
     use crate::presence::Presence;
-
-    struct Sink;
-    impl Actor for Sink {
-        type Context = Context<Self>;
-    }
-    impl Handler<Evict> for Sink {
-        type Result = ();
-        fn handle(&mut self, _: Evict, _: &mut Context<Self>) {}
-    }
 
     /// Every member's connection gone at once (distinct users, so each removal
     /// announces a departure): evictions must not recurse, or a large room

@@ -27,6 +27,19 @@ use std::time::Instant;
 /// Suggested wait after a "room is busy" refusal.
 const ROOM_BUSY_RETRY_MS: u64 = 50;
 
+mod docs;
+
+/// The Hub's answer to a join or open, or why there is none.
+fn hub_answer<T>(
+    res: Result<Result<T, crate::error::HubError>, MailboxError>,
+) -> Result<T, String> {
+    match res {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.message.to_string()),
+        Err(_) => Err("hub unavailable".to_string()),
+    }
+}
+
 /// A frame for a room the session has joined.
 enum RoomFrame {
     Send {
@@ -92,6 +105,8 @@ pub struct Session {
     exp_timer: Option<SpawnHandle>,
     fragments: Option<(bool, BytesMut)>,
     closing: bool,
+    /// Documents open, with their actors (see `session/docs.rs`).
+    docs: HashMap<RoomName, Addr<crate::document::Document>>,
 }
 
 impl Session {
@@ -127,6 +142,7 @@ impl Session {
             exp_timer: None,
             fragments: None,
             closing: false,
+            docs: HashMap::new(),
             shared,
         }
     }
@@ -346,6 +362,7 @@ impl Session {
                 }
             }
             ClientFrame::Ping => self.push(encode(&ServerFrame::Pong { id: id.as_deref() })),
+            ClientFrame::Doc(req) => self.doc(req, id, ctx),
         }
     }
 
@@ -443,26 +460,22 @@ impl Session {
         // right after a join then find the room joined, in order, with no
         // buffer to overflow, and a fast sender is held back by TCP. The Hub
         // never waits on a session, so this cannot deadlock.
-        let fut = self
-            .hub
-            .send(req)
-            .into_actor(self)
-            .map(move |res, act, _| match res {
-                Ok(Ok(addr)) => {
-                    act.rooms.insert(room, addr);
-                }
-                res => {
-                    let why = match res {
-                        Ok(Err(e)) => e.message.to_string(),
-                        _ => "hub unavailable".to_string(),
-                    };
-                    act.error(
-                        ErrorCode::Internal,
-                        &format!("join failed: {why}"),
-                        id.as_deref(),
-                    );
-                }
-            });
+        let fut =
+            self.hub
+                .send(req)
+                .into_actor(self)
+                .map(move |res, act, _| match hub_answer(res) {
+                    Ok(addr) => {
+                        act.rooms.insert(room, addr);
+                    }
+                    Err(why) => {
+                        act.error(
+                            ErrorCode::Internal,
+                            &format!("join failed: {why}"),
+                            id.as_deref(),
+                        );
+                    }
+                });
         ctx.wait(fut);
     }
 
@@ -579,6 +592,9 @@ impl Actor for Session {
         self.closing = true;
         if self.from.is_some() {
             self.hub.do_send(hub::Disconnect { session: self.id });
+        }
+        for doc in self.docs.values() {
+            doc.do_send(crate::document::Close { session: self.id });
         }
         Running::Stop
     }

@@ -28,6 +28,11 @@ pub const FILES: &[StaticFile] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../static/switchboard-transports.js"),
     },
+    StaticFile {
+        path: "ot.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/ot.js"),
+    },
 ];
 
 pub fn find(path: &str) -> Option<&'static StaticFile> {

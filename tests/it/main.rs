@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod collab;
 mod fallback;
 mod http;
 mod limits;
