@@ -148,6 +148,11 @@ impl Receiver {
         }
     }
 
+    /// The next item, waiting for it.
+    pub async fn recv(&mut self) -> Option<Out> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
     /// Takes everything queued (at least one item, waiting for it).
     async fn recv_all(&mut self) -> VecDeque<Out> {
         std::future::poll_fn(|cx| {
