@@ -23,10 +23,15 @@ pub enum ErrorCode {
     ResumeFailed,
     Unavailable,
     Internal,
+    InvalidTopic,
+    NotSubscribed,
+    TooManyFilters,
+    MqttUnavailable,
+    MqttQueueFull,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -43,6 +48,11 @@ impl ErrorCode {
         ErrorCode::ResumeFailed,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::InvalidTopic,
+        ErrorCode::NotSubscribed,
+        ErrorCode::TooManyFilters,
+        ErrorCode::MqttUnavailable,
+        ErrorCode::MqttQueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +73,11 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidTopic => "invalid_topic",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooManyFilters => "too_many_filters",
+            ErrorCode::MqttUnavailable => "mqtt_unavailable",
+            ErrorCode::MqttQueueFull => "mqtt_queue_full",
         }
     }
 
@@ -86,6 +101,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::InvalidTopic | ErrorCode::TooManyFilters => 400,
+            ErrorCode::NotSubscribed => 403,
+            ErrorCode::MqttUnavailable => 503,
+            ErrorCode::MqttQueueFull => 429,
         }
     }
 }
@@ -121,6 +140,7 @@ impl actix_web::ResponseError for HubError {
     }
     fn error_response(&self) -> actix_web::HttpResponse {
         crate::metrics::METRICS.error(self.code);
+        crate::monitor::events::error(self.code, &self.message);
         actix_web::HttpResponse::build(self.status_code()).json(serde_json::json!({
             "error": { "code": self.code.as_str(), "message": self.message }
         }))

@@ -75,6 +75,8 @@ pub enum ClientFrame {
         activity: Option<String>,
     },
     Ping,
+    /// `mqtt:subscribe`, `mqtt:unsubscribe`, `mqtt:publish`.
+    Mqtt(crate::mqtt::session::MqttFrame),
 }
 
 /// A client frame with its optional correlation `id`.
@@ -93,7 +95,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 9] = [
+pub const CLIENT_TYPES: [&str; 12] = [
     "auth",
     "room:join",
     "room:leave",
@@ -103,6 +105,9 @@ pub const CLIENT_TYPES: [&str; 9] = [
     "typing:stop",
     "presence:update",
     "ping",
+    "mqtt:subscribe",
+    "mqtt:unsubscribe",
+    "mqtt:publish",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -121,6 +126,13 @@ struct Wire<'a> {
     to: Option<String>,
     status: Option<Status>,
     activity: Option<String>,
+    filter: Option<String>,
+    topic: Option<String>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    payload: Option<&'a RawValue>,
+    qos: Option<u8>,
+    retain: Option<bool>,
+    binary: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -163,7 +175,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 8] = [
+    let fields: [(&str, bool); 14] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -172,6 +184,12 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("to", wire.to.is_some()),
         ("status", wire.status.is_some()),
         ("activity", wire.activity.is_some()),
+        ("filter", wire.filter.is_some()),
+        ("topic", wire.topic.is_some()),
+        ("payload", wire.payload.is_some()),
+        ("qos", wire.qos.is_some()),
+        ("retain", wire.retain.is_some()),
+        ("binary", wire.binary.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
@@ -181,6 +199,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
+        "mqtt:subscribe" | "mqtt:unsubscribe" => &["filter"],
+        "mqtt:publish" => &["topic", "payload", "qos", "retain", "binary"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -299,9 +319,53 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             }
             ClientFrame::Presence { status, activity }
         }
+        "mqtt:subscribe" | "mqtt:unsubscribe" | "mqtt:publish" => {
+            ClientFrame::Mqtt(mqtt_frame(ty, &wire).map_err(|(code, m)| err(code, m, &id))?)
+        }
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })
+}
+
+/// The MQTT frames' fields, checked (topic syntax: `mqtt::topic`).
+fn mqtt_frame(ty: &str, w: &Wire) -> Result<crate::mqtt::session::MqttFrame, (ErrorCode, String)> {
+    use crate::mqtt::session::MqttFrame;
+    use crate::mqtt::topic::{TopicFilter, TopicName};
+    let bad = |m: String| (ErrorCode::BadRequest, m);
+    let invalid = |e: crate::mqtt::topic::TopicError| (ErrorCode::InvalidTopic, e.to_string());
+    if ty == "mqtt:publish" {
+        let topic = w
+            .topic
+            .as_deref()
+            .ok_or_else(|| bad("mqtt:publish needs `topic`".into()))?;
+        let topic = TopicName::parse(topic).map_err(invalid)?;
+        let raw = w
+            .payload
+            .ok_or_else(|| bad("mqtt:publish needs `payload`".into()))?;
+        let payload = crate::mqtt::payload::encode(raw, w.binary.unwrap_or(false))
+            .map_err(|m| bad(m.into()))?;
+        let qos1 = match w.qos.unwrap_or(0) {
+            0 => false,
+            1 => true,
+            _ => return Err(bad("qos must be 0 or 1".into())),
+        };
+        return Ok(MqttFrame::Publish {
+            topic,
+            payload,
+            qos1,
+            retain: w.retain.unwrap_or(false),
+        });
+    }
+    let filter = w
+        .filter
+        .as_deref()
+        .ok_or_else(|| bad(format!("{ty} needs `filter`")))?;
+    let filter = TopicFilter::parse(filter).map_err(invalid)?;
+    Ok(if ty == "mqtt:subscribe" {
+        MqttFrame::Subscribe { filter }
+    } else {
+        MqttFrame::Unsubscribe { filter }
+    })
 }
 
 /// The `type` of a frame that failed to parse, if it has a readable one.
@@ -533,6 +597,7 @@ pub fn error_frame(
     retry_after_ms: Option<u64>,
 ) -> Bytes {
     crate::metrics::METRICS.error(code);
+    crate::monitor::events::error(code, message);
     encode(&ServerFrame::Error {
         code: code.as_str(),
         message,
@@ -664,6 +729,60 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"ping","type":"ping"}"#),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn parses_mqtt_frames() {
+        use crate::mqtt::session::MqttFrame;
+        match parse(br#"{"type":"mqtt:publish","topic":"a/b","payload":{"on":true},"qos":1,"retain":true,"id":"c9"}"#)
+            .unwrap()
+            .frame
+        {
+            ClientFrame::Mqtt(MqttFrame::Publish { topic, payload, qos1, retain }) => {
+                assert_eq!(topic.as_str(), "a/b");
+                assert_eq!(payload, br#"{"on":true}"#);
+                assert!(qos1 && retain);
+            }
+            f => panic!("{f:?}"),
+        }
+        assert!(matches!(
+            parse(br#"{"type":"mqtt:subscribe","filter":"sensors/#"}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::Mqtt(MqttFrame::Subscribe { .. })
+        ));
+        assert_eq!(
+            code(r#"{"type":"mqtt:publish","topic":"a/+","payload":1}"#),
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:publish","topic":"","payload":1}"#),
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:publish","topic":"a","payload":1,"qos":2}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:publish","topic":"a"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:publish","topic":"a","payload":"%%","binary":true}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:subscribe","filter":"a/#/b"}"#),
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            code(r#"{"type":"mqtt:subscribe","topic":"a"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"message:send","room":"r","data":1,"qos":1}"#),
             ErrorCode::BadRequest
         );
     }

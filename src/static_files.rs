@@ -7,11 +7,18 @@ pub struct StaticFile {
     pub body: &'static [u8],
 }
 
-pub const FILES: &[StaticFile] = &[StaticFile {
-    path: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("../static/index.html"),
-}];
+pub const FILES: &[StaticFile] = &[
+    StaticFile {
+        path: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../static/index.html"),
+    },
+    StaticFile {
+        path: "monitor.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../static/monitor.html"),
+    },
+];
 
 pub fn find(path: &str) -> Option<&'static StaticFile> {
     let path = path.trim_start_matches('/');

@@ -2,6 +2,7 @@
 
 mod api;
 mod fallback;
+mod monitor;
 mod ops;
 mod poll;
 mod sse;
@@ -66,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/rooms/{room}/history", web::get().to(api::history))
     .route("/api/rooms/{room}/presence", web::get().to(api::presence))
     .route("/api/dev/token", web::get().to(api::dev_token))
+    .route("/api/events", web::get().to(monitor::events))
     .default_service(web::to(ops::static_file));
 }
 
@@ -112,6 +114,7 @@ pub fn admit(req: &HttpRequest, shared: &Shared) -> Result<Option<Identity>, Hub
         (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),
         (None, Some(_)) => {
             METRICS.auth_failures.fetch_add(1, Ordering::Relaxed);
+            crate::monitor::events::auth_failure("guests are disabled: a token is required");
             Err(HubError::new(
                 ErrorCode::Unauthorized,
                 "guests are disabled: a token is required",
