@@ -27,3 +27,4 @@ need_apt() {
 }
 
 # --- what the tests need (add below) ---
+need_apt mosquitto mosquitto mosquitto-clients
