@@ -67,6 +67,10 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
         (Some("sensors/+/temp"), Some(true))
     );
 
+    // Overlaps `sensors/+/temp` without covering it: the broker holds both.
+    let mut other = s.user_with("dan", json!({"mqtt_sub": ["sensors/#"]})).await;
+    subscribe(&mut other, "sensors/kitchen/+", "s2").await;
+
     let mut peer = Peer::connect(broker.port, "test-peer").await;
     // JSON is parsed, and a mapped room gives it a seq like any room message.
     peer.publish("alicia/kitchen/temp", br#"{"t": 21.5}"#, true, false)
@@ -105,6 +109,16 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
         (Some("sensors/hall/temp"), Some("warm"))
     );
     assert_eq!(m["qos"], 0);
+    // Exactly one copy each, though the broker holds two matching filters.
+    let m = other.recv_type("mqtt:message").await;
+    assert_eq!(m["topic"], "sensors/kitchen/temp");
+    assert_eq!(
+        other.recv_type("mqtt:message").await["topic"],
+        "sensors/kitchen/hum"
+    );
+    other
+        .expect_no("mqtt:message", Duration::from_millis(300))
+        .await;
     // Not matched: `sensors/kitchen/hum`; not mapped: nothing reached the room.
     watcher
         .expect_no("mqtt:message", Duration::from_millis(300))
@@ -137,8 +151,7 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
         (u["type"].as_str(), u["id"].as_str()),
         (Some("mqtt:unsubscribed"), Some("u1"))
     );
-    peer.publish("sensors/kitchen/temp", b"1", true, false)
-        .await;
+    peer.publish("sensors/hall/temp", b"1", true, false).await;
     watcher
         .expect_no("mqtt:message", Duration::from_millis(300))
         .await;
@@ -149,9 +162,9 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
         error_of(&watcher.recv().await),
         (Some("not_subscribed"), Some("u2"))
     );
-    // The bridge held only what was wanted: `hum` never came, nor anything
-    // after the unsubscribe.
-    assert_eq!(s.metric("switchboard_mqtt_received_total").await, 3.0);
+    // Each message came once from the broker (4), and after the unsubscribe
+    // the bridge no longer held a filter for `sensors/hall/temp`.
+    assert_eq!(s.metric("switchboard_mqtt_received_total").await, 4.0);
 }
 
 #[tokio::test]
