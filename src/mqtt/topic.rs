@@ -108,20 +108,7 @@ impl TopicFilter {
     }
 }
 
-macro_rules! show {
-    ($($t:ty),*) => {$(
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "{:?}", &*self.0) }
-        }
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_str(&self.0) }
-        }
-    )*};
-}
-show!(TopicName, TopicFilter);
+crate::ids::show_as_str!(TopicName, TopicFilter);
 
 fn wildcard(level: &str) -> bool {
     level == "+" || level == "#"
