@@ -79,6 +79,10 @@ pub fn record(e: Event) {
 
 /// Shorthands for the common kinds.
 pub fn error(code: crate::error::ErrorCode, message: &str) {
+    // Every browser asks for /favicon.ico: 404s would crowd the ring.
+    if code == crate::error::ErrorCode::NotFound {
+        return;
+    }
     record(Event {
         code: Some(code.as_str()),
         ..Event::new("error", message)

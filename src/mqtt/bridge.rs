@@ -268,14 +268,20 @@ fn ack(d: Done) {
     }
 }
 
-fn subscribed(filter: &TopicFilter, active: bool, id: Option<&str>) -> Bytes {
-    let v = serde_json::json!({
-        "type": "mqtt:subscribed",
-        "filter": filter,
-        "active": active,
-        "id": id,
-    });
+/// `mqtt:subscribed` / `mqtt:unsubscribed` (`active` only on the first).
+fn reply(ty: &str, filter: &TopicFilter, active: Option<bool>, id: Option<&str>) -> Bytes {
+    let mut v = serde_json::json!({ "type": ty, "filter": filter });
+    if let Some(a) = active {
+        v["active"] = a.into();
+    }
+    if let Some(id) = id {
+        v["id"] = id.into();
+    }
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn subscribed(filter: &TopicFilter, active: bool, id: Option<&str>) -> Bytes {
+    reply("mqtt:subscribed", filter, Some(active), id)
 }
 
 impl Actor for MqttBridge {
@@ -426,9 +432,12 @@ impl Handler<Unsubscribe> for MqttBridge {
                 self.waiting
                     .retain(|w| !(w.session == msg.session && w.filter == msg.filter));
                 self.apply(change);
-                let v = serde_json::json!({"type": "mqtt:unsubscribed", "filter": msg.filter, "id": msg.id});
-                msg.outbox
-                    .push(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
+                msg.outbox.push(reply(
+                    "mqtt:unsubscribed",
+                    &msg.filter,
+                    None,
+                    msg.id.as_deref(),
+                ));
             }
             Err(_) => {
                 msg.outbox.push(error_frame(
