@@ -28,3 +28,4 @@ need_apt() {
 
 # --- what the tests need (add below) ---
 need_apt mosquitto mosquitto mosquitto-clients
+need_apt openssl openssl

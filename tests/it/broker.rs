@@ -62,6 +62,92 @@ impl Mosquitto {
         m
     }
 
+    /// A broker that speaks only TLS, with a certificate for 127.0.0.1 signed
+    /// by a fresh test CA (made with `openssl`); returns it and the CA file.
+    pub fn tls() -> (Mosquitto, PathBuf) {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-mqtts-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl (scripts/deps.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ext =
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+        std::fs::write(dir.join("ext.cnf"), ext).expect("ext");
+        ssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=switchboard test CA",
+        ]);
+        ssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        // mosquitto started as root reads its files as user `mosquitto`.
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            let _ = std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644));
+        }
+        let conf = format!(
+            "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nallow_anonymous true\npersistence false\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).expect("write config");
+        let ca = dir.join("ca.pem");
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+        };
+        m.run();
+        (m, ca)
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }

@@ -392,3 +392,54 @@ async fn without_a_broker_mqtt_frames_are_refused() {
     let (_, h) = s.get_json("/healthz", None).await;
     assert!(h["mqtt"].is_null(), "{h}");
 }
+
+#[tokio::test]
+async fn mqtts_verifies_the_broker_with_the_configured_ca() {
+    let (broker, ca) = Mosquitto::tls();
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let ca = ca.to_string_lossy().to_string();
+    let s = hub(&url, &[("SWITCHBOARD_MQTT_CA_FILE", &ca)]);
+    bridge_connected(&s, true).await;
+    let mut c = s.user_with("ops", json!({"role": "admin"})).await;
+    subscribe(&mut c, "secure/#", "s1").await;
+    let out = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "--cafile",
+            &ca,
+        ])
+        .args(["-q", "1", "-t", "secure/door", "-m", "{\"open\":true}"])
+        .output()
+        .expect("mosquitto_pub");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = c.recv_type("mqtt:message").await;
+    assert_eq!(
+        (m["topic"].as_str(), &m["payload"]),
+        (Some("secure/door"), &json!({"open": true}))
+    );
+
+    // A broker whose certificate the CA did not sign is refused.
+    let (other, _) = Mosquitto::tls();
+    let s2 = hub(
+        &format!("mqtts://127.0.0.1:{}", other.port),
+        &[("SWITCHBOARD_MQTT_CA_FILE", &ca)],
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, h) = s2.get_json("/healthz", None).await;
+        assert_eq!(h["mqtt"]["connected"], false, "{h}");
+        if let Some(e) = h["mqtt"]["last_error"].as_str() {
+            assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no TLS error: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
