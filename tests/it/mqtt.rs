@@ -170,7 +170,7 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
 #[tokio::test]
 async fn client_publishes_reach_the_broker_and_access_is_enforced() {
     let broker = Mosquitto::start();
-    let s = hub(&broker.url(), &[]);
+    let s = hub(&broker.url(), &[("SWITCHBOARD_DEV", "true")]);
     bridge_connected(&s, true).await;
     let mut peer = Peer::connect(broker.port, "test-sub").await;
     peer.subscribe("cmd/#").await;
@@ -274,6 +274,23 @@ async fn client_publishes_reach_the_broker_and_access_is_enforced() {
             .0,
         401
     );
+    // Dev tokens carry the claims too.
+    let (status, t) = s
+        .get_json("/api/dev/token?sub=devtool&mqtt_pub=cmd/%2B", None)
+        .await;
+    assert_eq!(status, 200, "{t}");
+    let mut d = s
+        .ws(&format!("/ws?token={}", t["token"].as_str().unwrap()))
+        .await;
+    d.greeted().await;
+    d.send(json!({"type": "mqtt:publish", "topic": "cmd/dev", "payload": 1, "id": "d1"}))
+        .await;
+    assert_eq!(d.recv().await["id"], "d1");
+    assert_eq!(peer.message().await.topic, "cmd/dev");
+    let (status, _) = s
+        .get_json("/api/dev/token?sub=x&mqtt_sub=a/%23/b", None)
+        .await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]
