@@ -41,3 +41,5 @@ fi
 if [ ! -d tests/js/node_modules ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
+need_apt mosquitto mosquitto mosquitto-clients
+need_apt openssl openssl

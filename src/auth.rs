@@ -44,6 +44,12 @@ pub struct Claims {
     pub rooms: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// MQTT topic filters the user may `mqtt:subscribe` to (see `mqtt::access`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_sub: Option<Vec<String>>,
+    /// MQTT topic patterns the user may `mqtt:publish` to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_pub: Option<Vec<String>>,
 }
 
 /// A connection's identity once authenticated (or admitted as a guest).
@@ -56,6 +62,8 @@ pub struct Identity {
     pub rooms: Option<Vec<String>>,
     /// Token expiry, seconds since the epoch (none for guests).
     pub exp: Option<u64>,
+    /// The `mqtt_sub` / `mqtt_pub` claims, parsed.
+    pub mqtt: crate::mqtt::access::MqttAccess,
 }
 
 /// Longest display name kept; longer names are cut.
@@ -132,6 +140,7 @@ impl Auth {
                     }
                     _ => format!("invalid token: {e}"),
                 };
+                crate::monitor::events::auth_failure(&why);
                 HubError::new(ErrorCode::Unauthorized, why)
             })?;
         let c = data.claims;
@@ -139,6 +148,7 @@ impl Auth {
             crate::metrics::METRICS
                 .auth_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::monitor::events::auth_failure("token `sub` is not a valid user id");
             HubError::new(
                 ErrorCode::Unauthorized,
                 "token `sub` must be 1-64 characters from A-Z a-z 0-9 _ - . : @",
@@ -150,6 +160,8 @@ impl Auth {
             .map(display_name)
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| c.sub.clone());
+        let mqtt = crate::mqtt::access::MqttAccess::from_claims(c.mqtt_sub, c.mqtt_pub)
+            .map_err(|why| HubError::new(ErrorCode::Unauthorized, why))?;
         Ok(Identity {
             user,
             name: name.into(),
@@ -157,6 +169,7 @@ impl Auth {
             role: c.role.unwrap_or_default(),
             rooms: c.rooms,
             exp: Some(c.exp),
+            mqtt,
         })
     }
 
@@ -176,6 +189,7 @@ impl Auth {
             role: Role::User,
             rooms: None,
             exp: None,
+            mqtt: Default::default(),
         }
     }
 
@@ -228,6 +242,8 @@ pub fn claims_for(
         exp: now_ms() / 1000 + ttl_s,
         rooms,
         role,
+        mqtt_sub: None,
+        mqtt_pub: None,
     }
 }
 

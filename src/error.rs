@@ -28,10 +28,16 @@ pub enum ErrorCode {
     RevTooOld,
     RevInFuture,
     TooManyDocs,
+    // MQTT.
+    InvalidTopic,
+    NotSubscribed,
+    TooManyFilters,
+    MqttUnavailable,
+    MqttQueueFull,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -52,6 +58,11 @@ impl ErrorCode {
         ErrorCode::RevTooOld,
         ErrorCode::RevInFuture,
         ErrorCode::TooManyDocs,
+        ErrorCode::InvalidTopic,
+        ErrorCode::NotSubscribed,
+        ErrorCode::TooManyFilters,
+        ErrorCode::MqttUnavailable,
+        ErrorCode::MqttQueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +87,11 @@ impl ErrorCode {
             ErrorCode::RevTooOld => "rev_too_old",
             ErrorCode::RevInFuture => "rev_in_future",
             ErrorCode::TooManyDocs => "too_many_docs",
+            ErrorCode::InvalidTopic => "invalid_topic",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooManyFilters => "too_many_filters",
+            ErrorCode::MqttUnavailable => "mqtt_unavailable",
+            ErrorCode::MqttQueueFull => "mqtt_queue_full",
         }
     }
 
@@ -101,6 +117,10 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::InvalidOp | ErrorCode::TooManyDocs => 400,
             ErrorCode::RevTooOld | ErrorCode::RevInFuture => 409,
+            ErrorCode::InvalidTopic | ErrorCode::TooManyFilters => 400,
+            ErrorCode::NotSubscribed => 403,
+            ErrorCode::MqttUnavailable => 503,
+            ErrorCode::MqttQueueFull => 429,
         }
     }
 }
@@ -143,6 +163,7 @@ impl actix_web::ResponseError for HubError {
     }
     fn error_response(&self) -> actix_web::HttpResponse {
         crate::metrics::METRICS.error(self.code);
+        crate::monitor::events::error(self.code, &self.message);
         actix_web::HttpResponse::build(self.status_code()).json(self.body())
     }
 }

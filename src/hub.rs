@@ -164,6 +164,11 @@ impl Handler<Connect> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        crate::monitor::events::record(crate::monitor::events::Event {
+            session: Some(msg.session.to_string()),
+            user: Some(msg.from.user.as_str()),
+            ..crate::monitor::events::Event::new("connect", "session opened")
+        });
         self.users
             .entry(msg.from.user.clone())
             .or_default()
@@ -198,6 +203,11 @@ impl Handler<Disconnect> for Hub {
         let Some(entry) = self.sessions.remove(&msg.session) else {
             return;
         };
+        crate::monitor::events::record(crate::monitor::events::Event {
+            session: Some(msg.session.to_string()),
+            user: Some(entry.from.user.as_str()),
+            ..crate::monitor::events::Event::new("disconnect", "session closed")
+        });
         for name in &entry.rooms {
             if let Some(r) = self.rooms.get_mut(name) {
                 r.sessions = r.sessions.saturating_sub(1);
@@ -372,6 +382,12 @@ impl Handler<ApiPublish> for Hub {
     type Result = ResponseFuture<Result<u64, HubError>>;
 
     fn handle(&mut self, msg: ApiPublish, ctx: &mut Context<Self>) -> Self::Result {
+        crate::monitor::flow::record(
+            crate::monitor::flow::FlowKind::Room,
+            msg.room.as_str(),
+            msg.data.get().len(),
+            crate::monitor::flow::SenderKind::Service,
+        );
         let r = self.room(&msg.room, ctx);
         r.hub_ops += 1;
         let fut = r.addr.send(room::Publish {
@@ -385,6 +401,25 @@ impl Handler<ApiPublish> for Hub {
             fut.await
                 .map_err(|_| HubError::new(ErrorCode::Internal, "room unavailable"))?
         })
+    }
+}
+
+/// A message from the MQTT broker for a mapped room; the room is started
+/// (with its kept history) if needed, like for a REST publish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MqttToRoom {
+    pub room: RoomName,
+    pub msg: std::sync::Arc<crate::mqtt::message::MqttMessage>,
+}
+
+impl Handler<MqttToRoom> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: MqttToRoom, ctx: &mut Context<Self>) {
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        r.addr.do_send(room::MqttRelay { msg: msg.msg });
     }
 }
 

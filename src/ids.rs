@@ -76,6 +76,8 @@ macro_rules! show_as_str {
     )*};
 }
 show_as_str!(RoomName, UserId);
+/// Also for other validated names (MQTT topics): `Display`, `Debug`, `Serialize` as the string.
+pub(crate) use show_as_str;
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,6 +25,8 @@ pub mod hub;
 pub mod ids;
 pub mod metrics;
 pub mod ot;
+pub mod monitor;
+pub mod mqtt;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
@@ -46,6 +48,15 @@ pub struct Shared {
     pub auth: auth::Auth,
     pub started: Instant,
     pub shutting_down: AtomicBool,
+    /// The monitor and the MQTT bridge, set once at start (they start after the Hub).
+    pub services: std::sync::OnceLock<Services>,
+}
+
+/// Actors started after [`Shared`], reached through it.
+pub struct Services {
+    pub monitor: Addr<monitor::Monitor>,
+    /// Present when `SWITCHBOARD_MQTT_URL` is set.
+    pub mqtt: Option<monitor::BridgeHandle>,
 }
 
 /// What every HTTP handler gets.
@@ -84,6 +95,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         auth,
         started: Instant::now(),
         shutting_down: AtomicBool::new(false),
+        services: std::sync::OnceLock::new(),
         cfg,
     });
     let cfg = &shared.cfg;
@@ -114,6 +126,28 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     ))
     .start();
+    // The bridge gets its own thread: its fan-out to MQTT subscribers and its
+    // event loop stay off the HTTP workers and the room threads.
+    let mqtt_arbiter = cfg.mqtt.broker.as_ref().map(|_| Arbiter::new());
+    let bridge = mqtt_arbiter
+        .as_ref()
+        .zip(cfg.mqtt.broker.as_ref())
+        .map(|(arb, b)| {
+            let status = Arc::new(mqtt::status::BridgeStatus::new(format!(
+                "{}:{}",
+                b.host, b.port
+            )));
+            let (mcfg, h, st) = (cfg.mqtt.clone(), hub.clone(), status.clone());
+            let addr = mqtt::bridge::MqttBridge::start_in_arbiter(&arb.handle(), move |_| {
+                mqtt::bridge::MqttBridge::new(mcfg, h, st)
+            });
+            monitor::BridgeHandle { addr, status }
+        });
+    let monitor = monitor::Monitor::new(hub.clone(), bridge.clone(), shared.started, cfg).start();
+    let _ = shared.services.set(Services {
+        monitor,
+        mqtt: bridge,
+    });
     let state = AppState {
         shared: shared.clone(),
         hub: hub.clone(),
@@ -188,7 +222,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         handle.stop(true).await;
     });
     let result = server.await;
-    for a in arbiters {
+    for a in arbiters.into_iter().chain(mqtt_arbiter) {
         a.stop();
     }
     log::info!("stopped");

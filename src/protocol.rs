@@ -77,6 +77,8 @@ pub enum ClientFrame {
     Ping,
     /// A `doc:*` frame (collaborative editing), parsed by `document::wire`.
     Doc(crate::document::wire::DocRequest),
+    /// `mqtt:subscribe`, `mqtt:unsubscribe`, `mqtt:publish`.
+    Mqtt(crate::mqtt::session::MqttFrame),
 }
 
 /// A client frame with its optional correlation `id`.
@@ -95,7 +97,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 9] = [
+pub const CLIENT_TYPES: [&str; 12] = [
     "auth",
     "room:join",
     "room:leave",
@@ -105,6 +107,9 @@ pub const CLIENT_TYPES: [&str; 9] = [
     "typing:stop",
     "presence:update",
     "ping",
+    "mqtt:subscribe",
+    "mqtt:unsubscribe",
+    "mqtt:publish",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -123,6 +128,13 @@ struct Wire<'a> {
     to: Option<String>,
     status: Option<Status>,
     activity: Option<String>,
+    filter: Option<String>,
+    topic: Option<String>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    payload: Option<&'a RawValue>,
+    qos: Option<u8>,
+    retain: Option<bool>,
+    binary: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -168,7 +180,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 8] = [
+    let fields: [(&str, bool); 14] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -177,6 +189,12 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("to", wire.to.is_some()),
         ("status", wire.status.is_some()),
         ("activity", wire.activity.is_some()),
+        ("filter", wire.filter.is_some()),
+        ("topic", wire.topic.is_some()),
+        ("payload", wire.payload.is_some()),
+        ("qos", wire.qos.is_some()),
+        ("retain", wire.retain.is_some()),
+        ("binary", wire.binary.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
@@ -186,6 +204,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
+        "mqtt:subscribe" | "mqtt:unsubscribe" => &["filter"],
+        "mqtt:publish" => &["topic", "payload", "qos", "retain", "binary"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -303,6 +323,18 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
                 ));
             }
             ClientFrame::Presence { status, activity }
+        }
+        "mqtt:subscribe" | "mqtt:unsubscribe" | "mqtt:publish" => {
+            let fields = crate::mqtt::session::MqttFields {
+                filter: wire.filter.as_deref(),
+                topic: wire.topic.as_deref(),
+                payload: wire.payload,
+                qos: wire.qos,
+                retain: wire.retain,
+                binary: wire.binary,
+            };
+            let frame = crate::mqtt::session::MqttFrame::parse(ty, &fields);
+            ClientFrame::Mqtt(frame.map_err(|(code, m)| err(code, m, &id))?)
         }
         _ => ClientFrame::Ping,
     };
@@ -538,6 +570,7 @@ pub fn error_frame(
     retry_after_ms: Option<u64>,
 ) -> Bytes {
     crate::metrics::METRICS.error(code);
+    crate::monitor::events::error(code, message);
     encode(&ServerFrame::Error {
         code: code.as_str(),
         message,

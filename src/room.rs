@@ -422,6 +422,28 @@ impl Handler<Publish> for Room {
     }
 }
 
+/// A message from the MQTT broker for a mapped room (forwarded by the Hub):
+/// it gets a `seq` and goes into history like any room message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MqttRelay {
+    pub msg: std::sync::Arc<crate::mqtt::message::MqttMessage>,
+}
+
+impl Handler<MqttRelay> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: MqttRelay, _: &mut Context<Self>) {
+        self.hub_ops += 1;
+        let seq = self.history.next_seq();
+        let frame = msg.msg.frame(Some((&self.name, seq)));
+        self.history.push(seq, frame.clone());
+        METRICS.messages_published.fetch_add(1, Relaxed);
+        self.broadcast(&frame, None);
+        self.report_if_idle();
+    }
+}
+
 /// `typing:start` (on) or `typing:stop` from a member session.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -107,6 +107,10 @@ pub struct Session {
     closing: bool,
     /// Documents open, with their actors (see `session/docs.rs`).
     docs: HashMap<RoomName, Addr<crate::document::Document>>,
+    /// MQTT subscriptions and publishes (`mqtt::session`).
+    mqtt: crate::mqtt::session::SessionMqtt,
+    /// Whether the session watches the `monitor` channel.
+    watching: bool,
 }
 
 impl Session {
@@ -143,6 +147,8 @@ impl Session {
             fragments: None,
             closing: false,
             docs: HashMap::new(),
+            mqtt: Default::default(),
+            watching: false,
             shared,
         }
     }
@@ -271,6 +277,7 @@ impl Session {
             if protocol::frame_type(&text).as_deref() == Some("auth") {
                 METRICS.auth_failures.fetch_add(1, Relaxed);
                 let reason = format!("bad auth frame: {}", e.message);
+                crate::monitor::events::auth_failure(&reason);
                 return self.close(close::POLICY, &reason, ctx);
             }
         }
@@ -289,6 +296,7 @@ impl Session {
                 _ if self.shared.auth.guests => self.become_guest(ctx),
                 _ => {
                     METRICS.auth_failures.fetch_add(1, Relaxed);
+                    crate::monitor::events::auth_failure("no auth frame and guests are disabled");
                     self.close(
                         close::POLICY,
                         "authentication required: send an auth frame first",
@@ -344,6 +352,16 @@ impl Session {
             ClientFrame::Typing { room, on } => self.send(room, RoomFrame::Typing { on, id }),
             ClientFrame::Direct { to, data } => {
                 if self.limit_messages(now, id.as_deref()) {
+                    if let Some(i) = &self.ident {
+                        let kind = crate::monitor::flow::SenderKind::of(i);
+                        let (to, size) = (to.as_str(), data.get().len());
+                        crate::monitor::flow::record(
+                            crate::monitor::flow::FlowKind::Direct,
+                            to,
+                            size,
+                            kind,
+                        );
+                    }
                     self.hub.do_send(hub::Direct {
                         session: self.id,
                         to,
@@ -363,6 +381,21 @@ impl Session {
             }
             ClientFrame::Ping => self.push(encode(&ServerFrame::Pong { id: id.as_deref() })),
             ClientFrame::Doc(req) => self.doc(req, id, ctx),
+            ClientFrame::Mqtt(frame) => {
+                if frame.is_publish() && !self.limit_messages(now, id.as_deref()) {
+                    return;
+                }
+                let Some(ident) = &self.ident else { return };
+                let caller = crate::mqtt::session::Caller {
+                    session: self.id,
+                    ident,
+                    outbox: &self.outbox,
+                    shared: &self.shared,
+                };
+                if let Err(e) = self.mqtt.handle(frame, id.clone(), &caller) {
+                    self.error(e.code, &e.message, id.as_deref());
+                }
+            }
         }
     }
 
@@ -400,6 +433,7 @@ impl Session {
             Err(e) => self.close(close::POLICY, &e.message, ctx),
             Ok(new) if new.user != current.user => {
                 METRICS.auth_failures.fetch_add(1, Relaxed);
+                crate::monitor::events::auth_failure("token refresh for another user");
                 self.close(close::POLICY, "token is for another user", ctx)
             }
             Ok(new) => {
@@ -423,6 +457,9 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let Some(ident) = &self.ident else { return };
+        if room.as_str() == crate::monitor::ROOM {
+            return self.watch_monitor(id);
+        }
         if !self.shared.auth.can_join(ident, &room) {
             self.error(
                 ErrorCode::Forbidden,
@@ -481,10 +518,11 @@ impl Session {
 
     /// Hands a frame to the room without waiting: a room whose queue is full
     /// refuses it explicitly (`rate_limited`), so it is never silently lost.
-    fn forward(&self, addr: &Addr<Room>, p: RoomFrame) {
+    fn forward(&self, room: &RoomName, addr: &Addr<Room>, p: RoomFrame) {
         match p {
             RoomFrame::Send { data, id, received } => {
                 let Some(from) = &self.from else { return };
+                let size = data.get().len();
                 let publish = room::Publish {
                     from: from.clone(),
                     data,
@@ -496,7 +534,18 @@ impl Session {
                     received,
                 };
                 match addr.try_send(publish) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        if let Some(i) = &self.ident {
+                            let kind = crate::monitor::flow::SenderKind::of(i);
+                            let room = room.as_str();
+                            crate::monitor::flow::record(
+                                crate::monitor::flow::FlowKind::Room,
+                                room,
+                                size,
+                                kind,
+                            );
+                        }
+                    }
                     Err(SendError::Full(p)) => self.push(error_frame(
                         ErrorCode::RateLimited,
                         "the room is busy; retry shortly",
@@ -522,7 +571,7 @@ impl Session {
 
     fn send(&mut self, room: RoomName, p: RoomFrame) {
         match self.rooms.get(&room) {
-            Some(addr) => self.forward(addr, p),
+            Some(addr) => self.forward(&room, addr, p),
             None => {
                 let (msg, id) = match p {
                     RoomFrame::Send { id, .. } => (format!("join {room} before sending to it"), id),
@@ -534,6 +583,17 @@ impl Session {
     }
 
     fn leave(&mut self, room: RoomName, id: Option<String>) {
+        if room.as_str() == crate::monitor::ROOM && self.watching {
+            self.watching = false;
+            if let Some(s) = self.shared.services.get() {
+                s.monitor.do_send(crate::monitor::Unwatch {
+                    session: self.id,
+                    id,
+                    notify: true,
+                });
+            }
+            return;
+        }
         if self.rooms.remove(&room).is_none() {
             let msg = format!("you are not in {room}");
             return self.error(ErrorCode::NotMember, &msg, id.as_deref());
@@ -541,6 +601,23 @@ impl Session {
         self.hub.do_send(hub::Leave {
             session: self.id,
             room,
+            id,
+        });
+    }
+
+    /// `room:join` of the `monitor` channel: admins, or anyone when configured.
+    fn watch_monitor(&mut self, id: Option<String>) {
+        let (Some(ident), Some(s)) = (&self.ident, self.shared.services.get()) else {
+            return;
+        };
+        if !crate::monitor::may_watch(ident, &self.shared.cfg) {
+            let msg = "only admins may watch the monitor";
+            return self.error(ErrorCode::Forbidden, msg, id.as_deref());
+        }
+        self.watching = true;
+        s.monitor.do_send(crate::monitor::Watch {
+            session: self.id,
+            outbox: self.outbox.clone(),
             id,
         });
     }
@@ -580,6 +657,7 @@ impl Actor for Session {
                             act.become_guest(ctx);
                         } else {
                             METRICS.auth_failures.fetch_add(1, Relaxed);
+                            crate::monitor::events::auth_failure("no auth frame in time");
                             act.close(close::POLICY, "authentication timeout: no auth frame", ctx);
                         }
                     }
@@ -590,6 +668,16 @@ impl Actor for Session {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.closing = true;
+        self.mqtt.stopped(self.id, &self.shared);
+        if self.watching {
+            if let Some(s) = self.shared.services.get() {
+                s.monitor.do_send(crate::monitor::Unwatch {
+                    session: self.id,
+                    id: None,
+                    notify: false,
+                });
+            }
+        }
         if self.from.is_some() {
             self.hub.do_send(hub::Disconnect { session: self.id });
         }

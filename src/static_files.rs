@@ -33,6 +33,11 @@ pub const FILES: &[StaticFile] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../static/ot.js"),
     },
+    StaticFile {
+        path: "monitor.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../static/monitor.html"),
+    },
 ];
 
 pub fn find(path: &str) -> Option<&'static StaticFile> {

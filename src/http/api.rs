@@ -226,9 +226,12 @@ pub struct DevTokenQuery {
     role: Option<Role>,
     rooms: Option<String>,
     ttl: Option<u64>,
+    /// Comma-separated MQTT filters for the `mqtt_sub` / `mqtt_pub` claims.
+    mqtt_sub: Option<String>,
+    mqtt_pub: Option<String>,
 }
 
-/// `GET /api/dev/token?sub=&name=&role=&rooms=a,b&ttl=` (dev mode only) → `{token, user, exp}`.
+/// `GET /api/dev/token?sub=&name=&role=&rooms=a,b&ttl=&mqtt_sub=&mqtt_pub=` (dev mode only) → `{token, user, exp}`.
 pub async fn dev_token(
     st: web::Data<AppState>,
     q: web::Query<DevTokenQuery>,
@@ -255,13 +258,18 @@ pub async fn dev_token(
             .filter(|s| !s.is_empty())
             .collect()
     });
-    let claims = claims_for(
+    let mut claims = claims_for(
         &sub,
         q.name.as_deref(),
         q.role,
         rooms,
         q.ttl.unwrap_or(3600).min(30 * 24 * 3600),
     );
+    let list = |v: Option<String>| v.map(|s| s.split(',').map(|p| p.trim().to_string()).collect());
+    claims.mqtt_sub = list(q.mqtt_sub);
+    claims.mqtt_pub = list(q.mqtt_pub);
+    crate::mqtt::access::MqttAccess::from_claims(claims.mqtt_sub.clone(), claims.mqtt_pub.clone())
+        .map_err(|e| HubError::new(ErrorCode::BadRequest, e))?;
     let token = st.shared.auth.mint(&claims)?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "token": token, "user": sub, "exp": claims.exp })))

@@ -3,6 +3,7 @@
 mod api;
 pub mod cors;
 mod fallback;
+mod monitor;
 mod ops;
 mod poll;
 mod sse;
@@ -68,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/rooms/{room}/history", web::get().to(api::history))
     .route("/api/rooms/{room}/presence", web::get().to(api::presence))
     .route("/api/dev/token", web::get().to(api::dev_token))
+    .route("/api/events", web::get().to(monitor::events))
     .default_service(web::to(ops::static_file));
 }
 
@@ -118,6 +120,7 @@ pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, Hub
         (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),
         (None, Some(_)) => {
             METRICS.auth_failures.fetch_add(1, Ordering::Relaxed);
+            crate::monitor::events::auth_failure("guests are disabled: a token is required");
             Err(HubError::new(
                 ErrorCode::Unauthorized,
                 "guests are disabled: a token is required",

@@ -10,6 +10,12 @@ use std::sync::atomic::Ordering;
 pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
     let stats = st.hub.send(GetStats).await.ok();
     let shutting_down = st.shared.shutting_down.load(Ordering::Relaxed);
+    let mqtt = st
+        .shared
+        .services
+        .get()
+        .and_then(|s| s.mqtt.as_ref())
+        .map(|b| b.status.get());
     let body = serde_json::json!({
         "status": if shutting_down { "shutting_down" } else if stats.is_some() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -19,6 +25,9 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         "users": stats.as_ref().map(|s| s.users),
         "rooms": stats.as_ref().map(|s| s.rooms),
         "idle_rooms": stats.as_ref().map(|s| s.idle_rooms),
+        // The hub serves without its broker, so a disconnected bridge is
+        // reported here but does not make the hub unhealthy.
+        "mqtt": mqtt,
     });
     if shutting_down || stats.is_none() {
         HttpResponse::ServiceUnavailable().json(body)
@@ -27,10 +36,12 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics() -> HttpResponse {
+pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
+    let mut body = METRICS.render();
+    crate::monitor::render_metrics(&st.shared, &mut body);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(METRICS.render())
+        .body(body)
 }
 
 pub async fn static_file(req: HttpRequest) -> HttpResponse {

@@ -11,3 +11,7 @@ mod limits;
 mod presence;
 mod recovery;
 mod rooms;
+
+mod broker;
+mod monitor;
+mod mqtt;
