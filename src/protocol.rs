@@ -97,7 +97,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 12] = [
+pub const CLIENT_TYPES: [&str; 16] = [
     "auth",
     "room:join",
     "room:leave",
@@ -110,6 +110,10 @@ pub const CLIENT_TYPES: [&str; 12] = [
     "mqtt:subscribe",
     "mqtt:unsubscribe",
     "mqtt:publish",
+    "doc:open",
+    "doc:op",
+    "doc:cursor",
+    "doc:close",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
