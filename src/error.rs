@@ -23,10 +23,12 @@ pub enum ErrorCode {
     ResumeFailed,
     Unavailable,
     Internal,
+    /// The embedded database refused a write (full, locked, read-only, I/O error).
+    StorageError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -43,6 +45,7 @@ impl ErrorCode {
         ErrorCode::ResumeFailed,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::StorageError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::StorageError => "storage_error",
         }
     }
 
@@ -84,7 +88,7 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::StorageError => 503,
             ErrorCode::Internal => 500,
         }
     }

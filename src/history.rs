@@ -51,6 +51,37 @@ impl History {
         }
     }
 
+    /// A history read back from storage: numbering `epoch`, last seq `seq`, and
+    /// the stored tail `entries` (oldest first). Only a tail that runs without a
+    /// gap up to `seq` is kept, so a recovery never skips a message that was
+    /// not stored; otherwise the history starts empty at `seq`.
+    pub fn restore(
+        limits: HistoryLimits,
+        epoch: &str,
+        seq: u64,
+        entries: Vec<(u64, Bytes)>,
+    ) -> History {
+        let mut h = History::new(limits);
+        h.epoch = epoch.into();
+        let contiguous = entries
+            .iter()
+            .rev()
+            .zip((0..=seq).rev())
+            .take_while(|((s, _), want)| s == want)
+            .count();
+        let start = entries.len() - contiguous;
+        h.seq = seq.saturating_sub(contiguous as u64);
+        for (s, frame) in entries.into_iter().skip(start) {
+            h.push(s, frame);
+        }
+        h.seq = seq;
+        h
+    }
+
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
+    }
+
     /// Bytes of kept frames.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -172,6 +203,32 @@ mod tests {
         assert_eq!(h.after(2, 3).len(), 3);
         assert_eq!(h.after(0, 100).len(), 8);
         assert_eq!(h.after(8, 100).len(), 0);
+    }
+
+    #[test]
+    fn restore_keeps_only_the_gapless_tail() {
+        let e = |v: &[u64]| v.iter().map(|s| (*s, Bytes::from(s.to_string()))).collect();
+        let h = History::restore(limits(10), "ep", 5, e(&[2, 3, 4, 5]));
+        assert_eq!((&*h.epoch, h.seq, h.first_seq()), ("ep", 5, 2));
+        assert_eq!(
+            seqs(h.recover(1, Some("ep"))),
+            Some(vec!["2".into(), "3".into(), "4".into(), "5".into()])
+        );
+        // 3 was never stored: only 4..5 can be replayed.
+        let h = History::restore(limits(10), "ep", 5, e(&[1, 2, 4, 5]));
+        assert_eq!(h.first_seq(), 4);
+        assert_eq!(seqs(h.recover(2, None)), None);
+        assert_eq!(seqs(h.recover(3, None)), Some(vec!["4".into(), "5".into()]));
+        // The newest stored message is not the room's last: nothing replays.
+        let h = History::restore(limits(10), "ep", 7, e(&[4, 5]));
+        assert_eq!((h.seq, h.first_seq()), (7, 8));
+        assert_eq!(seqs(h.recover(5, None)), None);
+        assert_eq!(seqs(h.recover(7, None)), Some(vec![]));
+        // The in-memory bound still applies; seq continues after it.
+        let mut h = History::restore(limits(2), "ep", 5, e(&[3, 4, 5]));
+        assert_eq!((h.first_seq(), h.next_seq()), (4, 6));
+        h.push(6, Bytes::from("6"));
+        assert_eq!(h.first_seq(), 5);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod relay;
 pub mod room;
 pub mod session;
 pub mod static_files;
+pub mod store;
 pub mod wsframes;
 
 use actix::prelude::*;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub auth: auth::Auth,
     pub started: Instant,
     pub shutting_down: AtomicBool,
+    /// The embedded database's writer (never blocks).
+    pub store: store::StoreHandle,
 }
 
 /// What every HTTP handler gets.
@@ -54,16 +57,20 @@ pub struct AppState {
     pub presence: Addr<presence::Presence>,
     /// Live SSE and long-polling sessions by key.
     pub relays: Arc<relay::Registry>,
+    /// The storage actor documents talk to (`docstore.rs`).
+    pub store: Addr<store::Store>,
 }
 
 /// Runs the server until SIGTERM or SIGINT; then closes every session with
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
+    let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         auth,
         started: Instant::now(),
         shutting_down: AtomicBool::new(false),
+        store: writer.handle(),
         cfg,
     });
     let cfg = &shared.cfg;
@@ -83,12 +90,14 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
+    .with_store(writer.handle())
     .start();
     let state = AppState {
         shared: shared.clone(),
         hub: hub.clone(),
         presence,
         relays: Arc::new(relay::Registry::default()),
+        store: store::Store::new(writer.handle()).start(),
     };
 
     let user_timeout = cfg.tcp_user_timeout;
@@ -148,6 +157,8 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     for a in arbiters {
         a.stop();
     }
+    // Everything handed to storage before this point is written.
+    writer.stop(Duration::from_secs(10));
     log::info!("stopped");
     result
 }

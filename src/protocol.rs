@@ -75,7 +75,22 @@ pub enum ClientFrame {
         activity: Option<String>,
     },
     Ping,
+    /// A page of the user's notifications, newest first.
+    NotificationList {
+        before: Option<u64>,
+        limit: usize,
+        unread_only: bool,
+    },
+    /// Marks some (`ids`) or all of the user's notifications read.
+    NotificationRead {
+        mark: crate::store::Mark,
+    },
 }
+
+/// Default and largest page of `notification:list`.
+pub const NOTIFICATION_PAGE: (usize, usize) = (20, 100);
+/// Most ids in one `notification:read`.
+pub const MAX_READ_IDS: usize = 1000;
 
 /// A client frame with its optional correlation `id`.
 #[derive(Debug)]
@@ -93,7 +108,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 9] = [
+pub const CLIENT_TYPES: [&str; 11] = [
     "auth",
     "room:join",
     "room:leave",
@@ -103,6 +118,8 @@ pub const CLIENT_TYPES: [&str; 9] = [
     "typing:stop",
     "presence:update",
     "ping",
+    "notification:list",
+    "notification:read",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -121,6 +138,11 @@ struct Wire<'a> {
     to: Option<String>,
     status: Option<Status>,
     activity: Option<String>,
+    before: Option<u64>,
+    limit: Option<u64>,
+    unread: Option<bool>,
+    ids: Option<Vec<u64>>,
+    all: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -163,7 +185,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 8] = [
+    let fields: [(&str, bool); 13] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -172,6 +194,11 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("to", wire.to.is_some()),
         ("status", wire.status.is_some()),
         ("activity", wire.activity.is_some()),
+        ("before", wire.before.is_some()),
+        ("limit", wire.limit.is_some()),
+        ("unread", wire.unread.is_some()),
+        ("ids", wire.ids.is_some()),
+        ("all", wire.all.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
@@ -181,6 +208,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
+        "notification:list" => &["before", "limit", "unread"],
+        "notification:read" => &["ids", "all"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -299,6 +328,43 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             }
             ClientFrame::Presence { status, activity }
         }
+        "notification:list" => {
+            let (default, max) = NOTIFICATION_PAGE;
+            let limit = match wire.limit {
+                None => default,
+                Some(n) if (1..=max as u64).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("limit must be 1 to {max}"),
+                        &id,
+                    ))
+                }
+            };
+            ClientFrame::NotificationList {
+                before: wire.before,
+                limit,
+                unread_only: wire.unread.unwrap_or(false),
+            }
+        }
+        "notification:read" => {
+            let mark = match (wire.ids.clone(), wire.all) {
+                (Some(ids), None | Some(false)) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => {
+                    crate::store::Mark::Ids(ids)
+                }
+                (None, Some(true)) => crate::store::Mark::All,
+                _ => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "notification:read needs `ids` (1 to {MAX_READ_IDS}) or `all`: true"
+                        ),
+                        &id,
+                    ))
+                }
+            };
+            ClientFrame::NotificationRead { mark }
+        }
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })
@@ -397,6 +463,16 @@ pub struct MemberInfo {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<std::sync::Arc<str>>,
+}
+
+/// A notification as clients see it (`notification:new`, `notification:page`).
+#[derive(Debug, Serialize)]
+pub struct NotificationInfo<'a> {
+    pub id: u64,
+    pub from: &'a RawValue,
+    pub data: &'a RawValue,
+    pub ts: u64,
+    pub read: bool,
 }
 
 /// Every frame the server sends.
@@ -512,6 +588,24 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
     },
+    #[serde(rename = "notification:new")]
+    NotificationNew { notification: NotificationInfo<'a> },
+    #[serde(rename = "notification:count")]
+    NotificationCount { unread: u64 },
+    #[serde(rename = "notification:page")]
+    NotificationPage {
+        notifications: &'a [NotificationInfo<'a>],
+        unread: u64,
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    /// Before the direct messages stored while the user had no session.
+    #[serde(rename = "direct:offline")]
+    DirectOffline { count: usize, dropped: u64 },
+    /// The `ack` of a direct message stored for a user with no session.
+    #[serde(rename = "ack")]
+    AckOffline { id: &'a str, offline: bool },
 }
 
 /// Encodes a frame once; the bytes are shared by every recipient.
@@ -666,6 +760,62 @@ mod tests {
             code(r#"{"type":"ping","type":"ping"}"#),
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn notification_frames() {
+        match parse(br#"{"type":"notification:list","before":9,"limit":5,"unread":true,"id":"n"}"#)
+            .unwrap()
+            .frame
+        {
+            ClientFrame::NotificationList {
+                before,
+                limit,
+                unread_only,
+            } => {
+                assert_eq!((before, limit, unread_only), (Some(9), 5, true))
+            }
+            f => panic!("{f:?}"),
+        }
+        assert!(matches!(
+            parse(br#"{"type":"notification:list"}"#).unwrap().frame,
+            ClientFrame::NotificationList {
+                before: None,
+                limit: 20,
+                unread_only: false
+            }
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"notification:read","ids":[1,2]}"#).unwrap().frame,
+            ClientFrame::NotificationRead { mark: crate::store::Mark::Ids(ref v) } if v == &[1, 2]
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"notification:read","all":true}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::NotificationRead {
+                mark: crate::store::Mark::All
+            }
+        ));
+        for bad in [
+            r#"{"type":"notification:list","limit":0}"#,
+            r#"{"type":"notification:list","limit":101}"#,
+            r#"{"type":"notification:list","before":-1}"#,
+            r#"{"type":"notification:list","ids":[1]}"#,
+            r#"{"type":"notification:read"}"#,
+            r#"{"type":"notification:read","ids":[]}"#,
+            r#"{"type":"notification:read","all":false}"#,
+            r#"{"type":"notification:read","ids":[1],"all":true}"#,
+            r#"{"type":"notification:read","ids":[1.5]}"#,
+            r#"{"type":"notification:read","ids":"1"}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::BadRequest, "{bad}");
+        }
+        let many = format!(
+            r#"{{"type":"notification:read","ids":[{}]}}"#,
+            vec!["1"; MAX_READ_IDS + 1].join(",")
+        );
+        assert_eq!(code(&many), ErrorCode::BadRequest);
     }
 
     #[test]
