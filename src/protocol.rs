@@ -245,21 +245,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         let d = w
             .data
             .ok_or_else(|| err(ErrorCode::BadRequest, format!("{ty} needs `data`"), &id))?;
-        if json_depth(d.get()) > MAX_DATA_DEPTH {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("data is nested deeper than {MAX_DATA_DEPTH} levels"),
-                &id,
-            ));
-        }
-        // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
-        // strictly would reject the whole frame. Only text with `\u` needs the full check.
-        if d.get().contains("\\u") && serde_json::from_str::<serde_json::Value>(d.get()).is_err() {
-            return Err(err(
-                ErrorCode::BadRequest,
-                "data has an invalid \\u escape",
-                &id,
-            ));
+        if let Some(why) = data_problem(d.get()) {
+            return Err(err(ErrorCode::BadRequest, why, &id));
         }
         Ok(d.to_owned())
     };
@@ -368,6 +355,21 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })
+}
+
+/// Why client `data` (already valid JSON) cannot be forwarded, if it cannot.
+pub fn data_problem(data: &str) -> Option<String> {
+    if json_depth(data) > MAX_DATA_DEPTH {
+        return Some(format!(
+            "data is nested deeper than {MAX_DATA_DEPTH} levels"
+        ));
+    }
+    // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
+    // strictly would reject the whole frame. Only text with `\u` needs the full check.
+    if data.contains("\\u") && serde_json::from_str::<serde_json::Value>(data).is_err() {
+        return Some("data has an invalid \\u escape".into());
+    }
+    None
 }
 
 /// The `type` of a frame that failed to parse, if it has a readable one.

@@ -6,7 +6,7 @@
 use super::api::privileged;
 use crate::error::{ErrorCode, HubError};
 use crate::ids::{now_ms, UserId};
-use crate::protocol::{json_depth, From, MAX_DATA_DEPTH};
+use crate::protocol::{data_problem, From};
 use crate::store::{self, Job};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -74,13 +74,8 @@ pub async fn notify(
             format!("data is {} bytes; the limit is {max}", data.len()),
         ));
     }
-    if json_depth(data) > MAX_DATA_DEPTH
-        || (data.contains("\\u") && serde_json::from_str::<serde_json::Value>(data).is_err())
-    {
-        return Err(HubError::new(
-            ErrorCode::BadRequest,
-            format!("data must nest at most {MAX_DATA_DEPTH} deep, with valid \\u escapes"),
-        ));
+    if let Some(why) = data_problem(data) {
+        return Err(HubError::new(ErrorCode::BadRequest, why));
     }
     let sender = serde_json::to_string(&From {
         user: who.user,
