@@ -290,6 +290,13 @@ async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
     assert!(body.contains("storage_error"), "{body}");
     a.send(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(a.recv_type("pong").await["id"], "p");
+    // Reads still work on a full database: a new user connects and a room
+    // that is not in memory starts (both read storage first).
+    let mut b = s.user("bob").await;
+    a.send(json!({"type": "room:leave", "room": "big"})).await;
+    a.recv_type("room:left").await;
+    assert_eq!(b.join("cold").await["seq"], 0);
+    drop(b);
 
     drop(a);
     s.restart(false, &[("SWITCHBOARD_DB_MAX_BYTES", "0")]);
