@@ -79,18 +79,18 @@ pub enum Mark {
 }
 
 pub struct Db {
-    conn: Connection,
+    pub(super) conn: Connection,
     /// Rooms whose last message write failed: their (epoch, seq), so the
     /// room's numbering is neither reused by a reload in this process nor
     /// lost: the next write batch records it.
     unstored: HashMap<String, (String, u64)>,
 }
 
-fn int(v: u64) -> i64 {
+pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn uint(v: i64) -> u64 {
+pub(super) fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -419,164 +419,6 @@ impl Db {
             older_ops,
         })
     }
-
-    // --- notifications ---
-
-    /// Stores a notification for `user`, keeping at most `per_user` of them.
-    /// Returns its id and the user's unread count.
-    pub fn add_notification(
-        &self,
-        user: &str,
-        sender: &str,
-        data: &str,
-        ts: u64,
-        per_user: usize,
-    ) -> SqlResult<(u64, u64)> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO notifications (user, sender, data, ts) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![user, sender, data, int(ts)])?;
-        let id = uint(self.conn.last_insert_rowid());
-        self.conn
-            .prepare_cached(
-                "DELETE FROM notifications WHERE user = ?1 AND id <= (
-                   SELECT id FROM notifications WHERE user = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            )?
-            .execute(params![user, int(per_user as u64)])?;
-        Ok((id, self.unread(user)?))
-    }
-
-    pub fn unread(&self, user: &str) -> SqlResult<u64> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM notifications WHERE user = ?1 AND read = 0")?
-            .query_row([user], |r| r.get(0))?;
-        Ok(uint(n))
-    }
-
-    /// Up to `limit` of the user's notifications with id < `before`, newest
-    /// first, and whether there are more.
-    pub fn list_notifications(
-        &self,
-        user: &str,
-        before: Option<u64>,
-        limit: usize,
-        unread_only: bool,
-    ) -> SqlResult<(Vec<NotificationRow>, bool)> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, sender, data, ts, read FROM notifications
-             WHERE user = ?1 AND id < ?2 AND (?3 = 0 OR read = 0)
-             ORDER BY id DESC LIMIT ?4",
-        )?;
-        let rows = st.query_map(
-            params![
-                user,
-                int(before.unwrap_or(u64::MAX)),
-                unread_only as i64,
-                int(limit as u64 + 1)
-            ],
-            |r| {
-                Ok(NotificationRow {
-                    id: uint(r.get(0)?),
-                    sender: r.get(1)?,
-                    data: r.get(2)?,
-                    ts: uint(r.get(3)?),
-                    read: r.get::<_, i64>(4)? != 0,
-                })
-            },
-        )?;
-        let mut v = rows.collect::<SqlResult<Vec<_>>>()?;
-        let more = v.len() > limit;
-        v.truncate(limit);
-        Ok((v, more))
-    }
-
-    /// Marks the user's notifications read. Returns (how many changed, unread).
-    pub fn mark_read(&self, user: &str, which: &Mark) -> SqlResult<(usize, u64)> {
-        let changed = match which {
-            Mark::All => self
-                .conn
-                .prepare_cached("UPDATE notifications SET read = 1 WHERE user = ?1 AND read = 0")?
-                .execute([user])?,
-            Mark::Ids(ids) => {
-                let mut st = self.conn.prepare_cached(
-                    "UPDATE notifications SET read = 1 WHERE user = ?1 AND id = ?2 AND read = 0",
-                )?;
-                let mut n = 0;
-                for id in ids {
-                    n += st.execute(params![user, int(*id)])?;
-                }
-                n
-            }
-        };
-        Ok((changed, self.unread(user)?))
-    }
-
-    // --- direct messages waiting for their user ---
-
-    /// Keeps a `direct:receive` frame for `user`, dropping the oldest beyond
-    /// `limit` (and counting them, to tell the user).
-    pub fn store_direct(&self, user: &str, frame: &[u8], ts: u64, limit: usize) -> SqlResult<()> {
-        self.conn
-            .prepare_cached("INSERT INTO inbox (user, ts, frame) VALUES (?1, ?2, ?3)")?
-            .execute(params![user, int(ts), frame])?;
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM inbox WHERE user = ?1")?
-            .query_row([user], |r| r.get(0))?;
-        let over = uint(n).saturating_sub(limit as u64);
-        if over > 0 {
-            self.conn
-                .prepare_cached(
-                    "DELETE FROM inbox WHERE id IN (
-                       SELECT id FROM inbox WHERE user = ?1 ORDER BY id LIMIT ?2)",
-                )?
-                .execute(params![user, int(over)])?;
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO inbox_dropped (user, dropped) VALUES (?1, ?2)
-                     ON CONFLICT (user) DO UPDATE SET dropped = dropped + excluded.dropped",
-                )?
-                .execute(params![user, int(over)])?;
-        }
-        Ok(())
-    }
-
-    /// The user's waiting messages `(id, frame)`, oldest first, and how many were dropped.
-    pub fn load_inbox(&self, user: &str) -> SqlResult<(Vec<(u64, Bytes)>, u64)> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, frame FROM inbox WHERE user = ?1 ORDER BY id")?;
-        let rows = st.query_map([user], |r| {
-            Ok((uint(r.get(0)?), Bytes::from(r.get::<_, Vec<u8>>(1)?)))
-        })?;
-        let frames = rows.collect::<SqlResult<Vec<_>>>()?;
-        let dropped: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT dropped FROM inbox_dropped WHERE user = ?1")?
-            .query_row([user], |r| r.get(0))
-            .optional()?;
-        Ok((frames, uint(dropped.unwrap_or(0))))
-    }
-
-    /// Forgets the messages up to `upto` once delivered, and `dropped` of the drop count.
-    pub fn delete_inbox(&self, user: &str, upto: u64, dropped: u64) -> SqlResult<()> {
-        self.conn
-            .prepare_cached("DELETE FROM inbox WHERE user = ?1 AND id <= ?2")?
-            .execute(params![user, int(upto)])?;
-        if dropped > 0 {
-            self.conn
-                .prepare_cached(
-                    "UPDATE inbox_dropped SET dropped = max(0, dropped - ?2) WHERE user = ?1",
-                )?
-                .execute(params![user, int(dropped)])?;
-            self.conn
-                .prepare_cached("DELETE FROM inbox_dropped WHERE user = ?1 AND dropped = 0")?
-                .execute([user])?;
-        }
-        Ok(())
-    }
 }
 
 /// A storage failure in words for the client and the operator.
@@ -594,7 +436,7 @@ pub fn describe(e: &rusqlite::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn keep(count: u64) -> Retention {
@@ -612,7 +454,7 @@ mod tests {
         }
     }
 
-    fn in_tx<T>(db: &Db, f: impl FnOnce(&Db) -> SqlResult<T>) -> T {
+    pub(crate) fn in_tx<T>(db: &Db, f: impl FnOnce(&Db) -> SqlResult<T>) -> T {
         db.begin(true).unwrap();
         let v = f(db).unwrap();
         db.commit().unwrap();
@@ -764,65 +606,6 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(db);
         remove(&path);
-    }
-
-    #[test]
-    fn notifications_count_list_and_mark() {
-        let db = Db::in_memory().unwrap();
-        let ids: Vec<u64> = (0..5)
-            .map(|i| {
-                in_tx(&db, |db| {
-                    db.add_notification("u", "{}", &i.to_string(), i, 4)
-                })
-                .0
-            })
-            .collect();
-        assert_eq!(
-            db.unread("u").unwrap(),
-            4,
-            "the per-user bound dropped the oldest"
-        );
-        let (page, more) = db.list_notifications("u", None, 2, false).unwrap();
-        assert_eq!(
-            page.iter().map(|n| n.id).collect::<Vec<_>>(),
-            vec![ids[4], ids[3]]
-        );
-        assert!(more);
-        let (page, more) = db.list_notifications("u", Some(ids[3]), 10, false).unwrap();
-        assert_eq!(
-            page.iter().map(|n| n.id).collect::<Vec<_>>(),
-            vec![ids[2], ids[1]]
-        );
-        assert!(!more);
-        let marked = in_tx(&db, |db| {
-            db.mark_read("u", &Mark::Ids(vec![ids[2], ids[2], 999]))
-        });
-        assert_eq!(marked, (1, 3));
-        let marked = in_tx(&db, |db| db.mark_read("other", &Mark::All));
-        assert_eq!(marked, (0, 0), "nobody marks another user's notifications");
-        let (unread, _) = db.list_notifications("u", None, 10, true).unwrap();
-        assert_eq!(unread.len(), 3);
-        assert!(unread.iter().all(|n| !n.read));
-        assert_eq!(in_tx(&db, |db| db.mark_read("u", &Mark::All)), (3, 0));
-    }
-
-    #[test]
-    fn the_inbox_is_bounded_and_counts_what_it_dropped() {
-        let db = Db::in_memory().unwrap();
-        in_tx(&db, |db| {
-            for i in 0..5u8 {
-                db.store_direct("u", &[b'a' + i], 0, 3)?;
-            }
-            Ok(())
-        });
-        let (frames, dropped) = db.load_inbox("u").unwrap();
-        let text: Vec<&[u8]> = frames.iter().map(|f| &f.1[..]).collect();
-        assert_eq!(text, vec![b"c", b"d", b"e"]);
-        assert_eq!(dropped, 2);
-        let upto = frames[1].0;
-        in_tx(&db, |db| db.delete_inbox("u", upto, 2));
-        let (frames, dropped) = db.load_inbox("u").unwrap();
-        assert_eq!((frames.len(), dropped), (1, 0));
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! [`Store`] actor, which hands them to the same writer.
 
 pub mod db;
+mod inbox;
+mod notifications;
 pub mod schema;
 mod writer;
 
