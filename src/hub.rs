@@ -159,16 +159,14 @@ impl Hub {
             let history = self.take_idle(name);
             let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
             let queue = self.room_queue;
-            let load = if history.is_some() {
-                None
-            } else {
-                self.store.clone()
-            };
+            // Not in the LRU: its history, if any, is in storage.
+            let load = history.is_none();
             let history = history.unwrap_or_else(|| History::new(self.history));
+            let store = self.store.clone();
             let make = move |_: &mut Context<Room>| {
                 Room::new(room_name, hub, history, ttl)
                     .with_queue(queue)
-                    .with_store(load)
+                    .with_store(store, load)
             };
             let addr = if self.arbiters.is_empty() {
                 Room::create(make)

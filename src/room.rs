@@ -123,8 +123,8 @@ impl Room {
 
     /// Stores the room's messages (unless its mode is volatile); with
     /// `load`, the stored history replaces the given one at start.
-    pub fn with_store(mut self, store: Option<StoreHandle>) -> Room {
-        self.load = store.is_some();
+    pub fn with_store(mut self, store: Option<StoreHandle>, load: bool) -> Room {
+        self.load = load;
         self.storage = store
             .map(|s| {
                 let mode = s.policy.mode(self.name.as_str());

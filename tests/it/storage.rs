@@ -348,6 +348,45 @@ async fn retention_and_volatile_rooms() {
     );
 }
 
+/// Waits (bounded) until only `n` rooms have actors (freed ones are in the LRU).
+async fn wait_rooms(s: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = s.get_json("/healthz", None).await;
+        if health["rooms"].as_u64() == Some(n) || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_room_back_from_the_idle_lru_is_still_stored() {
+    let mut s = Server::start();
+    let mut a = s.user("alice").await;
+    a.join("r").await;
+    assert_eq!(send_acked(&mut a, "r", "a", 2).await, vec![1, 2]);
+    a.send(json!({"type": "room:leave", "room": "r"})).await;
+    a.recv_type("room:left").await;
+    wait_rooms(&s, 1).await; // only the personal room: r's history is in the LRU
+    a.join("r").await;
+    assert_eq!(send_acked(&mut a, "r", "b", 2).await, vec![3, 4]);
+    drop(a);
+    s.restart(false, &[]);
+    let mut a = s.user("alice").await;
+    let (j, replay) = join_since(&mut a, "r", 0, None).await;
+    assert_eq!(j["recovered"], true, "{j}");
+    assert_eq!(
+        tags(&replay),
+        vec![
+            (1, "a0".into()),
+            (2, "a1".into()),
+            (3, "b0".into()),
+            (4, "b1".into())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn an_evicted_idle_history_comes_back_from_storage() {
     let s = Server::with_env(&[("SWITCHBOARD_IDLE_ROOM_CACHE", "1")]);
@@ -361,14 +400,7 @@ async fn an_evicted_idle_history_comes_back_from_storage() {
     send_acked(&mut a, "r2", "z", 1).await;
     a.send(json!({"type": "room:leave", "room": "r2"})).await;
     a.recv_type("room:left").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, health) = s.get_json("/healthz", None).await;
-        if health["rooms"].as_u64() == Some(1) || Instant::now() > deadline {
-            break; // only the personal room is active
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_rooms(&s, 1).await; // only the personal room is active
     let (j, replay) = join_since(&mut a, "r1", 0, Some(&e1)).await;
     assert_eq!(
         (j["recovered"].as_bool(), j["epoch"].as_str()),
