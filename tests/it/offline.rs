@@ -45,6 +45,22 @@ async fn connect_and_drain(s: &Server, sub: &str) -> (Client, Option<Value>, Vec
     (c, header, dms)
 }
 
+/// Closes `c` and waits (bounded) until the server has no session of `user`.
+async fn go_offline(s: &Server, c: Client, user: &str) {
+    c.close().await;
+    let svc = token("backend", json!({"role": "service"}));
+    let path = format!("/api/rooms/user:{user}/presence");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let (_, p) = s.get_json(&path, Some(&svc)).await;
+        if p["members"].as_array().is_some_and(|m| m.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{user} still has a session");
+}
+
 fn numbers(dms: &[Value]) -> Vec<u64> {
     dms.iter()
         .map(|d| d["data"]["n"].as_u64().unwrap())
@@ -96,7 +112,7 @@ async fn the_bound_drops_the_oldest_and_says_how_many() {
         Some(json!({"type": "direct:offline", "count": 3, "dropped": 2}))
     );
     assert_eq!(numbers(&dms), vec![2, 3, 4]);
-    drop(_b);
+    go_offline(&s, _b, "bob").await;
     // Told once: the next time bob is offline, the count starts again.
     dm_offline(&mut a, "bob", 1).await;
     let (_b, header, dms) = connect_and_drain(&s, "bob").await;
