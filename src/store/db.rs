@@ -175,11 +175,23 @@ impl Db {
         frame: &[u8],
         keep: Retention,
     ) -> SqlResult<()> {
+        self.insert_message(room, seq, ts, frame)?;
+        self.close_room(room, epoch, seq, keep)
+    }
+
+    /// Stores one message; `close_room` must follow in the same transaction
+    /// (once per room and batch is enough, with the room's newest seq).
+    pub fn insert_message(&self, room: &str, seq: u64, ts: u64, frame: &[u8]) -> SqlResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO messages (room, seq, ts, frame) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![room, int(seq), int(ts), frame])?;
+        Ok(())
+    }
+
+    /// Records that `room` has given out `seq` and trims it to `keep.count`.
+    pub fn close_room(&self, room: &str, epoch: &str, seq: u64, keep: Retention) -> SqlResult<()> {
         self.set_head(room, epoch, seq)?;
         if keep.count > 0 && seq > keep.count {
             self.conn

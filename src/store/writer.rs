@@ -19,6 +19,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{encode, error_frame, NotificationInfo, ServerFrame};
 use bytes::Bytes;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -140,8 +141,23 @@ impl Writer {
                 self.db.store_unstored()?;
             }
             let mut done = Vec::with_capacity(jobs.len());
+            // Each room's head and retention trim, once per batch.
+            let mut rooms: HashMap<&str, (&str, u64)> = HashMap::new();
             for j in &jobs {
+                if let Job::Message {
+                    room, epoch, seq, ..
+                } = j
+                {
+                    let e = rooms.entry(room.as_str()).or_insert((&**epoch, *seq));
+                    if e.0 != &**epoch || e.1 < *seq {
+                        *e = (&**epoch, *seq);
+                    }
+                }
                 done.push(self.execute(j)?);
+            }
+            for (room, (epoch, seq)) in rooms {
+                self.db
+                    .close_room(room, epoch, seq, self.policy.retention(room))?;
             }
             self.db.commit()?;
             Ok(done)
@@ -195,14 +211,12 @@ impl Writer {
         Ok(match job {
             Job::Message {
                 room,
-                epoch,
                 seq,
                 ts,
                 frame,
                 ..
             } => {
-                let keep = self.policy.retention(room.as_str());
-                db.append_message(room.as_str(), epoch, *seq, *ts, frame, keep)?;
+                db.insert_message(room.as_str(), *seq, *ts, frame)?;
                 Done::Nothing
             }
             Job::LoadRoom { room, limit, .. } => {
