@@ -446,18 +446,16 @@ enum Published {
 }
 
 impl Room {
-    /// Hands a stored room's message to the writer (before the fan-out, so
-    /// a refused one is never seen). `Err` if too many writes are waiting.
+    /// Hands a stored room's message to the writer, after its fan-out, in
+    /// the slot `reserve` took before it.
     fn persist(
         &self,
         seq: u64,
         ts: u64,
         frame: &Bytes,
         msg: &Publish,
-    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>>, ()> {
-        let Some((store, mode)) = &self.storage else {
-            return Ok(None);
-        };
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>> {
+        let (store, mode) = self.storage.as_ref()?;
         let (waiter, rx) = match &msg.origin {
             Origin::Session { outbox, .. } => (
                 Waiter::Session {
@@ -480,7 +478,8 @@ impl Room {
             frame: frame.clone(),
             waiter,
         };
-        store.offer(job).map(|_| rx).map_err(|_| ())
+        store.send_reserved(job);
+        rx
     }
 
     fn acks_after_write(&self) -> bool {
@@ -511,27 +510,29 @@ impl Room {
             ts,
             id: msg.id.as_deref(),
         });
-        let written = match self.persist(seq, ts, &frame, &msg) {
-            Ok(rx) => rx,
-            Err(()) => {
-                let why = "storage is busy; retry shortly";
-                if let Origin::Session { outbox, .. } = &msg.origin {
-                    outbox.push(error_frame(
-                        ErrorCode::RateLimited,
-                        why,
-                        msg.id.as_deref(),
-                        Some(50),
-                    ));
-                } else {
-                    self.report_if_idle();
-                }
-                return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
+        // A slot in the writer's queue is taken before the fan-out, so a
+        // message refused because storage is busy is never seen by anyone.
+        let reserved = self.storage.as_ref().is_none_or(|(s, _)| s.reserve());
+        if !reserved {
+            let why = "storage is busy; retry shortly";
+            if let Origin::Session { outbox, .. } = &msg.origin {
+                outbox.push(error_frame(
+                    ErrorCode::RateLimited,
+                    why,
+                    msg.id.as_deref(),
+                    Some(50),
+                ));
+            } else {
+                self.report_if_idle();
             }
-        };
+            return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
+        }
         self.history.push(seq, frame.clone());
         METRICS.messages_published.fetch_add(1, Relaxed);
         self.broadcast(&frame, None);
         METRICS.delivery_latency(msg.received.elapsed());
+        // Only now the writer: the fan-out never waits for it, not even to wake it.
+        let written = self.persist(seq, ts, &frame, &msg);
         match (&msg.origin, &msg.id) {
             // A durable room's ack comes from the writer, after the commit.
             (Origin::Session { outbox, .. }, Some(id)) if !self.acks_after_write() => {

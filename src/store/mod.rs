@@ -297,18 +297,33 @@ impl StoreHandle {
     /// Sends a client-generated write unless `SWITCHBOARD_DB_QUEUE` of them
     /// are already waiting; `Err` gives it back so the caller can refuse it.
     pub fn offer(&self, job: Job) -> Result<(), Box<Job>> {
-        debug_assert!(job.is_data());
+        if !self.reserve() {
+            return Err(Box::new(job));
+        }
+        self.send_reserved(job);
+        Ok(())
+    }
+
+    /// Takes a slot for a client-generated write unless `SWITCHBOARD_DB_QUEUE`
+    /// are already waiting; `send_reserved` must then follow.
+    pub fn reserve(&self) -> bool {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.cap {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             crate::metrics::METRICS
                 .storage_busy
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(Box::new(job));
+            return false;
         }
-        self.tx.send(job).map_err(|e| {
+        true
+    }
+
+    /// Sends a data job whose slot `reserve` took.
+    pub fn send_reserved(&self, job: Job) {
+        debug_assert!(job.is_data());
+        if self.tx.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            Box::new(e.0)
-        })
+            log::error!("storage: the writer has stopped; a job was dropped");
+        }
     }
 
     /// The stored tail of `room` (up to `limit` messages).
