@@ -293,10 +293,21 @@ impl Db {
         for name in names {
             if let Some(age) = rule(&name).age {
                 let cutoff = now_ms.saturating_sub(age.as_millis() as u64);
+                // A room stamps its messages in seq order, so the first one
+                // young enough to keep (found by walking the expired ones)
+                // cuts the range to delete: no index on `ts` to maintain on
+                // every insert.
+                let keep_from: Option<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1",
+                    )?
+                    .query_row(params![name, int(cutoff)], |r| r.get(0))
+                    .optional()?;
                 deleted += self
                     .conn
-                    .prepare_cached("DELETE FROM messages WHERE room = ?1 AND ts < ?2")?
-                    .execute(params![name, int(cutoff)])?;
+                    .prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq < ?2")?
+                    .execute(params![name, keep_from.unwrap_or(i64::MAX)])?;
             }
         }
         Ok(deleted)

@@ -67,6 +67,9 @@ const MIGRATIONS: &[&str] = &[
         dropped INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 2: the age sweep walks a room's messages in seq order instead; the
+    // index cost every insert a second b-tree write.
+    "DROP INDEX IF EXISTS messages_age;",
 ];
 
 /// The schema version this build writes.
@@ -152,6 +155,31 @@ mod tests {
             .query_row("SELECT seq FROM rooms WHERE name = 'r'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(seq, 3);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_in_place() {
+        let mut c = Connection::open_in_memory().unwrap();
+        version(&c).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+            .unwrap();
+        c.execute("INSERT INTO messages VALUES ('r', 1, 5, x'00')", [])
+            .unwrap();
+        migrate(&mut c).unwrap();
+        assert_eq!(version(&c).unwrap(), VERSION);
+        let indexes: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'messages_age'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0);
+        let kept: i64 = c
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
     }
 
     #[test]
