@@ -2,7 +2,10 @@
 # Runs the benchmarks of docs/BENCHMARKS.md: the server pinned to core 0 with
 # one worker, the load tool pinned to core 1, each scenario against a fresh
 # server. Prints the load tool's lines; the JSON lines are also collected in
-# bench-results.jsonl. Usage: scripts/bench.sh [fanout|rooms|idle|all]
+# bench-results.jsonl. Usage: scripts/bench.sh [fanout|rooms|idle|storage|all]
+# Every server gets a fresh database file (BENCH_DB) unless SWITCHBOARD_DB is
+# passed; `storage` alternates runs with storage on and off (see section 4 of
+# docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -14,9 +17,12 @@ LOAD=./target/release/switchboard-load
 OUT=bench-results.jsonl
 PORT=${BENCH_PORT:-18700}
 : > "$OUT"
+[[ ${1:-all} == storage ]] && : > bench-storage.jsonl
 
+BENCH_DB=${BENCH_DB:-/tmp/switchboard-bench.db}
 start_server() {
-  SWITCHBOARD_JWT_SECRET=bench SWITCHBOARD_WORKERS=1 RUST_LOG=warn PORT=$PORT \
+  rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm"
+  SWITCHBOARD_DB=$BENCH_DB SWITCHBOARD_JWT_SECRET=bench SWITCHBOARD_WORKERS=1 RUST_LOG=warn PORT=$PORT \
     SWITCHBOARD_HOST=127.0.0.1 "$@" taskset -c 0 "$SERVER" > /dev/null 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -53,5 +59,40 @@ if [[ $what == all || $what == idle ]]; then
     load idle --conns "$n" --hold 5 --concurrency 500 --sources 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
     stop_server
   done
+fi
+if [[ $what == storage ]]; then
+  # Alternate off/on so both see the same share of the machine's noise.
+  for round in $(seq 1 "${ROUNDS:-3}"); do
+    for mode in off on; do
+      db=off; [[ $mode == on ]] && db=$BENCH_DB
+      rate=${STORAGE_FANOUT_RATE:-1000}
+      echo "== storage $mode, round $round: fanout 1 room x 1000 subscribers, $rate msgs/s"
+      start_server env SWITCHBOARD_OUTBOX=4096 SWITCHBOARD_DB=$db
+      load fanout --subscribers 1000 --publishers 1 --rate "$rate" --duration "${DURATION:-5}"
+      echo "{\"storage\":\"$mode\",\"round\":$round,\"scenario\":\"fanout\",\"result\":$(tail -n 1 /tmp/bench-run.txt)}" >> bench-storage.jsonl
+      stop_server
+      echo "== storage $mode, round $round: rooms 100 x 20 clients, 2000 msgs/s"
+      start_server env SWITCHBOARD_DB=$db
+      load rooms --rooms 100 --clients 2000 --rate 2000 --duration "${DURATION:-5}"
+      echo "{\"storage\":\"$mode\",\"round\":$round,\"scenario\":\"rooms\",\"result\":$(tail -n 1 /tmp/bench-run.txt)}" >> bench-storage.jsonl
+      stop_server
+    done
+  done
+  python3 - <<'PY'
+import json, statistics as st
+rows = [json.loads(l) for l in open("bench-storage.jsonl")]
+for sc in ("fanout", "rooms"):
+    def col(mode, f):
+        return [f(r["result"]) for r in rows if r["scenario"] == sc and r["storage"] == mode]
+    for name, f in (("deliveries/s", lambda r: r["deliveries_per_s"]),
+                    ("p50 ms", lambda r: r["latency_ms"]["p50"]),
+                    ("p99 ms", lambda r: r["latency_ms"]["p99"]),
+                    ("server CPU s", lambda r: r["server_cpu_s"]),
+                    ("lost", lambda r: r["lost"])):
+        off, on = col("off", f), col("on", f)
+        ratios = [b / a for a, b in zip(off, on) if a]
+        ratio = "n/a" if not ratios else "%.2f (%.2f-%.2f)" % (st.median(ratios), min(ratios), max(ratios))
+        print(f"{sc:7} {name:13} off {off}  on {on}  on/off {ratio}")
+PY
 fi
 echo "results: $OUT"

@@ -89,6 +89,118 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// The live monitor (`SWITCHBOARD_MONITOR_*`, `SWITCHBOARD_HEALTH_INTERVAL_MS`).
     pub monitor: MonitorConfig,
+    /// Embedded storage (`SWITCHBOARD_DB` and friends; see [`StorageConfig`]).
+    pub storage: StorageConfig,
+}
+
+/// Where and how the embedded database keeps data. With `SWITCHBOARD_DB=off`
+/// nothing is durable: rooms keep today's in-memory history, and
+/// notifications and offline messages live in an in-memory database.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// `SWITCHBOARD_DB` (default `./data/switchboard.db`; `off` = in memory only). The
+    /// directory is created.
+    pub path: Option<std::path::PathBuf>,
+    /// `SWITCHBOARD_DB_SYNC`: `full` (default: fsync each batch before its acks), `normal`
+    /// (survives a crash of the server, not of the machine) or `off`.
+    pub sync: String,
+    /// `SWITCHBOARD_DB_BATCH` (default 512): most writes committed in one transaction.
+    pub batch: usize,
+    /// `SWITCHBOARD_DB_QUEUE` (default 16384): messages waiting for the database; beyond
+    /// it senders get `rate_limited` ("storage is busy").
+    pub queue: usize,
+    /// `SWITCHBOARD_DB_BUSY_MS` (default 5000): how long a write waits for a database
+    /// locked by another process before it fails with `storage_error`.
+    pub busy: Duration,
+    /// `SWITCHBOARD_DB_MAX_BYTES` (default 0: no limit): the database file's size limit;
+    /// writes past it fail with `storage_error` (as on a full disk).
+    pub max_bytes: u64,
+    /// `SWITCHBOARD_RETENTION_COUNT` (default 10000; 0: no limit): messages stored per room.
+    pub retention_count: u64,
+    /// `SWITCHBOARD_RETENTION_MS` (default 0: no limit): stored messages older than this
+    /// are deleted.
+    pub retention_age: Option<Duration>,
+    /// `SWITCHBOARD_RETENTION_RULES`: per-room overrides, `pattern=COUNT/AGE_MS` separated
+    /// by commas (first match wins; an empty field keeps the default; 0 = no limit),
+    /// e.g. `logs-*=100/3600000,audit-*=0/0`.
+    pub retention_rules: Vec<(String, Option<u64>, Option<u64>)>,
+    /// `SWITCHBOARD_FAST_ACK_ROOMS`: room patterns whose messages are stored but acked
+    /// right after the fan-out, without waiting for the write.
+    pub fast_ack_rooms: Vec<String>,
+    /// `SWITCHBOARD_VOLATILE_ROOMS`: room patterns that are never stored (history in memory only).
+    pub volatile_rooms: Vec<String>,
+    /// `SWITCHBOARD_OFFLINE_DMS` (default 100; 0 = refuse with `user_offline`): direct
+    /// messages kept per offline user; the oldest are dropped beyond it.
+    pub offline_dms: usize,
+    /// `SWITCHBOARD_NOTIFICATIONS_PER_USER` (default 1000): notifications kept per user;
+    /// the oldest are deleted beyond it.
+    pub notifications_per_user: usize,
+}
+
+fn patterns(name: &str) -> Vec<String> {
+    var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn retention_rules(name: &str) -> Result<Vec<(String, Option<u64>, Option<u64>)>, String> {
+    let bad = |r: &str| format!("{name}: {r:?} is not pattern=COUNT/AGE_MS");
+    let field = |f: &str, r: &str| -> Result<Option<u64>, String> {
+        match f.trim() {
+            "" => Ok(None),
+            n => n.parse().map(Some).map_err(|_| bad(r)),
+        }
+    };
+    patterns(name)
+        .iter()
+        .map(|r| {
+            let (pat, spec) = r.split_once('=').ok_or_else(|| bad(r))?;
+            let (count, age) = spec.split_once('/').unwrap_or((spec, ""));
+            if pat.trim().is_empty() {
+                return Err(bad(r));
+            }
+            Ok((pat.trim().to_string(), field(count, r)?, field(age, r)?))
+        })
+        .collect()
+}
+
+impl StorageConfig {
+    pub fn from_env() -> Result<StorageConfig, String> {
+        let path = match var("SWITCHBOARD_DB").as_deref().map(str::trim) {
+            Some("off" | "none" | "memory") => None,
+            Some(p) => Some(p.into()),
+            None => Some("./data/switchboard.db".into()),
+        };
+        let sync = var("SWITCHBOARD_DB_SYNC").unwrap_or_else(|| "full".into());
+        if !matches!(sync.as_str(), "full" | "normal" | "off") {
+            return Err(format!(
+                "SWITCHBOARD_DB_SYNC={sync:?} must be full, normal or off"
+            ));
+        }
+        let age = num("SWITCHBOARD_RETENTION_MS", 0u64)?;
+        let cfg = StorageConfig {
+            path,
+            sync,
+            batch: num("SWITCHBOARD_DB_BATCH", 512)?,
+            queue: num("SWITCHBOARD_DB_QUEUE", 16384)?,
+            busy: millis("SWITCHBOARD_DB_BUSY_MS", 5_000)?,
+            max_bytes: num("SWITCHBOARD_DB_MAX_BYTES", 0)?,
+            retention_count: num("SWITCHBOARD_RETENTION_COUNT", 10_000)?,
+            retention_age: (age > 0).then(|| Duration::from_millis(age)),
+            retention_rules: retention_rules("SWITCHBOARD_RETENTION_RULES")?,
+            fast_ack_rooms: patterns("SWITCHBOARD_FAST_ACK_ROOMS"),
+            volatile_rooms: patterns("SWITCHBOARD_VOLATILE_ROOMS"),
+            offline_dms: num("SWITCHBOARD_OFFLINE_DMS", 100)?,
+            notifications_per_user: num("SWITCHBOARD_NOTIFICATIONS_PER_USER", 1000)?,
+        };
+        if cfg.batch == 0 || cfg.queue == 0 || cfg.notifications_per_user == 0 {
+            return Err("SWITCHBOARD_DB_BATCH, SWITCHBOARD_DB_QUEUE and SWITCHBOARD_NOTIFICATIONS_PER_USER must be at least 1".into());
+        }
+        Ok(cfg)
+    }
 }
 
 /// A token bucket: `per_minute` refill, `burst` capacity.
@@ -204,6 +316,7 @@ impl Config {
             doc_keep_ops: num("SWITCHBOARD_DOC_KEEP_OPS", 1000)?,
             mqtt: MqttConfig::from_env()?,
             monitor: MonitorConfig::from_env()?,
+            storage: StorageConfig::from_env()?,
         };
         cfg.validate()?;
         Ok(cfg)

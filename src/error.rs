@@ -34,10 +34,12 @@ pub enum ErrorCode {
     TooManyFilters,
     MqttUnavailable,
     MqttQueueFull,
+    /// The embedded database refused a write (full, locked, read-only, I/O error).
+    StorageError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -63,6 +65,7 @@ impl ErrorCode {
         ErrorCode::TooManyFilters,
         ErrorCode::MqttUnavailable,
         ErrorCode::MqttQueueFull,
+        ErrorCode::StorageError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::TooManyFilters => "too_many_filters",
             ErrorCode::MqttUnavailable => "mqtt_unavailable",
             ErrorCode::MqttQueueFull => "mqtt_queue_full",
+            ErrorCode::StorageError => "storage_error",
         }
     }
 
@@ -113,7 +117,7 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::StorageError => 503,
             ErrorCode::Internal => 500,
             ErrorCode::InvalidOp | ErrorCode::TooManyDocs => 400,
             ErrorCode::RevTooOld | ErrorCode::RevInFuture => 409,

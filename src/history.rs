@@ -18,6 +18,9 @@ pub struct History {
     /// Sum of the kept frames' lengths.
     bytes: usize,
     limits: HistoryLimits,
+    /// Messages up to this seq may be missing (given out, never stored): a
+    /// recovery must start at or after it.
+    missing_upto: u64,
 }
 
 /// How much history a room keeps: whichever bound is hit first. Counting
@@ -44,11 +47,48 @@ impl History {
             seq: 0,
             entries: VecDeque::new(),
             bytes: 0,
+            missing_upto: 0,
             limits: HistoryLimits {
                 entries: limits.entries.max(1),
                 bytes: limits.bytes,
             },
         }
+    }
+
+    /// A history read back from storage: numbering `epoch`, last seq `seq`, and
+    /// the stored tail `entries` (oldest first). The newest run of entries
+    /// without a gap is kept. If it ends before `seq` (the last messages were
+    /// given out but not stored), it is still there to read, but no recovery
+    /// from before `seq` is offered: a replay never skips a message.
+    pub fn restore(
+        limits: HistoryLimits,
+        epoch: &str,
+        seq: u64,
+        entries: Vec<(u64, Bytes)>,
+    ) -> History {
+        let mut h = History::new(limits);
+        h.epoch = epoch.into();
+        let last = entries.last().map_or(seq, |e| e.0.min(seq));
+        let contiguous = entries
+            .iter()
+            .rev()
+            .zip((0..=last).rev())
+            .take_while(|((s, _), want)| s == want)
+            .count();
+        let start = entries.len() - contiguous;
+        h.seq = last.saturating_sub(contiguous as u64);
+        for (s, frame) in entries.into_iter().skip(start) {
+            h.push(s, frame);
+        }
+        if last < seq {
+            h.missing_upto = seq;
+        }
+        h.seq = seq;
+        h
+    }
+
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
     }
 
     /// Bytes of kept frames.
@@ -90,6 +130,7 @@ impl History {
     pub fn recover(&self, since: u64, epoch: Option<&str>) -> Recovery {
         if epoch.is_some_and(|e| e != &*self.epoch)
             || since > self.seq
+            || since < self.missing_upto
             || since + 1 < self.first_seq()
         {
             return Recovery::Lost;
@@ -172,6 +213,38 @@ mod tests {
         assert_eq!(h.after(2, 3).len(), 3);
         assert_eq!(h.after(0, 100).len(), 8);
         assert_eq!(h.after(8, 100).len(), 0);
+    }
+
+    #[test]
+    fn restore_keeps_only_the_gapless_tail() {
+        let e = |v: &[u64]| v.iter().map(|s| (*s, Bytes::from(s.to_string()))).collect();
+        let h = History::restore(limits(10), "ep", 5, e(&[2, 3, 4, 5]));
+        assert_eq!((&*h.epoch, h.seq, h.first_seq()), ("ep", 5, 2));
+        assert_eq!(
+            seqs(h.recover(1, Some("ep"))),
+            Some(vec!["2".into(), "3".into(), "4".into(), "5".into()])
+        );
+        // 3 was never stored: only 4..5 can be replayed.
+        let h = History::restore(limits(10), "ep", 5, e(&[1, 2, 4, 5]));
+        assert_eq!(h.first_seq(), 4);
+        assert_eq!(seqs(h.recover(2, None)), None);
+        assert_eq!(seqs(h.recover(3, None)), Some(vec!["4".into(), "5".into()]));
+        // The newest stored message is not the room's last: what is stored
+        // can be read, but nothing replays from before the room's last seq.
+        let mut h = History::restore(limits(10), "ep", 7, e(&[4, 5]));
+        assert_eq!((h.seq, h.first_seq()), (7, 4));
+        assert_eq!(h.after(0, 10).len(), 2);
+        assert_eq!(seqs(h.recover(5, None)), None);
+        assert_eq!(seqs(h.recover(3, None)), None);
+        assert_eq!(seqs(h.recover(7, None)), Some(vec![]));
+        h.push(8, Bytes::from("8"));
+        assert_eq!(seqs(h.recover(7, None)), Some(vec!["8".into()]));
+        assert_eq!(seqs(h.recover(6, None)), None);
+        // The in-memory bound still applies; seq continues after it.
+        let mut h = History::restore(limits(2), "ep", 5, e(&[3, 4, 5]));
+        assert_eq!((h.first_seq(), h.next_seq()), (4, 6));
+        h.push(6, Bytes::from("6"));
+        assert_eq!(h.first_seq(), 5);
     }
 
     #[test]

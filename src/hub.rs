@@ -13,7 +13,9 @@ use crate::presence::{self, Presence};
 use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame};
 use crate::room::{self, HistoryView, Member, Origin, Room};
 use crate::session::{Close, Session};
+use crate::store::{Job, StoreHandle};
 use actix::prelude::*;
+use bytes::Bytes;
 use lru::LruCache;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
@@ -52,6 +54,28 @@ pub struct Hub {
     room_queue: usize,
     /// Open documents (collaborative editing); `None`: documents are off.
     docs: Option<crate::document::Directory>,
+    /// Embedded storage: room persistence, notifications, offline messages.
+    store: Option<StoreHandle>,
+    /// Users whose stored direct messages are being loaded (see `UserLoaded`).
+    inboxes: HashMap<UserId, InboxLoad>,
+}
+
+/// A user's stored direct messages on their way to the user's sessions.
+/// Messages sent meanwhile wait here, so they arrive after the stored ones.
+#[derive(Default)]
+struct InboxLoad {
+    /// Loads in flight (one per session connected meanwhile).
+    loading: u32,
+    /// Highest stored message already delivered: a second load skips it.
+    delivered: u64,
+    /// The dropped count was told (a second load reads the same count).
+    told: bool,
+    waiting: Vec<Bytes>,
+}
+
+/// Guests' ids are never issued again, so nothing is kept for them.
+fn is_guest(user: &UserId) -> bool {
+    user.as_str().starts_with("guest-")
 }
 
 impl Actor for Hub {
@@ -88,7 +112,27 @@ impl Hub {
             idle_budget,
             room_queue,
             docs: None,
+            store: None,
+            inboxes: HashMap::new(),
         }
+    }
+
+    /// Uses embedded storage for rooms, notifications and offline messages.
+    pub fn with_store(mut self, store: StoreHandle) -> Hub {
+        self.store = Some(store);
+        self
+    }
+
+    /// Queues `frame` to every session of `user`; how many got it.
+    fn push_user(&self, user: &UserId, frame: &Bytes) -> u64 {
+        let mut n = 0;
+        for s in self.users.get(user).into_iter().flatten() {
+            if let Some(t) = self.sessions.get(s) {
+                n += t.outbox.push(frame.clone()) as u64;
+            }
+        }
+        METRICS.deliveries.fetch_add(n, Relaxed);
+        n
     }
 
     /// Enables documents, kept by the directory's store.
@@ -121,13 +165,17 @@ impl Hub {
     /// The room's entry, starting its actor (with any kept history) if needed.
     fn room(&mut self, name: &RoomName, ctx: &mut Context<Self>) -> &mut RoomEntry {
         if !self.rooms.contains_key(name) {
-            let history = self
-                .take_idle(name)
-                .unwrap_or_else(|| History::new(self.history));
+            let history = self.take_idle(name);
             let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
             let queue = self.room_queue;
+            // Not in the LRU: its history, if any, is in storage.
+            let load = history.is_none();
+            let history = history.unwrap_or_else(|| History::new(self.history));
+            let store = self.store.clone();
             let make = move |_: &mut Context<Room>| {
-                Room::new(room_name, hub, history, ttl).with_queue(queue)
+                Room::new(room_name, hub, history, ttl)
+                    .with_queue(queue)
+                    .with_store(store, load)
             };
             let addr = if self.arbiters.is_empty() {
                 Room::create(make)
@@ -158,17 +206,30 @@ pub struct Connect {
     pub from: From,
     pub outbox: Outbox,
     pub addr: Addr<Session>,
+    pub guest: bool,
 }
 
 impl Handler<Connect> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         crate::monitor::events::record(crate::monitor::events::Event {
             session: Some(msg.session.to_string()),
             user: Some(msg.from.user.as_str()),
             ..crate::monitor::events::Event::new("connect", "session opened")
         });
+        if let (Some(store), false) = (&self.store, msg.guest) {
+            // Its unread count and stored messages come back as `UserLoaded`.
+            self.inboxes
+                .entry(msg.from.user.clone())
+                .or_default()
+                .loading += 1;
+            store.send(Job::LoadUser {
+                user: msg.from.user.clone(),
+                session: msg.session,
+                hub: ctx.address(),
+            });
+        }
         self.users
             .entry(msg.from.user.clone())
             .or_default()
@@ -337,28 +398,56 @@ impl Handler<Direct> for Hub {
         let Some(sender) = self.sessions.get(&msg.session) else {
             return;
         };
-        let Some(targets) = self.users.get(&msg.to) else {
-            sender.outbox.push(error_frame(
-                ErrorCode::UserOffline,
-                &format!("user {} has no open session", msg.to),
-                msg.id.as_deref(),
-                None,
-            ));
-            return;
-        };
+        let ts = now_ms();
         let frame = encode(&ServerFrame::Direct {
             from: &sender.from,
             data: &msg.data,
-            ts: now_ms(),
+            ts,
             id: msg.id.as_deref(),
         });
-        let mut n = 0;
-        for s in targets {
-            if let Some(t) = self.sessions.get(s) {
-                n += t.outbox.push(frame.clone()) as u64;
+        if !self.users.contains_key(&msg.to) {
+            let store = self
+                .store
+                .as_ref()
+                .filter(|s| s.offline_dms > 0 && !is_guest(&msg.to));
+            let Some(store) = store else {
+                sender.outbox.push(error_frame(
+                    ErrorCode::UserOffline,
+                    &format!("user {} has no open session", msg.to),
+                    msg.id.as_deref(),
+                    None,
+                ));
+                return;
+            };
+            // Stored for the user's next connection; the ack follows the write.
+            let job = Job::StoreDirect {
+                user: msg.to,
+                frame,
+                ts,
+                outbox: Some(sender.outbox.clone()),
+                id: msg.id.clone(),
+            };
+            match store.offer(job) {
+                Ok(()) => METRICS.direct_messages.fetch_add(1, Relaxed),
+                Err(_) => {
+                    sender.outbox.push(error_frame(
+                        ErrorCode::RateLimited,
+                        "storage is busy; retry shortly",
+                        msg.id.as_deref(),
+                        Some(50),
+                    ));
+                    return;
+                }
+            };
+            return;
+        }
+        match self.inboxes.get_mut(&msg.to) {
+            // Behind the stored messages being loaded for this user.
+            Some(load) => load.waiting.push(frame),
+            None => {
+                self.push_user(&msg.to, &frame);
             }
         }
-        METRICS.deliveries.fetch_add(n, Relaxed);
         METRICS.direct_messages.fetch_add(1, Relaxed);
         if let Some(id) = &msg.id {
             sender
@@ -527,11 +616,25 @@ impl Handler<GetHistory> for Hub {
             });
             return Box::pin(async move { fut.await.ok() });
         }
-        let view = self
-            .idle
-            .peek(&msg.room)
-            .map(|h| HistoryView::of(h, msg.since, msg.limit));
-        Box::pin(async move { view })
+        if let Some(h) = self.idle.peek(&msg.room) {
+            let view = HistoryView::of(h, msg.since, msg.limit);
+            return Box::pin(async move { Some(view) });
+        }
+        // Neither active nor idle: what storage has of it, if it is stored.
+        let stored = self
+            .store
+            .as_ref()
+            .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
+        let Some(store) = stored else {
+            return Box::pin(async { None });
+        };
+        let limits = self.history;
+        let load = store.load_room(msg.room, limits.entries);
+        Box::pin(async move {
+            let t = load.await.ok()??;
+            let h = History::restore(limits, &t.epoch, t.seq, t.entries);
+            Some(HistoryView::of(&h, msg.since, msg.limit))
+        })
     }
 }
 
@@ -647,6 +750,105 @@ impl Handler<DocIdle> for Hub {
     fn handle(&mut self, msg: DocIdle, _: &mut Context<Self>) {
         if let Some(d) = self.docs.as_mut() {
             d.idle(msg);
+        }
+    }
+}
+
+/// From storage: frames for every session of a user (a new notification and
+/// the unread count, or the count after some were marked read). Sent in the
+/// order the writer committed them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUser {
+    pub user: UserId,
+    pub frames: Vec<Bytes>,
+}
+
+impl Handler<ToUser> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+        for f in &msg.frames {
+            self.push_user(&msg.user, f);
+        }
+    }
+}
+
+/// From storage, after `Connect`: the user's unread count (for the session
+/// that connected) and the direct messages stored while they had no session
+/// (for all of their sessions, oldest first, once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UserLoaded {
+    pub user: UserId,
+    pub session: SessionId,
+    /// `None` when storage failed to read it.
+    pub unread: Option<u64>,
+    /// `(id, direct:receive frame)`, oldest first.
+    pub inbox: Vec<(u64, Bytes)>,
+    /// Messages dropped by `SWITCHBOARD_OFFLINE_DMS` since the user was last told.
+    pub dropped: u64,
+}
+
+impl Handler<UserLoaded> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: UserLoaded, _: &mut Context<Self>) {
+        let Some(mut load) = self.inboxes.remove(&msg.user) else {
+            return;
+        };
+        load.loading = load.loading.saturating_sub(1);
+        if let (Some(unread), Some(s)) = (msg.unread, self.sessions.get(&msg.session)) {
+            if unread > 0 {
+                s.outbox
+                    .push(encode(&ServerFrame::NotificationCount { unread }));
+            }
+        }
+        let online = self.users.contains_key(&msg.user);
+        let fresh: Vec<&(u64, Bytes)> = msg
+            .inbox
+            .iter()
+            .filter(|(id, _)| *id > load.delivered)
+            .collect();
+        let dropped = if load.told { 0 } else { msg.dropped };
+        if online && (!fresh.is_empty() || dropped > 0) {
+            load.told = true;
+            let header = encode(&ServerFrame::DirectOffline {
+                count: fresh.len(),
+                dropped,
+            });
+            self.push_user(&msg.user, &header);
+            for (_, f) in &fresh {
+                self.push_user(&msg.user, f);
+            }
+            let upto = fresh.last().map_or(load.delivered, |(id, _)| *id);
+            load.delivered = upto;
+            if let Some(store) = &self.store {
+                store.send(Job::DeleteInbox {
+                    user: msg.user.clone(),
+                    upto,
+                    dropped,
+                });
+            }
+        }
+        if load.loading > 0 {
+            self.inboxes.insert(msg.user, load);
+            return;
+        }
+        // Messages that arrived during the load follow the stored ones; if the
+        // user has left meanwhile, they are stored for the next connection.
+        for f in load.waiting {
+            if online {
+                self.push_user(&msg.user, &f);
+            } else if let Some(store) = &self.store {
+                store.send(Job::StoreDirect {
+                    user: msg.user.clone(),
+                    frame: f,
+                    ts: now_ms(),
+                    outbox: None,
+                    id: None,
+                });
+            }
         }
     }
 }

@@ -24,9 +24,9 @@ pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
-pub mod ot;
 pub mod monitor;
 pub mod mqtt;
+pub mod ot;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
@@ -35,6 +35,7 @@ pub mod relay;
 pub mod room;
 pub mod session;
 pub mod static_files;
+pub mod store;
 pub mod wsframes;
 
 use actix::prelude::*;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub auth: auth::Auth,
     pub started: Instant,
     pub shutting_down: AtomicBool,
+    /// The embedded database's writer (never blocks).
+    pub store: store::StoreHandle,
     /// The monitor and the MQTT bridge, set once at start (they start after the Hub).
     pub services: std::sync::OnceLock<Services>,
 }
@@ -67,6 +70,8 @@ pub struct AppState {
     pub presence: Addr<presence::Presence>,
     /// Live SSE and long-polling sessions by key.
     pub relays: Arc<relay::Registry>,
+    /// The storage actor documents talk to (`docstore.rs`).
+    pub store: Addr<store::Store>,
 }
 
 /// A listening socket with a deep accept backlog (bursts of thousands of
@@ -91,11 +96,13 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
+    let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         auth,
         started: Instant::now(),
         shutting_down: AtomicBool::new(false),
         services: std::sync::OnceLock::new(),
+        store: writer.handle(),
         cfg,
     });
     let cfg = &shared.cfg;
@@ -103,6 +110,8 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let room_threads = cfg.workers.max(1);
     let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
     let presence = presence::Presence::new(cfg.presence_idle).start();
+    // Documents keep their op logs and snapshots in the embedded database.
+    let doc_store = store::Store::new(writer.handle()).start();
     let hub = hub::Hub::new(
         presence.clone(),
         arbiters.iter().map(|a| a.handle()).collect(),
@@ -116,8 +125,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     )
     .with_docs(document::Directory::new(
-        // Until the embedded database lands, documents live in memory.
-        docstore::DocStore::of(docstore::MemoryDocStore::default().start()),
+        docstore::DocStore::of(doc_store.clone()),
         document::core::Limits {
             max_chars: cfg.doc_max_chars,
             keep_ops: cfg.doc_keep_ops,
@@ -125,6 +133,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         },
         cfg.room_queue,
     ))
+    .with_store(writer.handle())
     .start();
     // The bridge gets its own thread: its fan-out to MQTT subscribers and its
     // event loop stay off the HTTP workers and the room threads.
@@ -153,6 +162,7 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         hub: hub.clone(),
         presence,
         relays: Arc::new(relay::Registry::default()),
+        store: doc_store,
     };
 
     let user_timeout = cfg.tcp_user_timeout;
@@ -225,6 +235,8 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     for a in arbiters.into_iter().chain(mqtt_arbiter) {
         a.stop();
     }
+    // Everything handed to storage before this point is written.
+    writer.stop(Duration::from_secs(10));
     log::info!("stopped");
     result
 }

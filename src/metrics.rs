@@ -24,6 +24,12 @@ pub struct Metrics {
     /// Open documents (with a Document actor), and ops stored.
     pub documents: AtomicI64,
     pub doc_ops: AtomicU64,
+    /// Storage: committed write batches, writes in them, writes that failed,
+    /// and writes refused because too many were waiting.
+    pub storage_batches: AtomicU64,
+    pub storage_writes: AtomicU64,
+    pub storage_errors: AtomicU64,
+    pub storage_busy: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -45,6 +51,10 @@ pub static METRICS: Metrics = Metrics {
     auth_failures: ZERO,
     documents: AtomicI64::new(0),
     doc_ops: ZERO,
+    storage_batches: ZERO,
+    storage_writes: ZERO,
+    storage_errors: ZERO,
+    storage_busy: ZERO,
     errors: [ZERO; ErrorCode::ALL.len()],
     latency_buckets: [ZERO; LATENCY_BUCKETS.len()],
     latency_count: ZERO,
@@ -144,6 +154,30 @@ impl Metrics {
             "Document ops committed and stored.",
             self.doc_ops.load(Relaxed).to_string(),
         );
+        for (name, help, v) in [
+            (
+                "switchboard_storage_batches_total",
+                "Write transactions committed by the storage writer.",
+                &self.storage_batches,
+            ),
+            (
+                "switchboard_storage_writes_total",
+                "Writes committed (messages, notifications, offline messages, document ops).",
+                &self.storage_writes,
+            ),
+            (
+                "switchboard_storage_errors_total",
+                "Writes that failed (disk full, database locked, I/O error); never acknowledged.",
+                &self.storage_errors,
+            ),
+            (
+                "switchboard_storage_busy_total",
+                "Writes refused because SWITCHBOARD_DB_QUEUE writes were already waiting.",
+                &self.storage_busy,
+            ),
+        ] {
+            metric(name, "counter", help, v.load(Relaxed).to_string());
+        }
 
         out.push_str("# HELP switchboard_errors_total Error frames and responses sent, by code.\n# TYPE switchboard_errors_total counter\n");
         for code in ErrorCode::ALL {

@@ -79,7 +79,22 @@ pub enum ClientFrame {
     Doc(crate::document::wire::DocRequest),
     /// `mqtt:subscribe`, `mqtt:unsubscribe`, `mqtt:publish`.
     Mqtt(crate::mqtt::session::MqttFrame),
+    /// A page of the user's notifications, newest first.
+    NotificationList {
+        before: Option<u64>,
+        limit: usize,
+        unread_only: bool,
+    },
+    /// Marks some (`ids`) or all of the user's notifications read.
+    NotificationRead {
+        mark: crate::store::Mark,
+    },
 }
+
+/// Default and largest page of `notification:list`.
+pub const NOTIFICATION_PAGE: (usize, usize) = (20, 100);
+/// Most ids in one `notification:read`.
+pub const MAX_READ_IDS: usize = 1000;
 
 /// A client frame with its optional correlation `id`.
 #[derive(Debug)]
@@ -97,7 +112,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 16] = [
+pub const CLIENT_TYPES: [&str; 18] = [
     "auth",
     "room:join",
     "room:leave",
@@ -114,6 +129,8 @@ pub const CLIENT_TYPES: [&str; 16] = [
     "doc:op",
     "doc:cursor",
     "doc:close",
+    "notification:list",
+    "notification:read",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -139,6 +156,11 @@ struct Wire<'a> {
     qos: Option<u8>,
     retain: Option<bool>,
     binary: Option<bool>,
+    before: Option<u64>,
+    limit: Option<u64>,
+    unread: Option<bool>,
+    ids: Option<Vec<u64>>,
+    all: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -184,7 +206,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 14] = [
+    let fields: [(&str, bool); 19] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -199,6 +221,11 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("qos", wire.qos.is_some()),
         ("retain", wire.retain.is_some()),
         ("binary", wire.binary.is_some()),
+        ("before", wire.before.is_some()),
+        ("limit", wire.limit.is_some()),
+        ("unread", wire.unread.is_some()),
+        ("ids", wire.ids.is_some()),
+        ("all", wire.all.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
@@ -210,6 +237,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "ping" => &[],
         "mqtt:subscribe" | "mqtt:unsubscribe" => &["filter"],
         "mqtt:publish" => &["topic", "payload", "qos", "retain", "binary"],
+        "notification:list" => &["before", "limit", "unread"],
+        "notification:read" => &["ids", "all"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -245,21 +274,8 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         let d = w
             .data
             .ok_or_else(|| err(ErrorCode::BadRequest, format!("{ty} needs `data`"), &id))?;
-        if json_depth(d.get()) > MAX_DATA_DEPTH {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("data is nested deeper than {MAX_DATA_DEPTH} levels"),
-                &id,
-            ));
-        }
-        // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
-        // strictly would reject the whole frame. Only text with `\u` needs the full check.
-        if d.get().contains("\\u") && serde_json::from_str::<serde_json::Value>(d.get()).is_err() {
-            return Err(err(
-                ErrorCode::BadRequest,
-                "data has an invalid \\u escape",
-                &id,
-            ));
+        if let Some(why) = data_problem(d.get()) {
+            return Err(err(ErrorCode::BadRequest, why, &id));
         }
         Ok(d.to_owned())
     };
@@ -340,9 +356,61 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             let frame = crate::mqtt::session::MqttFrame::parse(ty, &fields);
             ClientFrame::Mqtt(frame.map_err(|(code, m)| err(code, m, &id))?)
         }
+        "notification:list" => {
+            let (default, max) = NOTIFICATION_PAGE;
+            let limit = match wire.limit {
+                None => default,
+                Some(n) if (1..=max as u64).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("limit must be 1 to {max}"),
+                        &id,
+                    ))
+                }
+            };
+            ClientFrame::NotificationList {
+                before: wire.before,
+                limit,
+                unread_only: wire.unread.unwrap_or(false),
+            }
+        }
+        "notification:read" => {
+            let mark = match (wire.ids.clone(), wire.all) {
+                (Some(ids), None | Some(false)) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => {
+                    crate::store::Mark::Ids(ids)
+                }
+                (None, Some(true)) => crate::store::Mark::All,
+                _ => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "notification:read needs `ids` (1 to {MAX_READ_IDS}) or `all`: true"
+                        ),
+                        &id,
+                    ))
+                }
+            };
+            ClientFrame::NotificationRead { mark }
+        }
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })
+}
+
+/// Why client `data` (already valid JSON) cannot be forwarded, if it cannot.
+pub fn data_problem(data: &str) -> Option<String> {
+    if json_depth(data) > MAX_DATA_DEPTH {
+        return Some(format!(
+            "data is nested deeper than {MAX_DATA_DEPTH} levels"
+        ));
+    }
+    // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
+    // strictly would reject the whole frame. Only text with `\u` needs the full check.
+    if data.contains("\\u") && serde_json::from_str::<serde_json::Value>(data).is_err() {
+        return Some("data has an invalid \\u escape".into());
+    }
+    None
 }
 
 /// The `type` of a frame that failed to parse, if it has a readable one.
@@ -438,6 +506,16 @@ pub struct MemberInfo {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<std::sync::Arc<str>>,
+}
+
+/// A notification as clients see it (`notification:new`, `notification:page`).
+#[derive(Debug, Serialize)]
+pub struct NotificationInfo<'a> {
+    pub id: u64,
+    pub from: &'a RawValue,
+    pub data: &'a RawValue,
+    pub ts: u64,
+    pub read: bool,
 }
 
 /// Every frame the server sends.
@@ -553,6 +631,24 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
     },
+    #[serde(rename = "notification:new")]
+    NotificationNew { notification: NotificationInfo<'a> },
+    #[serde(rename = "notification:count")]
+    NotificationCount { unread: u64 },
+    #[serde(rename = "notification:page")]
+    NotificationPage {
+        notifications: &'a [NotificationInfo<'a>],
+        unread: u64,
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    /// Before the direct messages stored while the user had no session.
+    #[serde(rename = "direct:offline")]
+    DirectOffline { count: usize, dropped: u64 },
+    /// The `ack` of a direct message stored for a user with no session.
+    #[serde(rename = "ack")]
+    AckOffline { id: &'a str, offline: bool },
 }
 
 /// Encodes a frame once; the bytes are shared by every recipient.
@@ -708,6 +804,62 @@ mod tests {
             code(r#"{"type":"ping","type":"ping"}"#),
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn notification_frames() {
+        match parse(br#"{"type":"notification:list","before":9,"limit":5,"unread":true,"id":"n"}"#)
+            .unwrap()
+            .frame
+        {
+            ClientFrame::NotificationList {
+                before,
+                limit,
+                unread_only,
+            } => {
+                assert_eq!((before, limit, unread_only), (Some(9), 5, true))
+            }
+            f => panic!("{f:?}"),
+        }
+        assert!(matches!(
+            parse(br#"{"type":"notification:list"}"#).unwrap().frame,
+            ClientFrame::NotificationList {
+                before: None,
+                limit: 20,
+                unread_only: false
+            }
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"notification:read","ids":[1,2]}"#).unwrap().frame,
+            ClientFrame::NotificationRead { mark: crate::store::Mark::Ids(ref v) } if v == &[1, 2]
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"notification:read","all":true}"#)
+                .unwrap()
+                .frame,
+            ClientFrame::NotificationRead {
+                mark: crate::store::Mark::All
+            }
+        ));
+        for bad in [
+            r#"{"type":"notification:list","limit":0}"#,
+            r#"{"type":"notification:list","limit":101}"#,
+            r#"{"type":"notification:list","before":-1}"#,
+            r#"{"type":"notification:list","ids":[1]}"#,
+            r#"{"type":"notification:read"}"#,
+            r#"{"type":"notification:read","ids":[]}"#,
+            r#"{"type":"notification:read","all":false}"#,
+            r#"{"type":"notification:read","ids":[1],"all":true}"#,
+            r#"{"type":"notification:read","ids":[1.5]}"#,
+            r#"{"type":"notification:read","ids":"1"}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::BadRequest, "{bad}");
+        }
+        let many = format!(
+            r#"{{"type":"notification:read","ids":[{}]}}"#,
+            vec!["1"; MAX_READ_IDS + 1].join(",")
+        );
+        assert_eq!(code(&many), ErrorCode::BadRequest);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::ids::{now_ms, RoomName, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::{Out, Outbox};
 use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame, Status};
+use crate::store::{Job, RoomMode, StoreHandle, Waiter};
 use actix::prelude::*;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -59,6 +60,10 @@ pub struct Room {
     /// Messages received from the Hub (joins, API publishes): the Hub frees the
     /// room only if it has forwarded no more than this, so nothing in flight is lost.
     hub_ops: u64,
+    /// Where its messages are stored, and how (never `RoomMode::Volatile`).
+    storage: Option<(StoreHandle, RoomMode)>,
+    /// Load the stored history before handling anything (not in the idle LRU).
+    load: bool,
 }
 
 impl Actor for Room {
@@ -70,6 +75,30 @@ impl Actor for Room {
         // they answer `rate_limited` instead of letting the mailbox grow.
         // Control messages (joins, leaves, presence) use do_send and always get in.
         ctx.set_mailbox_capacity(self.queue);
+        if let (true, Some((store, _))) = (self.load, &self.storage) {
+            // Nothing (no join, no message) is handled before the stored
+            // history is in: a join never sees a partial history, and seq
+            // continues where the stored numbering ended.
+            let (store, room, limits) = (store.clone(), self.name.clone(), self.history.limits());
+            let load = async move {
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    match store.load_room(room.clone(), limits.entries).await {
+                        Ok(t) => return t,
+                        Err(e) => {
+                            log::error!("room {room}: cannot load its history ({e}); retrying");
+                            actix_web::rt::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            };
+            ctx.wait(load.into_actor(self).map(move |tail, act, _| {
+                if let Some(t) = tail {
+                    act.history = History::restore(limits, &t.epoch, t.seq, t.entries);
+                }
+            }));
+        }
     }
 }
 
@@ -87,7 +116,22 @@ impl Room {
             me: None,
             queue: 4096,
             hub_ops: 0,
+            storage: None,
+            load: false,
         }
+    }
+
+    /// Stores the room's messages (unless its mode is volatile); with
+    /// `load`, the stored history replaces the given one at start.
+    pub fn with_store(mut self, store: Option<StoreHandle>, load: bool) -> Room {
+        self.load = load;
+        self.storage = store
+            .map(|s| {
+                let mode = s.policy.mode(self.name.as_str());
+                (s, mode)
+            })
+            .filter(|(_, m)| *m != RoomMode::Volatile);
+        self
     }
 
     /// Sets the mailbox capacity for messages from sessions.
@@ -382,9 +426,67 @@ pub struct Publish {
 }
 
 impl Handler<Publish> for Room {
-    type Result = Result<u64, HubError>;
+    type Result = ResponseFuture<Result<u64, HubError>>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let r = self.publish(msg);
+        Box::pin(async move {
+            match r {
+                Published::Now(r) => r,
+                Published::AfterWrite(seq, rx) => crate::store::reply(rx).await.map(|_| seq),
+            }
+        })
+    }
+}
+
+/// A publish's answer: at once, or when its write has committed.
+enum Published {
+    Now(Result<u64, HubError>),
+    AfterWrite(u64, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
+}
+
+impl Room {
+    /// Hands a stored room's message to the writer, after its fan-out, in
+    /// the slot `reserve` took before it.
+    fn persist(
+        &self,
+        seq: u64,
+        ts: u64,
+        frame: &Bytes,
+        msg: &Publish,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>> {
+        let (store, mode) = self.storage.as_ref()?;
+        let (waiter, rx) = match &msg.origin {
+            Origin::Session { outbox, .. } => (
+                Waiter::Session {
+                    outbox: outbox.clone(),
+                    id: msg.id.clone(),
+                    ack: *mode == RoomMode::Durable,
+                },
+                None,
+            ),
+            Origin::Api => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Waiter::Api(tx), (*mode == RoomMode::Durable).then_some(rx))
+            }
+        };
+        let job = Job::Message {
+            room: self.name.clone(),
+            epoch: self.history.epoch.clone(),
+            seq,
+            ts,
+            frame: frame.clone(),
+            waiter,
+        };
+        store.send_reserved(job);
+        rx
+    }
+
+    fn acks_after_write(&self) -> bool {
+        matches!(self.storage, Some((_, RoomMode::Durable)))
+    }
+
+    fn publish(&mut self, msg: Publish) -> Published {
         match &msg.origin {
             Origin::Session { session, outbox } if !self.members.contains_key(session) => {
                 outbox.push(error_frame(
@@ -393,32 +495,56 @@ impl Handler<Publish> for Room {
                     msg.id.as_deref(),
                     None,
                 ));
-                return Err(HubError::new(ErrorCode::NotMember, "not a member"));
+                return Published::Now(Err(HubError::new(ErrorCode::NotMember, "not a member")));
             }
             Origin::Session { .. } => {}
             Origin::Api => self.hub_ops += 1,
         }
         let seq = self.history.next_seq();
+        let ts = now_ms();
         let frame = encode(&ServerFrame::Message {
             room: &self.name,
             seq,
             from: &msg.from,
             data: &msg.data,
-            ts: now_ms(),
+            ts,
             id: msg.id.as_deref(),
         });
+        // A slot in the writer's queue is taken before the fan-out, so a
+        // message refused because storage is busy is never seen by anyone.
+        let reserved = self.storage.as_ref().is_none_or(|(s, _)| s.reserve());
+        if !reserved {
+            let why = "storage is busy; retry shortly";
+            if let Origin::Session { outbox, .. } = &msg.origin {
+                outbox.push(error_frame(
+                    ErrorCode::RateLimited,
+                    why,
+                    msg.id.as_deref(),
+                    Some(50),
+                ));
+            } else {
+                self.report_if_idle();
+            }
+            return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
+        }
         self.history.push(seq, frame.clone());
         METRICS.messages_published.fetch_add(1, Relaxed);
         self.broadcast(&frame, None);
         METRICS.delivery_latency(msg.received.elapsed());
+        // Only now the writer: the fan-out never waits for it, not even to wake it.
+        let written = self.persist(seq, ts, &frame, &msg);
         match (&msg.origin, &msg.id) {
-            (Origin::Session { outbox, .. }, Some(id)) => {
+            // A durable room's ack comes from the writer, after the commit.
+            (Origin::Session { outbox, .. }, Some(id)) if !self.acks_after_write() => {
                 outbox.push(encode(&ServerFrame::Ack { id, seq: Some(seq) }));
             }
             (Origin::Api, _) => self.report_if_idle(),
             _ => {}
         }
-        Ok(seq)
+        match written {
+            Some(rx) => Published::AfterWrite(seq, rx),
+            None => Published::Now(Ok(seq)),
+        }
     }
 }
 

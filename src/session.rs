@@ -14,6 +14,7 @@ use crate::presence::{self, Presence};
 use crate::protocol::{self, encode, error_frame, ClientFrame, From, Request, ServerFrame};
 use crate::ratelimit::TokenBucket;
 use crate::room::{self, Origin, Room};
+use crate::store::Job;
 use crate::Shared;
 use actix::prelude::*;
 use actix_http::ws::{Frame, Item, ProtocolError};
@@ -204,6 +205,7 @@ impl Session {
             from: from.clone(),
             outbox: self.outbox.clone(),
             addr: ctx.address(),
+            guest: ident.guest,
         });
         log::debug!(
             "session {} is {} ({})",
@@ -396,7 +398,41 @@ impl Session {
                     self.error(e.code, &e.message, id.as_deref());
                 }
             }
+            ClientFrame::NotificationList { .. } | ClientFrame::NotificationRead { .. } => {
+                self.notifications(req.frame, id)
+            }
         }
+    }
+
+    /// `notification:list` and `notification:read`: answered by storage.
+    fn notifications(&self, frame: ClientFrame, id: Option<String>) {
+        let Some(user) = self.ident.as_ref().map(|i| i.user.clone()) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let job = match frame {
+            ClientFrame::NotificationList {
+                before,
+                limit,
+                unread_only,
+            } => Job::ListNotifications {
+                user,
+                before,
+                limit,
+                unread_only,
+                outbox,
+                id,
+            },
+            ClientFrame::NotificationRead { mark } => Job::MarkRead {
+                user,
+                mark,
+                outbox,
+                id,
+                hub: self.hub.clone(),
+            },
+            _ => return,
+        };
+        self.shared.store.send(job);
     }
 
     /// Applies the message rate limit; `false` means refused (and answered).

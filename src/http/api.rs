@@ -21,7 +21,7 @@ fn caller(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
     }
 }
 
-fn privileged(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
+pub(super) fn privileged(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
     if bearer(req).is_none() {
         return Err(HubError::new(
             ErrorCode::Unauthorized,

@@ -4,6 +4,7 @@ mod api;
 pub mod cors;
 mod fallback;
 mod monitor;
+mod notify;
 mod ops;
 mod poll;
 mod sse;
@@ -65,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(ops::metrics))
     .route("/api/publish", web::post().to(api::publish))
     .route("/api/broadcast", web::post().to(api::broadcast))
+    .route("/api/notify", web::post().to(notify::notify))
     .route("/api/rooms", web::get().to(api::rooms))
     .route("/api/rooms/{room}/history", web::get().to(api::history))
     .route("/api/rooms/{room}/presence", web::get().to(api::presence))

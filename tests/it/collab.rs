@@ -693,3 +693,71 @@ async fn the_js_client_is_served_with_the_demo() {
         .is_some_and(|t| t.starts_with("text/javascript")));
     assert!(String::from_utf8_lossy(&r.body).contains("export class OTClient"));
 }
+
+#[tokio::test]
+async fn documents_survive_a_restart_and_resends_are_still_recognised() {
+    let mut s = Server::with_env(&[
+        ("SWITCHBOARD_DOC_KEEP_OPS", "3"),
+        ("SWITCHBOARD_DOC_SNAPSHOT_EVERY", "4"),
+    ]);
+    let mut a = s.user("alice").await;
+    open(&mut a, "plan").await;
+    let mut text = String::new();
+    for i in 0..6u64 {
+        let word = format!("w{i}🙂 ");
+        let op = if i == 0 {
+            json!([word])
+        } else {
+            json!([char_len(&text), word])
+        };
+        let ack = edit(&mut a, "plan", i, "ca", i + 1, op).await;
+        assert_eq!(ack["rev"], i + 1);
+        text.push_str(&word);
+    }
+    // Killed, not stopped: what was acknowledged must already be on disk.
+    s.restart(true, &[]);
+
+    let mut b = s.user("bob").await;
+    let snap = open(&mut b, "plan").await;
+    assert_eq!(
+        (snap["rev"].as_u64(), snap["text"].as_str()),
+        (Some(6), Some(text.as_str())),
+        "{snap}"
+    );
+    // A client a little behind gets the kept ops, not a snapshot.
+    b.send(json!({"type": "doc:open", "doc": "plan", "rev": 4}))
+        .await;
+    let five = recv_doc(&mut b).await;
+    assert_eq!(
+        (five["type"].as_str(), five["rev"].as_u64()),
+        (Some("doc:op"), Some(5)),
+        "{five}"
+    );
+    assert_eq!(recv_doc(&mut b).await["rev"], 6);
+
+    // alice's last op resent after the restart (its ack lost with the old
+    // connection): acknowledged again at the same rev, not applied twice.
+    let mut a2 = s.user("alice").await;
+    a2.send(json!({"type": "doc:open", "doc": "plan", "rev": 6}))
+        .await;
+    let last = format!("w{}🙂 ", 5);
+    let before_last = char_len(&text) - char_len(&last);
+    a2.send(op_frame("plan", 5, "ca", 6, json!([before_last, last])))
+        .await;
+    let ack = a2.recv_type("doc:ack").await;
+    assert_eq!(
+        (ack["seq"].as_u64(), ack["rev"].as_u64()),
+        (Some(6), Some(6)),
+        "{ack}"
+    );
+    // A new op continues at rev 7 and reaches bob.
+    edit(&mut a2, "plan", 6, "ca", 7, json!([char_len(&text), "end"])).await;
+    let op = recv_doc(&mut b).await;
+    assert_eq!(
+        (op["rev"].as_u64(), op["user"].as_str()),
+        (Some(7), Some("alice")),
+        "{op}"
+    );
+    let snap = open(&mut b, "plan").await;
+    assert_eq!(snap["text"].as_str(), Some(format!("{text}end").as_str()));
+}

@@ -20,15 +20,72 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// The settings it was started with, for `restart`.
+    env: Vec<(String, String)>,
+    /// The per-server database file this harness made (removed on drop).
+    temp_db: Option<std::path::PathBuf>,
 }
+
+static NEXT_DB: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Server {
     pub fn start() -> Server {
         Server::with_env(&[])
     }
 
-    /// Starts the binary with test defaults overridden by `env`.
+    /// Starts the binary with test defaults overridden by `env`. Each server
+    /// gets its own database file unless `env` names `SWITCHBOARD_DB`.
     pub fn with_env(env: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut temp_db = None;
+        if !env.iter().any(|(k, _)| k == "SWITCHBOARD_DB") {
+            let n = NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("switchboard-it-{}-{n}.db", std::process::id()));
+            remove_db(&path);
+            env.push(("SWITCHBOARD_DB".into(), path.display().to_string()));
+            temp_db = Some(path);
+        }
+        let (child, addr) = Server::spawn(&env);
+        Server {
+            child,
+            addr,
+            env,
+            temp_db,
+        }
+    }
+
+    /// The database file this server uses, unless storage is off.
+    pub fn db_path(&self) -> Option<std::path::PathBuf> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "SWITCHBOARD_DB")
+            .filter(|(_, v)| v != "off")
+            .map(|(_, v)| v.into())
+    }
+
+    /// Stops the server with SIGTERM (or SIGKILL when `kill`) and starts it
+    /// again with the same settings and database; `extra` overrides settings.
+    pub fn restart(&mut self, kill: bool, extra: &[(&str, &str)]) {
+        if kill {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        } else {
+            assert!(self.terminate().is_some(), "server did not stop on SIGTERM");
+        }
+        for (k, v) in extra {
+            self.env.retain(|(name, _)| name != k);
+            self.env.push((k.to_string(), v.to_string()));
+        }
+        let (child, addr) = Server::spawn(&self.env);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    fn spawn(env: &[(String, String)]) -> (Child, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.env("PORT", "0")
             .env("SWITCHBOARD_HOST", "127.0.0.1")
@@ -53,7 +110,7 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server did not print its address");
-        Server { child, addr }
+        (child, addr)
     }
 
     pub fn pid(&self) -> u32 {
@@ -196,6 +253,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(p) = &self.temp_db {
+            remove_db(p);
+        }
+    }
+}
+
+/// Removes a database file and its WAL and shared-memory files.
+pub fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
 

@@ -259,7 +259,12 @@ async fn history_survives_a_room_without_members() {
 
 #[tokio::test]
 async fn evicted_idle_history_is_lost_with_a_new_epoch() {
-    let s = Server::with_env(&[("SWITCHBOARD_IDLE_ROOM_CACHE", "1")]);
+    // Without storage; with it, evicted histories come back from the
+    // database (storage::an_evicted_idle_history_comes_back_from_storage).
+    let s = Server::with_env(&[
+        ("SWITCHBOARD_IDLE_ROOM_CACHE", "1"),
+        ("SWITCHBOARD_DB", "off"),
+    ]);
     let t = token("alice", json!({}));
     let mut a = s.user("alice").await;
 
@@ -534,7 +539,11 @@ async fn history_is_bounded_in_bytes_per_room() {
 /// least recently used one when both do not fit.
 #[tokio::test]
 async fn idle_histories_share_a_byte_budget() {
-    let s = Server::with_env(&[("SWITCHBOARD_IDLE_HISTORY_BYTES", "6000")]);
+    // The in-memory budget; storage would bring evicted histories back.
+    let s = Server::with_env(&[
+        ("SWITCHBOARD_IDLE_HISTORY_BYTES", "6000"),
+        ("SWITCHBOARD_DB", "off"),
+    ]);
     let svc = token("backend", json!({"role": "service"}));
     for room in ["r1", "r2"] {
         let body = json!({"room": room, "data": "x".repeat(900)}).to_string();

@@ -1,0 +1,511 @@
+//! Embedded storage: SQLite (bundled) in WAL mode, owned by one writer
+//! thread that commits whatever is waiting in one transaction per batch.
+//!
+//! ```text
+//!  Room ──Job::Message──┐                       ┌─► ack / storage_error → sender's outbox
+//!  Hub ──inbox, users───┼─► writer thread ──────┼─► hub::ToUser / hub::UserLoaded → Hub
+//!  Session ──notif.─────┤   (batch: BEGIN …     └─► oneshot replies (API, rooms loading,
+//!  Store actor ◄─docs───┘    jobs … COMMIT)          documents)
+//! ```
+//!
+//! Nobody waits on the writer: rooms, the Hub and sessions hand it a [`Job`]
+//! through a [`StoreHandle`] (a channel send) and go on. What must follow a
+//! commit (a sender's `ack`, a `notification:new`) is sent by the writer once
+//! the batch holding it has committed, so an acknowledged message is on disk.
+//! Document actors use the typed messages of `docstore.rs`, handled by the
+//! [`Store`] actor, which hands them to the same writer.
+
+pub mod db;
+mod inbox;
+mod notifications;
+pub mod schema;
+mod writer;
+
+pub use db::{Mark, Retention, RoomTail};
+
+use crate::auth::glob;
+use crate::config::StorageConfig;
+use crate::docstore::{AppendDocOps, DocState, LoadDoc, SaveDocSnapshot};
+use crate::error::{ErrorCode, HubError};
+use crate::hub::Hub;
+use crate::ids::{RoomName, SessionId, UserId};
+use crate::outbox::Outbox;
+use actix::prelude::*;
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How a room's messages are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomMode {
+    /// In memory only (storage off, or `SWITCHBOARD_VOLATILE_ROOMS`).
+    Volatile,
+    /// Stored; the sender's `ack` follows the fan-out, not the write
+    /// (`SWITCHBOARD_FAST_ACK_ROOMS`).
+    FastAck,
+    /// Stored; the `ack` waits for the commit. The default.
+    Durable,
+}
+
+/// Which rooms are stored, how, and for how long.
+#[derive(Debug, Clone)]
+pub struct RoomPolicy {
+    durable: bool,
+    fast_ack: Vec<String>,
+    volatile: Vec<String>,
+    default: Retention,
+    rules: Vec<(String, Option<u64>, Option<u64>)>,
+}
+
+impl RoomPolicy {
+    pub fn from_config(cfg: &StorageConfig) -> RoomPolicy {
+        RoomPolicy {
+            durable: cfg.path.is_some(),
+            fast_ack: cfg.fast_ack_rooms.clone(),
+            volatile: cfg.volatile_rooms.clone(),
+            default: Retention {
+                count: cfg.retention_count,
+                age: cfg.retention_age,
+            },
+            rules: cfg.retention_rules.clone(),
+        }
+    }
+
+    pub fn mode(&self, room: &str) -> RoomMode {
+        if !self.durable || self.volatile.iter().any(|p| glob(p, room)) {
+            RoomMode::Volatile
+        } else if self.fast_ack.iter().any(|p| glob(p, room)) {
+            RoomMode::FastAck
+        } else {
+            RoomMode::Durable
+        }
+    }
+
+    /// The first matching rule, its empty fields filled from the defaults.
+    pub fn retention(&self, room: &str) -> Retention {
+        match self.rules.iter().find(|(p, _, _)| glob(p, room)) {
+            None => self.default,
+            Some((_, count, age)) => Retention {
+                count: count.unwrap_or(self.default.count),
+                age: match age {
+                    None => self.default.age,
+                    Some(0) => None,
+                    Some(ms) => Some(Duration::from_millis(*ms)),
+                },
+            },
+        }
+    }
+
+    fn has_age_rules(&self) -> bool {
+        self.default.age.is_some() || self.rules.iter().any(|r| r.2.is_some_and(|a| a > 0))
+    }
+}
+
+/// Who hears about a stored room message.
+pub enum Waiter {
+    /// A member session: its `ack` (when `ack`, and it gave an `id`) after
+    /// the commit, or a `storage_error` frame if the write failed.
+    Session {
+        outbox: Outbox,
+        id: Option<String>,
+        ack: bool,
+    },
+    /// `POST /api/publish`, answered after the commit.
+    Api(oneshot::Sender<Result<(), HubError>>),
+}
+
+/// Everything the writer does; each job is executed inside a batch's
+/// transaction and answered after it commits (or fails).
+pub enum Job {
+    Message {
+        room: RoomName,
+        epoch: Arc<str>,
+        seq: u64,
+        ts: u64,
+        frame: Bytes,
+        waiter: Waiter,
+    },
+    LoadRoom {
+        room: RoomName,
+        limit: usize,
+        reply: oneshot::Sender<Result<Option<RoomTail>, HubError>>,
+    },
+    AppendDocOps(AppendDocOps, oneshot::Sender<Result<(), HubError>>),
+    SaveDocSnapshot(SaveDocSnapshot, oneshot::Sender<Result<(), HubError>>),
+    LoadDoc(String, oneshot::Sender<Result<DocState, HubError>>),
+    /// `POST /api/notify`: stored, then pushed through the Hub.
+    Notify {
+        users: Vec<UserId>,
+        /// JSON `{"user","name"}`.
+        sender: String,
+        data: String,
+        ts: u64,
+        hub: Addr<Hub>,
+        reply: oneshot::Sender<Result<Vec<(UserId, u64)>, HubError>>,
+    },
+    ListNotifications {
+        user: UserId,
+        before: Option<u64>,
+        limit: usize,
+        unread_only: bool,
+        outbox: Outbox,
+        id: Option<String>,
+    },
+    MarkRead {
+        user: UserId,
+        mark: Mark,
+        outbox: Outbox,
+        id: Option<String>,
+        hub: Addr<Hub>,
+    },
+    /// A session of `user` connected: its unread count and waiting messages.
+    LoadUser {
+        user: UserId,
+        session: SessionId,
+        hub: Addr<Hub>,
+    },
+    /// A direct message for a user with no session.
+    StoreDirect {
+        user: UserId,
+        frame: Bytes,
+        ts: u64,
+        /// The sender, for its `ack` (or `storage_error`).
+        outbox: Option<Outbox>,
+        id: Option<String>,
+    },
+    /// Waiting messages up to `upto` were delivered, and `dropped` was told.
+    DeleteInbox {
+        user: UserId,
+        upto: u64,
+        dropped: u64,
+    },
+    /// Ends the writer after every job before it.
+    Shutdown,
+}
+
+impl Job {
+    /// Jobs bounded by `SWITCHBOARD_DB_QUEUE`: the ones clients can pile up.
+    fn is_data(&self) -> bool {
+        matches!(self, Job::Message { .. } | Job::StoreDirect { .. })
+    }
+}
+
+/// The writer's inbox: cloned into every room, the Hub, sessions and routes.
+/// Sending never blocks.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job>,
+    /// Data jobs sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+    pub policy: Arc<RoomPolicy>,
+    /// `SWITCHBOARD_OFFLINE_DMS`: 0 refuses direct messages to offline users.
+    pub offline_dms: usize,
+}
+
+/// The writer thread, to join at shutdown.
+pub struct StoreThread {
+    handle: StoreHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn stopped() -> HubError {
+    HubError::new(ErrorCode::StorageError, "storage has stopped")
+}
+
+/// A reply that arrives after the writer's commit.
+pub fn reply<T>(
+    rx: oneshot::Receiver<Result<T, HubError>>,
+) -> impl Future<Output = Result<T, HubError>> {
+    async move { rx.await.unwrap_or_else(|_| Err(stopped())) }
+}
+
+/// Opens the database (creating and migrating it) and starts the writer.
+pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
+    let opts = db::Options {
+        sync: cfg.sync.clone(),
+        busy: cfg.busy,
+        max_bytes: cfg.max_bytes,
+    };
+    let db = db::Db::open(cfg.path.as_deref(), &opts)?;
+    match &cfg.path {
+        Some(p) => log::info!("storage: {} (WAL, synchronous={})", p.display(), cfg.sync),
+        None => log::info!("storage: off (in memory; nothing survives a restart)"),
+    }
+    let (tx, rx) = mpsc::channel();
+    let handle = StoreHandle {
+        tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+        cap: cfg.queue,
+        policy: Arc::new(RoomPolicy::from_config(cfg)),
+        offline_dms: cfg.offline_dms,
+    };
+    let w = writer::Writer {
+        db,
+        rx,
+        queued: handle.queued.clone(),
+        batch: cfg.batch,
+        policy: handle.policy.clone(),
+        notifications_per_user: cfg.notifications_per_user,
+        offline_dms: cfg.offline_dms,
+    };
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || w.run())
+        .map_err(|e| format!("cannot start the storage thread: {e}"))?;
+    Ok(StoreThread {
+        handle,
+        thread: Some(thread),
+    })
+}
+
+impl StoreThread {
+    pub fn handle(&self) -> StoreHandle {
+        self.handle.clone()
+    }
+
+    /// Lets the writer finish what was sent before, then waits for it (bounded).
+    pub fn stop(mut self, wait: Duration) {
+        self.handle.send(Job::Shutdown);
+        let Some(t) = self.thread.take() else { return };
+        let deadline = std::time::Instant::now() + wait;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            log::warn!("storage: the writer did not finish within {wait:?}");
+        }
+    }
+}
+
+impl StoreHandle {
+    /// Sends a job the writer must get (loads, control, documents).
+    pub fn send(&self, job: Job) {
+        if job.is_data() {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.tx.send(job).is_err() {
+            log::error!("storage: the writer has stopped; a job was dropped");
+        }
+    }
+
+    /// Sends a client-generated write unless `SWITCHBOARD_DB_QUEUE` of them
+    /// are already waiting; `Err` gives it back so the caller can refuse it.
+    pub fn offer(&self, job: Job) -> Result<(), Box<Job>> {
+        if !self.reserve() {
+            return Err(Box::new(job));
+        }
+        self.send_reserved(job);
+        Ok(())
+    }
+
+    /// Takes a slot for a client-generated write unless `SWITCHBOARD_DB_QUEUE`
+    /// are already waiting; `send_reserved` must then follow.
+    pub fn reserve(&self) -> bool {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            crate::metrics::METRICS
+                .storage_busy
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Sends a data job whose slot `reserve` took.
+    pub fn send_reserved(&self, job: Job) {
+        debug_assert!(job.is_data());
+        if self.tx.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            log::error!("storage: the writer has stopped; a job was dropped");
+        }
+    }
+
+    /// The stored tail of `room` (up to `limit` messages).
+    pub fn load_room(
+        &self,
+        room: RoomName,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<RoomTail>, HubError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::LoadRoom {
+            room,
+            limit,
+            reply: tx,
+        });
+        reply(rx)
+    }
+}
+
+/// The actor Document actors talk to (`docstore.rs`); it forwards to the writer.
+pub struct Store {
+    handle: StoreHandle,
+}
+
+impl Store {
+    pub fn new(handle: StoreHandle) -> Store {
+        Store { handle }
+    }
+}
+
+impl Actor for Store {
+    type Context = Context<Self>;
+}
+
+impl Handler<AppendDocOps> for Store {
+    type Result = ResponseFuture<Result<(), HubError>>;
+
+    fn handle(&mut self, msg: AppendDocOps, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.handle.send(Job::AppendDocOps(msg, tx));
+        Box::pin(reply(rx))
+    }
+}
+
+impl Handler<SaveDocSnapshot> for Store {
+    type Result = ResponseFuture<Result<(), HubError>>;
+
+    fn handle(&mut self, msg: SaveDocSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.handle.send(Job::SaveDocSnapshot(msg, tx));
+        Box::pin(reply(rx))
+    }
+}
+
+impl Handler<LoadDoc> for Store {
+    type Result = ResponseFuture<Result<DocState, HubError>>;
+
+    fn handle(&mut self, msg: LoadDoc, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.handle.send(Job::LoadDoc(msg.doc, tx));
+        Box::pin(reply(rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docstore::DocOpRecord;
+
+    fn cfg(path: Option<std::path::PathBuf>) -> StorageConfig {
+        let mut c = StorageConfig::from_env().unwrap();
+        c.path = path;
+        c
+    }
+
+    #[test]
+    fn room_modes_and_retention_rules() {
+        let mut c = cfg(Some("x.db".into()));
+        c.fast_ack_rooms = vec!["fast-*".into()];
+        c.volatile_rooms = vec!["tmp-*".into()];
+        c.retention_rules = vec![
+            ("logs-*".into(), Some(5), None),
+            ("old-*".into(), None, Some(60_000)),
+            ("all-*".into(), Some(0), Some(0)),
+        ];
+        c.retention_age = Some(Duration::from_secs(3600));
+        let p = RoomPolicy::from_config(&c);
+        assert_eq!(p.mode("general"), RoomMode::Durable);
+        assert_eq!(p.mode("fast-1"), RoomMode::FastAck);
+        assert_eq!(p.mode("tmp-1"), RoomMode::Volatile);
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            p.retention("general"),
+            Retention {
+                count: 10_000,
+                age: hour
+            }
+        );
+        assert_eq!(
+            p.retention("logs-a"),
+            Retention {
+                count: 5,
+                age: hour
+            }
+        );
+        assert_eq!(
+            p.retention("old-a"),
+            Retention {
+                count: 10_000,
+                age: Some(Duration::from_secs(60))
+            }
+        );
+        assert_eq!(
+            p.retention("all-a"),
+            Retention {
+                count: 0,
+                age: None
+            }
+        );
+        let off = RoomPolicy::from_config(&cfg(None));
+        assert_eq!(off.mode("general"), RoomMode::Volatile);
+    }
+
+    fn op(rev: u64) -> DocOpRecord {
+        DocOpRecord {
+            rev,
+            cid: "c".into(),
+            seq: rev,
+            user: "u".into(),
+            op: "[1]".into(),
+            ts: 0,
+        }
+    }
+
+    /// The docstore contract through the actor and the writer thread, on a
+    /// file, reopened.
+    #[test]
+    fn the_store_actor_keeps_documents_across_a_reopen() {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-unit-actor-{}-{}.db",
+            std::process::id(),
+            crate::ids::random_hex(4)
+        ));
+        let c = cfg(Some(path.clone()));
+        actix::System::new().block_on(async {
+            let t = start(&c).unwrap();
+            let store = Store::new(t.handle()).start();
+            let append = |ops| {
+                store.send(AppendDocOps {
+                    doc: "d".into(),
+                    ops,
+                })
+            };
+            append(vec![op(1), op(2), op(3)]).await.unwrap().unwrap();
+            let gap = append(vec![op(5)]).await.unwrap();
+            assert_eq!(gap.unwrap_err().code, ErrorCode::Internal);
+            store
+                .send(SaveDocSnapshot {
+                    doc: "d".into(),
+                    rev: 3,
+                    text: "abc".into(),
+                    keep_ops: 1,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            append(vec![op(4)]).await.unwrap().unwrap();
+            t.stop(Duration::from_secs(5));
+        });
+        actix::System::new().block_on(async {
+            let t = start(&c).unwrap();
+            let store = Store::new(t.handle()).start();
+            let s = store
+                .send(LoadDoc { doc: "d".into() })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((s.snapshot_rev, s.snapshot_text.as_str()), (3, "abc"));
+            assert_eq!((s.ops, s.older_ops), (vec![op(4)], vec![op(3)]));
+            t.stop(Duration::from_secs(5));
+        });
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
