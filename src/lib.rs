@@ -152,7 +152,14 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
             });
             monitor::BridgeHandle { addr, status }
         });
-    let monitor = monitor::Monitor::new(hub.clone(), bridge.clone(), shared.started, cfg).start();
+    let monitor = monitor::Monitor::new(
+        hub.clone(),
+        bridge.clone(),
+        shared.started,
+        cfg,
+        shared.store.status.clone(),
+    )
+    .start();
     let _ = shared.services.set(Services {
         monitor,
         mqtt: bridge,

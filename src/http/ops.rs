@@ -28,6 +28,9 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         // The hub serves without its broker, so a disconnected bridge is
         // reported here but does not make the hub unhealthy.
         "mqtt": mqtt,
+        // Failing writes are refused with storage_error; reads and live
+        // traffic go on, so this does not make the hub unhealthy either.
+        "store": st.shared.store.status.report(),
     });
     if shutting_down || stats.is_none() {
         HttpResponse::ServiceUnavailable().json(body)

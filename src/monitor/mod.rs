@@ -64,6 +64,7 @@ pub struct Monitor {
     watchers: HashMap<SessionId, Outbox>,
     rates: Rates,
     seen_version: u64,
+    store: Arc<crate::store::status::StoreStatus>,
 }
 
 /// Every message that left the hub: frames queued to sessions, publishes sent to the broker.
@@ -80,6 +81,7 @@ impl Monitor {
         bridge: Option<BridgeHandle>,
         started: Instant,
         cfg: &Config,
+        store: Arc<crate::store::status::StoreStatus>,
     ) -> Monitor {
         let rates = Rates {
             at: Instant::now(),
@@ -96,6 +98,7 @@ impl Monitor {
             watchers: HashMap::new(),
             rates,
             seen_version: 0,
+            store,
         }
     }
 
@@ -166,7 +169,8 @@ impl Monitor {
             "hub".into(),
             json!({ "status": if stats.is_some() { "ok" } else { "down" } }),
         );
-        let mut degraded = stats.is_none();
+        let mut degraded = stats.is_none() || self.store.failing();
+        components.insert("store".into(), self.store.report());
         if let Some(b) = &self.bridge {
             let l = b.status.get();
             degraded |= !l.connected;
@@ -211,7 +215,8 @@ impl Monitor {
         let v = self
             .bridge
             .as_ref()
-            .map_or(0, |b| b.status.version.load(Relaxed));
+            .map_or(0, |b| b.status.version.load(Relaxed))
+            + self.store.version.load(Relaxed);
         if v != self.seen_version {
             self.seen_version = v;
             self.health(ctx);

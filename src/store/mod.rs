@@ -19,6 +19,7 @@ pub mod db;
 mod inbox;
 mod notifications;
 pub mod schema;
+pub mod status;
 mod writer;
 
 pub use db::{Mark, Retention, RoomTail};
@@ -204,6 +205,8 @@ pub struct StoreHandle {
     pub policy: Arc<RoomPolicy>,
     /// `SWITCHBOARD_OFFLINE_DMS`: 0 refuses direct messages to offline users.
     pub offline_dms: usize,
+    /// Health, as the monitor and `/healthz` report it.
+    pub status: Arc<status::StoreStatus>,
 }
 
 /// The writer thread, to join at shutdown.
@@ -236,9 +239,15 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         None => log::info!("storage: off (in memory; nothing survives a restart)"),
     }
     let (tx, rx) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let status = Arc::new(status::StoreStatus::new(
+        cfg.path.as_ref().map(|p| p.display().to_string()),
+        queued.clone(),
+    ));
     let handle = StoreHandle {
         tx,
-        queued: Arc::new(AtomicUsize::new(0)),
+        queued,
+        status,
         cap: cfg.queue,
         policy: Arc::new(RoomPolicy::from_config(cfg)),
         offline_dms: cfg.offline_dms,
@@ -247,6 +256,7 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         db,
         rx,
         queued: handle.queued.clone(),
+        status: handle.status.clone(),
         batch: cfg.batch,
         policy: handle.policy.clone(),
         notifications_per_user: cfg.notifications_per_user,

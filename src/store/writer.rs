@@ -31,6 +31,7 @@ pub(super) struct Writer {
     pub db: Db,
     pub rx: mpsc::Receiver<Job>,
     pub queued: Arc<AtomicUsize>,
+    pub status: Arc<super::status::StoreStatus>,
     pub batch: usize,
     pub policy: Arc<RoomPolicy>,
     pub notifications_per_user: usize,
@@ -184,6 +185,7 @@ impl Writer {
                 if write {
                     self.db.clear_unstored();
                     METRICS.storage_batches.fetch_add(1, Ordering::Relaxed);
+                    self.status.batch_done(Ok(()));
                 }
                 for (j, d) in jobs.into_iter().zip(done) {
                     if j.writes() {
@@ -196,6 +198,9 @@ impl Writer {
                 self.db.rollback();
                 let err = storage_error(&e);
                 log::error!("storage: a batch of {} failed: {e}", jobs.len());
+                if write {
+                    self.status.batch_done(Err(&e.to_string()));
+                }
                 for j in jobs {
                     if j.writes() {
                         METRICS.storage_errors.fetch_add(1, Ordering::Relaxed);

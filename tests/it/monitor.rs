@@ -88,6 +88,14 @@ async fn health_and_flow_carry_the_expected_numbers() {
     // Three personal rooms and general.
     assert_eq!(h["rooms"], 4, "{h}");
     assert_eq!(h["components"]["hub"]["status"], "ok");
+    assert_eq!(
+        (
+            h["components"]["store"]["status"].as_str(),
+            h["components"]["store"]["durable"].as_bool()
+        ),
+        (Some("ok"), Some(true)),
+        "{h}"
+    );
     assert!(
         h["components"].get("mqtt").is_none(),
         "no broker configured: {h}"

@@ -293,6 +293,17 @@ async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
     assert!(body.contains("storage_error"), "{body}");
     a.send(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(a.recv_type("pong").await["id"], "p");
+    // Health says so, while the hub itself stays in service.
+    let (st, h) = s.get_json("/healthz", None).await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["store"]["status"], "failing", "{h}");
+    assert!(
+        h["store"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("full")),
+        "{h}"
+    );
+    assert!(h["store"]["errors"].as_u64() >= Some(2), "{h}");
     // Reads still work on a full database: a new user connects and a room
     // that is not in memory starts (both read storage first).
     let mut b = s.user("bob").await;
@@ -314,6 +325,15 @@ async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, acked, "every acknowledged message, in order");
+    let (_, h) = s.get_json("/healthz", None).await;
+    assert_eq!(
+        (
+            h["store"]["status"].as_str(),
+            h["store"]["durable"].as_bool()
+        ),
+        (Some("ok"), Some(true)),
+        "{h}"
+    );
     // The refused message's seq is never given out again once storage has
     // recorded it (a later write got through); then no replay skips it.
     let last = *acked.last().unwrap();
