@@ -447,7 +447,8 @@ enum Published {
 
 impl Room {
     /// Hands a stored room's message to the writer, after its fan-out, in
-    /// the slot `reserve` took before it.
+    /// the slot `reserve` took before it. Answers the receiver an API
+    /// publish waits on, in a durable room.
     fn persist(
         &self,
         seq: u64,
@@ -455,7 +456,7 @@ impl Room {
         frame: &Bytes,
         msg: &Publish,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>> {
-        let (store, mode) = self.storage.as_ref()?;
+        let (_, mode) = self.storage.as_ref()?;
         let (waiter, rx) = match &msg.origin {
             Origin::Session { outbox, .. } => (
                 Waiter::Session {
@@ -470,16 +471,22 @@ impl Room {
                 (Waiter::Api(tx), (*mode == RoomMode::Durable).then_some(rx))
             }
         };
-        let job = Job::Message {
-            room: self.name.clone(),
-            epoch: self.history.epoch.clone(),
-            seq,
-            ts,
-            frame: frame.clone(),
-            waiter,
-        };
-        store.send_reserved(job);
+        self.write(seq, ts, frame, waiter);
         rx
+    }
+
+    /// Sends a stored room's message to the writer (its slot reserved).
+    fn write(&self, seq: u64, ts: u64, frame: &Bytes, waiter: Waiter) {
+        if let Some((store, _)) = &self.storage {
+            store.send_reserved(Job::Message {
+                room: self.name.clone(),
+                epoch: self.history.epoch.clone(),
+                seq,
+                ts,
+                frame: frame.clone(),
+                waiter,
+            });
+        }
     }
 
     fn acks_after_write(&self) -> bool {
@@ -561,11 +568,25 @@ impl Handler<MqttRelay> for Room {
 
     fn handle(&mut self, msg: MqttRelay, _: &mut Context<Self>) {
         self.hub_ops += 1;
+        // Nobody can be told to retry (the broker was acknowledged on
+        // receipt), so when the writer's queue is full the message is still
+        // delivered and kept in memory, only not stored; `storage_busy`
+        // counts it.
+        let stored = self.storage.as_ref().is_some_and(|(s, _)| s.reserve());
         let seq = self.history.next_seq();
         let frame = msg.msg.frame(Some((&self.name, seq)));
         self.history.push(seq, frame.clone());
         METRICS.messages_published.fetch_add(1, Relaxed);
         self.broadcast(&frame, None);
+        if stored {
+            self.write(seq, msg.msg.ts, &frame, Waiter::Nobody);
+        } else if self.storage.is_some() {
+            log::warn!(
+                "storage: busy; MQTT message {} of {} not stored",
+                seq,
+                self.name
+            );
+        }
         self.report_if_idle();
     }
 }

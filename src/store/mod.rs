@@ -116,6 +116,9 @@ pub enum Waiter {
     },
     /// `POST /api/publish`, answered after the commit.
     Api(oneshot::Sender<Result<(), HubError>>),
+    /// A message from the MQTT bridge: nobody to answer (the broker's QoS 1
+    /// was acknowledged on receipt); a failed write is logged.
+    Nobody,
 }
 
 /// Everything the writer does; each job is executed inside a batch's

@@ -326,6 +326,10 @@ impl Writer {
                 (Waiter::Api(tx), r) => {
                     let _ = tx.send(r.map(|_| ()));
                 }
+                (Waiter::Nobody, Ok(_)) => {}
+                (Waiter::Nobody, Err(e)) => {
+                    log::warn!("storage: an MQTT message (seq {seq}) was not stored: {e:?}")
+                }
             },
             Job::LoadRoom { reply, .. } => {
                 let _ = reply.send(r.map(|d| match d {

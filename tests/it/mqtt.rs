@@ -171,6 +171,63 @@ async fn broker_messages_reach_mapped_rooms_and_wildcard_subscribers() {
     assert_eq!(s.metric("switchboard_mqtt_subscriptions").await, 2.0);
 }
 
+/// A mapped room is stored like any room: broker messages and members'
+/// messages share one numbering, and both survive a restart.
+#[tokio::test]
+async fn broker_messages_in_a_mapped_room_survive_a_restart() {
+    let broker = Mosquitto::start();
+    let mut s = hub(&broker.url(), &[]);
+    bridge_connected(&s, true).await;
+    let mut member = s.user("alice").await;
+    let epoch = member.join("iot").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut peer = Peer::connect(broker.port, "store-peer").await;
+    peer.publish("alicia/hall/temp", br#"{"t": 19}"#, true, false)
+        .await;
+    assert_eq!(member.recv_type("mqtt:message").await["seq"], 1);
+    member
+        .send(json!({"type": "message:send", "room": "iot", "data": "hi", "id": "m1"}))
+        .await;
+    assert_eq!(member.recv_type("ack").await["seq"], 2);
+    peer.publish("alicia/hall/hum", b"40", true, false).await;
+    assert_eq!(member.recv_type("mqtt:message").await["seq"], 3);
+    drop(member);
+    s.restart(false, &[]);
+
+    let mut late = s.user("carol").await;
+    late.send(json!({"type": "room:join", "room": "iot", "since": 0, "epoch": epoch}))
+        .await;
+    let j = late.recv_type("room:joined").await;
+    assert_eq!(
+        (
+            j["seq"].as_u64(),
+            j["recovered"].as_bool(),
+            j["epoch"].as_str()
+        ),
+        (Some(3), Some(true), Some(epoch.as_str())),
+        "{j}"
+    );
+    let replay: Vec<(String, u64)> = [late.recv().await, late.recv().await, late.recv().await]
+        .iter()
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap().to_string(),
+                f["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        replay,
+        vec![
+            ("mqtt:message".to_string(), 1),
+            ("message:receive".to_string(), 2),
+            ("mqtt:message".to_string(), 3)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn client_publishes_reach_the_broker_and_access_is_enforced() {
     let broker = Mosquitto::start();
