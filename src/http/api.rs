@@ -85,6 +85,7 @@ pub async fn publish(
     if body.id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
         return Err(HubError::new(ErrorCode::BadRequest, "id is too long"));
     }
+    super::check_data(&body.data, &st)?;
     let msg = hub::ApiPublish {
         room: room.clone(),
         from: From {
@@ -115,6 +116,7 @@ pub async fn broadcast(
     body: web::Json<BroadcastBody>,
 ) -> Result<HttpResponse, HubError> {
     let who = privileged(&req, &st)?;
+    super::check_data(&body.data, &st)?;
     let msg = hub::Broadcast {
         from: From {
             user: who.user,

@@ -20,6 +20,26 @@ use actix_web::{web, HttpRequest};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 
+/// The checks `message:send` makes of its `data`, for the REST calls that
+/// carry one: at most `SWITCHBOARD_MAX_FRAME` bytes (`too_large`), not nested
+/// too deep and no invalid `\u` escape (`bad_request`).
+pub fn check_data(
+    data: &serde_json::value::RawValue,
+    st: &crate::AppState,
+) -> Result<(), HubError> {
+    let (len, max) = (data.get().len(), st.shared.cfg.max_frame);
+    if len > max {
+        return Err(HubError::new(
+            ErrorCode::TooLarge,
+            format!("data is {len} bytes; the limit is {max}"),
+        ));
+    }
+    match crate::protocol::data_problem(data.get()) {
+        Some(why) => Err(HubError::new(ErrorCode::BadRequest, why)),
+        None => Ok(()),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()

@@ -6,7 +6,7 @@
 use super::api::privileged;
 use crate::error::{ErrorCode, HubError};
 use crate::ids::{now_ms, UserId};
-use crate::protocol::{data_problem, From};
+use crate::protocol::From;
 use crate::store::{self, Job};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -66,17 +66,7 @@ pub async fn notify(
     let who = privileged(&req, &st)?;
     let body = body.into_inner();
     let users = recipients(body.to)?;
-    let data = body.data.get();
-    let max = st.shared.cfg.max_frame;
-    if data.len() > max {
-        return Err(HubError::new(
-            ErrorCode::TooLarge,
-            format!("data is {} bytes; the limit is {max}", data.len()),
-        ));
-    }
-    if let Some(why) = data_problem(data) {
-        return Err(HubError::new(ErrorCode::BadRequest, why));
-    }
+    super::check_data(&body.data, &st)?;
     let sender = serde_json::to_string(&From {
         user: who.user,
         name: who.name,
@@ -86,7 +76,7 @@ pub async fn notify(
     st.shared.store.send(Job::Notify {
         users,
         sender,
-        data: data.to_string(),
+        data: body.data.get().to_string(),
         ts: now_ms(),
         hub: st.hub.clone(),
         reply: tx,

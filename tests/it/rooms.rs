@@ -184,6 +184,54 @@ async fn personal_room_is_private_and_reachable_by_service_publish() {
     admin.join("user:alice").await;
 }
 
+/// REST publish and broadcast hold their `data` to the rules of
+/// `message:send`: size, depth, escapes. Nothing refused reaches anyone.
+#[tokio::test]
+async fn rest_publish_and_broadcast_check_data_as_message_send_does() {
+    let s = Server::with_env(&[("SWITCHBOARD_MAX_FRAME", "1000")]);
+    let mut a = s.user("alice").await;
+    a.join("news").await;
+    let svc = token("backend", json!({"role": "service"}));
+    let big = format!("\"{}\"", "x".repeat(1200));
+    let deep = "[".repeat(65) + &"]".repeat(65);
+    for (data, status, code) in [
+        (big.as_str(), 413, "too_large"),
+        (deep.as_str(), 400, "bad_request"),
+        (r#""\ud800""#, 400, "bad_request"),
+    ] {
+        for body in [
+            format!(r#"{{"room":"news","data":{data}}}"#),
+            format!(r#"{{"data":{data}}}"#),
+        ] {
+            let path = if body.starts_with(r#"{"room""#) {
+                "/api/publish"
+            } else {
+                "/api/broadcast"
+            };
+            let (st, r) = s.http("POST", path, Some(&svc), Some(&body)).await;
+            let r: serde_json::Value = serde_json::from_str(&r).unwrap();
+            assert_eq!(
+                (st, r["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{path} {r}"
+            );
+        }
+    }
+    a.expect_no("message:receive", Duration::from_millis(200))
+        .await;
+    a.expect_no("broadcast", Duration::from_millis(100)).await;
+    // Within the limits it goes through, numbered 1: nothing refused took a seq.
+    let (st, r) = s
+        .http(
+            "POST",
+            "/api/publish",
+            Some(&svc),
+            Some(r#"{"room":"news","data":[[1]]}"#),
+        )
+        .await;
+    assert_eq!((st, r.as_str()), (200, r#"{"room":"news","seq":1}"#));
+}
+
 #[tokio::test]
 async fn rest_publish_and_broadcast() {
     let s = Server::start();
