@@ -1,5 +1,5 @@
 //! The MQTT frames as a session handles them: `mqtt:subscribe`,
-//! `mqtt:unsubscribe` and `mqtt:publish`. Parsed in `protocol.rs` into
+//! `mqtt:unsubscribe` and `mqtt:publish`. Parsed in `protocol/` into
 //! [`MqttFrame`]; access is checked here, with the session's identity, and
 //! the rest is the bridge's (which answers through the session's outbox).
 

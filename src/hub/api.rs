@@ -1,0 +1,204 @@
+//! Requests from the REST API and the MQTT bridge: publish, broadcast,
+//! room listings, history, members, counts for `/healthz`.
+
+use super::*;
+
+/// `POST /api/publish`: a message to a room from a service or admin.
+#[derive(Message)]
+#[rtype(result = "Result<u64, HubError>")]
+pub struct ApiPublish {
+    pub room: RoomName,
+    pub from: From,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+}
+
+impl Handler<ApiPublish> for Hub {
+    type Result = ResponseFuture<Result<u64, HubError>>;
+
+    fn handle(&mut self, msg: ApiPublish, ctx: &mut Context<Self>) -> Self::Result {
+        crate::monitor::flow::record(
+            crate::monitor::flow::FlowKind::Room,
+            msg.room.as_str(),
+            msg.data.get().len(),
+            crate::monitor::flow::SenderKind::Service,
+        );
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        let fut = r.addr.send(room::Publish {
+            from: msg.from,
+            data: msg.data,
+            id: msg.id,
+            origin: Origin::Api,
+            received: Instant::now(),
+        });
+        Box::pin(async move {
+            fut.await
+                .map_err(|_| HubError::new(ErrorCode::Internal, "room unavailable"))?
+        })
+    }
+}
+
+/// A message from the MQTT broker for a mapped room; the room is started
+/// (with its kept history) if needed, like for a REST publish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MqttToRoom {
+    pub room: RoomName,
+    pub msg: std::sync::Arc<crate::mqtt::message::MqttMessage>,
+}
+
+impl Handler<MqttToRoom> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: MqttToRoom, ctx: &mut Context<Self>) {
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        r.addr.do_send(room::MqttRelay { msg: msg.msg });
+    }
+}
+
+/// `POST /api/broadcast`: a frame to every session. Answers how many got it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Broadcast {
+    pub from: From,
+    pub data: Box<RawValue>,
+}
+
+impl Handler<Broadcast> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
+        let frame = encode(&ServerFrame::Broadcast {
+            from: &msg.from,
+            data: &msg.data,
+            ts: now_ms(),
+        });
+        let n = self
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame.clone()))
+            .count();
+        METRICS.deliveries.fetch_add(n as u64, Relaxed);
+        n
+    }
+}
+
+/// One active room, for `GET /api/rooms`.
+pub struct RoomSummary {
+    pub room: RoomName,
+    pub sessions: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<RoomSummary>")]
+pub struct ListRooms;
+
+impl Handler<ListRooms> for Hub {
+    type Result = MessageResult<ListRooms>;
+
+    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        let mut v: Vec<RoomSummary> = self
+            .rooms
+            .iter()
+            .map(|(n, r)| RoomSummary {
+                room: n.clone(),
+                sessions: r.sessions,
+            })
+            .collect();
+        v.sort_by(|a, b| a.room.cmp(&b.room));
+        MessageResult(v)
+    }
+}
+
+/// Kept history of a room, active or idle. `None` if the room has none.
+#[derive(Message)]
+#[rtype(result = "Option<HistoryView>")]
+pub struct GetHistory {
+    pub room: RoomName,
+    pub since: u64,
+    pub limit: usize,
+}
+
+impl Handler<GetHistory> for Hub {
+    type Result = ResponseFuture<Option<HistoryView>>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        if let Some(r) = self.rooms.get(&msg.room) {
+            let fut = r.addr.send(room::GetHistory {
+                since: msg.since,
+                limit: msg.limit,
+            });
+            return Box::pin(async move { fut.await.ok() });
+        }
+        if let Some(h) = self.idle.peek(&msg.room) {
+            let view = HistoryView::of(h, msg.since, msg.limit);
+            return Box::pin(async move { Some(view) });
+        }
+        // Neither active nor idle: what storage has of it, if it is stored.
+        let stored = self
+            .store
+            .as_ref()
+            .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
+        let Some(store) = stored else {
+            return Box::pin(async { None });
+        };
+        let limits = self.history;
+        let load = store.load_room(msg.room, limits.entries);
+        Box::pin(async move {
+            let t = load.await.ok()??;
+            let h = History::restore(limits, &t.epoch, t.seq, t.entries);
+            Some(HistoryView::of(&h, msg.since, msg.limit))
+        })
+    }
+}
+
+/// Members of a room with their presence.
+#[derive(Message)]
+#[rtype(result = "Vec<MemberInfo>")]
+pub struct GetMembers {
+    pub room: RoomName,
+}
+
+impl Handler<GetMembers> for Hub {
+    type Result = ResponseFuture<Vec<MemberInfo>>;
+
+    fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        let fut = self
+            .rooms
+            .get(&msg.room)
+            .map(|r| r.addr.send(room::GetMembers));
+        Box::pin(async move {
+            match fut {
+                Some(f) => f.await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
+    }
+}
+
+/// Counts for `/healthz`.
+pub struct Stats {
+    pub sessions: usize,
+    pub users: usize,
+    pub rooms: usize,
+    pub idle_rooms: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for Hub {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Stats {
+            sessions: self.sessions.len(),
+            users: self.users.len(),
+            rooms: self.rooms.len(),
+            idle_rooms: self.idle.len(),
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! Direct messages: to every session of a user, or into their offline inbox;
+//! and what storage hands back for a user (notifications, stored DMs).
+
+use super::*;
+
+/// A direct message to every session of a user.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Direct {
+    pub session: SessionId,
+    pub to: UserId,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+}
+
+impl Handler<Direct> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) {
+        let Some(sender) = self.sessions.get(&msg.session) else {
+            return;
+        };
+        let ts = now_ms();
+        let frame = encode(&ServerFrame::Direct {
+            from: &sender.from,
+            data: &msg.data,
+            ts,
+            id: msg.id.as_deref(),
+        });
+        if !self.users.contains_key(&msg.to) {
+            let store = self
+                .store
+                .as_ref()
+                .filter(|s| s.offline_dms > 0 && !is_guest(&msg.to));
+            let Some(store) = store else {
+                sender.outbox.push(error_frame(
+                    ErrorCode::UserOffline,
+                    &format!("user {} has no open session", msg.to),
+                    msg.id.as_deref(),
+                    None,
+                ));
+                return;
+            };
+            // Stored for the user's next connection; the ack follows the write.
+            let job = Job::StoreDirect {
+                user: msg.to,
+                frame,
+                ts,
+                outbox: Some(sender.outbox.clone()),
+                id: msg.id.clone(),
+            };
+            match store.offer(job) {
+                Ok(()) => METRICS.direct_messages.fetch_add(1, Relaxed),
+                Err(_) => {
+                    sender.outbox.push(error_frame(
+                        ErrorCode::RateLimited,
+                        "storage is busy; retry shortly",
+                        msg.id.as_deref(),
+                        Some(50),
+                    ));
+                    return;
+                }
+            };
+            return;
+        }
+        match self.inboxes.get_mut(&msg.to) {
+            // Behind the stored messages being loaded for this user.
+            Some(load) => load.waiting.push(frame),
+            None => {
+                self.push_user(&msg.to, &frame);
+            }
+        }
+        METRICS.direct_messages.fetch_add(1, Relaxed);
+        if let Some(id) = &msg.id {
+            sender
+                .outbox
+                .push(encode(&ServerFrame::Ack { id, seq: None }));
+        }
+    }
+}
+
+/// From storage: frames for every session of a user (a new notification and
+/// the unread count, or the count after some were marked read). Sent in the
+/// order the writer committed them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUser {
+    pub user: UserId,
+    pub frames: Vec<Bytes>,
+}
+
+impl Handler<ToUser> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+        for f in &msg.frames {
+            self.push_user(&msg.user, f);
+        }
+    }
+}
+
+/// From storage, after `Connect`: the user's unread count (for the session
+/// that connected) and the direct messages stored while they had no session
+/// (for all of their sessions, oldest first, once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UserLoaded {
+    pub user: UserId,
+    pub session: SessionId,
+    /// `None` when storage failed to read it.
+    pub unread: Option<u64>,
+    /// `(id, direct:receive frame)`, oldest first.
+    pub inbox: Vec<(u64, Bytes)>,
+    /// Messages dropped by `SWITCHBOARD_OFFLINE_DMS` since the user was last told.
+    pub dropped: u64,
+}
+
+impl Handler<UserLoaded> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: UserLoaded, _: &mut Context<Self>) {
+        let Some(mut load) = self.inboxes.remove(&msg.user) else {
+            return;
+        };
+        load.loading = load.loading.saturating_sub(1);
+        if let (Some(unread), Some(s)) = (msg.unread, self.sessions.get(&msg.session)) {
+            if unread > 0 {
+                s.outbox
+                    .push(encode(&ServerFrame::NotificationCount { unread }));
+            }
+        }
+        let online = self.users.contains_key(&msg.user);
+        let fresh: Vec<&(u64, Bytes)> = msg
+            .inbox
+            .iter()
+            .filter(|(id, _)| *id > load.delivered)
+            .collect();
+        let dropped = if load.told { 0 } else { msg.dropped };
+        if online && (!fresh.is_empty() || dropped > 0) {
+            load.told = true;
+            let header = encode(&ServerFrame::DirectOffline {
+                count: fresh.len(),
+                dropped,
+            });
+            self.push_user(&msg.user, &header);
+            for (_, f) in &fresh {
+                self.push_user(&msg.user, f);
+            }
+            let upto = fresh.last().map_or(load.delivered, |(id, _)| *id);
+            load.delivered = upto;
+            if let Some(store) = &self.store {
+                store.send(Job::DeleteInbox {
+                    user: msg.user.clone(),
+                    upto,
+                    dropped,
+                });
+            }
+        }
+        if load.loading > 0 {
+            self.inboxes.insert(msg.user, load);
+            return;
+        }
+        // Messages that arrived during the load follow the stored ones; if the
+        // user has left meanwhile, they are stored for the next connection.
+        for f in load.waiting {
+            if online {
+                self.push_user(&msg.user, &f);
+            } else if let Some(store) = &self.store {
+                store.send(Job::StoreDirect {
+                    user: msg.user.clone(),
+                    frame: f,
+                    ts: now_ms(),
+                    outbox: None,
+                    id: None,
+                });
+            }
+        }
+    }
+}

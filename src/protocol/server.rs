@@ -1,0 +1,197 @@
+//! Server frames: [`ServerFrame`] values encoded once by [`encode`] into
+//! shared bytes, and the types they carry.
+
+use super::Status;
+use crate::error::ErrorCode;
+use crate::ids::{RoomName, UserId};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Who sent a message, as shown to receivers.
+#[derive(Debug, Clone, Serialize)]
+pub struct From {
+    pub user: UserId,
+    pub name: std::sync::Arc<str>,
+}
+
+/// A room member as listed in `room:joined` and the presence API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    pub user: UserId,
+    pub name: std::sync::Arc<str>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<std::sync::Arc<str>>,
+}
+
+/// A notification as clients see it (`notification:new`, `notification:page`).
+#[derive(Debug, Serialize)]
+pub struct NotificationInfo<'a> {
+    pub id: u64,
+    pub from: &'a RawValue,
+    pub data: &'a RawValue,
+    pub ts: u64,
+    pub read: bool,
+}
+
+/// Every frame the server sends.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame<'a> {
+    #[serde(rename = "connected")]
+    Connected {
+        session: String,
+        user: &'a UserId,
+        name: &'a str,
+        guest: bool,
+        role: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        /// `websocket`, `sse` or `polling`.
+        transport: &'a str,
+        /// The session key of an SSE or long-polling session (a bearer secret).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
+    },
+    #[serde(rename = "auth:ok")]
+    AuthOk {
+        user: &'a UserId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:joined")]
+    Joined {
+        room: &'a RoomName,
+        seq: u64,
+        epoch: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        members: &'a [MemberInfo],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:left")]
+    Left {
+        room: &'a RoomName,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "message:receive")]
+    Message {
+        room: &'a RoomName,
+        seq: u64,
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "ack")]
+    Ack {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    #[serde(rename = "direct:receive")]
+    Direct {
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "room:member_joined")]
+    MemberJoined {
+        room: &'a RoomName,
+        user: &'a MemberInfo,
+    },
+    #[serde(rename = "room:member_left")]
+    MemberLeft {
+        room: &'a RoomName,
+        user: &'a MemberInfo,
+    },
+    #[serde(rename = "typing:update")]
+    Typing {
+        room: &'a RoomName,
+        users: &'a [From],
+    },
+    #[serde(rename = "presence:update")]
+    Presence {
+        room: &'a RoomName,
+        user: &'a UserId,
+        status: Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_seen: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        activity: Option<&'a str>,
+    },
+    #[serde(rename = "broadcast")]
+    Broadcast {
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+    },
+    #[serde(rename = "error")]
+    Error {
+        code: &'static str,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    #[serde(rename = "pong")]
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    #[serde(rename = "notification:new")]
+    NotificationNew { notification: NotificationInfo<'a> },
+    #[serde(rename = "notification:count")]
+    NotificationCount { unread: u64 },
+    #[serde(rename = "notification:page")]
+    NotificationPage {
+        notifications: &'a [NotificationInfo<'a>],
+        unread: u64,
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    /// Before the direct messages stored while the user had no session.
+    #[serde(rename = "direct:offline")]
+    DirectOffline { count: usize, dropped: u64 },
+    /// The `ack` of a direct message stored for a user with no session.
+    #[serde(rename = "ack")]
+    AckOffline { id: &'a str, offline: bool },
+}
+
+/// Encodes a frame once; the bytes are shared by every recipient.
+pub fn encode(frame: &ServerFrame) -> Bytes {
+    match serde_json::to_vec(frame) {
+        Ok(v) => Bytes::from(v),
+        // Unreachable with these types (no non-string map keys); never panic on it.
+        Err(_) => {
+            Bytes::from_static(br#"{"type":"error","code":"internal","message":"encoding failed"}"#)
+        }
+    }
+}
+
+/// An `error` frame.
+pub fn error_frame(
+    code: ErrorCode,
+    message: &str,
+    reference: Option<&str>,
+    retry_after_ms: Option<u64>,
+) -> Bytes {
+    crate::metrics::METRICS.error(code);
+    crate::monitor::events::error(code, message);
+    encode(&ServerFrame::Error {
+        code: code.as_str(),
+        message,
+        reference,
+        retry_after_ms,
+    })
+}
