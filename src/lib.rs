@@ -96,6 +96,15 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
+    // First, before any actor or thread exists: a port in use is a plain
+    // error, not a panic while half-started actors are dropped.
+    let listener = listen(&cfg.host, cfg.port).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+        )
+    })?;
+    let addr = listener.local_addr()?;
     let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         auth,
@@ -173,8 +182,6 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
     };
 
     let user_timeout = cfg.tcp_user_timeout;
-    let listener = listen(&cfg.host, cfg.port)?;
-    let addr = listener.local_addr()?;
     // actix-web's HttpServer, but with an upgrade service: WebSocket
     // handshakes leave actix-http with the bare socket (see http::ws).
     let server = actix_server::Server::build()

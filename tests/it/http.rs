@@ -711,3 +711,40 @@ async fn sigterm_does_not_wait_forever_on_a_client_that_never_reads() {
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 }
+
+/// A port already in use stops the server at once with a message naming
+/// the address and exit code 1, not a panic.
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let db = std::env::temp_dir().join(format!("switchboard-it-port-{}.db", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("PORT", &port)
+        .env("SWITCHBOARD_HOST", "127.0.0.1")
+        .env("SWITCHBOARD_DB", &db)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server kept running on a port in use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    remove_db(&db);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && !err.contains("panicked"),
+        "{err}"
+    );
+}
