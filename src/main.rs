@@ -6,6 +6,7 @@ use switchboard::config::Config;
 const USAGE: &str = "usage:
   switchboard                 run the hub (settings from environment variables; see README.md)
   switchboard token --sub ID [--name NAME] [--role admin|service] [--rooms 'a,team-*'] [--ttl SECONDS]
+                    [--mqtt-sub 'sensors/#,a/+'] [--mqtt-pub 'cmd/+']
                               print an HS256 token signed with SWITCHBOARD_JWT_SECRET";
 
 fn main() {
@@ -41,6 +42,8 @@ fn token(cfg: &Config, args: &[String]) -> i32 {
         return 2;
     }
     let (mut sub, mut name, mut role, mut rooms, mut ttl) = (None, None, None, None, 3600u64);
+    let (mut mqtt_sub, mut mqtt_pub) = (None, None);
+    let list = |v: &str| -> Vec<String> { v.split(',').map(|s| s.trim().to_string()).collect() };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
@@ -59,7 +62,9 @@ fn token(cfg: &Config, args: &[String]) -> i32 {
                     return 2;
                 }
             },
-            "--rooms" => rooms = Some(value.split(',').map(|s| s.trim().to_string()).collect()),
+            "--rooms" => rooms = Some(list(value)),
+            "--mqtt-sub" => mqtt_sub = Some(list(value)),
+            "--mqtt-pub" => mqtt_pub = Some(list(value)),
             "--ttl" => match value.parse() {
                 Ok(v) => ttl = v,
                 Err(_) => {
@@ -84,7 +89,9 @@ fn token(cfg: &Config, args: &[String]) -> i32 {
             return 2;
         }
     };
-    match auth.mint(&claims_for(&sub, name.as_deref(), role, rooms, ttl)) {
+    let mut claims = claims_for(&sub, name.as_deref(), role, rooms, ttl);
+    (claims.mqtt_sub, claims.mqtt_pub) = (mqtt_sub, mqtt_pub);
+    match auth.mint(&claims) {
         Ok(t) => {
             println!("{t}");
             0

@@ -568,3 +568,65 @@ async fn a_malformed_auth_frame_closes_with_1008() {
     u.send(json!({"type": "auth", "token": 42})).await;
     assert_eq!(u.close_code(Duration::from_secs(5)).await, Some(1008));
 }
+
+/// `switchboard token` mints what the server accepts, with every claim its
+/// flags name.
+#[tokio::test]
+async fn the_token_command_mints_tokens_with_all_claims() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "token", "--sub", "ops", "--name", "Ops", "--role", "service",
+        ])
+        .args(["--rooms", "a, team-*", "--ttl", "600"])
+        .args(["--mqtt-sub", "sensors/#,a/+", "--mqtt-pub", "cmd/+"])
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_exp = true;
+    let c = jsonwebtoken::decode::<Value>(
+        &t,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(
+        (&c["sub"], &c["name"], &c["role"], &c["rooms"]),
+        (
+            &json!("ops"),
+            &json!("Ops"),
+            &json!("service"),
+            &json!(["a", "team-*"])
+        )
+    );
+    assert_eq!(
+        (&c["mqtt_sub"], &c["mqtt_pub"]),
+        (&json!(["sensors/#", "a/+"]), &json!(["cmd/+"]))
+    );
+    let exp = c["exp"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 590..=now + 610).contains(&exp), "{exp} vs {now}");
+
+    let s = Server::start();
+    let mut c = s.ws(&format!("/ws?token={t}")).await;
+    let g = c.greeted().await;
+    assert_eq!(
+        (&g["user"], &g["guest"]),
+        (&json!("ops"), &json!(false)),
+        "{g}"
+    );
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "--sub", "x", "--role", "root"])
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
