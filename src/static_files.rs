@@ -19,6 +19,16 @@ pub const FILES: &[StaticFile] = &[
         body: include_bytes!("../static/demo.js"),
     },
     StaticFile {
+        path: "demo-doc.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/demo-doc.js"),
+    },
+    StaticFile {
+        path: "demo-bell.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/demo-bell.js"),
+    },
+    StaticFile {
         path: "switchboard.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../static/switchboard.js"),
