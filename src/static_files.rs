@@ -19,6 +19,16 @@ pub const FILES: &[StaticFile] = &[
         body: include_bytes!("../static/demo.js"),
     },
     StaticFile {
+        path: "demo-doc.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/demo-doc.js"),
+    },
+    StaticFile {
+        path: "demo-bell.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/demo-bell.js"),
+    },
+    StaticFile {
         path: "switchboard.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../static/switchboard.js"),
@@ -27,6 +37,11 @@ pub const FILES: &[StaticFile] = &[
         path: "switchboard-transports.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../static/switchboard-transports.js"),
+    },
+    StaticFile {
+        path: "switchboard-docs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/switchboard-docs.js"),
     },
     StaticFile {
         path: "ot.js",
@@ -44,4 +59,22 @@ pub fn find(path: &str) -> Option<&'static StaticFile> {
     let path = path.trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     FILES.iter().find(|f| f.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file added to `static/` but not to `FILES` would be a 404 in the
+    /// binary while working from a checkout.
+    #[test]
+    fn every_file_under_static_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+        for entry in std::fs::read_dir(dir).expect("static/") {
+            let name = entry.expect("entry").file_name();
+            let name = name.to_str().expect("a UTF-8 name");
+            let file = super::find(name);
+            assert!(file.is_some(), "static/{name} is missing from FILES");
+            let on_disk = std::fs::read(format!("{dir}/{name}")).expect("read");
+            assert_eq!(file.unwrap().body, &on_disk[..], "static/{name}");
+        }
+    }
 }

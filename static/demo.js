@@ -1,5 +1,8 @@
 // The demo chat page: everything it does goes through the SDK (switchboard.js).
+// The room's shared notes are in demo-doc.js, the notification bell in demo-bell.js.
 import { connect } from "/switchboard.js";
+import { DocPane } from "/demo-doc.js";
+import { Bell } from "/demo-bell.js";
 
 const $ = (id) => document.getElementById(id);
 const SUGGESTED = ["general", "random", "lobby"];
@@ -15,6 +18,7 @@ const ERROR_TEXT = {
 };
 
 let sb = null;
+let notes = null; // the shared-notes pane
 let current = null; // the room on screen
 const rooms = new Map(); // name → { messages: [], unread }
 
@@ -68,6 +72,8 @@ function start(auth) {
   $("login").hidden = true;
   $("app").hidden = false;
 
+  notes = new DocPane(sb, { toast, color });
+  new Bell(sb, { toast, textOf });
   sb.on("state", showConnection);
   sb.on("connected", (f) => {
     $("me").textContent = `${f.name}${f.guest ? " (guest)" : ""}`;
@@ -83,6 +89,7 @@ function start(auth) {
   sb.on("gap", (g) => systemLine(g.room, `Messages ${g.from}–${g.to} are no longer kept by the server.`));
   sb.on("disconnected", () => showConnection(sb.connectionInfo()));
   sb.on("error", (e) => {
+    if (e.doc) return; // the notes pane says what matters
     if (e.code === "unauthorized") {
       $("login").hidden = false;
       $("app").hidden = true;
@@ -153,6 +160,7 @@ function select(name) {
   rooms.get(name).unread = 0;
   $("room-title").textContent = `# ${name}`;
   $("leave").disabled = false;
+  notes.setRoom(name);
   renderRooms();
   renderMessages();
   renderMembers();
@@ -171,6 +179,7 @@ function leave() {
   $("room-title").textContent = "No room";
   $("room-sub").textContent = "";
   $("leave").disabled = true;
+  notes.setRoom(null);
   renderRooms();
   renderMessages();
   renderMembers();

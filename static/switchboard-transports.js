@@ -13,8 +13,9 @@ export const SERVER_FRAME_TYPES = [
   "connected", "auth:ok", "room:joined", "room:left", "message:receive", "ack",
   "direct:receive", "room:member_joined", "room:member_left", "typing:update",
   "presence:update", "broadcast", "error", "pong", "mqtt:message",
-  "doc:snapshot", "doc:op", "doc:ack", "doc:cursor", "notification:new",
-  "notification:count", "health:update", "message:flow", "message",
+  "mqtt:subscribed", "mqtt:unsubscribed", "doc:snapshot", "doc:op", "doc:ack",
+  "doc:cursor", "notification:new", "notification:count", "notification:page",
+  "direct:offline", "health:update", "message:flow", "message",
 ];
 
 function parse(text) {

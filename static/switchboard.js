@@ -9,8 +9,10 @@
 // docs/CLIENT.md describes the whole API; docs/PROTOCOL.md the frames.
 
 import { TRANSPORTS } from "./switchboard-transports.js";
+import { DocumentHandle } from "./switchboard-docs.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
+export { DocumentHandle } from "./switchboard-docs.js";
 
 const DEFAULTS = {
   transports: ["websocket", "sse", "polling"],
@@ -60,6 +62,10 @@ export function connect(options = {}) {
 
 const FAILURE_WINDOW_MS = 60000;
 const RTT_SAMPLES = 5;
+/** Requests that may be sent again when the link dropped before their
+ * answer: a `message:send` is recognized in the replay by its `id`; the
+ * others change nothing when repeated. */
+const RESENDABLE = new Set(["message:send", "mqtt:subscribe", "notification:list", "notification:read"]);
 
 export class Client {
   constructor(options = {}) {
@@ -81,6 +87,8 @@ export class Client {
     this.outbox = []; // sends in submission order, until acked or refused
     this.byId = new Map(); // frame id → outbox entry or join request
     this.mqttFilters = new Set();
+    this.docs = new Map(); // document name → DocumentHandle
+    this.unread = 0; // the user's unread notifications
     this.presence = null;
     this.typingState = new Map();
     this.prefix = Math.random().toString(36).slice(2, 8);
@@ -197,10 +205,14 @@ export class Client {
     if (this.session) this.transmit([this.presence]);
   }
 
-  /** MQTT topic filters (`+`, `#`); kept across reconnects. */
+  /** MQTT topic filters (`+`, `#`); kept across reconnects. Resolves with
+   * the `mqtt:subscribed` frame (`active: true` once the broker confirmed). */
   mqttSubscribe(filter) {
     this.mqttFilters.add(filter);
-    if (this.session) this.transmit([{ type: "mqtt:subscribe", filter }]);
+    const p = this.request({ type: "mqtt:subscribe", filter });
+    // Refused (or never sent): not re-sent after reconnects either.
+    p.catch((e) => e.code !== "timeout" && this.mqttFilters.delete(filter));
+    return p;
   }
 
   mqttUnsubscribe(filter) {
@@ -211,6 +223,54 @@ export class Client {
   /** Publishes to an MQTT topic; resolves on the server's ack. */
   mqttPublish(topic, payload, { qos = 0, retain = false } = {}) {
     return this.request({ type: "mqtt:publish", topic, payload, qos, retain });
+  }
+
+  // ---- documents and notifications --------------------------------------
+
+  /** Opens the collaborative document `doc` (now, or once connected) and
+   * keeps it open across reconnects; see DocumentHandle in switchboard-docs.js. */
+  openDocument(doc, options = {}) {
+    if (this.stopped) throw new SwitchboardError("closed", "client is closed");
+    if (this.docs.has(doc)) throw new SwitchboardError("already_open", `${doc} is already open; close it first`);
+    const h = new DocumentHandle(this, doc, options);
+    if (!h.closed) this.docs.set(doc, h);
+    return h;
+  }
+
+  forgetDocument(h) {
+    if (this.docs.get(h.doc) === h) this.docs.delete(h.doc);
+  }
+
+  /** A page of the user's notifications, newest first:
+   * `{notifications, unread, more}`. `before`: only ids below it. */
+  notifications({ before, limit, unread } = {}) {
+    const frame = { type: "notification:list" };
+    if (before != null) frame.before = before;
+    if (limit != null) frame.limit = limit;
+    if (unread) frame.unread = true;
+    return this.request(frame);
+  }
+
+  /** Marks notifications read: an id, an array of ids, or `{all: true}`.
+   * Resolves on the server's ack; `unreadCount` follows. */
+  markRead(which) {
+    const frame = { type: "notification:read" };
+    if (typeof which === "number") frame.ids = [which];
+    else if (Array.isArray(which) && which.length) frame.ids = which.map((n) => (typeof n === "object" ? n.id : n));
+    else if (which && which.all === true) frame.all = true;
+    else return Promise.reject(new SwitchboardError("bad_request", "markRead takes ids or {all: true}"));
+    return this.request(frame);
+  }
+
+  /** The user's unread notifications, kept from `notification:count`. */
+  get unreadCount() {
+    return this.unread;
+  }
+
+  setUnread(n) {
+    if (typeof n !== "number" || n === this.unread) return;
+    this.unread = n;
+    this.emit("unread", { unread: n });
   }
 
   /** Replaces the token: refreshes the current session, and is used for
@@ -263,7 +323,9 @@ export class Client {
     clearTimeout(this.retryTimer);
     this.abortAttempt?.();
     this.dropTransport();
-    this.failAll(new SwitchboardError("closed", "client closed"));
+    const err = new SwitchboardError("closed", "client closed");
+    this.failAll(err);
+    for (const h of [...this.docs.values()]) h.shutdown(err);
     this.setState("closed");
   }
 
@@ -381,7 +443,7 @@ export class Client {
     this.synced = false;
     for (const e of this.outbox) {
       clearTimeout(e.timer);
-      if (e.frame.type !== "message:send" && e.sentOn) {
+      if (!RESENDABLE.has(e.frame.type) && e.sentOn) {
         // Nothing tells whether it arrived: refuse rather than guess.
         this.settle(e, new SwitchboardError("unconfirmed", "the connection dropped before the server confirmed it"));
       }
@@ -432,7 +494,16 @@ export class Client {
     }
     this.heartbeat();
     if (this.presence) this.transmit([this.presence]);
-    for (const filter of this.mqttFilters) this.transmit([{ type: "mqtt:subscribe", filter }]);
+    // Filters whose mqttSubscribe() is still waiting go out with the queue.
+    const asked = new Set(this.outbox.filter((e) => e.frame.type === "mqtt:subscribe").map((e) => e.frame.filter));
+    for (const filter of this.mqttFilters) if (!asked.has(filter)) this.transmit([{ type: "mqtt:subscribe", filter }]);
+    for (const h of [...this.docs.values()]) h.reconnected();
+    if (previous !== f.user || f.guest) this.setUnread(0);
+    else if (this.unread > 0) {
+      // A new session is told the count only when it is not zero: ask, in
+      // case everything was read elsewhere meanwhile.
+      this.notifications({ limit: 1 }).catch(() => {});
+    }
     for (const rs of this.rooms.values()) this.sendJoin(rs);
     this.resyncTimer = setTimeout(() => this.finishSync(), this.opts.resyncTimeout);
     this.checkSynced();
@@ -607,6 +678,7 @@ export class Client {
   }
 
   onError(f) {
+    if (typeof f.doc === "string") this.docs.get(f.doc)?.handleFrame(f);
     const target = f.ref && this.byId.get(f.ref);
     if (target && target.frame) this.settle(target, SwitchboardError.from(f));
     if (target && target.join) {
@@ -663,6 +735,22 @@ export class Client {
         break;
       case "room:left":
         this.rooms.delete(f.room);
+        break;
+      case "mqtt:subscribed":
+        if (f.id) this.confirm(f.id, f);
+        break;
+      case "notification:count":
+        this.setUnread(f.unread);
+        break;
+      case "notification:page":
+        this.setUnread(f.unread);
+        if (f.id) this.confirm(f.id, { notifications: f.notifications || [], unread: f.unread, more: !!f.more });
+        break;
+      case "doc:snapshot":
+      case "doc:op":
+      case "doc:ack":
+      case "doc:cursor":
+        this.docs.get(f.doc)?.handleFrame(f);
         break;
     }
     this.emit(f.type, f);

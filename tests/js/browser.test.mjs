@@ -249,3 +249,114 @@ test("rooms: join from the list, unread counts, leave", async () => {
   await ann.close();
   await bob.close();
 });
+
+/** A page of the demo signed in with a development token for `sub`. */
+async function tokenPage(sub, name) {
+  const page = await browser.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.problems = problems;
+  await page.goto(`${server.url}/`);
+  await page.fill("#token", await server.token(sub, name));
+  await page.click("#token-connect");
+  await page.locator("#rooms li.active", { hasText: "general" }).waitFor();
+  return page;
+}
+
+/** Opens the current room's notes and waits until they are editable. */
+async function openNotes(page) {
+  await page.click("#doc-toggle");
+  await page.locator("#doc-text:not([readonly])").waitFor();
+}
+
+/** Types `text` at the end of the textarea (where the caret is put first). */
+async function typeAt(page, where, text) {
+  await page.focus("#doc-text");
+  await page.evaluate((where) => {
+    const ta = document.querySelector("#doc-text");
+    const at = where === "start" ? 0 : ta.value.length;
+    ta.setSelectionRange(at, at);
+  }, where);
+  await page.keyboard.type(text, { delay: 15 });
+}
+
+test("two pages edit the room's notes at once and converge; each sees the other editing", async () => {
+  const ann = await guestPage("Ann notes");
+  const bob = await guestPage("Bob notes");
+  await ann.click("#suggest button:has-text('lobby')");
+  await ann.locator("#rooms li.active", { hasText: "lobby" }).waitFor();
+  await bob.click("#suggest button:has-text('lobby')");
+  await bob.locator("#rooms li.active", { hasText: "lobby" }).waitFor();
+  await openNotes(ann);
+  await openNotes(bob);
+  assert.equal(await ann.getAttribute("#doc-text", "data-doc"), "lobby");
+  assert.equal(await ann.inputValue("#doc-text"), "");
+
+  // Both type at the same time, Ann at the start, Bob at the end.
+  await ann.focus("#doc-text");
+  await ann.keyboard.type("Agenda:\n", { delay: 10 });
+  await bob.waitForFunction(() => document.querySelector("#doc-text").value === "Agenda:\n");
+  await Promise.all([typeAt(ann, "start", "ANN-FIRST "), typeAt(bob, "end", "- bob's point\n")]);
+  const want = "ANN-FIRST Agenda:\n- bob's point\n";
+  await ann.waitForFunction((w) => document.querySelector("#doc-text").value === w, want);
+  await bob.waitForFunction((w) => document.querySelector("#doc-text").value === w, want);
+
+  // Bob's caret stayed where he typed although Ann's text came before it.
+  const caret = await bob.evaluate(() => document.querySelector("#doc-text").selectionStart);
+  assert.equal(caret, want.length);
+  // Each sees the other in the editor list, with a caret position.
+  await ann.locator("#doc-editors .editor", { hasText: "Bob notes" }).waitFor();
+  await bob.locator("#doc-editors .editor", { hasText: "Ann notes" }).waitFor();
+  await ann.locator("#doc-status", { hasText: "saved" }).waitFor();
+  await bob.locator("#doc-status", { hasText: "saved" }).waitFor();
+
+  // What the server stored is the same text.
+  const reader = server.client({ name: "reader" });
+  const h = reader.openDocument("lobby");
+  await h.ready();
+  assert.equal(h.text, want);
+  reader.close();
+
+  await shot(ann, "notes-ann");
+  await shot(bob, "notes-bob");
+  // Ann closes her notes: Bob no longer sees her editing.
+  await ann.click("#doc-toggle");
+  await bob.locator("#doc-editors .editor", { hasText: "Ann notes" }).waitFor({ state: "detached" });
+  assert.deepEqual([...ann.problems, ...bob.problems], []);
+  await ann.close();
+  await bob.close();
+});
+
+test("the bell shows the unread count after /api/notify, lists it, and clears on mark-read", async () => {
+  const page = await tokenPage("erin", "Erin");
+  await page.locator("#bell").waitFor();
+  assert.equal(await page.textContent("#bell-count"), "");
+
+  await server.notify("erin", { title: "Build passed" });
+  await server.notify("erin", { title: "Invoice ready" });
+  await page.locator("#bell-count", { hasText: "2" }).waitFor();
+  await page.locator(".toast", { hasText: "Notification: Invoice ready" }).waitFor();
+
+  await page.click("#bell");
+  const items = page.locator("#notif-list li");
+  await items.nth(1).waitFor();
+  assert.deepEqual(await page.locator("#notif-list li .title").allTextContents(), ["Invoice ready", "Build passed"]);
+  assert.equal(await page.locator("#notif-list li.unread").count(), 2);
+  await shot(page, "bell-open");
+
+  // One read by clicking it, then the rest with "Mark all read".
+  await page.click("#notif-list li:has-text('Build passed')");
+  await page.locator("#bell-count", { hasText: /^1$/ }).waitFor();
+  assert.equal(await page.locator("#notif-list li.unread").count(), 1);
+  await page.click("#notif-all");
+  await page.locator("#bell-count:empty").waitFor({ state: "attached" });
+  assert.equal(await page.locator("#notif-list li.unread").count(), 0);
+  // Stored: a fresh page of the same user shows none unread.
+  const again = await tokenPage("erin", "Erin");
+  await again.locator("#bell").waitFor();
+  assert.equal(await again.textContent("#bell-count"), "");
+  await shot(page, "bell-read");
+  assert.deepEqual([...page.problems, ...again.problems], []);
+  await page.close();
+  await again.close();
+});

@@ -2,7 +2,8 @@
 // free port, mint development tokens, wait for things with a bound.
 
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import WebSocket from "ws";
@@ -14,11 +15,21 @@ export const BINARY = path.join(ROOT, "target/release/switchboard");
 /** How long any one expected thing may take (the machine is shared and slow). */
 export const WAIT = 15000;
 
+let nextDb = 0;
+
 export class Server {
-  /** Starts `target/release/switchboard` with PORT=0 in development mode. */
+  /** Starts `target/release/switchboard` with PORT=0 in development mode.
+   * Each server gets its own new database file (removed by `stop()`) unless
+   * `env` names `SWITCHBOARD_DB`, so no run sees what an earlier one stored. */
   static async start(env = {}) {
     if (!existsSync(BINARY)) {
       throw new Error(`${BINARY} is missing: run cargo build --release (scripts/test.sh does)`);
+    }
+    let db = null;
+    if (!("SWITCHBOARD_DB" in env)) {
+      db = path.join(os.tmpdir(), `switchboard-js-${process.pid}-${nextDb++}.db`);
+      removeDb(db);
+      env = { ...env, SWITCHBOARD_DB: db };
     }
     const child = spawn(BINARY, [], {
       env: {
@@ -47,16 +58,33 @@ export class Server {
     });
     child.stdout.resume();
     const s = new Server();
+    s.db = db;
     s.child = child;
     s.addr = addr;
     s.url = `http://${addr}`;
     return s;
   }
 
-  async token(sub, name = sub) {
-    const r = await fetch(`${this.url}/api/dev/token?sub=${sub}&name=${encodeURIComponent(name)}`);
+  /** A development token; `claims` adds query parameters of /api/dev/token
+   * (`role`, `rooms`, `mqtt_sub`, `mqtt_pub`, …). */
+  async token(sub, name = sub, claims = {}) {
+    const q = new URLSearchParams({ sub, name, ...claims });
+    const r = await fetch(`${this.url}/api/dev/token?${q}`);
     if (!r.ok) throw new Error(`dev token: HTTP ${r.status}`);
     return (await r.json()).token;
+  }
+
+  /** POST /api/notify as a service: `{notifications:[{user,id}]}`. */
+  async notify(to, data) {
+    this.service ||= await this.token("backend", "Backend", { role: "service" });
+    const r = await fetch(`${this.url}/api/notify`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${this.service}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ to, data }),
+    });
+    const body = await r.json();
+    if (r.status !== 200) throw new Error(`notify: HTTP ${r.status} ${JSON.stringify(body)}`);
+    return body;
   }
 
   /** A client of the SDK under test, with Node's missing globals injected. */
@@ -74,13 +102,19 @@ export class Server {
 
   async stop() {
     for (const c of this.clients || []) c.close();
-    if (this.child.exitCode !== null) return;
-    const gone = new Promise((ok) => this.child.once("exit", ok));
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-    await gone;
-    clearTimeout(t);
+    if (this.child.exitCode === null) {
+      const gone = new Promise((ok) => this.child.once("exit", ok));
+      this.child.kill("SIGTERM");
+      const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+    if (this.db) removeDb(this.db);
   }
+}
+
+function removeDb(file) {
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(file + suffix, { force: true });
 }
 
 /** Resolves with the first `type` event for which `pred` holds. */
@@ -129,7 +163,7 @@ export class Proxy {
     p.pairs = new Set();
     const [host, port] = [target.split(":")[0], Number(target.split(":")[1])];
     p.server = net.createServer((down) => {
-      if (p.mode !== "pass") return down.destroy();
+      if (p.mode === "refuse") return down.destroy();
       const up = net.connect(port, host);
       const pair = { up, down };
       p.pairs.add(pair);
@@ -141,7 +175,8 @@ export class Proxy {
       up.on("error", drop).on("close", drop);
       down.on("error", drop).on("close", drop);
       down.pipe(up);
-      up.pipe(down);
+      if (p.mode === "pass") up.pipe(down);
+      else up.resume(); // half open: what the server says is swallowed
     });
     await new Promise((ok) => p.server.listen(0, "127.0.0.1", ok));
     p.url = `http://127.0.0.1:${p.server.address().port}`;
@@ -174,6 +209,17 @@ export class Proxy {
     }
   }
 
+  /** Server → client stops, on open connections and on new ones, while
+   * client → server still arrives: what the client sends reaches the server,
+   * and no answer comes back (a lost ack). `cut()` then `restore()` to heal. */
+  halfOpen() {
+    this.mode = "half";
+    for (const { up } of this.pairs) {
+      up.unpipe();
+      up.resume();
+    }
+  }
+
   restore() {
     this.mode = "pass";
   }
@@ -182,4 +228,13 @@ export class Proxy {
     this.cut();
     await new Promise((ok) => this.server.close(ok));
   }
+}
+
+/** `p`, or a rejection if it does not settle within `ms`. */
+export function within(p, what, ms = WAIT) {
+  let timer;
+  const late = new Promise((_, no) => {
+    timer = setTimeout(() => no(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -195,7 +195,8 @@ const BIN = join(here, "..", "..", "target", "release", "switchboard");
 function startServer() {
   return new Promise((resolve, reject) => {
     const child = spawn(BIN, [], {
-      env: { ...process.env, PORT: "0", SWITCHBOARD_HOST: "127.0.0.1", SWITCHBOARD_WORKERS: "2", RUST_LOG: "warn" },
+      // Storage off: nothing of an earlier run (./data) is in the document.
+      env: { ...process.env, PORT: "0", SWITCHBOARD_HOST: "127.0.0.1", SWITCHBOARD_WORKERS: "2", RUST_LOG: "warn", SWITCHBOARD_DB: "off" },
       stdio: ["ignore", "pipe", "inherit"],
     });
     const timer = setTimeout(() => reject(new Error(`${BIN} did not start (run cargo build --release first)`)), 20000);
