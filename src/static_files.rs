@@ -7,52 +7,27 @@ pub struct StaticFile {
     pub body: &'static [u8],
 }
 
+/// One entry of `FILES`: the file's name under `static/` and its type.
+macro_rules! file {
+    ($path:literal, $ty:literal) => {
+        StaticFile {
+            path: $path,
+            content_type: concat!($ty, "; charset=utf-8"),
+            body: include_bytes!(concat!("../static/", $path)),
+        }
+    };
+}
+
 pub const FILES: &[StaticFile] = &[
-    StaticFile {
-        path: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../static/index.html"),
-    },
-    StaticFile {
-        path: "demo.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/demo.js"),
-    },
-    StaticFile {
-        path: "demo-doc.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/demo-doc.js"),
-    },
-    StaticFile {
-        path: "demo-bell.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/demo-bell.js"),
-    },
-    StaticFile {
-        path: "switchboard.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/switchboard.js"),
-    },
-    StaticFile {
-        path: "switchboard-transports.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/switchboard-transports.js"),
-    },
-    StaticFile {
-        path: "switchboard-docs.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/switchboard-docs.js"),
-    },
-    StaticFile {
-        path: "ot.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../static/ot.js"),
-    },
-    StaticFile {
-        path: "monitor.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../static/monitor.html"),
-    },
+    file!("index.html", "text/html"),
+    file!("demo.js", "text/javascript"),
+    file!("demo-doc.js", "text/javascript"),
+    file!("demo-bell.js", "text/javascript"),
+    file!("switchboard.js", "text/javascript"),
+    file!("switchboard-transports.js", "text/javascript"),
+    file!("switchboard-docs.js", "text/javascript"),
+    file!("ot.js", "text/javascript"),
+    file!("monitor.html", "text/html"),
 ];
 
 pub fn find(path: &str) -> Option<&'static StaticFile> {
