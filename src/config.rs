@@ -123,7 +123,7 @@ pub struct StorageConfig {
     /// `SWITCHBOARD_RETENTION_RULES`: per-room overrides, `pattern=COUNT/AGE_MS` separated
     /// by commas (first match wins; an empty field keeps the default; 0 = no limit),
     /// e.g. `logs-*=100/3600000,audit-*=0/0`.
-    pub retention_rules: Vec<(String, Option<u64>, Option<u64>)>,
+    pub retention_rules: Vec<RetentionRule>,
     /// `SWITCHBOARD_FAST_ACK_ROOMS`: room patterns whose messages are stored but acked
     /// right after the fan-out, without waiting for the write.
     pub fast_ack_rooms: Vec<String>,
@@ -146,7 +146,10 @@ fn patterns(name: &str) -> Vec<String> {
         .collect()
 }
 
-fn retention_rules(name: &str) -> Result<Vec<(String, Option<u64>, Option<u64>)>, String> {
+/// `pattern`, message count, age in ms (`None`: the default).
+pub type RetentionRule = (String, Option<u64>, Option<u64>);
+
+fn retention_rules(name: &str) -> Result<Vec<RetentionRule>, String> {
     let bad = |r: &str| format!("{name}: {r:?} is not pattern=COUNT/AGE_MS");
     let field = |f: &str, r: &str| -> Result<Option<u64>, String> {
         match f.trim() {

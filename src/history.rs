@@ -21,6 +21,11 @@ pub struct History {
     /// Messages up to this seq may be missing (given out, never stored): a
     /// recovery must start at or after it.
     missing_upto: u64,
+    /// In a stored room: the room may hand out seqs up to this one (see
+    /// `Room::seq_reserved`).
+    pub reserved: u64,
+    /// This numbering was made here and was never read from the database.
+    pub fresh: bool,
 }
 
 /// How much history a room keeps: whichever bound is hit first. Counting
@@ -48,6 +53,8 @@ impl History {
             entries: VecDeque::new(),
             bytes: 0,
             missing_upto: 0,
+            reserved: 0,
+            fresh: true,
             limits: HistoryLimits {
                 entries: limits.entries.max(1),
                 bytes: limits.bytes,
@@ -84,6 +91,8 @@ impl History {
             h.missing_upto = seq;
         }
         h.seq = seq;
+        h.reserved = seq;
+        h.fresh = false;
         h
     }
 

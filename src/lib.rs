@@ -23,6 +23,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod mailbox;
 pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
@@ -246,8 +247,14 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
         handle.stop(true).await;
     });
     let result = server.await;
-    for a in arbiters.into_iter().chain(mqtt_arbiter) {
+    let arbiters: Vec<Arbiter> = arbiters.into_iter().chain(mqtt_arbiter).collect();
+    for a in &arbiters {
         a.stop();
+    }
+    // The room threads have finished (so no seq is handed out any more)
+    // before the writer stops: it then gives back the unused reservations.
+    for a in arbiters {
+        let _ = a.join();
     }
     // Everything handed to storage before this point is written.
     writer.stop(Duration::from_secs(10));

@@ -450,12 +450,8 @@ impl Directory {
     ) -> Addr<Document> {
         let entry = self.docs.entry(doc.clone()).or_insert_with(|| {
             let (store, limits, queue) = (self.store.clone(), self.limits, self.queue);
-            let make =
-                move |_: &mut Context<Document>| Document::new(doc, hub, store, limits, queue);
-            let addr = match arbiter {
-                Some(a) => Document::start_in_arbiter(a, make),
-                None => Document::create(make),
-            };
+            let document = Document::new(doc, hub, store, limits, queue);
+            let addr = crate::mailbox::start_bounded(document, queue, arbiter);
             DocEntry { addr, hub_ops: 0 }
         });
         entry.hub_ops += 1;

@@ -145,14 +145,32 @@ impl Hub {
     /// histories while over the room-count or byte budget.
     fn keep_idle(&mut self, room: RoomName, history: History) {
         self.idle_bytes += history.bytes();
-        if let Some((_, old)) = self.idle.push(room, history) {
+        if let Some((name, old)) = self.idle.push(room.clone(), history) {
             self.idle_bytes -= old.bytes();
+            // The same room's older history is replaced, not forgotten.
+            if name != room {
+                self.forget(name, old);
+            }
         }
         while self.idle_bytes > self.idle_budget {
             match self.idle.pop_lru() {
-                Some((_, old)) => self.idle_bytes -= old.bytes(),
+                Some((name, old)) => {
+                    self.idle_bytes -= old.bytes();
+                    self.forget(name, old);
+                }
                 None => break,
             }
+        }
+    }
+
+    /// A history leaves memory for good: its room's unused seq reservation
+    /// is given back (the next start of the room reads it from storage).
+    fn forget(&self, room: RoomName, history: History) {
+        if let (Some(store), true) = (&self.store, history.reserved > history.seq) {
+            store.send(crate::store::Job::Release {
+                room,
+                epoch: history.epoch,
+            });
         }
     }
 
@@ -172,17 +190,16 @@ impl Hub {
             let load = history.is_none();
             let history = history.unwrap_or_else(|| History::new(self.history));
             let store = self.store.clone();
-            let make = move |_: &mut Context<Room>| {
-                Room::new(room_name, hub, history, ttl)
-                    .with_queue(queue)
-                    .with_store(store, load)
-            };
-            let addr = if self.arbiters.is_empty() {
-                Room::create(make)
+            let room = Room::new(room_name, hub, history, ttl)
+                .with_queue(queue)
+                .with_store(store, load);
+            let arbiter = if self.arbiters.is_empty() {
+                None
             } else {
                 self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
-                Room::start_in_arbiter(&self.arbiters[self.next_arbiter], make)
+                Some(&self.arbiters[self.next_arbiter])
             };
+            let addr = crate::mailbox::start_bounded(room, queue, arbiter);
             METRICS.rooms.fetch_add(1, Relaxed);
             log::debug!("room {name} started");
             self.rooms.insert(

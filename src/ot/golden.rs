@@ -35,7 +35,7 @@ const INVALID: &[&str] = &[
 ];
 
 fn generate() -> String {
-    let mut rng = Rng::new(0x5eed_0f_0ca1);
+    let mut rng = Rng::new(0x005e_ed0f_0ca1);
     let mut sections: Vec<(&str, Vec<Value>)> = Vec::new();
 
     let mut apply = Vec::new();

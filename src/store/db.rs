@@ -80,10 +80,10 @@ pub enum Mark {
 
 pub struct Db {
     pub(super) conn: Connection,
-    /// Rooms whose last message write failed: their (epoch, seq), so the
+    /// Rooms whose last message write failed: their (epoch, seq, reserved), so the
     /// room's numbering is neither reused by a reload in this process nor
     /// lost: the next write batch records it.
-    unstored: HashMap<String, (String, u64)>,
+    unstored: HashMap<String, (String, u64, u64)>,
 }
 
 pub(super) fn int(v: u64) -> i64 {
@@ -176,23 +176,42 @@ impl Db {
         keep: Retention,
     ) -> SqlResult<()> {
         self.insert_message(room, seq, ts, frame)?;
-        self.close_room(room, epoch, seq, keep)
+        self.close_room(room, epoch, seq, seq, keep)
     }
 
     /// Stores one message; `close_room` must follow in the same transaction
     /// (once per room and batch is enough, with the room's newest seq).
-    pub fn insert_message(&self, room: &str, seq: u64, ts: u64, frame: &[u8]) -> SqlResult<()> {
-        self.conn
+    /// A stored message is never overwritten: `Ok(false)` when `seq` already
+    /// names a different message (the same frame again is `Ok(true)`).
+    pub fn insert_message(&self, room: &str, seq: u64, ts: u64, frame: &[u8]) -> SqlResult<bool> {
+        let n = self
+            .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO messages (room, seq, ts, frame) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO messages (room, seq, ts, frame) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (room, seq) DO NOTHING",
             )?
             .execute(params![room, int(seq), int(ts), frame])?;
-        Ok(())
+        if n == 1 {
+            return Ok(true);
+        }
+        let stored: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT frame FROM messages WHERE room = ?1 AND seq = ?2")?
+            .query_row(params![room, int(seq)], |r| r.get(0))?;
+        Ok(stored == frame)
     }
 
-    /// Records that `room` has given out `seq` and trims it to `keep.count`.
-    pub fn close_room(&self, room: &str, epoch: &str, seq: u64, keep: Retention) -> SqlResult<()> {
-        self.set_head(room, epoch, seq)?;
+    /// Records that `room` has given out `seq` and may give out up to
+    /// `reserved` (see `reserve`), and trims it to `keep.count`.
+    pub fn close_room(
+        &self,
+        room: &str,
+        epoch: &str,
+        seq: u64,
+        reserved: u64,
+        keep: Retention,
+    ) -> SqlResult<()> {
+        self.set_head(room, epoch, seq, reserved)?;
         if keep.count > 0 && seq > keep.count {
             self.conn
                 .prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
@@ -201,37 +220,78 @@ impl Db {
         Ok(())
     }
 
-    fn set_head(&self, room: &str, epoch: &str, seq: u64) -> SqlResult<()> {
+    fn set_head(&self, room: &str, epoch: &str, seq: u64, reserved: u64) -> SqlResult<()> {
         // SET reads the old row: a new epoch restarts the numbering, the same
         // epoch only moves forward.
         self.conn
             .prepare_cached(
-                "INSERT INTO rooms (name, epoch, seq) VALUES (?1, ?2, ?3)
+                "INSERT INTO rooms (name, epoch, seq, reserved) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET
                    seq = CASE WHEN epoch = excluded.epoch THEN max(seq, excluded.seq)
                               ELSE excluded.seq END,
+                   reserved = CASE WHEN epoch = excluded.epoch
+                                   THEN max(reserved, excluded.reserved)
+                                   ELSE excluded.reserved END,
                    epoch = excluded.epoch",
             )?
-            .execute(params![room, epoch, int(seq)])?;
+            .execute(params![room, epoch, int(seq), int(reserved.max(seq))])?;
         Ok(())
     }
 
-    /// Remembers that message `seq` of `room` could not be stored.
-    pub fn note_unstored(&mut self, room: &str, epoch: &str, seq: u64) {
+    /// Records that `room` (numbering `epoch`, last seq given out `seq`) may
+    /// hand out seqs up to `upto`; returns the reservation now stored. After
+    /// a crash the room continues above the stored reservation, so it must
+    /// be at or above every seq anyone may have seen: a room hands out no
+    /// seq above a reservation that has not committed, but for the first
+    /// block of a numbering the database has never seen (see `Room::publish`).
+    pub fn reserve(&self, room: &str, epoch: &str, seq: u64, upto: u64) -> SqlResult<u64> {
+        self.set_head(room, epoch, seq, upto)?;
+        let r: i64 = self
+            .conn
+            .prepare_cached("SELECT reserved FROM rooms WHERE name = ?1")?
+            .query_row([room], |r| r.get(0))?;
+        Ok(uint(r))
+    }
+
+    /// After a clean stop (every seq handed out has reached the writer):
+    /// gives back what was reserved and not used, so the numbering continues
+    /// without a jump at the next start.
+    pub fn release_reservations(&self) -> SqlResult<usize> {
+        self.conn
+            .prepare_cached("UPDATE rooms SET reserved = seq WHERE reserved > seq")?
+            .execute([])
+    }
+
+    /// Gives back the unused reservation of one room (numbering `epoch`).
+    pub fn release_room(&self, room: &str, epoch: &str) -> SqlResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE rooms SET reserved = seq WHERE name = ?1 AND epoch = ?2 AND reserved > seq",
+            )?
+            .execute(params![room, epoch])?;
+        Ok(())
+    }
+
+    /// Remembers that message `seq` of `room` (which may give out up to
+    /// `reserved`) could not be stored.
+    pub fn note_unstored(&mut self, room: &str, epoch: &str, seq: u64, reserved: u64) {
         let e = self
             .unstored
             .entry(room.to_string())
-            .or_insert_with(|| (epoch.to_string(), seq));
-        if e.0 != epoch || e.1 < seq {
-            *e = (epoch.to_string(), seq);
+            .or_insert_with(|| (epoch.to_string(), seq, reserved));
+        if e.0 != epoch {
+            *e = (epoch.to_string(), seq, reserved);
+        } else {
+            e.1 = e.1.max(seq);
+            e.2 = e.2.max(reserved);
         }
     }
 
     /// Records the numbering of rooms whose writes failed (inside a write
     /// transaction); `clear_unstored` once that has committed.
     pub fn store_unstored(&self) -> SqlResult<()> {
-        for (room, (epoch, seq)) in &self.unstored {
-            self.set_head(room, epoch, *seq)?;
+        for (room, (epoch, seq, reserved)) in &self.unstored {
+            self.set_head(room, epoch, *seq, *reserved)?;
         }
         Ok(())
     }
@@ -249,16 +309,21 @@ impl Db {
         max_age: Option<Duration>,
         now_ms: u64,
     ) -> SqlResult<Option<RoomTail>> {
+        // A reservation above `seq` was not given back: the server stopped
+        // without a clean shutdown and seqs up to it may have been delivered
+        // and never stored. The room continues above them, and no recovery
+        // is offered from before (`History::restore`).
         let stored: Option<(String, i64)> = self
             .conn
-            .prepare_cached("SELECT epoch, seq FROM rooms WHERE name = ?1")?
+            .prepare_cached("SELECT epoch, max(seq, reserved) FROM rooms WHERE name = ?1")?
             .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let mut head = stored.map(|(e, s)| (e, uint(s)));
-        if let Some((epoch, seq)) = self.unstored.get(room) {
+        if let Some((epoch, seq, reserved)) = self.unstored.get(room) {
+            let seq = *seq.max(reserved);
             match &head {
-                Some((e, s)) if e == epoch && s >= seq => {}
-                _ => head = Some((epoch.clone(), *seq)),
+                Some((e, s)) if e == epoch && *s >= seq => {}
+                _ => head = Some((epoch.clone(), seq)),
             }
         }
         let Some((epoch, seq)) = head else {
@@ -551,13 +616,56 @@ pub(crate) mod tests {
     fn a_failed_write_keeps_the_numbering() {
         let mut db = Db::in_memory().unwrap();
         in_tx(&db, |db| db.append_message("r", "ep", 1, 1, b"1", keep(0)));
-        db.note_unstored("r", "ep", 2);
+        db.note_unstored("r", "ep", 2, 2);
         let t = db.load_room("r", 10, None, 0).unwrap().unwrap();
         assert_eq!(t.seq, 2, "seq 2 was given out even though it is not stored");
         in_tx(&db, |db| db.store_unstored());
         db.clear_unstored();
         let t = db.load_room("r", 10, None, 0).unwrap().unwrap();
         assert_eq!((t.seq, t.entries.len()), (2, 1));
+    }
+
+    #[test]
+    fn a_room_continues_above_its_reservation_until_it_is_given_back() {
+        let db = Db::in_memory().unwrap();
+        assert_eq!(in_tx(&db, |db| db.reserve("r", "ep", 0, 100)), 100);
+        for s in 1..=3 {
+            in_tx(&db, |db| db.append_message("r", "ep", s, s, b"m", keep(0)));
+        }
+        // A smaller reservation never lowers the stored one.
+        assert_eq!(in_tx(&db, |db| db.reserve("r", "ep", 3, 50)), 100);
+        // As after a crash: seqs up to 100 may have been seen by someone.
+        let t = db.load_room("r", 10, None, 0).unwrap().unwrap();
+        assert_eq!((t.seq, t.entries.len()), (100, 3));
+        // A clean stop gives back what was not used.
+        assert_eq!(in_tx(&db, |db| db.release_reservations()), 1);
+        let t = db.load_room("r", 10, None, 0).unwrap().unwrap();
+        assert_eq!(t.seq, 3);
+        // A message write records how far its room may go.
+        in_tx(&db, |db| {
+            db.insert_message("r", 4, 4, b"m")?;
+            db.close_room("r", "ep", 4, 200, keep(0))
+        });
+        assert_eq!(db.load_room("r", 10, None, 0).unwrap().unwrap().seq, 200);
+        // A new numbering replaces the old one, reservation and all.
+        assert_eq!(in_tx(&db, |db| db.reserve("r", "ep2", 0, 10)), 10);
+    }
+
+    #[test]
+    fn a_stored_message_is_never_overwritten() {
+        let db = Db::in_memory().unwrap();
+        assert!(in_tx(&db, |db| db.insert_message("r", 1, 1, b"first")));
+        assert!(
+            in_tx(&db, |db| db.insert_message("r", 1, 1, b"first")),
+            "the same message again is fine"
+        );
+        assert!(!in_tx(&db, |db| db.insert_message("r", 1, 2, b"second")));
+        let t = in_tx(&db, |db| {
+            db.close_room("r", "ep", 1, 1, keep(0))?;
+            db.load_room("r", 10, None, 0)
+        })
+        .unwrap();
+        assert_eq!(t.entries, vec![(1, Bytes::from_static(b"first"))]);
     }
 
     #[test]

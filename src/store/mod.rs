@@ -17,6 +17,7 @@
 
 pub mod db;
 mod inbox;
+pub mod lock;
 mod notifications;
 pub mod schema;
 pub mod status;
@@ -128,6 +129,10 @@ pub enum Job {
         room: RoomName,
         epoch: Arc<str>,
         seq: u64,
+        /// The room may hand out seqs up to this one: stored with the
+        /// message, so the commit that first records a new numbering also
+        /// records how far it may have gone (see `Db::reserve`).
+        reserved: u64,
         ts: u64,
         frame: Bytes,
         waiter: Waiter,
@@ -137,6 +142,19 @@ pub enum Job {
         limit: usize,
         reply: oneshot::Sender<Result<Option<RoomTail>, HubError>>,
     },
+    /// A room (numbering `epoch`, last seq `seq`) may hand out seqs up to
+    /// `upto` once this has committed; answers the reservation stored.
+    Reserve {
+        room: RoomName,
+        epoch: Arc<str>,
+        seq: u64,
+        upto: u64,
+        reply: oneshot::Sender<Result<u64, HubError>>,
+    },
+    /// A room that stopped (its history left memory): every seq it handed
+    /// out was sent to the writer before this, so its unused reservation
+    /// is given back and a reload numbers on without a jump.
+    Release { room: RoomName, epoch: Arc<str> },
     AppendDocOps(AppendDocOps, oneshot::Sender<Result<(), HubError>>),
     SaveDocSnapshot(SaveDocSnapshot, oneshot::Sender<Result<(), HubError>>),
     LoadDoc(String, oneshot::Sender<Result<DocState, HubError>>),
@@ -216,6 +234,8 @@ pub struct StoreHandle {
 pub struct StoreThread {
     handle: StoreHandle,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// This server's claim on the database file, held until it exits.
+    _lock: Option<lock::DbLock>,
 }
 
 fn stopped() -> HubError {
@@ -223,10 +243,8 @@ fn stopped() -> HubError {
 }
 
 /// A reply that arrives after the writer's commit.
-pub fn reply<T>(
-    rx: oneshot::Receiver<Result<T, HubError>>,
-) -> impl Future<Output = Result<T, HubError>> {
-    async move { rx.await.unwrap_or_else(|_| Err(stopped())) }
+pub async fn reply<T>(rx: oneshot::Receiver<Result<T, HubError>>) -> Result<T, HubError> {
+    rx.await.unwrap_or_else(|_| Err(stopped()))
 }
 
 /// Opens the database (creating and migrating it) and starts the writer.
@@ -236,6 +254,7 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         busy: cfg.busy,
         max_bytes: cfg.max_bytes,
     };
+    let lock = cfg.path.as_deref().map(lock::acquire).transpose()?;
     let db = db::Db::open(cfg.path.as_deref(), &opts)?;
     match &cfg.path {
         Some(p) => log::info!("storage: {} (WAL, synchronous={})", p.display(), cfg.sync),
@@ -272,6 +291,7 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
     Ok(StoreThread {
         handle,
         thread: Some(thread),
+        _lock: lock,
     })
 }
 
@@ -280,7 +300,10 @@ impl StoreThread {
         self.handle.clone()
     }
 
-    /// Lets the writer finish what was sent before, then waits for it (bounded).
+    /// Lets the writer finish what was sent before, then waits for it
+    /// (bounded). The caller guarantees that no room hands out a seq any
+    /// more (their threads have stopped): the writer then gives back the
+    /// unused seq reservations, and the next start numbers on without a jump.
     pub fn stop(mut self, wait: Duration) {
         self.handle.send(Job::Shutdown);
         let Some(t) = self.thread.take() else { return };
@@ -337,6 +360,33 @@ impl StoreHandle {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             log::error!("storage: the writer has stopped; a job was dropped");
         }
+    }
+
+    /// How many seqs a stored room reserves at a time. The next block is
+    /// asked for when half is left, and the writer is never more than
+    /// `SWITCHBOARD_DB_QUEUE` messages behind, so a reservation always
+    /// commits before the room runs out and the fan-out never waits on it.
+    pub fn seq_block(&self) -> u64 {
+        (2 * self.cap as u64 + 1024).max(4096)
+    }
+
+    /// Reserves `room`'s seqs up to `upto` (see `Job::Reserve`).
+    pub fn reserve_seqs(
+        &self,
+        room: RoomName,
+        epoch: Arc<str>,
+        seq: u64,
+        upto: u64,
+    ) -> impl Future<Output = Result<u64, HubError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Reserve {
+            room,
+            epoch,
+            seq,
+            upto,
+            reply: tx,
+        });
+        reply(rx)
     }
 
     /// The stored tail of `room` (up to `limit` messages).
@@ -517,7 +567,7 @@ mod tests {
             assert_eq!((s.ops, s.older_ops), (vec![op(4)], vec![op(3)]));
             t.stop(Duration::from_secs(5));
         });
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }

@@ -41,6 +41,9 @@ pub(super) struct Writer {
 /// What a job produced, kept until its batch commits.
 enum Done {
     Nothing,
+    /// A message whose seq already names another stored message: refused.
+    Conflict,
+    Reserved(u64),
     Room(Option<RoomTail>),
     Doc(Result<(), HubError>),
     DocState(DocState),
@@ -87,6 +90,28 @@ fn push_error(outbox: &Outbox, e: &HubError, id: Option<&str>) {
     outbox.push(error_frame(e.code, &e.message, id, None));
 }
 
+/// Tells whoever waits on a stored room message how its write went.
+fn answer_message(waiter: Waiter, seq: u64, r: Result<(), HubError>) {
+    match (waiter, r) {
+        (Waiter::Session { outbox, id, ack }, Ok(())) => {
+            if let (true, Some(id)) = (ack, id) {
+                outbox.push(encode(&ServerFrame::Ack {
+                    id: &id,
+                    seq: Some(seq),
+                }));
+            }
+        }
+        (Waiter::Session { outbox, id, .. }, Err(e)) => push_error(&outbox, &e, id.as_deref()),
+        (Waiter::Api(tx), r) => {
+            let _ = tx.send(r);
+        }
+        (Waiter::Nobody, Ok(())) => {}
+        (Waiter::Nobody, Err(e)) => {
+            log::warn!("storage: an MQTT message (seq {seq}) was not stored: {e:?}")
+        }
+    }
+}
+
 impl Writer {
     pub fn run(mut self) {
         lower_priority();
@@ -117,12 +142,35 @@ impl Writer {
             }
             self.run_batch(jobs);
             if stop.is_some() {
+                self.release();
                 log::info!("storage: writer stopped");
                 return;
             }
             if Instant::now() >= next_sweep {
                 self.sweep();
                 next_sweep = Instant::now() + SWEEP_EVERY;
+            }
+        }
+    }
+
+    /// At a clean stop: records the numbering of rooms whose writes failed,
+    /// then gives back unused seq reservations. If this fails, they stay,
+    /// and the next start treats the stop as a crash (no seq is reused).
+    fn release(&mut self) {
+        let r = self.db.begin(true).and_then(|_| {
+            self.db.store_unstored()?;
+            let n = self.db.release_reservations()?;
+            self.db.commit()?;
+            Ok(n)
+        });
+        match r {
+            Ok(n) => log::debug!("storage: {n} seq reservations given back"),
+            Err(e) => {
+                self.db.rollback();
+                log::warn!(
+                    "storage: seq reservations kept ({}); rooms continue above them after the restart",
+                    describe(&e)
+                );
             }
         }
     }
@@ -160,22 +208,31 @@ impl Writer {
             }
             let mut done = Vec::with_capacity(jobs.len());
             // Each room's head and retention trim, once per batch.
-            let mut rooms: HashMap<&str, (&str, u64)> = HashMap::new();
+            let mut rooms: HashMap<&str, (&str, u64, u64)> = HashMap::new();
             for j in &jobs {
                 if let Job::Message {
-                    room, epoch, seq, ..
+                    room,
+                    epoch,
+                    seq,
+                    reserved,
+                    ..
                 } = j
                 {
-                    let e = rooms.entry(room.as_str()).or_insert((&**epoch, *seq));
-                    if e.0 != &**epoch || e.1 < *seq {
-                        *e = (&**epoch, *seq);
+                    let e = rooms
+                        .entry(room.as_str())
+                        .or_insert((&**epoch, *seq, *reserved));
+                    if e.0 != &**epoch {
+                        *e = (&**epoch, *seq, *reserved);
+                    } else {
+                        e.1 = e.1.max(*seq);
+                        e.2 = e.2.max(*reserved);
                     }
                 }
                 done.push(self.execute(j)?);
             }
-            for (room, (epoch, seq)) in rooms {
-                self.db
-                    .close_room(room, epoch, seq, self.policy.retention(room))?;
+            for (room, (epoch, seq, reserved)) in rooms {
+                let keep = self.policy.retention(room);
+                self.db.close_room(room, epoch, seq, reserved, keep)?;
             }
             self.db.commit()?;
             Ok(done)
@@ -205,10 +262,14 @@ impl Writer {
                     if j.writes() {
                         METRICS.storage_errors.fetch_add(1, Ordering::Relaxed);
                         if let Job::Message {
-                            room, epoch, seq, ..
+                            room,
+                            epoch,
+                            seq,
+                            reserved,
+                            ..
                         } = &j
                         {
-                            self.db.note_unstored(room.as_str(), epoch, *seq);
+                            self.db.note_unstored(room.as_str(), epoch, *seq, *reserved);
                         }
                         self.finish(j, Err(err.clone()));
                     } else {
@@ -238,7 +299,22 @@ impl Writer {
                 frame,
                 ..
             } => {
-                db.insert_message(room.as_str(), *seq, *ts, frame)?;
+                if db.insert_message(room.as_str(), *seq, *ts, frame)? {
+                    Done::Nothing
+                } else {
+                    log::error!("storage: seq {seq} of {room} already names another message; not stored");
+                    Done::Conflict
+                }
+            }
+            Job::Reserve {
+                room,
+                epoch,
+                seq,
+                upto,
+                ..
+            } => Done::Reserved(db.reserve(room.as_str(), epoch, *seq, *upto)?),
+            Job::Release { room, epoch } => {
+                db.release_room(room.as_str(), epoch)?;
                 Done::Nothing
             }
             Job::LoadRoom { room, limit, .. } => {
@@ -311,26 +387,27 @@ impl Writer {
     /// Answers a job once its batch has committed (or failed).
     fn finish(&self, job: Job, r: Result<Done, HubError>) {
         match job {
-            Job::Message { seq, waiter, .. } => match (waiter, r) {
-                (Waiter::Session { outbox, id, ack }, Ok(_)) => {
-                    if let (true, Some(id)) = (ack, id) {
-                        outbox.push(encode(&ServerFrame::Ack {
-                            id: &id,
-                            seq: Some(seq),
-                        }));
-                    }
+            Job::Message { seq, waiter, .. } => {
+                let r = match r {
+                    Ok(Done::Conflict) => Err(HubError::new(
+                        ErrorCode::StorageError,
+                        format!("seq {seq} already names another stored message"),
+                    )),
+                    r => r.map(|_| ()),
+                };
+                answer_message(waiter, seq, r);
+            }
+            Job::Release { room, .. } => {
+                if let Err(e) = r {
+                    log::warn!("storage: {room} keeps its seq reservation: {e:?}");
                 }
-                (Waiter::Session { outbox, id, .. }, Err(e)) => {
-                    push_error(&outbox, &e, id.as_deref())
-                }
-                (Waiter::Api(tx), r) => {
-                    let _ = tx.send(r.map(|_| ()));
-                }
-                (Waiter::Nobody, Ok(_)) => {}
-                (Waiter::Nobody, Err(e)) => {
-                    log::warn!("storage: an MQTT message (seq {seq}) was not stored: {e:?}")
-                }
-            },
+            }
+            Job::Reserve { reply, .. } => {
+                let _ = reply.send(r.map(|d| match d {
+                    Done::Reserved(upto) => upto,
+                    _ => 0,
+                }));
+            }
             Job::LoadRoom { reply, .. } => {
                 let _ = reply.send(r.map(|d| match d {
                     Done::Room(t) => t,

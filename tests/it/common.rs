@@ -259,9 +259,9 @@ impl Drop for Server {
     }
 }
 
-/// Removes a database file and its WAL and shared-memory files.
+/// Removes a database file and its WAL, shared-memory and lock files.
 pub fn remove_db(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }

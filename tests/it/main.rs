@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod collab;
+mod crash;
 mod fallback;
 mod http;
 mod limits;

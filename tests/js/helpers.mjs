@@ -114,7 +114,7 @@ export class Server {
 }
 
 function removeDb(file) {
-  for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(file + suffix, { force: true });
+  for (const suffix of ["", "-wal", "-shm", "-journal", ".lock"]) rmSync(file + suffix, { force: true });
 }
 
 /** Resolves with the first `type` event for which `pred` holds. */

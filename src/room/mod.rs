@@ -2,17 +2,19 @@
 //! fan-out. A message is encoded once here and the same bytes are queued to
 //! every member's outbox; the Hub is not on this path.
 
-use crate::error::{ErrorCode, HubError};
 use crate::history::{History, Recovery};
 use crate::hub::{Hub, RoomIdle};
-use crate::ids::{now_ms, RoomName, SessionId, UserId};
+use crate::ids::{RoomName, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::{Out, Outbox};
-use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame, Status};
-use crate::store::{Job, RoomMode, StoreHandle, Waiter};
+use crate::protocol::{encode, From, MemberInfo, ServerFrame, Status};
+use crate::store::{RoomMode, StoreHandle};
+
+mod publish;
+
+pub use publish::{MqttRelay, Origin, Publish};
 use actix::prelude::*;
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -64,6 +66,8 @@ pub struct Room {
     storage: Option<(StoreHandle, RoomMode)>,
     /// Load the stored history before handling anything (not in the idle LRU).
     load: bool,
+    /// A seq reservation is on its way to the database (`reserve_ahead`).
+    reserving: bool,
 }
 
 impl Actor for Room {
@@ -118,6 +122,7 @@ impl Room {
             hub_ops: 0,
             storage: None,
             load: false,
+            reserving: false,
         }
     }
 
@@ -400,192 +405,6 @@ impl Handler<Leave> for Room {
                     id: msg.id.as_deref(),
                 }));
             }
-        }
-        self.report_if_idle();
-    }
-}
-
-/// Where a publish came from.
-pub enum Origin {
-    /// A member session; acks and errors go to its outbox.
-    Session { session: SessionId, outbox: Outbox },
-    /// The REST API, through the Hub.
-    Api,
-}
-
-/// A message for the room. Answers the seq it was given.
-#[derive(Message)]
-#[rtype(result = "Result<u64, HubError>")]
-pub struct Publish {
-    pub from: From,
-    pub data: Box<RawValue>,
-    pub id: Option<String>,
-    pub origin: Origin,
-    /// When the server received it, for the delivery latency histogram.
-    pub received: Instant,
-}
-
-impl Handler<Publish> for Room {
-    type Result = ResponseFuture<Result<u64, HubError>>;
-
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        let r = self.publish(msg);
-        Box::pin(async move {
-            match r {
-                Published::Now(r) => r,
-                Published::AfterWrite(seq, rx) => crate::store::reply(rx).await.map(|_| seq),
-            }
-        })
-    }
-}
-
-/// A publish's answer: at once, or when its write has committed.
-enum Published {
-    Now(Result<u64, HubError>),
-    AfterWrite(u64, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
-}
-
-impl Room {
-    /// Hands a stored room's message to the writer, after its fan-out, in
-    /// the slot `reserve` took before it. Answers the receiver an API
-    /// publish waits on, in a durable room.
-    fn persist(
-        &self,
-        seq: u64,
-        ts: u64,
-        frame: &Bytes,
-        msg: &Publish,
-    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>> {
-        let (_, mode) = self.storage.as_ref()?;
-        let (waiter, rx) = match &msg.origin {
-            Origin::Session { outbox, .. } => (
-                Waiter::Session {
-                    outbox: outbox.clone(),
-                    id: msg.id.clone(),
-                    ack: *mode == RoomMode::Durable,
-                },
-                None,
-            ),
-            Origin::Api => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                (Waiter::Api(tx), (*mode == RoomMode::Durable).then_some(rx))
-            }
-        };
-        self.write(seq, ts, frame, waiter);
-        rx
-    }
-
-    /// Sends a stored room's message to the writer (its slot reserved).
-    fn write(&self, seq: u64, ts: u64, frame: &Bytes, waiter: Waiter) {
-        if let Some((store, _)) = &self.storage {
-            store.send_reserved(Job::Message {
-                room: self.name.clone(),
-                epoch: self.history.epoch.clone(),
-                seq,
-                ts,
-                frame: frame.clone(),
-                waiter,
-            });
-        }
-    }
-
-    fn acks_after_write(&self) -> bool {
-        matches!(self.storage, Some((_, RoomMode::Durable)))
-    }
-
-    fn publish(&mut self, msg: Publish) -> Published {
-        match &msg.origin {
-            Origin::Session { session, outbox } if !self.members.contains_key(session) => {
-                outbox.push(error_frame(
-                    ErrorCode::NotMember,
-                    "join the room before sending to it",
-                    msg.id.as_deref(),
-                    None,
-                ));
-                return Published::Now(Err(HubError::new(ErrorCode::NotMember, "not a member")));
-            }
-            Origin::Session { .. } => {}
-            Origin::Api => self.hub_ops += 1,
-        }
-        let seq = self.history.next_seq();
-        let ts = now_ms();
-        let frame = encode(&ServerFrame::Message {
-            room: &self.name,
-            seq,
-            from: &msg.from,
-            data: &msg.data,
-            ts,
-            id: msg.id.as_deref(),
-        });
-        // A slot in the writer's queue is taken before the fan-out, so a
-        // message refused because storage is busy is never seen by anyone.
-        let reserved = self.storage.as_ref().is_none_or(|(s, _)| s.reserve());
-        if !reserved {
-            let why = "storage is busy; retry shortly";
-            if let Origin::Session { outbox, .. } = &msg.origin {
-                outbox.push(error_frame(
-                    ErrorCode::RateLimited,
-                    why,
-                    msg.id.as_deref(),
-                    Some(50),
-                ));
-            } else {
-                self.report_if_idle();
-            }
-            return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
-        }
-        self.history.push(seq, frame.clone());
-        METRICS.messages_published.fetch_add(1, Relaxed);
-        self.broadcast(&frame, None);
-        METRICS.delivery_latency(msg.received.elapsed());
-        // Only now the writer: the fan-out never waits for it, not even to wake it.
-        let written = self.persist(seq, ts, &frame, &msg);
-        match (&msg.origin, &msg.id) {
-            // A durable room's ack comes from the writer, after the commit.
-            (Origin::Session { outbox, .. }, Some(id)) if !self.acks_after_write() => {
-                outbox.push(encode(&ServerFrame::Ack { id, seq: Some(seq) }));
-            }
-            (Origin::Api, _) => self.report_if_idle(),
-            _ => {}
-        }
-        match written {
-            Some(rx) => Published::AfterWrite(seq, rx),
-            None => Published::Now(Ok(seq)),
-        }
-    }
-}
-
-/// A message from the MQTT broker for a mapped room (forwarded by the Hub):
-/// it gets a `seq` and goes into history like any room message.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MqttRelay {
-    pub msg: std::sync::Arc<crate::mqtt::message::MqttMessage>,
-}
-
-impl Handler<MqttRelay> for Room {
-    type Result = ();
-
-    fn handle(&mut self, msg: MqttRelay, _: &mut Context<Self>) {
-        self.hub_ops += 1;
-        // Nobody can be told to retry (the broker was acknowledged on
-        // receipt), so when the writer's queue is full the message is still
-        // delivered and kept in memory, only not stored; `storage_busy`
-        // counts it.
-        let stored = self.storage.as_ref().is_some_and(|(s, _)| s.reserve());
-        let seq = self.history.next_seq();
-        let frame = msg.msg.frame(Some((&self.name, seq)));
-        self.history.push(seq, frame.clone());
-        METRICS.messages_published.fetch_add(1, Relaxed);
-        self.broadcast(&frame, None);
-        if stored {
-            self.write(seq, msg.msg.ts, &frame, Waiter::Nobody);
-        } else if self.storage.is_some() {
-            log::warn!(
-                "storage: busy; MQTT message {} of {} not stored",
-                seq,
-                self.name
-            );
         }
         self.report_if_idle();
     }

@@ -1,0 +1,342 @@
+//! Publishing in a room: numbering, the fan-out, and the hand-off to
+//! storage, for members' messages, REST publishes and the broker messages
+//! of mapped rooms.
+//!
+//! A stored room hands out no seq before the database holds a reservation
+//! covering it (`StoreHandle::seq_block` at a time, the next asked for when
+//! half is left), so a crash can never make the room give a delivered seq
+//! to a different message (DESIGN.md, "Sequence numbers after a crash").
+
+use super::Room;
+use crate::error::{ErrorCode, HubError};
+use crate::ids::{now_ms, SessionId};
+use crate::metrics::METRICS;
+use crate::outbox::Outbox;
+use crate::protocol::{encode, error_frame, From, ServerFrame};
+use crate::store::{Job, RoomMode, Waiter};
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// Where a publish came from.
+pub enum Origin {
+    /// A member session; acks and errors go to its outbox.
+    Session { session: SessionId, outbox: Outbox },
+    /// The REST API, through the Hub.
+    Api,
+}
+
+/// A message for the room. Answers the seq it was given.
+#[derive(Message)]
+#[rtype(result = "Result<u64, HubError>")]
+pub struct Publish {
+    pub from: From,
+    pub data: Box<RawValue>,
+    pub id: Option<String>,
+    pub origin: Origin,
+    /// When the server received it, for the delivery latency histogram.
+    pub received: Instant,
+}
+
+impl Handler<Publish> for Room {
+    type Result = ResponseFuture<Result<u64, HubError>>;
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        if self.seq_reserved() {
+            let r = self.publish(msg);
+            self.reserve_ahead(ctx);
+            return Box::pin(r.answer());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.when_reserved(ctx, move |act, reserved| {
+            let r = match reserved {
+                Ok(()) => act.publish(msg),
+                Err(e) => act.refuse(msg, e),
+            };
+            let _ = tx.send(r);
+        });
+        Box::pin(async move {
+            match rx.await {
+                Ok(r) => r.answer().await,
+                Err(_) => Err(HubError::new(ErrorCode::Unavailable, "the room has stopped")),
+            }
+        })
+    }
+}
+
+/// A publish's answer: at once, or when its write has committed.
+enum Published {
+    Now(Result<u64, HubError>),
+    AfterWrite(u64, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
+}
+
+impl Published {
+    async fn answer(self) -> Result<u64, HubError> {
+        match self {
+            Published::Now(r) => r,
+            Published::AfterWrite(seq, rx) => crate::store::reply(rx).await.map(|_| seq),
+        }
+    }
+}
+
+/// A message from the MQTT broker for a mapped room (forwarded by the Hub):
+/// it gets a `seq` and goes into history like any room message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MqttRelay {
+    pub msg: std::sync::Arc<crate::mqtt::message::MqttMessage>,
+}
+
+impl Handler<MqttRelay> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: MqttRelay, ctx: &mut Context<Self>) {
+        self.hub_ops += 1;
+        self.when_reserved(ctx, move |act, reserved| {
+            if let Err(e) = reserved {
+                // The broker was acknowledged on receipt; nobody can be told.
+                METRICS.storage_errors.fetch_add(1, Relaxed);
+                log::error!("room {}: MQTT message dropped: {}", act.name, e.message);
+            } else {
+                act.relay_mqtt(&msg.msg);
+            }
+            act.report_if_idle();
+        });
+        self.reserve_ahead(ctx);
+    }
+}
+
+impl Room {
+    /// May the next message be numbered now? A numbering the database has
+    /// never seen may hand out its first block at once: the reservation is
+    /// sent to the writer first, and every message write carries it too, so
+    /// whichever commit first records this numbering records the block; if
+    /// none commits before a crash, the numbering is unknown after it and
+    /// the room starts a new epoch (clients with the old one get
+    /// `recovered:false`).
+    fn seq_reserved(&mut self) -> bool {
+        let Some((store, _)) = &self.storage else {
+            return true;
+        };
+        let h = &mut self.history;
+        if h.fresh && h.reserved == 0 {
+            h.reserved = store.seq_block();
+            let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, h.reserved);
+            let name = self.name.clone();
+            actix::spawn(async move {
+                if let Err(e) = fut.await {
+                    log::warn!("room {name}: cannot reserve seqs: {}", e.message);
+                }
+            });
+        }
+        self.history.next_seq() <= self.history.reserved
+    }
+
+    /// Asks for the next block early, without waiting for it.
+    fn reserve_ahead(&mut self, ctx: &mut Context<Self>) {
+        let Some((store, _)) = &self.storage else {
+            return;
+        };
+        let block = store.seq_block();
+        if self.reserving || self.history.reserved >= self.history.seq + block / 2 {
+            return;
+        }
+        self.reserving = true;
+        let h = &self.history;
+        let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, h.seq + block);
+        ctx.spawn(fut.into_actor(self).map(|r, act, _| {
+            act.reserving = false;
+            match r {
+                Ok(upto) => act.history.reserved = act.history.reserved.max(upto),
+                Err(e) => log::warn!("room {}: cannot reserve seqs: {}", act.name, e.message),
+            }
+        }));
+    }
+
+    /// Runs `then` once the next seq is reserved (at once if it is): the
+    /// room handles nothing else meanwhile, so messages keep their order.
+    /// `Err` when the reservation could not be stored.
+    fn when_reserved<F>(&mut self, ctx: &mut Context<Self>, then: F)
+    where
+        F: FnOnce(&mut Room, Result<(), HubError>) + 'static,
+    {
+        if self.seq_reserved() {
+            return then(self, Ok(()));
+        }
+        let Some((store, _)) = &self.storage else {
+            return then(self, Ok(()));
+        };
+        let h = &self.history;
+        let upto = h.seq + store.seq_block();
+        let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, upto);
+        ctx.wait(fut.into_actor(self).map(move |r, act, _| {
+            let r = r.and_then(|upto| {
+                act.history.reserved = act.history.reserved.max(upto);
+                if act.seq_reserved() {
+                    Ok(())
+                } else {
+                    Err(HubError::new(ErrorCode::StorageError, "cannot reserve a seq"))
+                }
+            });
+            if let Err(e) = &r {
+                log::warn!("room {}: cannot reserve seqs: {}", act.name, e.message);
+            }
+            then(act, r)
+        }));
+    }
+
+    /// Answers a publish that cannot be numbered (its seq could not be
+    /// reserved): nobody sees it, the sender gets the error.
+    fn refuse(&mut self, msg: Publish, e: HubError) -> Published {
+        match &msg.origin {
+            Origin::Session { outbox, .. } => {
+                outbox.push(error_frame(e.code, &e.message, msg.id.as_deref(), None));
+            }
+            Origin::Api => {
+                self.hub_ops += 1;
+                self.report_if_idle();
+            }
+        }
+        Published::Now(Err(e))
+    }
+}
+
+impl Room {
+    /// Hands a stored room's message to the writer, after its fan-out, in
+    /// the slot `reserve` took before it. Answers the receiver an API
+    /// publish waits on, in a durable room.
+    fn persist(
+        &self,
+        seq: u64,
+        ts: u64,
+        frame: &Bytes,
+        msg: &Publish,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), HubError>>> {
+        let (_, mode) = self.storage.as_ref()?;
+        let (waiter, rx) = match &msg.origin {
+            Origin::Session { outbox, .. } => (
+                Waiter::Session {
+                    outbox: outbox.clone(),
+                    id: msg.id.clone(),
+                    ack: *mode == RoomMode::Durable,
+                },
+                None,
+            ),
+            Origin::Api => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Waiter::Api(tx), (*mode == RoomMode::Durable).then_some(rx))
+            }
+        };
+        self.write(seq, ts, frame, waiter);
+        rx
+    }
+
+    /// Sends a stored room's message to the writer (its slot reserved).
+    fn write(&self, seq: u64, ts: u64, frame: &Bytes, waiter: Waiter) {
+        if let Some((store, _)) = &self.storage {
+            store.send_reserved(Job::Message {
+                room: self.name.clone(),
+                epoch: self.history.epoch.clone(),
+                seq,
+                reserved: self.history.reserved,
+                ts,
+                frame: frame.clone(),
+                waiter,
+            });
+        }
+    }
+
+    fn acks_after_write(&self) -> bool {
+        matches!(self.storage, Some((_, RoomMode::Durable)))
+    }
+
+    fn publish(&mut self, msg: Publish) -> Published {
+        match &msg.origin {
+            Origin::Session { session, outbox } if !self.members.contains_key(session) => {
+                outbox.push(error_frame(
+                    ErrorCode::NotMember,
+                    "join the room before sending to it",
+                    msg.id.as_deref(),
+                    None,
+                ));
+                return Published::Now(Err(HubError::new(ErrorCode::NotMember, "not a member")));
+            }
+            Origin::Session { .. } => {}
+            Origin::Api => self.hub_ops += 1,
+        }
+        let seq = self.history.next_seq();
+        let ts = now_ms();
+        let frame = encode(&ServerFrame::Message {
+            room: &self.name,
+            seq,
+            from: &msg.from,
+            data: &msg.data,
+            ts,
+            id: msg.id.as_deref(),
+        });
+        // A slot in the writer's queue is taken before the fan-out, so a
+        // message refused because storage is busy is never seen by anyone.
+        let reserved = self.storage.as_ref().is_none_or(|(s, _)| s.reserve());
+        if !reserved {
+            let why = "storage is busy; retry shortly";
+            if let Origin::Session { outbox, .. } = &msg.origin {
+                outbox.push(error_frame(
+                    ErrorCode::RateLimited,
+                    why,
+                    msg.id.as_deref(),
+                    Some(50),
+                ));
+            } else {
+                self.report_if_idle();
+            }
+            return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
+        }
+        self.history.push(seq, frame.clone());
+        METRICS.messages_published.fetch_add(1, Relaxed);
+        self.broadcast(&frame, None);
+        METRICS.delivery_latency(msg.received.elapsed());
+        // Only now the writer: the fan-out never waits for it, not even to wake it.
+        let written = self.persist(seq, ts, &frame, &msg);
+        match (&msg.origin, &msg.id) {
+            // A durable room's ack comes from the writer, after the commit.
+            (Origin::Session { outbox, .. }, Some(id)) if !self.acks_after_write() => {
+                outbox.push(encode(&ServerFrame::Ack { id, seq: Some(seq) }));
+            }
+            (Origin::Api, _) => self.report_if_idle(),
+            _ => {}
+        }
+        match written {
+            Some(rx) => Published::AfterWrite(seq, rx),
+            None => Published::Now(Ok(seq)),
+        }
+    }
+}
+
+
+impl Room {
+    /// Numbers, delivers and stores a broker message. Nobody can be told to
+    /// retry (the broker was acknowledged on receipt), so it is handed to
+    /// the writer past `SWITCHBOARD_DB_QUEUE` rather than refused: its seq
+    /// always reaches the database.
+    fn relay_mqtt(&mut self, msg: &crate::mqtt::message::MqttMessage) {
+        let seq = self.history.next_seq();
+        let frame = msg.frame(Some((&self.name, seq)));
+        self.history.push(seq, frame.clone());
+        METRICS.messages_published.fetch_add(1, Relaxed);
+        self.broadcast(&frame, None);
+        if let Some((store, _)) = &self.storage {
+            store.send(Job::Message {
+                room: self.name.clone(),
+                epoch: self.history.epoch.clone(),
+                seq,
+                reserved: self.history.reserved,
+                ts: msg.ts,
+                frame,
+                waiter: Waiter::Nobody,
+            });
+        }
+    }
+}
+
