@@ -182,7 +182,7 @@ pub mod close {
     pub const PROTOCOL: u16 = 1002;
     /// Authentication failed, missing, or the token expired.
     pub const POLICY: u16 = 1008;
-    /// A frame larger than the hard cap.
+    /// A frame, or fragmented message, larger than the hard cap (refused by `wsframes`).
     pub const TOO_BIG: u16 = 1009;
     /// No pong within the pong timeout.
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;

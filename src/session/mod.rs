@@ -407,14 +407,11 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
                     Item::Continue(b) => (None, false, b),
                     Item::Last(b) => (None, true, b),
                 };
+                // `WsFrames` has already refused a message past the hard cap.
                 match (first, self.fragments.as_mut()) {
                     (Some(text), None) => self.fragments = Some((text, BytesMut::from(&chunk[..]))),
                     (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
                     _ => return self.close(close::PROTOCOL, "bad fragment sequence", ctx),
-                }
-                let size = self.fragments.as_ref().map_or(0, |f| f.1.len());
-                if size > self.shared.cfg.hard_max_frame {
-                    return self.close(close::TOO_BIG, "message too large", ctx);
                 }
                 if last {
                     match self.fragments.take() {
