@@ -180,6 +180,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// Protocol violation at the WebSocket layer (bad framing, binary data over the hard cap…).
     pub const PROTOCOL: u16 = 1002;
+    /// A text message that is not valid UTF-8 (RFC 6455 §8.1).
+    pub const INVALID_DATA: u16 = 1007;
     /// Authentication failed, missing, or the token expired.
     pub const POLICY: u16 = 1008;
     /// A frame, or fragmented message, larger than the hard cap (refused by `wsframes`).

@@ -322,6 +322,15 @@ impl Session {
         }
     }
 
+    /// A whole WebSocket text message (one frame or reassembled fragments).
+    /// RFC 6455 §8.1: text that is not UTF-8 fails the connection with 1007.
+    fn on_ws_text(&mut self, text: Bytes, ctx: &mut Context<Self>) {
+        if std::str::from_utf8(&text).is_err() {
+            return self.close(close::INVALID_DATA, "text frame is not valid UTF-8", ctx);
+        }
+        self.on_text(text, ctx);
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_pong.is_some() {
             return;
@@ -394,7 +403,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
             return;
         }
         match item {
-            Ok(Frame::Text(b)) => self.on_text(b, ctx),
+            Ok(Frame::Text(b)) => self.on_ws_text(b, ctx),
             Ok(Frame::Binary(_)) => self.error(
                 ErrorCode::BadRequest,
                 "binary frames are not supported; send JSON text",
@@ -415,7 +424,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
                 }
                 if last {
                     match self.fragments.take() {
-                        Some((true, buf)) => self.on_text(buf.freeze(), ctx),
+                        Some((true, buf)) => self.on_ws_text(buf.freeze(), ctx),
                         _ => self.error(
                             ErrorCode::BadRequest,
                             "binary frames are not supported; send JSON text",
