@@ -406,8 +406,14 @@ pub fn data_problem(data: &str) -> Option<String> {
         ));
     }
     if let Some(n) = unreadable_number(data) {
-        let shown = if n.len() > 32 { format!("{}…", &n[..32]) } else { n.into() };
-        return Some(format!("data has a number beyond the range of a double: {shown}"));
+        let shown = if n.len() > 32 {
+            format!("{}…", &n[..32])
+        } else {
+            n.into()
+        };
+        return Some(format!(
+            "data has a number beyond the range of a double: {shown}"
+        ));
     }
     // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
     // strictly would reject the whole frame. Only text with `\u` needs the full check.
@@ -534,6 +540,6 @@ mod server;
 pub use server::*;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests;

@@ -71,8 +71,14 @@ fn json_byte() -> impl Strategy<Value = u8> {
 /// sometimes a long run of digits instead.
 fn number() -> impl Strategy<Value = String> {
     prop_oneof![
-        (any::<bool>(), 0u32..1_000_000, 0u32..7, -400i32..400, any::<bool>()).prop_map(
-            |(neg, m, point, exp, upper)| {
+        (
+            any::<bool>(),
+            0u32..1_000_000,
+            0u32..7,
+            -400i32..400,
+            any::<bool>()
+        )
+            .prop_map(|(neg, m, point, exp, upper)| {
                 let digits = m.to_string();
                 let cut = (point as usize).min(digits.len() - 1) + 1;
                 let e = if upper { 'E' } else { 'e' };
@@ -81,10 +87,11 @@ fn number() -> impl Strategy<Value = String> {
                     "" => format!("{sign}{digits}{e}{exp}"),
                     frac => format!("{sign}{}.{frac}{e}{exp:+}", &digits[..cut]),
                 }
-            }
-        ),
+            }),
         (1usize..400).prop_map(|n| format!("1{}", "0".repeat(n))),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
     ]
 }
 

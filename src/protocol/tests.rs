@@ -250,11 +250,18 @@ fn numbers_a_double_cannot_hold_are_refused_in_data() {
         assert!(unreadable_number(bad).is_some(), "{bad}");
         let frame = format!(r#"{{"type":"message:send","room":"r","id":"n","data":{bad}}}"#);
         let e = parse(frame.as_bytes()).unwrap_err();
-        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::BadRequest, Some("n")), "{bad}");
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::BadRequest, Some("n")),
+            "{bad}"
+        );
         assert!(e.message.contains("range of a double"), "{}", e.message);
     }
     let digits = "9".repeat(400);
-    assert_eq!(unreadable_number(&format!("[true,{digits}]")), Some(digits.as_str()));
+    assert_eq!(
+        unreadable_number(&format!("[true,{digits}]")),
+        Some(digits.as_str())
+    );
     // Readable numbers, underflow to zero, and the same text in strings pass.
     for ok in [
         "1.5e308",

@@ -122,10 +122,18 @@ fn client_frame(opcode: u8, fin: bool, len: u64, payload: &[u8], mask: [u8; 4]) 
 /// A message a well-behaved client might send.
 #[derive(Debug, Clone)]
 enum Msg {
-    Single { text: bool, len: usize },
+    Single {
+        text: bool,
+        len: usize,
+    },
     /// A first fragment, continuations, with a ping between the first two.
-    Fragmented { text: bool, parts: Vec<usize> },
-    Ping { len: usize },
+    Fragmented {
+        text: bool,
+        parts: Vec<usize>,
+    },
+    Ping {
+        len: usize,
+    },
 }
 
 fn len() -> impl Strategy<Value = usize> {
@@ -146,13 +154,18 @@ fn msg() -> impl Strategy<Value = Msg> {
 /// The bytes stop after that frame's header and `junk`: the decoder must
 /// not wait for the rest.
 fn scenario(msgs: &[Msg], cap: usize, mask: [u8; 4], junk: &[u8]) -> (Vec<u8>, Vec<Seen>) {
-    let payload = |n: usize, salt: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 + salt) as u8).collect() };
+    let payload =
+        |n: usize, salt: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 + salt) as u8).collect() };
     let mut frames: Vec<(u8, bool, Vec<u8>, Seen, usize)> = Vec::new();
     for (k, m) in msgs.iter().enumerate() {
         match m {
             Msg::Single { text, len } => {
                 let p = payload(*len, k);
-                let seen = if *text { Seen::Text(p.clone()) } else { Seen::Binary(p.clone()) };
+                let seen = if *text {
+                    Seen::Text(p.clone())
+                } else {
+                    Seen::Binary(p.clone())
+                };
                 frames.push((if *text { 1 } else { 2 }, true, p, seen, *len));
             }
             Msg::Fragmented { text, parts } => {
@@ -259,7 +272,13 @@ fn a_message_may_fill_the_cap_exactly() {
     let mut bytes = client_frame(1, false, 3, b"abc", mask);
     bytes.extend(client_frame(0, true, 2, b"de", mask));
     let (out, _) = decode_all(&bytes, &[1], 5);
-    assert_eq!(out, [Seen::First(true, b"abc".to_vec()), Seen::Last(b"de".to_vec())]);
+    assert_eq!(
+        out,
+        [
+            Seen::First(true, b"abc".to_vec()),
+            Seen::Last(b"de".to_vec())
+        ]
+    );
     // One more byte, announced by the last header: refused before its payload.
     let mut bytes = client_frame(1, false, 3, b"abc", mask);
     bytes.extend(client_frame(0, true, 3, b"", mask));

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod collab;
 mod fallback;
+mod hostile;
 mod http;
 mod limits;
 mod notify;
