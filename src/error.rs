@@ -180,9 +180,11 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// Protocol violation at the WebSocket layer (bad framing, binary data over the hard cap…).
     pub const PROTOCOL: u16 = 1002;
+    /// A text message that is not valid UTF-8 (RFC 6455 §8.1).
+    pub const INVALID_DATA: u16 = 1007;
     /// Authentication failed, missing, or the token expired.
     pub const POLICY: u16 = 1008;
-    /// A frame larger than the hard cap.
+    /// A frame, or fragmented message, larger than the hard cap (refused by `wsframes`).
     pub const TOO_BIG: u16 = 1009;
     /// No pong within the pong timeout.
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;

@@ -96,12 +96,13 @@ fn frames(body: &[u8]) -> Result<Vec<Bytes>, HubError> {
 
 /// `POST /sse/send` and `POST /poll/send`.
 pub async fn send(
+    req: &HttpRequest,
     st: &AppState,
     q: KeyQuery,
     payload: web::Payload,
     kind: Kind,
 ) -> Result<HttpResponse, HubError> {
-    let body = read_body(payload, st.shared.cfg.hard_max_frame).await?;
+    let body = read_body(req, payload, st.shared.cfg.hard_max_frame).await?;
     let entry = find(st, &q.key, kind)?;
     let frames = frames(&body)?;
     let n = frames.len();
@@ -121,17 +122,33 @@ pub async fn close(st: &AppState, q: KeyQuery, kind: Kind) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(serde_json::json!({ "closed": true })))
 }
 
-/// Reads a request body of at most `limit` bytes.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, HubError> {
+/// Reads a request body of at most `limit` bytes. A `Content-Length` over it
+/// is refused before a byte is read; a chunked body is read only up to it.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, HubError> {
     use futures_util::StreamExt;
+    let too_large = || {
+        HubError::new(
+            ErrorCode::TooLarge,
+            format!("body is over the limit of {limit} bytes"),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(HubError::new(
-                ErrorCode::TooLarge,
-                format!("body is over the limit of {limit} bytes"),
-            ));
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }

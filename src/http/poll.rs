@@ -40,11 +40,12 @@ pub async fn poll(
 }
 
 pub async fn send(
+    req: HttpRequest,
     st: web::Data<AppState>,
     q: web::Query<KeyQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
-    fallback::send(&st, q.into_inner(), payload, Kind::Polling).await
+    fallback::send(&req, &st, q.into_inner(), payload, Kind::Polling).await
 }
 
 pub async fn close(

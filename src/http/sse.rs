@@ -82,11 +82,12 @@ pub async fn open(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespo
 }
 
 pub async fn send(
+    req: HttpRequest,
     st: web::Data<AppState>,
     q: web::Query<KeyQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
-    fallback::send(&st, q.into_inner(), payload, Kind::Sse).await
+    fallback::send(&req, &st, q.into_inner(), payload, Kind::Sse).await
 }
 
 pub async fn close(

@@ -3,14 +3,14 @@
 //! From the broker: a payload that is UTF-8 JSON is forwarded as that JSON
 //! (kept as raw text, never re-encoded); other UTF-8 text becomes a JSON
 //! string; anything else is base64 with `"binary":true`. JSON that a strict
-//! receiver could not parse (nested deeper than [`MAX_DATA_DEPTH`], lone
-//! surrogate escapes) is forwarded as a string instead.
+//! receiver could not parse (see [`data_problem`]: nested too deep, numbers
+//! beyond a double, lone surrogate escapes) is forwarded as a string instead.
 //!
 //! From clients: a JSON string is published as its text (no quotes), any other
 //! JSON value as its JSON text, and with `"binary":true` the string is base64
 //! and published as the decoded bytes.
 
-use crate::protocol::{json_depth, MAX_DATA_DEPTH};
+use crate::protocol::data_problem;
 use base64::Engine;
 use serde_json::value::RawValue;
 
@@ -43,8 +43,7 @@ pub fn render(bytes: &[u8]) -> Rendered {
     let trimmed = text.trim();
     let as_json = !trimmed.is_empty()
         && serde_json::from_str::<&RawValue>(trimmed).is_ok()
-        && json_depth(trimmed) <= MAX_DATA_DEPTH
-        && (!trimmed.contains("\\u") || serde_json::from_str::<serde_json::Value>(trimmed).is_ok());
+        && data_problem(trimmed).is_none();
     let payload = if as_json {
         RawValue::from_string(trimmed.to_string()).unwrap_or_else(|_| json_string(text))
     } else {
@@ -76,6 +75,7 @@ pub fn encode(payload: &RawValue, binary: bool) -> Result<Vec<u8>, &'static str>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::MAX_DATA_DEPTH;
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
@@ -100,6 +100,8 @@ mod tests {
         assert!(r.payload.get().starts_with('"') && !r.binary);
         let r = render(br#""\ud800""#);
         assert!(serde_json::from_str::<String>(r.payload.get()).is_ok());
+        let r = render(br#"{"t":1e999999}"#);
+        assert_eq!(r.payload.get(), r#""{\"t\":1e999999}""#);
     }
 
     #[test]

@@ -398,10 +398,21 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
 }
 
 /// Why client `data` (already valid JSON) cannot be forwarded, if it cannot.
+/// The rule for anything relayed as JSON: a strict receiver must be able to read it.
 pub fn data_problem(data: &str) -> Option<String> {
     if json_depth(data) > MAX_DATA_DEPTH {
         return Some(format!(
             "data is nested deeper than {MAX_DATA_DEPTH} levels"
+        ));
+    }
+    if let Some(n) = unreadable_number(data) {
+        let shown = if n.len() > 32 {
+            format!("{}…", &n[..32])
+        } else {
+            n.into()
+        };
+        return Some(format!(
+            "data has a number beyond the range of a double: {shown}"
         ));
     }
     // Lone surrogates (`"\ud800"`) pass a skip-parse; receivers that decode
@@ -410,6 +421,51 @@ pub fn data_problem(data: &str) -> Option<String> {
         return Some("data has an invalid \\u escape".into());
     }
     None
+}
+
+/// The bytes of already-validated JSON text that are outside strings, with
+/// their offsets.
+fn outside_strings(json: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let (mut in_str, mut escaped) = (false, false);
+    json.bytes().enumerate().filter(move |&(_, b)| {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            return false;
+        }
+        in_str = b == b'"';
+        !in_str
+    })
+}
+
+/// The first number in already-validated JSON text that a parser cannot read
+/// as a finite double (`1e999999`, 400 digits); what skip-parsing (`RawValue`)
+/// lets through and serde_json, JavaScript and others refuse or turn into
+/// infinity. Only numbers with an exponent or over 300 characters can be.
+pub fn unreadable_number(json: &str) -> Option<&str> {
+    let unreadable = |n: &str| {
+        let suspect = n.len() > 300 || n.bytes().any(|b| b == b'e' || b == b'E');
+        suspect && !n.parse::<f64>().is_ok_and(f64::is_finite)
+    };
+    let mut start = None;
+    for (i, b) in outside_strings(json) {
+        let in_number = matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
+        match start {
+            None if b == b'-' || b.is_ascii_digit() => start = Some(i),
+            Some(s) if !in_number => {
+                start = None;
+                if unreadable(&json[s..i]) {
+                    return Some(&json[s..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    start.map(|s| &json[s..]).filter(|n| unreadable(n))
 }
 
 /// The `type` of a frame that failed to parse, if it has a readable one.
@@ -423,19 +479,9 @@ pub fn frame_type(text: &[u8]) -> Option<String> {
 
 /// Maximum nesting depth of already-validated JSON text (brackets outside strings).
 pub fn json_depth(json: &str) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
-    for b in json.bytes() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut max) = (0usize, 0usize);
+    for (_, b) in outside_strings(json) {
         match b {
-            b'"' => in_str = true,
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
@@ -493,5 +539,7 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
 mod server;
 pub use server::*;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

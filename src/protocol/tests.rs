@@ -243,3 +243,35 @@ fn encodes_raw_data_verbatim() {
         r#"{"type":"message:receive","room":"general","seq":58,"from":{"user":"u1","name":"U"},"data":{"text":"hé \"q\""},"ts":1,"id":"c1"}"#
     );
 }
+
+#[test]
+fn numbers_a_double_cannot_hold_are_refused_in_data() {
+    for bad in ["1e999999", "-1e400", "[1,2E+309]", r#"{"a":{"b":9e9999}}"#] {
+        assert!(unreadable_number(bad).is_some(), "{bad}");
+        let frame = format!(r#"{{"type":"message:send","room":"r","id":"n","data":{bad}}}"#);
+        let e = parse(frame.as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::BadRequest, Some("n")),
+            "{bad}"
+        );
+        assert!(e.message.contains("range of a double"), "{}", e.message);
+    }
+    let digits = "9".repeat(400);
+    assert_eq!(
+        unreadable_number(&format!("[true,{digits}]")),
+        Some(digits.as_str())
+    );
+    // Readable numbers, underflow to zero, and the same text in strings pass.
+    for ok in [
+        "1.5e308",
+        "-0",
+        "1e-999999",
+        "123456789012345678901234567890",
+        r#"["1e999999",true,false,null,{"e":"E"}]"#,
+        r#"{"\"1e999":"\\"}"#,
+    ] {
+        assert_eq!(unreadable_number(ok), None, "{ok}");
+        assert_eq!(data_problem(ok), None, "{ok}");
+    }
+}

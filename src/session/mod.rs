@@ -322,6 +322,15 @@ impl Session {
         }
     }
 
+    /// A whole WebSocket text message (one frame or reassembled fragments).
+    /// RFC 6455 §8.1: text that is not UTF-8 fails the connection with 1007.
+    fn on_ws_text(&mut self, text: Bytes, ctx: &mut Context<Self>) {
+        if std::str::from_utf8(&text).is_err() {
+            return self.close(close::INVALID_DATA, "text frame is not valid UTF-8", ctx);
+        }
+        self.on_text(text, ctx);
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_pong.is_some() {
             return;
@@ -394,7 +403,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
             return;
         }
         match item {
-            Ok(Frame::Text(b)) => self.on_text(b, ctx),
+            Ok(Frame::Text(b)) => self.on_ws_text(b, ctx),
             Ok(Frame::Binary(_)) => self.error(
                 ErrorCode::BadRequest,
                 "binary frames are not supported; send JSON text",
@@ -407,18 +416,15 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
                     Item::Continue(b) => (None, false, b),
                     Item::Last(b) => (None, true, b),
                 };
+                // `WsFrames` has already refused a message past the hard cap.
                 match (first, self.fragments.as_mut()) {
                     (Some(text), None) => self.fragments = Some((text, BytesMut::from(&chunk[..]))),
                     (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
                     _ => return self.close(close::PROTOCOL, "bad fragment sequence", ctx),
                 }
-                let size = self.fragments.as_ref().map_or(0, |f| f.1.len());
-                if size > self.shared.cfg.hard_max_frame {
-                    return self.close(close::TOO_BIG, "message too large", ctx);
-                }
                 if last {
                     match self.fragments.take() {
-                        Some((true, buf)) => self.on_text(buf.freeze(), ctx),
+                        Some((true, buf)) => self.on_ws_text(buf.freeze(), ctx),
                         _ => self.error(
                             ErrorCode::BadRequest,
                             "binary frames are not supported; send JSON text",

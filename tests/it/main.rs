@@ -7,6 +7,7 @@ mod auth;
 mod collab;
 mod crash;
 mod fallback;
+mod hostile;
 mod http;
 mod limits;
 mod notify;
