@@ -212,10 +212,19 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
                     http::ws::upgraded(st.clone(), req, framed)
                 }))
                 // The AppConfig only feeds URL generation, which we do not
-                // use (requests carry their own Host).
-                .finish(actix_service::map_config(app, |_| {
-                    actix_web::dev::AppConfig::default()
-                }))
+                // use (requests carry their own Host). Outermost, before the
+                // router and every rule: the canonical path (http::path).
+                .finish(actix_service::apply_fn_factory(
+                    actix_service::map_config(app, |_| actix_web::dev::AppConfig::default()),
+                    |mut req: actix_http::Request, srv| {
+                        use actix_service::Service;
+                        use futures_util::future::Either;
+                        match http::path::canonicalise(req.head_mut()) {
+                            Ok(()) => Either::Left(srv.call(req)),
+                            Err(e) => Either::Right(std::future::ready(Err(e.into()))),
+                        }
+                    },
+                ))
                 .tcp()
         })?;
     // Tests and scripts read this line to find the port when PORT=0.

@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod notify;
 mod offline;
+mod paths;
 mod presence;
 mod recovery;
 mod rooms;
