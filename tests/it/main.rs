@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod collab;
+mod deps;
 mod fallback;
 mod http;
 mod limits;
