@@ -11,6 +11,7 @@ mod http;
 mod limits;
 mod notify;
 mod offline;
+mod pages;
 mod paths;
 mod presence;
 mod recovery;
