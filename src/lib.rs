@@ -19,6 +19,7 @@ pub mod config;
 pub mod docstore;
 pub mod document;
 pub mod error;
+pub mod fdlimit;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -94,7 +95,9 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 
 /// Runs the server until SIGTERM or SIGINT; then closes every session with
 /// 1001, lets the close frames flush, and returns.
-pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
+pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
+    // The connection limit's 503 must come before the open-file limit's hang.
+    cfg.max_connections = fdlimit::apply(cfg.max_connections, cfg.workers);
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
     // First, before any actor or thread exists: a port in use is a plain
     // error, not a panic while half-started actors are dropped.

@@ -7,6 +7,7 @@ mod auth;
 mod collab;
 mod deps;
 mod fallback;
+mod fdlimit;
 mod http;
 mod limits;
 mod notify;
