@@ -53,14 +53,22 @@ pub fn raise_nofile() -> Option<u64> {
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
 }
 
-/// Applies the limit to `max_connections`, logging when it lowers it.
-pub fn apply(max_connections: usize, workers: usize) -> usize {
+/// Applies the limit to `max_connections`, logging when it lowers it: a
+/// warning when the setting was `explicit`, else (the default of 100000 is
+/// above most systems' limits) at info level.
+pub fn apply(max_connections: usize, workers: usize, explicit: bool) -> usize {
     let Some(nofile) = raise_nofile() else {
         return max_connections;
     };
     let capped = cap(max_connections, nofile, workers);
     if capped < max_connections {
-        log::warn!(
+        let level = if explicit {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "SWITCHBOARD_MAX_CONNECTIONS lowered from {max_connections} to {capped}: the open-file \
              limit is {nofile} and {} descriptors are kept for the database, the broker link \
              and HTTP requests (raise it with `ulimit -n`)",

@@ -97,7 +97,8 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     // The connection limit's 503 must come before the open-file limit's hang.
-    cfg.max_connections = fdlimit::apply(cfg.max_connections, cfg.workers);
+    let explicit = std::env::var_os("SWITCHBOARD_MAX_CONNECTIONS").is_some();
+    cfg.max_connections = fdlimit::apply(cfg.max_connections, cfg.workers, explicit);
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
     // First, before any actor or thread exists: a port in use is a plain
     // error, not a panic while half-started actors are dropped.

@@ -18,9 +18,9 @@ async fn past_the_open_file_limit_the_answer_is_503_not_a_hang() {
     // Every attempt up to the open-file limit itself: each must be answered.
     for i in 0..NOFILE {
         let url = s.url(&format!("/ws?name=c{i}"));
-        let attempt = tokio::time::timeout(WAIT, Client::connect(&url))
-            .await
-            .unwrap_or_else(|_| panic!("connection {i} hung (open: {})", open.len()));
+        let Ok(attempt) = tokio::time::timeout(WAIT, Client::connect(&url)).await else {
+            panic!("connection {i} hung (open: {})", open.len());
+        };
         match attempt {
             Ok(mut c) => {
                 c.greeted().await;
