@@ -6,11 +6,26 @@ set -euo pipefail
 
 apt_updated=""
 
+# have CMD: CMD is on PATH or in an sbin directory (mosquitto lives in
+# /usr/sbin, which is not on every user's PATH; the tests look there too).
+have() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local d
+  for d in /usr/sbin /usr/local/sbin /sbin; do
+    [ -x "$d/$1" ] && return 0
+  done
+  return 1
+}
+
 # need_apt CMD PKG...: installs the Debian packages PKG when CMD is missing.
+# One line per command the tests run, even when several come from one
+# package: a machine may have the package of one but not of another
+# (mosquitto without mosquitto-clients). tests/it/deps.rs checks that every
+# command the test sources spawn is named here.
 need_apt() {
   local cmd=$1
   shift
-  command -v "$cmd" >/dev/null 2>&1 && return 0
+  have "$cmd" && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "scripts/deps.sh: $cmd is missing and apt-get is not available; install: $*" >&2
     return 1
@@ -41,5 +56,16 @@ fi
 if [ ! -d tests/js/node_modules ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
-need_apt mosquitto mosquitto mosquitto-clients
+# MQTT: the broker (tests/it/broker.rs, tests/js/mqtt.test.mjs) and its
+# command-line clients (tests/it/mqtt.rs, tests/js/mqtt.test.mjs).
+need_apt mosquitto mosquitto
+need_apt mosquitto_pub mosquitto-clients
+need_apt mosquitto_sub mosquitto-clients
+# A test CA and certificates for the TLS broker (tests/it/broker.rs).
 need_apt openssl openssl
+# Line-buffered mosquitto_sub output (tests/js/mqtt.test.mjs).
+need_apt stdbuf coreutils
+# SIGTERM to the server (tests/it/common.rs).
+need_apt kill procps
+# The server under a low file descriptor limit (tests/it/limits.rs).
+need_apt prlimit util-linux

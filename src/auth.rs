@@ -144,16 +144,15 @@ impl Auth {
                 HubError::new(ErrorCode::Unauthorized, why)
             })?;
         let c = data.claims;
-        let user = UserId::parse(&c.sub).ok_or_else(|| {
+        let problem = crate::ids::sub_problem(&c.sub);
+        let Some(user) = UserId::parse(&c.sub).filter(|_| problem.is_none()) else {
+            let why = problem.unwrap_or("token `sub` is not a valid user id");
             crate::metrics::METRICS
                 .auth_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::monitor::events::auth_failure("token `sub` is not a valid user id");
-            HubError::new(
-                ErrorCode::Unauthorized,
-                "token `sub` must be 1-64 characters from A-Z a-z 0-9 _ - . : @",
-            )
-        })?;
+            crate::monitor::events::auth_failure(why);
+            return Err(HubError::new(ErrorCode::Unauthorized, why));
+        };
         let name = c
             .name
             .as_deref()
@@ -176,7 +175,7 @@ impl Auth {
     /// A new guest with a random id and the given nickname (or a generated one).
     pub fn guest(&self, nickname: Option<&str>) -> Identity {
         let tag = random_hex(8);
-        let user = UserId::parse(&format!("guest-{tag}"))
+        let user = UserId::parse(&format!("{}{tag}", crate::ids::GUEST_PREFIX))
             .unwrap_or_else(|| UserId::parse("guest").expect("valid"));
         let name = nickname
             .map(display_name)

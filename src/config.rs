@@ -451,7 +451,8 @@ pub struct MqttConfig {
     /// `SWITCHBOARD_MQTT_QUEUE` (default 1000): publishes waiting for the broker
     /// (not yet sent, or sent and not yet acknowledged); beyond it → `mqtt_queue_full`.
     pub queue: usize,
-    /// `SWITCHBOARD_MQTT_MAX_PACKET` (default 262144): largest MQTT packet either way.
+    /// `SWITCHBOARD_MQTT_MAX_PACKET` (default 262144): largest MQTT packet either way;
+    /// larger broker messages are dropped and counted (up to `mqtt::link::INCOMING_CEILING`).
     pub max_packet: usize,
     /// `SWITCHBOARD_MQTT_RECONNECT_MIN_MS` / `_MAX_MS` (default 250 / 10000): reconnect backoff.
     pub reconnect_min: Duration,

@@ -48,6 +48,32 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// Is this one of the ids the hub gives guests (`guest-<random>`)?
+    pub fn is_guest(&self) -> bool {
+        is_guest_id(&self.0)
+    }
+}
+
+/// The prefix of guests' ids. A token's `sub` may not start with it (in any
+/// case), so no token holder can take a guest's id, its personal room or its
+/// direct messages, nor be treated as a guest.
+pub const GUEST_PREFIX: &str = "guest-";
+
+/// Does `id` start with [`GUEST_PREFIX`], ignoring case?
+pub fn is_guest_id(id: &str) -> bool {
+    id.get(..GUEST_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(GUEST_PREFIX))
+}
+
+/// Why a token's `sub` cannot be a user id, if it cannot.
+pub fn sub_problem(sub: &str) -> Option<&'static str> {
+    if !valid_name(sub) {
+        Some("token `sub` must be 1-64 characters from A-Z a-z 0-9 _ - . : @")
+    } else if is_guest_id(sub) {
+        Some("token `sub` may not start with `guest-`: those ids are the hub's guests'")
+    } else {
+        None
+    }
 }
 
 /// A connection's id, unique for the life of the process.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod docstore;
 pub mod document;
 pub mod error;
+pub mod fdlimit;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -95,7 +96,10 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 
 /// Runs the server until SIGTERM or SIGINT; then closes every session with
 /// 1001, lets the close frames flush, and returns.
-pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
+pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
+    // The connection limit's 503 must come before the open-file limit's hang.
+    let explicit = std::env::var_os("SWITCHBOARD_MAX_CONNECTIONS").is_some();
+    cfg.max_connections = fdlimit::apply(cfg.max_connections, cfg.workers, explicit);
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
     // First, before any actor or thread exists: a port in use is a plain
     // error, not a panic while half-started actors are dropped.
@@ -213,10 +217,19 @@ pub async fn serve(cfg: config::Config) -> std::io::Result<()> {
                     http::ws::upgraded(st.clone(), req, framed)
                 }))
                 // The AppConfig only feeds URL generation, which we do not
-                // use (requests carry their own Host).
-                .finish(actix_service::map_config(app, |_| {
-                    actix_web::dev::AppConfig::default()
-                }))
+                // use (requests carry their own Host). Outermost, before the
+                // router and every rule: the canonical path (http::path).
+                .finish(actix_service::apply_fn_factory(
+                    actix_service::map_config(app, |_| actix_web::dev::AppConfig::default()),
+                    |mut req: actix_http::Request, srv| {
+                        use actix_service::Service;
+                        use futures_util::future::Either;
+                        match http::path::canonicalise(req.head_mut()) {
+                            Ok(()) => Either::Left(srv.call(req)),
+                            Err(e) => Either::Right(std::future::ready(Err(e.into()))),
+                        }
+                    },
+                ))
                 .tcp()
         })?;
     // Tests and scripts read this line to find the port when PORT=0.

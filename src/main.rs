@@ -82,6 +82,10 @@ fn token(cfg: &Config, args: &[String]) -> i32 {
         eprintln!("switchboard token: --sub is required\n{USAGE}");
         return 2;
     };
+    if let Some(why) = switchboard::ids::sub_problem(&sub) {
+        eprintln!("switchboard token: {why}");
+        return 2;
+    }
     let auth = match Auth::from_config(cfg) {
         Ok(a) => a,
         Err(e) => {

@@ -28,11 +28,17 @@ pub const FILES: &[StaticFile] = &[
     file!("switchboard-docs.js", "text/javascript"),
     file!("ot.js", "text/javascript"),
     file!("monitor.html", "text/html"),
+    file!("favicon.svg", "image/svg+xml"),
 ];
 
 pub fn find(path: &str) -> Option<&'static StaticFile> {
     let path = path.trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
+    let path = match path {
+        "" => "index.html",
+        // What browsers ask for on pages without a `<link rel="icon">`.
+        "favicon.ico" => "favicon.svg",
+        p => p,
+    };
     FILES.iter().find(|f| f.path == path)
 }
 

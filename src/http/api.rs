@@ -248,11 +248,8 @@ pub async fn dev_token(
     let sub = q
         .sub
         .unwrap_or_else(|| format!("dev-{}", crate::ids::random_hex(3)));
-    if crate::ids::UserId::parse(&sub).is_none() {
-        return Err(HubError::new(
-            ErrorCode::BadRequest,
-            "sub must be 1-64 characters from A-Z a-z 0-9 _ - . : @",
-        ));
+    if let Some(why) = crate::ids::sub_problem(&sub) {
+        return Err(HubError::new(ErrorCode::BadRequest, why));
     }
     let rooms = q.rooms.map(|r| {
         r.split(',')

@@ -3,8 +3,11 @@
 //! without these headers a browser refuses the fallbacks to every page not
 //! served by the hub itself. Credentials here are bearer tokens and session
 //! keys, never cookies, so allowing an origin lends it no ambient authority.
-//! The development token route is left out: no other site may mint tokens
-//! from a developer's local hub.
+//! Only the routes listed in [`COVERED`] get the headers: not the development
+//! token route (no other site may mint tokens from a developer's local hub),
+//! nor `/api/events` (readable without a token under
+//! `SWITCHBOARD_MONITOR_PUBLIC`), nor health, metrics or static files. The
+//! path is the canonical one (`http::path`), the same the router matches.
 
 use crate::AppState;
 use actix_web::body::{EitherBody, MessageBody};
@@ -17,13 +20,23 @@ use futures_util::future::LocalBoxFuture;
 /// How long a browser may cache a preflight answer, in seconds.
 const MAX_AGE: &str = "600";
 
-/// Does CORS apply to this path at all?
+/// The route prefixes CORS applies to (each with everything under it): the
+/// HTTP transports and the REST calls made with a bearer token.
+const COVERED: &[&str] = &[
+    "/sse",
+    "/poll",
+    "/api/rooms",
+    "/api/publish",
+    "/api/broadcast",
+    "/api/notify",
+];
+
+/// Does CORS apply to this (canonical) path at all?
 fn covered(path: &str) -> bool {
-    let under = |p: &str| {
+    COVERED.iter().any(|p| {
         path.strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    (under("/sse") || under("/poll") || under("/api")) && !under("/api/dev")
+    })
 }
 
 /// The `Access-Control-Allow-Origin` value for a request from `origin` to
@@ -111,6 +124,10 @@ mod tests {
         assert_eq!(allow_origin(&any, "/sse", o).unwrap(), "*");
         assert_eq!(allow_origin(&any, "/api/rooms/x/history", o).unwrap(), "*");
         assert!(allow_origin(&any, "/api/dev/token", o).is_none());
+        assert!(allow_origin(&any, "/api/Dev/token", o).is_none());
+        assert!(allow_origin(&any, "/api/events", o).is_none());
+        assert!(allow_origin(&any, "/api/roomsx", o).is_none());
+        assert_eq!(allow_origin(&any, "/api/notify", o).unwrap(), "*");
         assert!(allow_origin(&any, "/metrics", o).is_none());
         assert!(allow_origin(&any, "/ssebad", o).is_none());
         assert!(allow_origin(&any, "/poll", None).is_none());

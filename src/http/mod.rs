@@ -6,6 +6,7 @@ mod fallback;
 mod monitor;
 mod notify;
 mod ops;
+pub mod path;
 mod poll;
 mod sse;
 pub mod ws;

@@ -41,12 +41,15 @@ pub async fn not_upgraded(
 /// socket as HTTP responses with a JSON body.
 pub async fn upgraded(
     st: AppState,
-    req: Request,
+    mut req: Request,
     framed: Framed<TcpStream, h1::Codec>,
 ) -> Result<(), actix_web::Error> {
     let parts = framed.into_parts();
     let mut io = parts.io;
-    let accepted = if req.path() != "/ws" {
+    // The same canonical path the router and CORS see (http::path).
+    let accepted = if let Err(e) = super::path::canonicalise(req.head_mut()) {
+        Err(e)
+    } else if req.path() != "/ws" {
         Err(HubError::new(
             ErrorCode::NotFound,
             "no such WebSocket endpoint; use /ws",

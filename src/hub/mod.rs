@@ -75,7 +75,7 @@ struct InboxLoad {
 
 /// Guests' ids are never issued again, so nothing is kept for them.
 fn is_guest(user: &UserId) -> bool {
-    user.as_str().starts_with("guest-")
+    user.is_guest()
 }
 
 impl Actor for Hub {

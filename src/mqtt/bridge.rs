@@ -165,6 +165,25 @@ impl MqttBridge {
     }
 
     fn on_message(&mut self, p: rumqttc::Publish) {
+        // Over the setting but under rumqttc's ceiling (link::INCOMING_CEILING):
+        // dropped here, before anyone sees it (rumqttc has acknowledged it).
+        if p.size() > self.cfg.max_packet {
+            let n = self.status.oversized.fetch_add(1, Relaxed);
+            let log = if n == 0 {
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                log,
+                "MQTT message on {:?} dropped: {} bytes, over SWITCHBOARD_MQTT_MAX_PACKET ({}); \
+                 counted in switchboard_mqtt_oversized_total",
+                p.topic,
+                p.size(),
+                self.cfg.max_packet
+            );
+            return;
+        }
         self.status.received.fetch_add(1, Relaxed);
         flow::record(
             FlowKind::MqttIn,

@@ -18,6 +18,13 @@ use std::time::Duration;
 /// Requests rumqttc buffers between the bridge and its event loop.
 const REQUEST_CAPACITY: usize = 256;
 
+/// The largest packet rumqttc reads from the broker (or
+/// `SWITCHBOARD_MQTT_MAX_PACKET` if that is larger). rumqttc drops the whole
+/// connection on a larger one, so this sits well above the setting: packets
+/// between the two are read, dropped and counted by the bridge
+/// (`MqttBridge::on_message`), and the connection stays up.
+pub const INCOMING_CEILING: usize = 16 * 1024 * 1024;
+
 /// System CA bundles tried for `mqtts://` when no CA file is configured.
 const SYSTEM_CA_FILES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -33,7 +40,7 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
     let mut o = MqttOptions::new(cfg.client_id.clone(), broker.host.clone(), broker.port);
     o.set_keep_alive(cfg.keep_alive);
     o.set_clean_session(true);
-    o.set_max_packet_size(cfg.max_packet, cfg.max_packet);
+    o.set_max_packet_size(cfg.max_packet.max(INCOMING_CEILING), cfg.max_packet);
     o.set_inflight(RUMQTT_INFLIGHT);
     o.set_request_channel_capacity(REQUEST_CAPACITY);
     if let Some(user) = &cfg.username {

@@ -35,6 +35,8 @@ pub struct BridgeStatus {
     pub published: AtomicU64,
     /// Client publishes refused (queue full, broker away for QoS 0).
     pub refused: AtomicU64,
+    /// Messages from the broker dropped for exceeding `SWITCHBOARD_MQTT_MAX_PACKET`.
+    pub oversized: AtomicU64,
 }
 
 impl BridgeStatus {
@@ -96,6 +98,12 @@ impl BridgeStatus {
             "counter",
             "Messages received from the broker.",
             self.received.load(Relaxed),
+        );
+        metric(
+            "switchboard_mqtt_oversized_total",
+            "counter",
+            "Messages from the broker dropped for exceeding SWITCHBOARD_MQTT_MAX_PACKET.",
+            self.oversized.load(Relaxed),
         );
         metric(
             "switchboard_mqtt_published_total",

@@ -168,6 +168,49 @@ async fn every_refused_token_counts_as_an_auth_failure() {
     );
 }
 
+/// Guests' ids (`guest-…`) are the hub's to give: a token may not claim one,
+/// not even a live guest's, on any route or in an `auth` frame.
+#[tokio::test]
+async fn a_token_may_not_claim_a_guest_id() {
+    let s = Server::with_env(&[("SWITCHBOARD_DEV", "true")]);
+    let mut gina = s.ws("/ws?name=gina").await;
+    let hello = gina.greeted().await;
+    let live = hello["user"].as_str().expect("guest id").to_string();
+    for sub in [live.as_str(), "guest-0123456789abcdef", "GUEST-x"] {
+        let t = token(sub, json!({"role": "admin"}));
+        let (status, body) = refused(&s.url(&format!("/ws?token={t}"))).await;
+        assert_eq!(status, 401, "{sub}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("guest-")),
+            "{sub}: {body}"
+        );
+        let (status, body) = s.http("GET", "/api/rooms", Some(&t), None).await;
+        assert_eq!(status, 401, "{sub}: {body}");
+        let mut c = s.ws("/ws").await;
+        c.send(json!({"type": "auth", "token": t})).await;
+        assert_eq!(
+            c.close_code(Duration::from_secs(5)).await,
+            Some(1008),
+            "{sub}"
+        );
+    }
+    let (status, v) = s.get_json("/api/dev/token?sub=guest-1", None).await;
+    assert_eq!(status, 400, "{v}");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "--sub", "guest-1"])
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("guest-"));
+    // The guest itself is untouched, and ids that merely contain the word pass.
+    assert_alive(&mut gina, "the guest").await;
+    let mut ok = s.user("guesthouse-guest-1").await;
+    assert_alive(&mut ok, "guesthouse").await;
+}
+
 #[tokio::test]
 async fn auth_frame_authenticates_a_connection_without_credentials() {
     let s = Server::start();

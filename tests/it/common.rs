@@ -24,6 +24,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// The per-server database file this harness made (removed on drop).
     temp_db: Option<std::path::PathBuf>,
+    /// A command the binary is started through (e.g. `prlimit --nofile=…`).
+    prefix: Vec<String>,
 }
 
 static NEXT_DB: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -36,6 +38,14 @@ impl Server {
     /// Starts the binary with test defaults overridden by `env`. Each server
     /// gets its own database file unless `env` names `SWITCHBOARD_DB`.
     pub fn with_env(env: &[(&str, &str)]) -> Server {
+        Server::wrapped(&[], env)
+    }
+
+    /// Starts the binary as the last argument of `prefix` (a command that
+    /// execs it, such as `prlimit --nofile=N:N --`), with settings as in
+    /// [`Server::with_env`].
+    pub fn wrapped(prefix: &[&str], env: &[(&str, &str)]) -> Server {
+        let prefix: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -49,12 +59,13 @@ impl Server {
             env.push(("SWITCHBOARD_DB".into(), path.display().to_string()));
             temp_db = Some(path);
         }
-        let (child, addr) = Server::spawn(&env);
+        let (child, addr) = Server::spawn(&prefix, &env);
         Server {
             child,
             addr,
             env,
             temp_db,
+            prefix,
         }
     }
 
@@ -80,13 +91,21 @@ impl Server {
             self.env.retain(|(name, _)| name != k);
             self.env.push((k.to_string(), v.to_string()));
         }
-        let (child, addr) = Server::spawn(&self.env);
+        let (child, addr) = Server::spawn(&self.prefix, &self.env);
         self.child = child;
         self.addr = addr;
     }
 
-    fn spawn(env: &[(String, String)]) -> (Child, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    fn spawn(prefix: &[String], env: &[(String, String)]) -> (Child, String) {
+        let bin = env!("CARGO_BIN_EXE_switchboard");
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         cmd.env("PORT", "0")
             .env("SWITCHBOARD_HOST", "127.0.0.1")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)

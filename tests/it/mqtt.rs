@@ -521,3 +521,38 @@ async fn mqtts_verifies_the_broker_with_the_configured_ca() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A broker message over `SWITCHBOARD_MQTT_MAX_PACKET` is dropped and
+/// counted; the broker connection stays up, so the next one arrives.
+#[tokio::test]
+async fn an_oversized_broker_message_is_dropped_and_counted_not_a_reconnect() {
+    let broker = Mosquitto::start();
+    let s = hub(&broker.url(), &[("SWITCHBOARD_MQTT_MAX_PACKET", "2048")]);
+    let before = bridge_connected(&s, true).await;
+    let mut c = s.user_with("ops", json!({"role": "admin"})).await;
+    subscribe(&mut c, "big/#", "s").await;
+    let mut peer = Peer::connect(broker.port, "big-sender").await;
+    // A QoS 1 PUBLISH on `big/x` is 1 + 2 (length) + 2 + 5 (topic) + 2 (id)
+    // bytes plus the payload: 2036 bytes of payload make exactly 2048.
+    let at_limit = "a".repeat(2036);
+    let over = "b".repeat(2037);
+    let after = "c".repeat(2036);
+    for payload in [&at_limit, &over, &after] {
+        peer.publish("big/x", payload.as_bytes(), true, false).await;
+    }
+    for want in [&at_limit, &after] {
+        let m = c.recv_type("mqtt:message").await;
+        assert_eq!(m["payload"].as_str(), Some(want.as_str()));
+    }
+    while let Some(f) = c.try_recv(Duration::from_millis(300)).await {
+        assert_ne!(
+            f["type"], "mqtt:message",
+            "the oversized message was relayed"
+        );
+    }
+    assert_eq!(s.metric("switchboard_mqtt_oversized_total").await, 1.0);
+    assert_eq!(s.metric("switchboard_mqtt_received_total").await, 2.0);
+    let after = bridge_connected(&s, true).await;
+    assert_eq!(after["reconnects"], before["reconnects"], "{after}");
+    assert_eq!(after["last_error"], before["last_error"], "{after}");
+}
