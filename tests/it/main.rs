@@ -13,6 +13,7 @@ mod offline;
 mod presence;
 mod recovery;
 mod rooms;
+mod scrollback;
 
 mod broker;
 mod monitor;
