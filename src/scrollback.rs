@@ -206,11 +206,11 @@ fn splice(out: &mut Vec<u8>, messages: &[Bytes]) {
 }
 
 /// Encodes `head` (a JSON object) with `"messages":[…]` spliced in last.
-pub fn with_messages(head: &serde_json::Value, messages: &[Bytes]) -> Vec<u8> {
-    let head = head.to_string();
+pub fn with_messages(head: &impl serde::Serialize, messages: &[Bytes]) -> Vec<u8> {
+    let head = serde_json::to_vec(head).unwrap_or_else(|_| b"{}".to_vec());
     let mut out =
         Vec::with_capacity(head.len() + 16 + messages.iter().map(|m| m.len() + 1).sum::<usize>());
-    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(&head[..head.len() - 1]);
     if head.len() > 2 {
         out.push(b',');
     }
@@ -220,17 +220,28 @@ pub fn with_messages(head: &serde_json::Value, messages: &[Bytes]) -> Vec<u8> {
     out
 }
 
+/// The head of `history:page`, `type` first as in every server frame (the
+/// SSE transport names its events from the front of the frame).
+#[derive(serde::Serialize)]
+struct PageHead<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    room: &'a RoomName,
+    epoch: Option<&'a str>,
+    more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
 /// The `history:page` frame answering `history:get`.
 pub fn page_frame(room: &RoomName, page: &Page, id: Option<&str>) -> Bytes {
-    let mut head = serde_json::json!({
-        "type": "history:page",
-        "room": room,
-        "epoch": page.epoch.as_deref(),
-        "more": page.more,
-    });
-    if let Some(id) = id {
-        head["id"] = id.into();
-    }
+    let head = PageHead {
+        ty: "history:page",
+        room,
+        epoch: page.epoch.as_deref(),
+        more: page.more,
+        id,
+    };
     Bytes::from(with_messages(&head, &page.messages))
 }
 
@@ -299,6 +310,7 @@ mod tests {
             more: false,
         };
         let f = page_frame(&room, &p, Some("h1"));
+        assert!(f.starts_with(br#"{"type":"history:page","#), "type first");
         let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
         assert_eq!(v["type"], "history:page");
         assert_eq!(
