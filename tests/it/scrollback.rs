@@ -346,3 +346,43 @@ async fn with_storage_off_memory_is_all_there_is() {
     }
     panic!("no history:page over long-polling");
 }
+
+#[tokio::test]
+async fn a_page_of_messages_just_published_waits_for_their_write() {
+    // Memory keeps 4: a page of the 20 before a message just received needs
+    // 16 that memory has already dropped, some maybe not yet committed.
+    let s = Server::with_env(&[("SWITCHBOARD_HISTORY_SIZE", "4")]);
+    let mut r = s.user("reader").await;
+    r.join("fresh").await;
+    let mut p = service(&s, "fresh").await;
+    let publisher = tokio::spawn(async move {
+        for b in 0..20 {
+            publish(&mut p, "fresh", &format!("f{b}-"), 20).await;
+        }
+        p
+    });
+    let (mut asked, mut checked, mut live) = (0, 0, 0u64);
+    while live < 400 || checked < asked {
+        let f = r.recv().await;
+        match f["type"].as_str() {
+            Some("message:receive") => {
+                live += 1;
+                let seq = f["seq"].as_u64().unwrap();
+                // One page at a time (at most 4 may be on their way).
+                if seq > 20 && asked == checked {
+                    asked += 1;
+                    r.send(json!({"type": "history:get", "room": "fresh", "before": seq, "limit": 20, "id": seq.to_string()}))
+                        .await;
+                }
+            }
+            Some("history:page") => {
+                let before: u64 = f["id"].as_str().unwrap().parse().unwrap();
+                assert_eq!(seqs(&f), (before - 20..before).collect::<Vec<_>>(), "{f}");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(checked >= 5, "{checked} pages");
+    drop(publisher.await.unwrap());
+}
