@@ -157,6 +157,12 @@ impl History {
             .map(|e| e.1.clone())
             .collect()
     }
+
+    /// Kept messages with seq below `before`, newest first (for scrollback).
+    pub fn newest_below(&self, before: u64) -> impl Iterator<Item = (u64, &Bytes)> {
+        let end = self.entries.partition_point(|e| e.0 < before);
+        self.entries.range(..end).rev().map(|e| (e.0, &e.1))
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod relay;
 pub mod room;
+pub mod scrollback;
 pub mod session;
 pub mod static_files;
 pub mod store;

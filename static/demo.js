@@ -219,7 +219,6 @@ function onMessage(m) {
   // The personal room (user:<id>) carries what a backend sends to this user.
   if (!r) return m.room.startsWith("user:") && toast(`${m.from.name} → you: ${textOf(m.data)}`);
   r.messages.push({ kind: "msg", m });
-  if (r.messages.length > 500) r.messages.shift();
   if (m.room === current) appendItem(r.messages.at(-1));
   else {
     r.unread++;
@@ -239,16 +238,60 @@ function renderMessages() {
   const r = current && rooms.get(current);
   if (!r) return box.replaceChildren(el("div", { className: "empty", textContent: "Join a room to start chatting." }));
   box.replaceChildren();
+  if (r.complete) box.append(startLine());
   if (!r.messages.length) box.append(el("div", { className: "empty", textContent: "No messages yet. Say hello!" }));
   r.messages.forEach(appendItem);
+}
+
+// Scrolled to the top: the page before the oldest message shown, kept in
+// place (the content above grows; the view does not move). A wheel turned
+// up counts too, for a room whose messages do not fill the box yet.
+$("messages").onscroll = () => $("messages").scrollTop < 60 && loadEarlier();
+$("messages").onwheel = (e) => e.deltaY < 0 && $("messages").scrollTop < 60 && loadEarlier();
+
+async function loadEarlier() {
+  const name = current;
+  const r = name && rooms.get(name);
+  if (!r || r.loading || r.complete) return;
+  r.loading = true;
+  try {
+    const page = await sb.loadEarlier(name, { limit: 50 });
+    const shown = new Set(r.messages.map((i) => i.m?.seq));
+    const older = page.messages.filter((m) => !shown.has(m.seq)).map((m) => ({ kind: "msg", m }));
+    r.complete = !page.more;
+    r.messages.unshift(...older);
+    if (name === current) {
+      const box = $("messages");
+      const [height, top] = [box.scrollHeight, box.scrollTop];
+      if (older.length) box.querySelector(".empty")?.remove();
+      box.prepend(...(r.complete ? [startLine()] : []), ...older.map(itemElement));
+      box.scrollTop = top + (box.scrollHeight - height);
+    }
+  } catch {
+    return; // the error event says why
+  } finally {
+    r.loading = false;
+  }
+  // Still nothing to scroll: go on until there is, or all is shown.
+  const box = $("messages");
+  if (name === current && !r.complete && box.scrollHeight <= box.clientHeight) loadEarlier();
+}
+
+function startLine() {
+  return el("div", { className: "sys start", textContent: `This is the beginning of #${current}.` });
 }
 
 function appendItem(item) {
   const box = $("messages");
   box.querySelector(".empty")?.remove();
   const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  box.append(itemElement(item));
+  if (stick) box.scrollTop = box.scrollHeight;
+}
+
+function itemElement(item) {
   if (item.kind === "sys") {
-    box.append(el("div", { className: "sys", textContent: item.text }));
+    return el("div", { className: "sys", textContent: item.text });
   } else {
     const m = item.m;
     const mine = m.from.user === sb.connectionInfo().user;
@@ -261,9 +304,8 @@ function appendItem(item) {
     const meta = el("div", { className: "meta" });
     meta.append(el("span", { className: "from", textContent: m.from.name }), time);
     div.append(avatar, meta, el("div", { className: "text", textContent: textOf(m.data) }));
-    box.append(div);
+    return div;
   }
-  if (stick) box.scrollTop = box.scrollHeight;
 }
 
 $("composer").onsubmit = async (e) => {

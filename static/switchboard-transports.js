@@ -14,7 +14,7 @@ export const SERVER_FRAME_TYPES = [
   "direct:receive", "room:member_joined", "room:member_left", "typing:update",
   "presence:update", "broadcast", "error", "pong", "mqtt:message",
   "mqtt:subscribed", "mqtt:unsubscribed", "doc:snapshot", "doc:op", "doc:ack",
-  "doc:cursor", "notification:new", "notification:count", "notification:page",
+  "doc:cursor", "notification:new", "notification:count", "notification:page", "history:page",
   "direct:offline", "health:update", "message:flow", "message",
 ];
 

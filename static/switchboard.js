@@ -282,10 +282,32 @@ export class Client {
     }
   }
 
-  /** Messages kept by the server for `room` (REST), `since` a seq. */
-  async history(room, { since = 0, limit } = {}) {
-    const q = `since=${since}` + (limit ? `&limit=${limit}` : "");
+  /** `room`'s history over REST: the latest `limit` (default 50) messages,
+   * or those before the seq `before`, with `more` when older ones remain;
+   * with `since`, the messages after that seq that memory keeps. */
+  async history(room, { since, before, limit } = {}) {
+    let q;
+    if (since != null) q = `since=${since}` + (limit ? `&limit=${limit}` : "");
+    else q = `limit=${limit ?? 50}` + (before != null ? `&before=${before}` : "");
     return this.api(`/api/rooms/${encodeURIComponent(room)}/history?${q}`);
+  }
+
+  /** The page of `room`'s history just before the oldest message this
+   * client has (the latest when it has none): resolves `{room, messages,
+   * more}`, messages oldest first. They are not emitted as events: prepend
+   * them. Calls while one is on its way share it. */
+  loadEarlier(room, { limit } = {}) {
+    const rs = this.rooms.get(room);
+    if (rs?.earlier) return rs.earlier;
+    const before = rs?.firstSeq ?? (rs?.joined ? rs.lastSeq + 1 : null);
+    const frame = { type: "history:get", room, ...(before != null && { before }), ...(limit != null && { limit }) };
+    const p = this.request(frame).then((page) => {
+      const first = page.messages[0];
+      if (rs && first && (!rs.epoch || page.epoch === rs.epoch)) rs.firstSeq = Math.min(rs.firstSeq ?? Infinity, first.seq);
+      return page;
+    });
+    if (rs) (rs.earlier = p).finally(() => (rs.earlier = null)).catch(() => {});
+    return p;
   }
 
   members(room) {
@@ -541,6 +563,7 @@ export class Client {
     rs.joined = true;
     const since = rs.pendingSince;
     rs.pendingSince = null;
+    if (rs.epoch && rs.epoch !== f.epoch) rs.firstSeq = null; // another numbering
     if (since != null && f.recovered === true) {
       rs.replayUntil = f.seq > rs.lastSeq ? f.seq : 0;
     } else if (since != null) {
@@ -596,6 +619,7 @@ export class Client {
     if (rs.backfill) return rs.backfill.buffer.push(m);
     if (m.seq <= rs.lastSeq) return; // already shown
     rs.lastSeq = m.seq;
+    if (rs.firstSeq == null || m.seq < rs.firstSeq) rs.firstSeq = m.seq;
     this.emit("message:receive", m);
     if (rs.replayUntil && m.seq >= rs.replayUntil) {
       rs.replayUntil = 0;
@@ -746,6 +770,9 @@ export class Client {
         this.setUnread(f.unread);
         if (f.id) this.confirm(f.id, { notifications: f.notifications || [], unread: f.unread, more: !!f.more });
         break;
+      case "history:page":
+        if (f.id) this.confirm(f.id, { room: f.room, epoch: f.epoch, messages: f.messages || [], more: !!f.more });
+        break;
       case "doc:snapshot":
       case "doc:op":
       case "doc:ack":
@@ -774,7 +801,7 @@ export class Client {
   // ---- helpers --------------------------------------------------------------
 
   roomState(name) {
-    return { name, wanted: false, history: 0, lastSeq: 0, epoch: null, members: new Map(), typing: [], waiters: [], joined: false };
+    return { name, wanted: false, history: 0, lastSeq: 0, firstSeq: null, earlier: null, epoch: null, members: new Map(), typing: [], waiters: [], joined: false };
   }
 
   nextId(kind) {

@@ -151,10 +151,14 @@ pub async fn rooms(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     since: Option<u64>,
-    limit: Option<usize>,
+    before: Option<u64>,
+    limit: Option<u64>,
 }
 
-/// `GET /api/rooms/{room}/history?since=&limit=` → kept `message:receive` frames after `since`.
+/// `GET /api/rooms/{room}/history`: with `since`, the kept messages after it
+/// (forward, from memory); with `before` and/or `limit`, a page going back
+/// through everything stored (`more` says whether older ones remain); with
+/// neither, the in-memory window.
 pub async fn history(
     req: HttpRequest,
     st: web::Data<AppState>,
@@ -163,9 +167,45 @@ pub async fn history(
 ) -> Result<HttpResponse, HubError> {
     let room = room_param(&path)?;
     readable(&req, &st, &room)?;
+    let q = q.into_inner();
+    let json = |body: Vec<u8>| {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body)
+    };
+    if q.since.is_some() && q.before.is_some() {
+        return Err(HubError::new(
+            ErrorCode::BadRequest,
+            "since pages forward and before pages back: give one of them",
+        ));
+    }
+    if q.since.is_none() && (q.before.is_some() || q.limit.is_some()) {
+        let req = crate::scrollback::PageRequest::new(q.before, q.limit);
+        let plan = st
+            .hub
+            .send(hub::Scrollback {
+                room: room.clone(),
+                req,
+            })
+            .await
+            .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))??;
+        let page = plan.finish().await?;
+        let head = serde_json::json!({
+            "room": room,
+            "epoch": page.epoch.as_deref(),
+            "seq": page.seq,
+            "first_seq": page.first_seq,
+            "more": page.more,
+        });
+        return Ok(json(crate::scrollback::with_messages(
+            &head,
+            &page.messages,
+        )));
+    }
     let (since, limit) = (
         q.since.unwrap_or(0),
-        q.limit.unwrap_or(st.shared.cfg.history_size).min(10_000),
+        q.limit
+            .map_or(st.shared.cfg.history_size, |l| l.min(10_000) as usize),
     );
     let view = st
         .hub
@@ -177,32 +217,17 @@ pub async fn history(
         .await
         .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))?;
     // The stored frames are JSON already: splice them in rather than re-encode.
-    let mut out = Vec::with_capacity(
-        256 + view
-            .as_ref()
-            .map_or(0, |v| v.messages.iter().map(|m| m.len() + 1).sum()),
-    );
-    let head = match &view {
-        Some(v) => {
-            serde_json::json!({ "room": room, "epoch": &*v.epoch, "seq": v.seq, "first_seq": v.first_seq })
-        }
-        None => serde_json::json!({ "room": room, "epoch": null, "seq": 0, "first_seq": 1 }),
+    let (head, messages) = match &view {
+        Some(v) => (
+            serde_json::json!({ "room": room, "epoch": &*v.epoch, "seq": v.seq, "first_seq": v.first_seq }),
+            &v.messages[..],
+        ),
+        None => (
+            serde_json::json!({ "room": room, "epoch": null, "seq": 0, "first_seq": 1 }),
+            &[][..],
+        ),
     };
-    let head = head.to_string();
-    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-    out.extend_from_slice(br#","messages":["#);
-    if let Some(v) = &view {
-        for (i, m) in v.messages.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(m);
-        }
-    }
-    out.extend_from_slice(b"]}");
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(out))
+    Ok(json(crate::scrollback::with_messages(&head, messages)))
 }
 
 /// `GET /api/rooms/{room}/presence` → members with their status.

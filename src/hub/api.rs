@@ -154,6 +154,38 @@ impl Handler<GetHistory> for Hub {
     }
 }
 
+/// Plans a page of scrollback for a room, active, idle or only stored.
+#[derive(Message)]
+#[rtype(result = "Result<crate::scrollback::Plan, HubError>")]
+pub struct Scrollback {
+    pub room: RoomName,
+    pub req: crate::scrollback::PageRequest,
+}
+
+impl Handler<Scrollback> for Hub {
+    type Result = ResponseFuture<Result<crate::scrollback::Plan, HubError>>;
+
+    fn handle(&mut self, msg: Scrollback, _: &mut Context<Self>) -> Self::Result {
+        use crate::scrollback::Plan;
+        if let Some(r) = self.rooms.get(&msg.room) {
+            let fut = r.addr.send(room::Scrollback { req: msg.req });
+            return Box::pin(async move {
+                fut.await
+                    .map_err(|_| HubError::new(ErrorCode::Internal, "room unavailable"))
+            });
+        }
+        let store = self
+            .store
+            .as_ref()
+            .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
+        let plan = match self.idle.peek(&msg.room) {
+            Some(h) => Plan::from_history(h, &msg.room, msg.req, store),
+            None => Plan::stored(&msg.room, msg.req, store),
+        };
+        Box::pin(async move { Ok(plan) })
+    }
+}
+
 /// Members of a room with their presence.
 #[derive(Message)]
 #[rtype(result = "Vec<MemberInfo>")]

@@ -88,6 +88,11 @@ pub enum ClientFrame {
     NotificationRead {
         mark: crate::store::Mark,
     },
+    /// A page of a room's history before a seq (`history:get`).
+    HistoryGet {
+        room: RoomName,
+        page: crate::scrollback::PageRequest,
+    },
 }
 
 /// Default and largest page of `notification:list`.
@@ -111,7 +116,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 18] = [
+pub const CLIENT_TYPES: [&str; 19] = [
     "auth",
     "room:join",
     "room:leave",
@@ -130,6 +135,7 @@ pub const CLIENT_TYPES: [&str; 18] = [
     "doc:close",
     "notification:list",
     "notification:read",
+    "history:get",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -238,6 +244,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "mqtt:publish" => &["topic", "payload", "qos", "retain", "binary"],
         "notification:list" => &["before", "limit", "unread"],
         "notification:read" => &["ids", "all"],
+        "history:get" => &["room", "before", "limit"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -392,6 +399,10 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             };
             ClientFrame::NotificationRead { mark }
         }
+        "history:get" => ClientFrame::HistoryGet {
+            room: room(&wire)?,
+            page: crate::scrollback::PageRequest::new(wire.before, wire.limit),
+        },
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })

@@ -275,3 +275,42 @@ fn numbers_a_double_cannot_hold_are_refused_in_data() {
         assert_eq!(data_problem(ok), None, "{ok}");
     }
 }
+
+#[test]
+fn history_get_defaults_and_caps_its_limit() {
+    let page = |text: &[u8]| match parse(text).map(|r| r.frame) {
+        Ok(ClientFrame::HistoryGet { room, page }) => {
+            Ok((room.to_string(), page.before, page.limit))
+        }
+        Ok(f) => panic!("{f:?}"),
+        Err(e) => Err(e.code),
+    };
+    assert_eq!(
+        page(br#"{"type":"history:get","room":"general"}"#),
+        Ok(("general".into(), None, crate::scrollback::DEFAULT_LIMIT))
+    );
+    assert_eq!(
+        page(br#"{"type":"history:get","room":"r","before":58,"limit":9999999999999}"#),
+        Ok(("r".into(), Some(58), crate::scrollback::MAX_LIMIT))
+    );
+    assert_eq!(
+        page(br#"{"type":"history:get","room":"r","limit":0}"#).map(|p| p.2),
+        Ok(0)
+    );
+    for bad in [
+        &br#"{"type":"history:get","room":"r","since":1}"#[..],
+        br#"{"type":"history:get","room":"r","before":1.5}"#,
+        br#"{"type":"history:get"}"#,
+    ] {
+        assert_eq!(
+            page(bad),
+            Err(ErrorCode::BadRequest),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert_eq!(
+        page(br#"{"type":"history:get","room":"a b"}"#),
+        Err(ErrorCode::InvalidRoom)
+    );
+}

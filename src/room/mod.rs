@@ -503,6 +503,28 @@ impl Handler<GetHistory> for Room {
     }
 }
 
+/// Plans a page of scrollback (`history:get`, `GET …/history?before=`):
+/// what memory has, at once; the database part is read by the caller.
+#[derive(Message)]
+#[rtype(result = "crate::scrollback::Plan")]
+pub struct Scrollback {
+    pub req: crate::scrollback::PageRequest,
+}
+
+impl Handler<Scrollback> for Room {
+    type Result = MessageResult<Scrollback>;
+
+    fn handle(&mut self, msg: Scrollback, _: &mut Context<Self>) -> Self::Result {
+        let store = self.storage.as_ref().map(|(s, _)| s);
+        MessageResult(crate::scrollback::Plan::from_history(
+            &self.history,
+            &self.name,
+            msg.req,
+            store,
+        ))
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Vec<MemberInfo>")]
 pub struct GetMembers;

@@ -84,6 +84,7 @@ impl Session {
             ClientFrame::NotificationList { .. } | ClientFrame::NotificationRead { .. } => {
                 self.notifications(req.frame, id)
             }
+            ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
         }
     }
 

@@ -30,6 +30,7 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 
 mod dispatch;
 mod docs;
+mod scrollback;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -113,6 +114,8 @@ pub struct Session {
     mqtt: crate::mqtt::session::SessionMqtt,
     /// Whether the session watches the `monitor` channel.
     watching: bool,
+    /// `history:get` pages being read (at most `PAGES_IN_FLIGHT`).
+    pages: usize,
 }
 
 impl Session {
@@ -151,6 +154,7 @@ impl Session {
             docs: HashMap::new(),
             mqtt: Default::default(),
             watching: false,
+            pages: 0,
             shared,
         }
     }

@@ -19,6 +19,7 @@ pub mod db;
 mod inbox;
 pub mod lock;
 mod notifications;
+pub mod reader;
 pub mod schema;
 pub mod status;
 mod writer;
@@ -228,6 +229,9 @@ pub struct StoreHandle {
     pub offline_dms: usize,
     /// Health, as the monitor and `/healthz` report it.
     pub status: Arc<status::StoreStatus>,
+    /// Scrollback reads on their own connection (`reader.rs`), and how far
+    /// the writer has got.
+    pub reader: reader::ReaderHandle,
 }
 
 /// The writer thread, to join at shutdown.
@@ -261,6 +265,8 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         None => log::info!("storage: off (in memory; nothing survives a restart)"),
     }
     let (tx, rx) = mpsc::channel();
+    let progress = Arc::new(reader::Progress::default());
+    let reader = reader::ReaderHandle::start(cfg.path.as_deref(), cfg.busy, progress.clone());
     let queued = Arc::new(AtomicUsize::new(0));
     let status = Arc::new(status::StoreStatus::new(
         cfg.path.as_ref().map(|p| p.display().to_string()),
@@ -273,6 +279,7 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         cap: cfg.queue,
         policy: Arc::new(RoomPolicy::from_config(cfg)),
         offline_dms: cfg.offline_dms,
+        reader,
     };
     let w = writer::Writer {
         db,
@@ -283,6 +290,7 @@ pub fn start(cfg: &StorageConfig) -> Result<StoreThread, String> {
         policy: handle.policy.clone(),
         notifications_per_user: cfg.notifications_per_user,
         offline_dms: cfg.offline_dms,
+        progress,
     };
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -325,6 +333,7 @@ impl StoreHandle {
         if job.is_data() {
             self.queued.fetch_add(1, Ordering::AcqRel);
         }
+        self.reader.progress.sending();
         if self.tx.send(job).is_err() {
             log::error!("storage: the writer has stopped; a job was dropped");
         }
@@ -356,6 +365,7 @@ impl StoreHandle {
     /// Sends a data job whose slot `reserve` took.
     pub fn send_reserved(&self, job: Job) {
         debug_assert!(job.is_data());
+        self.reader.progress.sending();
         if self.tx.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             log::error!("storage: the writer has stopped; a job was dropped");

@@ -36,6 +36,8 @@ pub(super) struct Writer {
     pub policy: Arc<RoomPolicy>,
     pub notifications_per_user: usize,
     pub offline_dms: usize,
+    /// Jobs finished, for scrollback reads that must see them (`reader.rs`).
+    pub progress: Arc<super::reader::Progress>,
 }
 
 /// What a job produced, kept until its batch commits.
@@ -134,6 +136,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let taken = jobs.len() as u64;
             let data = jobs.iter().filter(|j| j.is_data()).count();
             self.queued.fetch_sub(data, Ordering::AcqRel);
             let stop = jobs.iter().position(|j| matches!(j, Job::Shutdown));
@@ -141,6 +144,7 @@ impl Writer {
                 jobs.truncate(i);
             }
             self.run_batch(jobs);
+            self.progress.finished(taken);
             if stop.is_some() {
                 self.release();
                 log::info!("storage: writer stopped");

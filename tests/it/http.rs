@@ -416,8 +416,9 @@ async fn history_slices_with_since_and_limit() {
         .get_json("/api/rooms/general/history?since=1&limit=2", None)
         .await;
     assert_eq!(seqs(&v), [2, 3], "{v}");
+    // `limit` alone: the latest N, and whether older ones remain.
     let (_, v) = s.get_json("/api/rooms/general/history?limit=1", None).await;
-    assert_eq!(seqs(&v), [1], "{v}");
+    assert_eq!((seqs(&v), &v["more"]), (vec![5], &json!(true)), "{v}");
     let (_, v) = s.get_json("/api/rooms/general/history?since=5", None).await;
     assert_eq!(seqs(&v), Vec::<u64>::new(), "{v}");
     assert_eq!(v["seq"], 5, "{v}");

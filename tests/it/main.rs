@@ -19,6 +19,7 @@ mod paths;
 mod presence;
 mod recovery;
 mod rooms;
+mod scrollback;
 
 mod broker;
 mod monitor;

@@ -360,3 +360,42 @@ test("the bell shows the unread count after /api/notify, lists it, and clears on
   await page.close();
   await again.close();
 });
+
+test("the demo loads earlier messages when scrolled to the top, and keeps its place", async () => {
+  const room = "public-scroll";
+  await server.publishMany(room, 180, "old line");
+  const page = await guestPage("Scroller");
+  await page.fill("#room-input", room);
+  await page.press("#room-input", "Enter");
+  await page.locator("#rooms li.active", { hasText: room }).waitFor();
+  const shown = () => page.$$eval("#messages .msg", (els) => els.map((e) => Number(e.dataset.seq)));
+  const count = (n) => page.waitForFunction((n) => document.querySelectorAll("#messages .msg").length >= n, n);
+  await count(50); // the join's history: the last 50
+  assert.deepEqual(await shown(), Array.from({ length: 50 }, (_, i) => 131 + i));
+
+  // To the top: the page before 131 comes in above, and 131 stays where it was.
+  const before = await page.$eval("#messages", (box) => {
+    box.scrollTop = 0;
+    return box.querySelector('.msg[data-seq="131"]').getBoundingClientRect().top;
+  });
+  await count(100);
+  const after = await page.$eval("#messages", (box) => ({
+    top: box.querySelector('.msg[data-seq="131"]').getBoundingClientRect().top,
+    scrollTop: box.scrollTop,
+  }));
+  assert.ok(Math.abs(after.top - before) <= 2, `message 131 moved from ${before} to ${after.top}`);
+  assert.ok(after.scrollTop > 0, "the view did not jump to the new top");
+  await shot(page, "scrollback-kept-place");
+
+  // Up to the beginning: every message once, in order, then the start line.
+  for (let i = 0; i < 10 && !(await page.locator("#messages .start").count()); i++) {
+    await page.$eval("#messages", (box) => (box.scrollTop = 0));
+    await page.waitForTimeout(200);
+  }
+  await page.locator("#messages .start", { hasText: `beginning of #${room}` }).waitFor();
+  assert.deepEqual(await shown(), Array.from({ length: 180 }, (_, i) => i + 1));
+  await page.$eval("#messages", (box) => (box.scrollTop = 0));
+  await shot(page, "scrollback-beginning");
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});

@@ -87,6 +87,23 @@ export class Server {
     return body;
   }
 
+  /** `n` messages `{text: "<prefix> <i>"}` to `room` as a service
+   * (POST /api/publish, a few at a time); resolves once all are stored. */
+  async publishMany(room, n, prefix = "line") {
+    this.service ||= await this.token("backend", "Backend", { role: "service" });
+    const one = async (i) => {
+      const r = await fetch(`${this.url}/api/publish`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${this.service}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ room, data: { text: `${prefix} ${i}` } }),
+      });
+      if (r.status !== 200) throw new Error(`publish: HTTP ${r.status} ${await r.text()}`);
+    };
+    for (let i = 0; i < n; i += 20) {
+      await Promise.all(Array.from({ length: Math.min(20, n - i) }, (_, k) => one(i + k)));
+    }
+  }
+
   /** A client of the SDK under test, with Node's missing globals injected. */
   client(options) {
     const c = connect({

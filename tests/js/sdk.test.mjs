@@ -326,3 +326,33 @@ test("backoff grows exponentially, is capped and jittered; grades follow RTT and
   assert.equal(gradeQuality([1500], 0, true), "poor");
   assert.equal(gradeQuality([20], 0, false), "poor");
 });
+
+test("loadEarlier pages back from the oldest message the client has, on each transport", async () => {
+  const room = "public-deep";
+  await server.publishMany(room, 230);
+  const all = Array.from({ length: 230 }, (_, i) => i + 1);
+  for (const transport of ["websocket", "sse", "polling"]) {
+    const c = server.client({ name: "pager", transports: [transport] });
+    const live = [];
+    c.on("message:receive", (m) => m.room === room && live.push(m.seq));
+    await c.joinRoom(room, { history: 5 });
+    await until(() => live.length === 5, "the last five messages");
+    const first = c.loadEarlier(room, { limit: 40 });
+    assert.equal(c.loadEarlier(room, { limit: 40 }), first, "a second call shares the page on its way");
+    const seen = [...live];
+    let page = await first;
+    for (let i = 0; i < 50; i++) {
+      assert.ok(page.messages.length <= 40, transport);
+      seen.unshift(...page.messages.map((m) => m.seq));
+      if (!page.more) break;
+      page = await c.loadEarlier(room, { limit: 40 });
+    }
+    assert.deepEqual(seen, all, `${transport}: every message once, in order`);
+    assert.match(page.messages[0].data.text, /^line \d+$/, "the stored frame, as sent live");
+    const end = await c.loadEarlier(room);
+    assert.deepEqual([end.messages, end.more], [[], false], "nothing before the first");
+    const latest = await c.history(room, { limit: 3 });
+    assert.deepEqual([latest.messages.map((m) => m.seq), latest.more], [[228, 229, 230], true]);
+    c.close();
+  }
+});
