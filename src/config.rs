@@ -31,6 +31,11 @@ pub struct Config {
     /// `SWITCHBOARD_IDLE_HISTORY_BYTES`: bytes of history kept in the idle-room LRU in all
     /// (default 256 MiB).
     pub idle_history_bytes: usize,
+    /// `SWITCHBOARD_IDEMPOTENCY_MS`: how long a room remembers a publish's
+    /// `idempotency_key` (default 5 minutes; 0 turns keys off).
+    pub idempotency_ms: u64,
+    /// `SWITCHBOARD_IDEMPOTENCY_KEYS`: most keys a room remembers (default 1000).
+    pub idempotency_keys: usize,
     /// `SWITCHBOARD_IDLE_ROOM_CACHE`: histories of member-less rooms kept in the LRU (default 10000).
     pub idle_room_cache: usize,
     /// `SWITCHBOARD_MAX_CONNECTIONS` (default 100000): beyond it, `/ws` answers 503.
@@ -293,6 +298,8 @@ impl Config {
             history_size: num("SWITCHBOARD_HISTORY_SIZE", 200)?,
             history_bytes: num("SWITCHBOARD_HISTORY_BYTES", 1024 * 1024)?,
             idle_history_bytes: num("SWITCHBOARD_IDLE_HISTORY_BYTES", 256 * 1024 * 1024)?,
+            idempotency_ms: num("SWITCHBOARD_IDEMPOTENCY_MS", 300_000)?,
+            idempotency_keys: num("SWITCHBOARD_IDEMPOTENCY_KEYS", 1000)?,
             idle_room_cache: num("SWITCHBOARD_IDLE_ROOM_CACHE", 10_000)?,
             max_connections: num("SWITCHBOARD_MAX_CONNECTIONS", 100_000)?,
             max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,

@@ -2,6 +2,7 @@
 //! `seq` counter and its `epoch`. Plain data, moved into the Hub's LRU while a
 //! room has no members and back into a Room actor when someone joins.
 
+use crate::idempotency::{IdemKey, KeyLimits, Keys};
 use crate::ids::random_hex;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -26,6 +27,8 @@ pub struct History {
     pub reserved: u64,
     /// This numbering was made here and was never read from the database.
     pub fresh: bool,
+    /// Idempotency keys accepted recently (`idempotency.rs`).
+    keys: Keys,
 }
 
 /// How much history a room keeps: whichever bound is hit first. Counting
@@ -34,6 +37,8 @@ pub struct History {
 pub struct HistoryLimits {
     pub entries: usize,
     pub bytes: usize,
+    /// How long and how many idempotency keys are remembered.
+    pub keys: KeyLimits,
 }
 
 /// What a join with `since` gets.
@@ -55,9 +60,10 @@ impl History {
             missing_upto: 0,
             reserved: 0,
             fresh: true,
+            keys: Keys::default(),
             limits: HistoryLimits {
                 entries: limits.entries.max(1),
-                bytes: limits.bytes,
+                ..limits
             },
         }
     }
@@ -135,6 +141,16 @@ impl History {
         self.seq == 0
     }
 
+    /// The seq of the message published with `key` within the window.
+    pub fn key_seq(&mut self, key: &IdemKey, now_ms: u64) -> Option<u64> {
+        self.keys.get(key, now_ms, self.limits.keys)
+    }
+
+    /// Remembers that message `seq` (stamped `ts`) carried `key`.
+    pub fn remember_key(&mut self, key: IdemKey, seq: u64, ts: u64) {
+        self.keys.insert(key, seq, ts, self.limits.keys);
+    }
+
     /// Messages after `since` for a rejoining client. Never a partial replay.
     pub fn recover(&self, since: u64, epoch: Option<&str>) -> Recovery {
         if epoch.is_some_and(|e| e != &*self.epoch)
@@ -173,6 +189,7 @@ mod tests {
         HistoryLimits {
             entries,
             bytes: usize::MAX,
+            keys: KeyLimits::default(),
         }
     }
 
@@ -267,6 +284,7 @@ mod tests {
         let mut h = History::new(HistoryLimits {
             entries: 100,
             bytes: 10,
+            keys: KeyLimits::default(),
         });
         for s in 1..=5 {
             h.push(s, Bytes::from(vec![b'x'; 4]));

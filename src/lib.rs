@@ -21,6 +21,7 @@ pub mod document;
 pub mod error;
 pub mod fdlimit;
 pub mod history;
+pub mod idempotency;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -133,6 +134,10 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         history::HistoryLimits {
             entries: cfg.history_size,
             bytes: cfg.history_bytes,
+            keys: idempotency::KeyLimits {
+                window_ms: cfg.idempotency_ms,
+                keys: cfg.idempotency_keys,
+            },
         },
         cfg.idle_room_cache,
         cfg.idle_history_bytes,

@@ -254,6 +254,7 @@ mod tests {
         let mut h = History::new(HistoryLimits {
             entries: keep,
             bytes: usize::MAX,
+            keys: Default::default(),
         });
         for s in 1..=n {
             h.push(s, Bytes::from(format!(r#"{{"seq":{s}}}"#)));

@@ -553,6 +553,7 @@ mod tests {
             let limits = crate::history::HistoryLimits {
                 entries: 10,
                 bytes: 1 << 20,
+                keys: Default::default(),
             };
             let presence = Presence::new(Duration::from_secs(60)).start();
             let hub = Hub::new(

@@ -71,9 +71,12 @@ pub struct PublishBody {
     room: String,
     data: Box<RawValue>,
     id: Option<String>,
+    idempotency_key: Option<String>,
+    exclude_self: Option<bool>,
 }
 
-/// `POST /api/publish {room, data, id?}` → `{room, seq}`.
+/// `POST /api/publish {room, data, id?, idempotency_key?}` → `{room, seq}`
+/// (and `"duplicate": true` when the key named an earlier message).
 pub async fn publish(
     req: HttpRequest,
     st: web::Data<AppState>,
@@ -85,6 +88,18 @@ pub async fn publish(
     if body.id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
         return Err(HubError::new(ErrorCode::BadRequest, "id is too long"));
     }
+    if body.exclude_self == Some(true) {
+        return Err(HubError::new(
+            ErrorCode::BadRequest,
+            "exclude_self needs a sending session; a REST publish has none",
+        ));
+    }
+    let key = body
+        .idempotency_key
+        .as_deref()
+        .map(crate::idempotency::IdemKey::parse)
+        .transpose()
+        .map_err(|m| HubError::new(ErrorCode::BadRequest, m))?;
     super::check_data(&body.data, &st)?;
     let msg = hub::ApiPublish {
         room: room.clone(),
@@ -94,13 +109,18 @@ pub async fn publish(
         },
         data: body.data,
         id: body.id,
+        key,
     };
-    let seq = st
+    let done = st
         .hub
         .send(msg)
         .await
         .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "room": room, "seq": seq })))
+    let mut answer = serde_json::json!({ "room": room, "seq": done.seq });
+    if done.duplicate {
+        answer["duplicate"] = true.into();
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 #[derive(Deserialize)]

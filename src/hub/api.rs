@@ -5,16 +5,17 @@ use super::*;
 
 /// `POST /api/publish`: a message to a room from a service or admin.
 #[derive(Message)]
-#[rtype(result = "Result<u64, HubError>")]
+#[rtype(result = "Result<room::Accepted, HubError>")]
 pub struct ApiPublish {
     pub room: RoomName,
     pub from: From,
     pub data: Box<RawValue>,
     pub id: Option<String>,
+    pub key: Option<crate::idempotency::IdemKey>,
 }
 
 impl Handler<ApiPublish> for Hub {
-    type Result = ResponseFuture<Result<u64, HubError>>;
+    type Result = ResponseFuture<Result<room::Accepted, HubError>>;
 
     fn handle(&mut self, msg: ApiPublish, ctx: &mut Context<Self>) -> Self::Result {
         crate::monitor::flow::record(
@@ -29,6 +30,10 @@ impl Handler<ApiPublish> for Hub {
             from: msg.from,
             data: msg.data,
             id: msg.id,
+            opts: crate::protocol::PublishOptions {
+                exclude_self: false,
+                key: msg.key,
+            },
             origin: Origin::Api,
             received: Instant::now(),
         });
@@ -145,7 +150,11 @@ impl Handler<GetHistory> for Hub {
             return Box::pin(async { None });
         };
         let limits = self.history;
-        let load = store.load_room(msg.room, limits.entries);
+        let no_keys = crate::idempotency::KeyLimits {
+            window_ms: 0,
+            keys: 0,
+        };
+        let load = store.load_room(msg.room, limits.entries, no_keys);
         Box::pin(async move {
             let t = load.await.ok()??;
             let h = History::restore(limits, &t.epoch, t.seq, t.entries);

@@ -60,6 +60,7 @@ pub enum ClientFrame {
     Send {
         room: RoomName,
         data: Box<RawValue>,
+        opts: PublishOptions,
     },
     Direct {
         to: UserId,
@@ -93,6 +94,17 @@ pub enum ClientFrame {
         room: RoomName,
         page: crate::scrollback::PageRequest,
     },
+}
+
+/// The options of a `message:send` (and, but for `exclude_self`, of
+/// `POST /api/publish`).
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Deliver to every member but the sending session.
+    pub exclude_self: bool,
+    /// A publish with a key the room accepted within the window is answered
+    /// with the first one's seq, not delivered again (`idempotency.rs`).
+    pub key: Option<crate::idempotency::IdemKey>,
 }
 
 /// Default and largest page of `notification:list`.
@@ -166,6 +178,8 @@ struct Wire<'a> {
     unread: Option<bool>,
     ids: Option<Vec<u64>>,
     all: Option<bool>,
+    exclude_self: Option<bool>,
+    idempotency_key: Option<String>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -211,7 +225,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 19] = [
+    let fields: [(&str, bool); 21] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -231,12 +245,14 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("unread", wire.unread.is_some()),
         ("ids", wire.ids.is_some()),
         ("all", wire.all.is_some()),
+        ("exclude_self", wire.exclude_self.is_some()),
+        ("idempotency_key", wire.idempotency_key.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
         "room:join" => &["room", "since", "epoch"],
         "room:leave" | "typing:start" | "typing:stop" => &["room"],
-        "message:send" => &["room", "data"],
+        "message:send" => &["room", "data", "exclude_self", "idempotency_key"],
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
@@ -310,10 +326,17 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             room: room(&wire)?,
             on: false,
         },
-        "message:send" => ClientFrame::Send {
-            room: room(&wire)?,
-            data: data(&wire)?,
-        },
+        "message:send" => {
+            let key = wire.idempotency_key.as_deref().map(crate::idempotency::IdemKey::parse);
+            ClientFrame::Send {
+                room: room(&wire)?,
+                data: data(&wire)?,
+                opts: PublishOptions {
+                    exclude_self: wire.exclude_self.unwrap_or(false),
+                    key: key.transpose().map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
+                },
+            }
+        }
         "direct:send" => {
             let raw = wire
                 .to

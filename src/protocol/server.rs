@@ -163,6 +163,14 @@ pub enum ServerFrame<'a> {
     /// Before the direct messages stored while the user had no session.
     #[serde(rename = "direct:offline")]
     DirectOffline { count: usize, dropped: u64 },
+    /// The `ack` of a `message:send` or REST publish whose idempotency key
+    /// the room had accepted: the first message's seq, nothing delivered.
+    #[serde(rename = "ack")]
+    AckDuplicate {
+        id: &'a str,
+        seq: u64,
+        duplicate: bool,
+    },
     /// The `ack` of a direct message stored for a user with no session.
     #[serde(rename = "ack")]
     AckOffline { id: &'a str, offline: bool },

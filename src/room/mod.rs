@@ -12,7 +12,7 @@ use crate::store::{RoomMode, StoreHandle};
 
 mod publish;
 
-pub use publish::{MqttRelay, Origin, Publish};
+pub use publish::{Accepted, MqttRelay, Origin, Publish};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -87,7 +87,7 @@ impl Actor for Room {
             let load = async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
-                    match store.load_room(room.clone(), limits.entries).await {
+                    match store.load_room(room.clone(), limits.entries, limits.keys).await {
                         Ok(t) => return t,
                         Err(e) => {
                             log::error!("room {room}: cannot load its history ({e}); retrying");
@@ -100,6 +100,11 @@ impl Actor for Room {
             ctx.wait(load.into_actor(self).map(move |tail, act, _| {
                 if let Some(t) = tail {
                     act.history = History::restore(limits, &t.epoch, t.seq, t.entries);
+                    for (key, seq, ts) in t.keys {
+                        if let Ok(key) = crate::idempotency::IdemKey::parse(&key) {
+                            act.history.remember_key(key, seq, ts);
+                        }
+                    }
                 }
             }));
         }
@@ -567,6 +572,7 @@ mod tests {
             let limits = crate::history::HistoryLimits {
                 entries: 10,
                 bytes: 1 << 20,
+                keys: Default::default(),
             };
             let hub = Hub::new(
                 presence,

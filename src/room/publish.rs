@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, HubError};
 use crate::ids::{now_ms, SessionId};
 use crate::metrics::METRICS;
 use crate::outbox::Outbox;
-use crate::protocol::{encode, error_frame, From, ServerFrame};
+use crate::protocol::{encode, error_frame, From, PublishOptions, ServerFrame};
 use crate::store::{Job, RoomMode, Waiter};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -28,20 +28,29 @@ pub enum Origin {
     Api,
 }
 
+/// What a publish was answered: the seq its message has, and whether that
+/// message was published before with the same idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accepted {
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
 /// A message for the room. Answers the seq it was given.
 #[derive(Message)]
-#[rtype(result = "Result<u64, HubError>")]
+#[rtype(result = "Result<Accepted, HubError>")]
 pub struct Publish {
     pub from: From,
     pub data: Box<RawValue>,
     pub id: Option<String>,
+    pub opts: PublishOptions,
     pub origin: Origin,
     /// When the server received it, for the delivery latency histogram.
     pub received: Instant,
 }
 
 impl Handler<Publish> for Room {
-    type Result = ResponseFuture<Result<u64, HubError>>;
+    type Result = ResponseFuture<Result<Accepted, HubError>>;
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
         if self.seq_reserved() {
@@ -68,15 +77,15 @@ impl Handler<Publish> for Room {
 
 /// A publish's answer: at once, or when its write has committed.
 enum Published {
-    Now(Result<u64, HubError>),
-    AfterWrite(u64, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
+    Now(Result<Accepted, HubError>),
+    AfterWrite(Accepted, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
 }
 
 impl Published {
-    async fn answer(self) -> Result<u64, HubError> {
+    async fn answer(self) -> Result<Accepted, HubError> {
         match self {
             Published::Now(r) => r,
-            Published::AfterWrite(seq, rx) => crate::store::reply(rx).await.map(|_| seq),
+            Published::AfterWrite(a, rx) => crate::store::reply(rx).await.map(|_| a),
         }
     }
 }
@@ -229,12 +238,6 @@ impl Room {
                 (Waiter::Api(tx), (*mode == RoomMode::Durable).then_some(rx))
             }
         };
-        self.write(seq, ts, frame, waiter);
-        rx
-    }
-
-    /// Sends a stored room's message to the writer (its slot reserved).
-    fn write(&self, seq: u64, ts: u64, frame: &Bytes, waiter: Waiter) {
         if let Some((store, _)) = &self.storage {
             store.send_reserved(Job::Message {
                 room: self.name.clone(),
@@ -243,9 +246,11 @@ impl Room {
                 reserved: self.history.reserved,
                 ts,
                 frame: frame.clone(),
+                idem: msg.opts.key.clone(),
                 waiter,
             });
         }
+        rx
     }
 
     fn acks_after_write(&self) -> bool {
@@ -266,8 +271,11 @@ impl Room {
             Origin::Session { .. } => {}
             Origin::Api => self.hub_ops += 1,
         }
-        let seq = self.history.next_seq();
         let ts = now_ms();
+        if let Some(first) = msg.opts.key.as_ref().and_then(|k| self.history.key_seq(k, ts)) {
+            return self.duplicate(msg, first);
+        }
+        let seq = self.history.next_seq();
         let frame = encode(&ServerFrame::Message {
             room: &self.name,
             seq,
@@ -280,22 +288,18 @@ impl Room {
         // message refused because storage is busy is never seen by anyone.
         let reserved = self.storage.as_ref().is_none_or(|(s, _)| s.reserve());
         if !reserved {
-            let why = "storage is busy; retry shortly";
-            if let Origin::Session { outbox, .. } = &msg.origin {
-                outbox.push(error_frame(
-                    ErrorCode::RateLimited,
-                    why,
-                    msg.id.as_deref(),
-                    Some(50),
-                ));
-            } else {
-                self.report_if_idle();
-            }
-            return Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)));
+            return self.busy(&msg);
         }
         self.history.push(seq, frame.clone());
+        if let Some(key) = &msg.opts.key {
+            self.history.remember_key(key.clone(), seq, ts);
+        }
         METRICS.messages_published.fetch_add(1, Relaxed);
-        self.broadcast(&frame, None);
+        let except = match &msg.origin {
+            Origin::Session { session, .. } if msg.opts.exclude_self => Some(*session),
+            _ => None,
+        };
+        self.broadcast(&frame, except);
         METRICS.delivery_latency(msg.received.elapsed());
         // Only now the writer: the fan-out never waits for it, not even to wake it.
         let written = self.persist(seq, ts, &frame, &msg);
@@ -307,9 +311,82 @@ impl Room {
             (Origin::Api, _) => self.report_if_idle(),
             _ => {}
         }
+        let accepted = Accepted {
+            seq,
+            duplicate: false,
+        };
         match written {
-            Some(rx) => Published::AfterWrite(seq, rx),
-            None => Published::Now(Ok(seq)),
+            Some(rx) => Published::AfterWrite(accepted, rx),
+            None => Published::Now(Ok(accepted)),
+        }
+    }
+
+    /// Refuses a publish because the writer's queue is full: nobody saw it.
+    fn busy(&mut self, msg: &Publish) -> Published {
+        let why = "storage is busy; retry shortly";
+        if let Origin::Session { outbox, .. } = &msg.origin {
+            outbox.push(error_frame(
+                ErrorCode::RateLimited,
+                why,
+                msg.id.as_deref(),
+                Some(50),
+            ));
+        } else {
+            self.report_if_idle();
+        }
+        Published::Now(Err(HubError::new(ErrorCode::RateLimited, why)))
+    }
+
+    /// Answers a publish whose idempotency key names message `seq`: the
+    /// same seq, nothing delivered or stored. In a durable room the answer
+    /// goes through the writer behind every job sent before, so it never
+    /// comes before the first message's own commit (the first may still be
+    /// in the writer's queue).
+    fn duplicate(&mut self, msg: Publish, seq: u64) -> Published {
+        let accepted = Accepted {
+            seq,
+            duplicate: true,
+        };
+        let durable = match &self.storage {
+            Some((store, RoomMode::Durable)) => Some(store.clone()),
+            _ => None,
+        };
+        let Some(store) = durable else {
+            match (&msg.origin, &msg.id) {
+                (Origin::Session { outbox, .. }, Some(id)) => {
+                    outbox.push(encode(&ServerFrame::AckDuplicate {
+                        id,
+                        seq,
+                        duplicate: true,
+                    }));
+                }
+                (Origin::Api, _) => self.report_if_idle(),
+                _ => {}
+            }
+            return Published::Now(Ok(accepted));
+        };
+        if !store.reserve() {
+            return self.busy(&msg);
+        }
+        let (waiter, rx) = match msg.origin {
+            Origin::Session { outbox, .. } => (
+                Waiter::Session {
+                    outbox,
+                    id: msg.id,
+                    ack: true,
+                },
+                None,
+            ),
+            Origin::Api => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.report_if_idle();
+                (Waiter::Api(tx), Some(rx))
+            }
+        };
+        store.send_reserved(Job::Duplicate { seq, waiter });
+        match rx {
+            Some(rx) => Published::AfterWrite(accepted, rx),
+            None => Published::Now(Ok(accepted)),
         }
     }
 }
@@ -334,6 +411,7 @@ impl Room {
                 reserved: self.history.reserved,
                 ts: msg.ts,
                 frame,
+                idem: None,
                 waiter: Waiter::Nobody,
             });
         }

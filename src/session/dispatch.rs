@@ -22,13 +22,14 @@ impl Session {
             ClientFrame::Auth { token } => self.reauth(&token, id, ctx),
             ClientFrame::Join { room, since, epoch } => self.join(room, since, epoch, id, ctx),
             ClientFrame::Leave { room } => self.leave(room, id),
-            ClientFrame::Send { room, data } => {
+            ClientFrame::Send { room, data, opts } => {
                 if self.limit_messages(now, id.as_deref()) {
                     self.send(
                         room,
                         RoomFrame::Send {
                             data,
                             id,
+                            opts,
                             received: now,
                         },
                     );
@@ -240,13 +241,19 @@ impl Session {
     /// refuses it explicitly (`rate_limited`), so it is never silently lost.
     pub(super) fn forward(&self, room: &RoomName, addr: &Addr<Room>, p: RoomFrame) {
         match p {
-            RoomFrame::Send { data, id, received } => {
+            RoomFrame::Send {
+                data,
+                id,
+                opts,
+                received,
+            } => {
                 let Some(from) = &self.from else { return };
                 let size = data.get().len();
                 let publish = room::Publish {
                     from: from.clone(),
                     data,
                     id,
+                    opts,
                     origin: Origin::Session {
                         session: self.id,
                         outbox: self.outbox.clone(),

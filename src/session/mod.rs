@@ -48,6 +48,7 @@ enum RoomFrame {
     Send {
         data: Box<RawValue>,
         id: Option<String>,
+        opts: crate::protocol::PublishOptions,
         received: Instant,
     },
     Typing {

@@ -57,6 +57,9 @@ pub struct RoomTail {
     /// `(seq, frame)`, oldest first; may have gaps where a write failed
     /// (`History::restore` keeps only the gapless end).
     pub entries: Vec<(u64, Bytes)>,
+    /// `(idempotency key, seq, ts)` of keyed messages within the window,
+    /// oldest first (filled by `load_keys`).
+    pub keys: Vec<(String, u64, u64)>,
 }
 
 /// One stored notification.
@@ -175,7 +178,7 @@ impl Db {
         frame: &[u8],
         keep: Retention,
     ) -> SqlResult<()> {
-        self.insert_message(room, seq, ts, frame)?;
+        self.insert_message(room, seq, ts, frame, None)?;
         self.close_room(room, epoch, seq, seq, keep)
     }
 
@@ -183,14 +186,21 @@ impl Db {
     /// (once per room and batch is enough, with the room's newest seq).
     /// A stored message is never overwritten: `Ok(false)` when `seq` already
     /// names a different message (the same frame again is `Ok(true)`).
-    pub fn insert_message(&self, room: &str, seq: u64, ts: u64, frame: &[u8]) -> SqlResult<bool> {
+    pub fn insert_message(
+        &self,
+        room: &str,
+        seq: u64,
+        ts: u64,
+        frame: &[u8],
+        idem: Option<&str>,
+    ) -> SqlResult<bool> {
         let n = self
             .conn
             .prepare_cached(
-                "INSERT INTO messages (room, seq, ts, frame) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO messages (room, seq, ts, frame, idem) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (room, seq) DO NOTHING",
             )?
-            .execute(params![room, int(seq), int(ts), frame])?;
+            .execute(params![room, int(seq), int(ts), frame, idem])?;
         if n == 1 {
             return Ok(true);
         }
@@ -344,7 +354,31 @@ impl Db {
             epoch,
             seq,
             entries,
+            keys: Vec::new(),
         }))
+    }
+
+    /// The idempotency keys of `room`'s stored messages up to `seq`, stamped
+    /// at `since_ms` or later: the newest `limit`, oldest first.
+    pub fn load_keys(
+        &self,
+        room: &str,
+        seq: u64,
+        since_ms: u64,
+        limit: usize,
+    ) -> SqlResult<Vec<(String, u64, u64)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT idem, seq, ts FROM messages
+             WHERE room = ?1 AND idem IS NOT NULL AND seq <= ?2 AND ts >= ?3
+             ORDER BY seq DESC LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![room, int(seq), int(since_ms), int(limit as u64)],
+            |r| Ok((r.get(0)?, uint(r.get(1)?), uint(r.get(2)?))),
+        )?;
+        let mut keys = rows.collect::<SqlResult<Vec<_>>>()?;
+        keys.reverse();
+        Ok(keys)
     }
 
     /// Deletes stored messages past their room's age limit. Returns how many.
@@ -643,7 +677,7 @@ pub(crate) mod tests {
         assert_eq!(t.seq, 3);
         // A message write records how far its room may go.
         in_tx(&db, |db| {
-            db.insert_message("r", 4, 4, b"m")?;
+            db.insert_message("r", 4, 4, b"m", None)?;
             db.close_room("r", "ep", 4, 200, keep(0))
         });
         assert_eq!(db.load_room("r", 10, None, 0).unwrap().unwrap().seq, 200);
@@ -654,12 +688,12 @@ pub(crate) mod tests {
     #[test]
     fn a_stored_message_is_never_overwritten() {
         let db = Db::in_memory().unwrap();
-        assert!(in_tx(&db, |db| db.insert_message("r", 1, 1, b"first")));
+        assert!(in_tx(&db, |db| db.insert_message("r", 1, 1, b"first", None)));
         assert!(
-            in_tx(&db, |db| db.insert_message("r", 1, 1, b"first")),
+            in_tx(&db, |db| db.insert_message("r", 1, 1, b"first", None)),
             "the same message again is fine"
         );
-        assert!(!in_tx(&db, |db| db.insert_message("r", 1, 2, b"second")));
+        assert!(!in_tx(&db, |db| db.insert_message("r", 1, 2, b"second", None)));
         let t = in_tx(&db, |db| {
             db.close_room("r", "ep", 1, 1, keep(0))?;
             db.load_room("r", 10, None, 0)

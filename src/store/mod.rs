@@ -136,11 +136,19 @@ pub enum Job {
         reserved: u64,
         ts: u64,
         frame: Bytes,
+        /// Its idempotency key, stored with it.
+        idem: Option<crate::idempotency::IdemKey>,
         waiter: Waiter,
     },
+    /// A publish whose idempotency key named message `seq`: nothing to
+    /// write, but its `ack` (`"duplicate": true`) follows every job sent
+    /// before it, so it never comes before the first message's commit.
+    Duplicate { seq: u64, waiter: Waiter },
     LoadRoom {
         room: RoomName,
         limit: usize,
+        /// Read back the keys of messages within this window too.
+        keys: crate::idempotency::KeyLimits,
         reply: oneshot::Sender<Result<Option<RoomTail>, HubError>>,
     },
     /// A room (numbering `epoch`, last seq `seq`) may hand out seqs up to
@@ -212,7 +220,10 @@ pub enum Job {
 impl Job {
     /// Jobs bounded by `SWITCHBOARD_DB_QUEUE`: the ones clients can pile up.
     fn is_data(&self) -> bool {
-        matches!(self, Job::Message { .. } | Job::StoreDirect { .. })
+        matches!(
+            self,
+            Job::Message { .. } | Job::StoreDirect { .. } | Job::Duplicate { .. }
+        )
     }
 }
 
@@ -399,16 +410,19 @@ impl StoreHandle {
         reply(rx)
     }
 
-    /// The stored tail of `room` (up to `limit` messages).
+    /// The stored tail of `room` (up to `limit` messages) and its
+    /// idempotency keys within `keys`.
     pub fn load_room(
         &self,
         room: RoomName,
         limit: usize,
+        keys: crate::idempotency::KeyLimits,
     ) -> impl Future<Output = Result<Option<RoomTail>, HubError>> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::LoadRoom {
             room,
             limit,
+            keys,
             reply: tx,
         });
         reply(rx)

@@ -74,6 +74,13 @@ const MIGRATIONS: &[&str] = &[
     // before this row says so, so a crash can never reuse a delivered seq
     // (see `Db::reserve` and DESIGN.md "Sequence numbers after a crash").
     "ALTER TABLE rooms ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;",
+    // 4: a message's idempotency key, read back at a room's load so a
+    // retry after a restart is still recognised. The partial index holds
+    // only keyed messages: a message without a key costs no second write.
+    "
+    ALTER TABLE messages ADD COLUMN idem TEXT;
+    CREATE INDEX messages_idem ON messages (room, seq) WHERE idem IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

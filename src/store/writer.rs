@@ -114,6 +114,22 @@ fn answer_message(waiter: Waiter, seq: u64, r: Result<(), HubError>) {
     }
 }
 
+/// Answers a publish whose idempotency key named message `seq`.
+fn answer_duplicate(waiter: Waiter, seq: u64, r: Result<(), HubError>) {
+    match (waiter, r) {
+        (Waiter::Session { outbox, id, .. }, Ok(())) => {
+            if let Some(id) = id {
+                outbox.push(encode(&ServerFrame::AckDuplicate {
+                    id: &id,
+                    seq,
+                    duplicate: true,
+                }));
+            }
+        }
+        (waiter, r) => answer_message(waiter, seq, r),
+    }
+}
+
 impl Writer {
     pub fn run(mut self) {
         lower_priority();
@@ -301,9 +317,11 @@ impl Writer {
                 seq,
                 ts,
                 frame,
+                idem,
                 ..
             } => {
-                if db.insert_message(room.as_str(), *seq, *ts, frame)? {
+                let idem = idem.as_ref().map(|k| k.as_str());
+                if db.insert_message(room.as_str(), *seq, *ts, frame, idem)? {
                     Done::Nothing
                 } else {
                     log::error!("storage: seq {seq} of {room} already names another message; not stored");
@@ -321,9 +339,18 @@ impl Writer {
                 db.release_room(room.as_str(), epoch)?;
                 Done::Nothing
             }
-            Job::LoadRoom { room, limit, .. } => {
-                let age = self.policy.retention(room.as_str()).age;
-                Done::Room(db.load_room(room.as_str(), *limit, age, now_ms())?)
+            Job::Duplicate { .. } => Done::Nothing,
+            Job::LoadRoom {
+                room, limit, keys, ..
+            } => {
+                let (room, now) = (room.as_str(), now_ms());
+                let age = self.policy.retention(room).age;
+                let mut tail = db.load_room(room, *limit, age, now)?;
+                if let Some(t) = tail.as_mut().filter(|_| keys.window_ms > 0) {
+                    let since = now.saturating_sub(keys.window_ms);
+                    t.keys = db.load_keys(room, t.seq, since, keys.keys)?;
+                }
+                Done::Room(tail)
             }
             Job::AppendDocOps(m, _) => Done::Doc(db.append_doc_ops(&m.doc, &m.ops)?),
             Job::SaveDocSnapshot(m, _) => {
@@ -401,6 +428,7 @@ impl Writer {
                 };
                 answer_message(waiter, seq, r);
             }
+            Job::Duplicate { seq, waiter } => answer_duplicate(waiter, seq, r.map(|_| ())),
             Job::Release { room, .. } => {
                 if let Err(e) = r {
                     log::warn!("storage: {room} keeps its seq reservation: {e:?}");
