@@ -17,6 +17,7 @@ mod offline;
 mod pages;
 mod paths;
 mod presence;
+mod publish_options;
 mod recovery;
 mod rooms;
 mod scrollback;
