@@ -173,7 +173,15 @@ mod tests {
 
     #[test]
     fn provider_subs_are_user_ids_with_personal_rooms() {
-        for sub in ["auth0|abc", "google-oauth2|1234", "a@b.example", "x:y", "12345", "Zoë.O'Neil", "ü"] {
+        for sub in [
+            "auth0|abc",
+            "google-oauth2|1234",
+            "a@b.example",
+            "x:y",
+            "12345",
+            "Zoë.O'Neil",
+            "ü",
+        ] {
             let u = UserId::parse(sub).unwrap_or_else(|| panic!("{sub}"));
             let room = RoomName::personal(&u);
             let parsed = RoomName::parse(room.as_str()).expect("personal room parses back");
