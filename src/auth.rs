@@ -104,7 +104,7 @@ fn display_name(raw: &str) -> String {
 /// The keys tokens are checked against.
 enum Keys {
     /// An HS256 secret or one RS256 public key: every token, whatever its `kid`.
-    One(DecodingKey, Validation),
+    One(Box<(DecodingKey, Validation)>),
     /// A JWKS file: the key whose `kid` the token's header names, each with
     /// its own algorithm (the token's `alg` must match it).
     Set(Vec<KeyEntry>),
@@ -201,7 +201,8 @@ impl Auth {
                 .map_err(|e| format!("SWITCHBOARD_JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
             let key = DecodingKey::from_rsa_pem(&pem)
                 .map_err(|e| format!("SWITCHBOARD_JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
-            (Keys::One(key, validation(cfg, Algorithm::RS256)), None)
+            let v = validation(cfg, Algorithm::RS256);
+            (Keys::One(Box::new((key, v))), None)
         } else {
             let secret = match &cfg.jwt_secret {
                 Some(s) => s.clone(),
@@ -213,10 +214,10 @@ impl Auth {
                 }
             };
             (
-                Keys::One(
+                Keys::One(Box::new((
                     DecodingKey::from_secret(secret.as_bytes()),
                     validation(cfg, Algorithm::HS256),
-                ),
+                ))),
                 Some(EncodingKey::from_secret(secret.as_bytes())),
             )
         };
@@ -280,7 +281,7 @@ impl Auth {
     /// header's `kid` names (a token without `kid` only passes a one-key set).
     fn key_for(&self, token: &str) -> Result<(&DecodingKey, &Validation), String> {
         let set = match &self.keys {
-            Keys::One(k, v) => return Ok((k, v)),
+            Keys::One(kv) => return Ok((&kv.0, &kv.1)),
             Keys::Set(set) => set,
         };
         let header =
