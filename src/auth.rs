@@ -1,11 +1,13 @@
-//! Who a connection is, and what it may do: JWT verification (HS256, or RS256
-//! with a public key), guests, minting dev tokens, and room access rules.
+//! Who a connection is, and what it may do: JWT verification (HS256, RS256
+//! with a public key, or RS256/ES256 keys from a JWKS file chosen by `kid`),
+//! audience/issuer/leeway checks, guests, minting dev tokens, and room access rules.
 
 use crate::config::Config;
 use crate::error::{ErrorCode, HubError};
 use crate::ids::{now_ms, random_hex, RoomName, UserId};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 
 /// A token's role. Absent means an ordinary user.
@@ -35,6 +37,8 @@ impl Role {
 /// The JWT claims Switchboard reads. Other claims are ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// Any string (see `ids::UserId`), or an integer, kept as its decimal text.
+    #[serde(deserialize_with = "sub_text")]
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -50,6 +54,25 @@ pub struct Claims {
     /// MQTT topic patterns the user may `mqtt:publish` to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt_pub: Option<Vec<String>>,
+}
+
+/// A `sub` claim as text: identity providers send strings, a few send numbers.
+fn sub_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sub {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    match Sub::deserialize(d) {
+        Ok(Sub::Text(s)) => Ok(s),
+        Ok(Sub::Unsigned(n)) => Ok(n.to_string()),
+        Ok(Sub::Signed(n)) => Ok(n.to_string()),
+        Err(_) => Err(serde::de::Error::custom(
+            "`sub` must be a string or an integer",
+        )),
+    }
 }
 
 /// A connection's identity once authenticated (or admitted as a guest).
@@ -78,24 +101,108 @@ fn display_name(raw: &str) -> String {
         .to_string()
 }
 
+/// The keys tokens are checked against.
+enum Keys {
+    /// An HS256 secret or one RS256 public key: every token, whatever its `kid`.
+    One(Box<(DecodingKey, Validation)>),
+    /// A JWKS file: the key whose `kid` the token's header names, each with
+    /// its own algorithm (the token's `alg` must match it).
+    Set(Vec<KeyEntry>),
+}
+
 pub struct Auth {
-    decoding: DecodingKey,
+    keys: Keys,
     encoding: Option<EncodingKey>,
-    validation: Validation,
+    /// Seconds of clock skew allowed on `exp` and `nbf` (a session closes at `exp` + leeway).
+    pub leeway_s: u64,
     pub guests: bool,
     public_rooms: Vec<String>,
+}
+
+/// The checks every token gets with `alg`: signature, `exp` and `nbf` with the
+/// leeway, `iss` and `aud` when configured. `sub` is checked by us (it may be a number).
+fn validation(cfg: &Config, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = cfg.jwt_leeway_s;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if cfg.jwt_audience.is_empty() {
+        // No audience configured: a token's `aud` is not ours to judge.
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&cfg.jwt_audience);
+        required.push("aud");
+    }
+    if !cfg.jwt_issuer.is_empty() {
+        v.set_issuer(&cfg.jwt_issuer);
+        required.push("iss");
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+type KeyEntry = (Option<String>, DecodingKey, Validation);
+
+/// One signing key of a JWKS, or why it cannot verify tokens.
+fn jwk_entry(cfg: &Config, jwk: &jsonwebtoken::jwk::Jwk) -> Result<KeyEntry, String> {
+    if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+        return Err("an encryption key (`use`: `enc`)".into());
+    }
+    let by_type = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
+            _ => return Err("unsupported curve".into()),
+        },
+        _ => return Err("only RSA and EC keys are supported".into()),
+    };
+    let alg = match jwk.common.key_algorithm {
+        // `KeyAlgorithm` and `Algorithm` share their names (RS256, ES256, …).
+        Some(ka) => ka
+            .to_string()
+            .parse::<Algorithm>()
+            .map_err(|_| format!("unsupported alg {ka}"))?,
+        None => by_type,
+    };
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    Ok((jwk.common.key_id.clone(), key, validation(cfg, alg)))
+}
+
+/// Reads a JWKS file into (kid, key, validation) entries: RSA keys are RS256,
+/// EC P-256 keys ES256 and P-384 keys ES384, unless the key's `alg` says otherwise.
+fn jwks_keys(cfg: &Config, path: &str) -> Result<Keys, String> {
+    let what = |e: &dyn std::fmt::Display| format!("SWITCHBOARD_JWT_JWKS_FILE {path}: {e}");
+    let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| what(&e))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let named = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
+        match jwk_entry(cfg, jwk) {
+            Ok(entry) => keys.push(entry),
+            // Providers publish encryption keys (Keycloak's RSA-OAEP) next to signing keys.
+            Err(why) => log::warn!("SWITCHBOARD_JWT_JWKS_FILE {path}: key {named} skipped: {why}"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(what(&"the set has no usable signing keys"));
+    }
+    Ok(Keys::Set(keys))
 }
 
 impl Auth {
     /// Builds the verifier. Without a secret or key, a random secret is used and
     /// only tokens minted by this process (dev route, never valid elsewhere) pass.
     pub fn from_config(cfg: &Config) -> Result<Auth, String> {
-        let (decoding, encoding, alg) = if let Some(path) = &cfg.jwt_public_key_file {
+        let (keys, encoding) = if let Some(path) = &cfg.jwt_jwks_file {
+            (jwks_keys(cfg, path)?, None)
+        } else if let Some(path) = &cfg.jwt_public_key_file {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("SWITCHBOARD_JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
             let key = DecodingKey::from_rsa_pem(&pem)
                 .map_err(|e| format!("SWITCHBOARD_JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
-            (key, None, Algorithm::RS256)
+            let v = validation(cfg, Algorithm::RS256);
+            (Keys::One(Box::new((key, v))), None)
         } else {
             let secret = match &cfg.jwt_secret {
                 Some(s) => s.clone(),
@@ -107,18 +214,17 @@ impl Auth {
                 }
             };
             (
-                DecodingKey::from_secret(secret.as_bytes()),
+                Keys::One(Box::new((
+                    DecodingKey::from_secret(secret.as_bytes()),
+                    validation(cfg, Algorithm::HS256),
+                ))),
                 Some(EncodingKey::from_secret(secret.as_bytes())),
-                Algorithm::HS256,
             )
         };
-        let mut validation = Validation::new(alg);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Auth {
-            decoding,
+            keys,
             encoding,
-            validation,
+            leeway_s: cfg.jwt_leeway_s,
             guests: cfg.guests,
             public_rooms: cfg.public_rooms.clone(),
         })
@@ -126,32 +232,31 @@ impl Auth {
 
     /// Verifies a token into an identity; every failure is `unauthorized`.
     pub fn verify(&self, token: &str) -> Result<Identity, HubError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                crate::metrics::METRICS
-                    .auth_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let why = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                        "token expired".to_string()
-                    }
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                        "bad token signature".to_string()
-                    }
-                    _ => format!("invalid token: {e}"),
-                };
-                crate::monitor::events::auth_failure(&why);
-                HubError::new(ErrorCode::Unauthorized, why)
-            })?;
+        let refuse = |why: String| {
+            crate::metrics::METRICS
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::monitor::events::auth_failure(&why);
+            HubError::new(ErrorCode::Unauthorized, why)
+        };
+        let (key, validation) = self.key_for(token).map_err(refuse)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            refuse(match e.kind() {
+                K::ExpiredSignature => "token expired".to_string(),
+                K::ImmatureSignature => "token not valid yet (`nbf` is in the future)".to_string(),
+                K::InvalidSignature => "bad token signature".to_string(),
+                K::InvalidAudience => "token `aud` names no accepted audience".to_string(),
+                K::InvalidIssuer => "token `iss` is not an accepted issuer".to_string(),
+                K::MissingRequiredClaim(c) => format!("token has no `{c}` claim"),
+                _ => format!("invalid token: {e}"),
+            })
+        })?;
         let c = data.claims;
         let problem = crate::ids::sub_problem(&c.sub);
         let Some(user) = UserId::parse(&c.sub).filter(|_| problem.is_none()) else {
             let why = problem.unwrap_or("token `sub` is not a valid user id");
-            crate::metrics::METRICS
-                .auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::monitor::events::auth_failure(why);
-            return Err(HubError::new(ErrorCode::Unauthorized, why));
+            return Err(refuse(why.to_string()));
         };
         let name = c
             .name
@@ -170,6 +275,25 @@ impl Auth {
             exp: Some(c.exp),
             mqtt,
         })
+    }
+
+    /// The key (and checks) for `token`: the one key, or the JWKS key its
+    /// header's `kid` names (a token without `kid` only passes a one-key set).
+    fn key_for(&self, token: &str) -> Result<(&DecodingKey, &Validation), String> {
+        let set = match &self.keys {
+            Keys::One(kv) => return Ok((&kv.0, &kv.1)),
+            Keys::Set(set) => set,
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("invalid token: {e}"))?;
+        let found = match header.kid.as_deref() {
+            Some(kid) => set.iter().find(|(k, _, _)| k.as_deref() == Some(kid)),
+            None if set.len() == 1 => set.first(),
+            None => return Err("token has no `kid` and the key set has several keys".into()),
+        };
+        found
+            .map(|(_, k, v)| (k, v))
+            .ok_or_else(|| "token `kid` names no known key".to_string())
     }
 
     /// A new guest with a random id and the given nickname (or a generated one).
@@ -197,7 +321,7 @@ impl Auth {
         let key = self.encoding.as_ref().ok_or_else(|| {
             HubError::new(
                 ErrorCode::Forbidden,
-                "tokens cannot be minted with an RS256 public key",
+                "tokens cannot be minted with a public key or key set",
             )
         })?;
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key)

@@ -15,6 +15,16 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// `SWITCHBOARD_JWT_PUBLIC_KEY_FILE`: PEM RSA public key; when set, tokens are RS256.
     pub jwt_public_key_file: Option<String>,
+    /// `SWITCHBOARD_JWT_JWKS_FILE`: a JSON Web Key Set; tokens are RS256/ES256, key chosen by `kid`.
+    pub jwt_jwks_file: Option<String>,
+    /// `SWITCHBOARD_JWT_AUDIENCE`: comma list; when set, a token's `aud` must name one of
+    /// them. Empty: any `aud` (or none) is accepted.
+    pub jwt_audience: Vec<String>,
+    /// `SWITCHBOARD_JWT_ISSUER`: comma list; when set, a token's `iss` must be one of them.
+    pub jwt_issuer: Vec<String>,
+    /// `SWITCHBOARD_JWT_LEEWAY_MS` (default 30000): clock skew allowed on `exp` and `nbf`,
+    /// rounded up to whole seconds (the claims' unit).
+    pub jwt_leeway_s: u64,
     /// `SWITCHBOARD_DEV`: enables `GET /api/dev/token`. Default: on only when no secret is set.
     pub dev: bool,
     /// `SWITCHBOARD_GUESTS` (default true).
@@ -218,6 +228,15 @@ pub struct RateSpec {
     pub burst: u32,
 }
 
+/// A comma-separated list, items trimmed, empty items dropped.
+fn comma_list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -274,6 +293,12 @@ impl Config {
     pub fn from_env() -> Result<Config, String> {
         let jwt_secret = var("SWITCHBOARD_JWT_SECRET");
         let jwt_public_key_file = var("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
+        let jwt_jwks_file = var("SWITCHBOARD_JWT_JWKS_FILE");
+        if jwt_public_key_file.is_some() && jwt_jwks_file.is_some() {
+            return Err(
+                "set one of SWITCHBOARD_JWT_PUBLIC_KEY_FILE and SWITCHBOARD_JWT_JWKS_FILE".into(),
+            );
+        }
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -283,10 +308,14 @@ impl Config {
             workers: num("SWITCHBOARD_WORKERS", cores)?,
             dev: flag(
                 "SWITCHBOARD_DEV",
-                jwt_secret.is_none() && jwt_public_key_file.is_none(),
+                jwt_secret.is_none() && jwt_public_key_file.is_none() && jwt_jwks_file.is_none(),
             )?,
             jwt_secret,
             jwt_public_key_file,
+            jwt_jwks_file,
+            jwt_audience: comma_list(var("SWITCHBOARD_JWT_AUDIENCE")),
+            jwt_issuer: comma_list(var("SWITCHBOARD_JWT_ISSUER")),
+            jwt_leeway_s: num::<u64>("SWITCHBOARD_JWT_LEEWAY_MS", 30_000)?.div_ceil(1000),
             guests: flag("SWITCHBOARD_GUESTS", true)?,
             public_rooms: var("SWITCHBOARD_PUBLIC_ROOMS")
                 .unwrap_or_else(|| "general,random,lobby,public-*".into())

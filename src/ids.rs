@@ -15,35 +15,53 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
-/// A room name: 1–64 characters from `A-Z a-z 0-9 _ - . : @`.
-/// `user:<id>` is the personal room of user `<id>`.
+/// Longest user id (a token's `sub`), in bytes of UTF-8.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// A user id is any 1–128 bytes of UTF-8 without whitespace or control
+/// characters, so the `sub` of real identity providers (`auth0|abc`, UUIDs,
+/// e-mail addresses) fits unchanged, while `alice` and `alice ` stay one user.
+fn valid_user_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_USER_ID_LEN
+        && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// The prefix of personal room names.
+const PERSONAL_PREFIX: &str = "user:";
+
+/// A room name: 1–64 characters from `A-Z a-z 0-9 _ - . : @`, or
+/// `user:<id>`, the personal room of user `<id>`, for any valid user id.
+/// The owner is everything after the first `user:`, so no character of an
+/// id (`|`, `:`, `@`, …) can make a personal room name mean another user.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(Arc<str>);
 
 impl RoomName {
     pub fn parse(s: &str) -> Option<RoomName> {
-        valid_name(s).then(|| RoomName(Arc::from(s)))
+        let ok = valid_name(s) || s.strip_prefix(PERSONAL_PREFIX).is_some_and(valid_user_id);
+        ok.then(|| RoomName(Arc::from(s)))
     }
     pub fn personal(user: &UserId) -> RoomName {
-        // A user id is at most 64 chars; the personal room may be up to 69.
-        RoomName(Arc::from(format!("user:{}", user.as_str())))
+        // A user id is at most 128 bytes; the personal room may be up to 133.
+        RoomName(Arc::from(format!("{PERSONAL_PREFIX}{}", user.as_str())))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
     /// The owner if this is a personal room `user:<id>`.
     pub fn personal_owner(&self) -> Option<&str> {
-        self.0.strip_prefix("user:")
+        self.0.strip_prefix(PERSONAL_PREFIX)
     }
 }
 
-/// A user id: the JWT `sub`, or `guest-<random>` for guests. Same charset as rooms.
+/// A user id: the JWT `sub` (see [`valid_user_id`]), or `guest-<random>` for guests.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Arc<str>);
 
 impl UserId {
     pub fn parse(s: &str) -> Option<UserId> {
-        valid_name(s).then(|| UserId(Arc::from(s)))
+        valid_user_id(s).then(|| UserId(Arc::from(s)))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -67,8 +85,8 @@ pub fn is_guest_id(id: &str) -> bool {
 
 /// Why a token's `sub` cannot be a user id, if it cannot.
 pub fn sub_problem(sub: &str) -> Option<&'static str> {
-    if !valid_name(sub) {
-        Some("token `sub` must be 1-64 characters from A-Z a-z 0-9 _ - . : @")
+    if !valid_user_id(sub) {
+        Some("token `sub` must be 1-128 bytes without whitespace or control characters")
     } else if is_guest_id(sub) {
         Some("token `sub` may not start with `guest-`: those ids are the hub's guests'")
     } else {
@@ -151,6 +169,37 @@ mod tests {
         assert!(RoomName::parse(&"x".repeat(64)).is_some());
         let u = UserId::parse("alice").unwrap();
         assert_eq!(RoomName::personal(&u).personal_owner(), Some("alice"));
+    }
+
+    #[test]
+    fn provider_subs_are_user_ids_with_personal_rooms() {
+        for sub in [
+            "auth0|abc",
+            "google-oauth2|1234",
+            "a@b.example",
+            "x:y",
+            "12345",
+            "Zoë.O'Neil",
+            "ü",
+        ] {
+            let u = UserId::parse(sub).unwrap_or_else(|| panic!("{sub}"));
+            let room = RoomName::personal(&u);
+            let parsed = RoomName::parse(room.as_str()).expect("personal room parses back");
+            assert_eq!(parsed.personal_owner(), Some(sub));
+        }
+        // `user:user:x` is the room of user `user:x`, never of `x`.
+        let r = RoomName::parse("user:user:x").unwrap();
+        assert_eq!(r.personal_owner(), Some("user:x"));
+        assert!(UserId::parse("").is_none());
+        assert!(UserId::parse("a\nb").is_none());
+        assert!(UserId::parse("a b").is_none());
+        assert!(UserId::parse(&"x".repeat(129)).is_none());
+        assert!(UserId::parse(&"x".repeat(128)).is_some());
+        // Only personal rooms get the wider charset.
+        assert!(RoomName::parse("team|a").is_none());
+        assert!(RoomName::parse("user:auth0|abc").is_some());
+        assert!(sub_problem("auth0|abc").is_none());
+        assert!(sub_problem("Guest-1").is_some());
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn room_param(raw: &str) -> Result<RoomName, HubError> {
     RoomName::parse(raw).ok_or_else(|| {
         HubError::new(
             ErrorCode::InvalidRoom,
-            "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @",
+            "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @, or user:<user id>",
         )
     })
 }

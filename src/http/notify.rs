@@ -47,7 +47,9 @@ fn recipients(to: Recipients) -> Result<Vec<UserId>, HubError> {
         let id = UserId::parse(&u).ok_or_else(|| {
             HubError::new(
                 ErrorCode::BadRequest,
-                format!("{u:?} is not a user id (1-64 characters from A-Z a-z 0-9 _ - . : @)"),
+                format!(
+                    "{u:?} is not a user id (1-128 bytes without whitespace or control characters)"
+                ),
             )
         })?;
         if !users.contains(&id) {

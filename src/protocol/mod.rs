@@ -287,7 +287,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         RoomName::parse(raw).ok_or_else(|| {
             err(
                 ErrorCode::InvalidRoom,
-                "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @",
+                "room names are 1-64 characters from A-Z a-z 0-9 _ - . : @, or user:<user id>",
                 &id,
             )
         })

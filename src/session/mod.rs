@@ -237,6 +237,8 @@ impl Session {
         // A validly signed token may still carry an absurd `exp`: saturate, and
         // do not arm a timer more than a year out.
         const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        // The token stays good for the configured leeway past `exp`, as at verification.
+        let exp = exp.map(|e| e.saturating_add(self.shared.auth.leeway_s));
         if let Some(exp) = exp.filter(|e| e.saturating_mul(1000) < crate::ids::now_ms() + YEAR_MS) {
             let left = exp
                 .saturating_mul(1000)

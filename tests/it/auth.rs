@@ -2,6 +2,8 @@
 //! and `auth` frames; 401 before the upgrade, 1008 after it; guests; the
 //! `rooms` claim and roles; expiry during a session; the dev token route.
 
+mod idp;
+
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

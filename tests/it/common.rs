@@ -109,6 +109,8 @@ impl Server {
         cmd.env("PORT", "0")
             .env("SWITCHBOARD_HOST", "127.0.0.1")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)
+            // Tests of expiry want it exact; tests of the leeway set it.
+            .env("SWITCHBOARD_JWT_LEEWAY_MS", "0")
             .env("SWITCHBOARD_WORKERS", "2")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
