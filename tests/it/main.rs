@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod cli;
 mod collab;
 mod crash;
 mod deps;
@@ -20,6 +21,7 @@ mod presence;
 mod recovery;
 mod rooms;
 mod scrollback;
+mod shutdown;
 
 mod broker;
 mod monitor;
