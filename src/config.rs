@@ -330,9 +330,7 @@ fn jwt_secret() -> Result<Option<String>, String> {
         return Ok(inline);
     };
     if inline.is_some() {
-        return Err(
-            "set SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_SECRET_FILE, not both".into(),
-        );
+        return Err("set SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_SECRET_FILE, not both".into());
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("SWITCHBOARD_JWT_SECRET_FILE={path:?}: {e}"))?;

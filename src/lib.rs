@@ -288,12 +288,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
 }
 
 /// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.
-struct Signals(
-    Option<(
-        tokio::signal::unix::Signal,
-        tokio::signal::unix::Signal,
-    )>,
-);
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
 
 impl Signals {
     fn install() -> Signals {
@@ -304,7 +299,9 @@ impl Signals {
         ) {
             (Ok(term), Ok(int)) => Signals(Some((term, int))),
             _ => {
-                log::error!("cannot install signal handlers; the server will only stop when killed");
+                log::error!(
+                    "cannot install signal handlers; the server will only stop when killed"
+                );
                 Signals(None)
             }
         }
