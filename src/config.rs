@@ -216,7 +216,8 @@ pub struct RateSpec {
 
 /// Every `SWITCHBOARD_*` variable the server (and its test and simulation
 /// tools) reads; any other set at start is reported as a likely typo. Reading
-/// a name not listed here fails in debug builds, so the list cannot fall behind.
+/// a name not listed here panics at start (every test that starts a server
+/// would fail), so the list cannot fall behind.
 #[rustfmt::skip]
 pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_AUTH_GRACE_MS", "SWITCHBOARD_CORS_ORIGINS", "SWITCHBOARD_DB",
@@ -261,12 +262,12 @@ pub fn unknown_vars() -> Vec<String> {
 
 /// Whether a variable is set (to anything, even blank).
 pub fn is_set(name: &str) -> bool {
-    debug_assert!(KNOWN_VARS.contains(&name), "{name} missing from KNOWN_VARS");
+    assert!(KNOWN_VARS.contains(&name), "{name} missing from KNOWN_VARS");
     std::env::var_os(name).is_some()
 }
 
 fn var(name: &str) -> Option<String> {
-    debug_assert!(
+    assert!(
         name == "PORT" || KNOWN_VARS.contains(&name),
         "{name} missing from KNOWN_VARS"
     );
@@ -647,6 +648,25 @@ impl MonitorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting the README documents is one the server knows (and so is
+    /// not reported as a typo).
+    #[test]
+    fn readme_settings_are_known() {
+        let readme = include_str!("../README.md");
+        for (i, _) in readme.match_indices("SWITCHBOARD_") {
+            let name: String = readme[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            // Families written as a prefix (`SWITCHBOARD_MQTT_*`, `…_RATE` / `_BURST`).
+            let family = name.ends_with('_') && KNOWN_VARS.iter().any(|k| k.starts_with(&name));
+            if family || KNOWN_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            panic!("README.md names {name}, which is not in KNOWN_VARS");
+        }
+    }
 
     #[test]
     fn broker_urls() {
