@@ -5,13 +5,14 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `SWITCHBOARD_HOST` (default `0.0.0.0`).
+    /// `SWITCHBOARD_HOST` (default `0.0.0.0`, or `127.0.0.1` in dev mode).
     pub host: String,
     /// `PORT` (default 8080; 0 picks a free port, printed at start).
     pub port: u16,
     /// `SWITCHBOARD_WORKERS`: HTTP worker threads (default: number of cores).
     pub workers: usize,
-    /// `SWITCHBOARD_JWT_SECRET`: HS256 secret. Unset → random secret, a warning, and dev mode.
+    /// `SWITCHBOARD_JWT_SECRET` (or the file `SWITCHBOARD_JWT_SECRET_FILE`): HS256 secret.
+    /// Unset → random secret, a warning, and dev mode.
     pub jwt_secret: Option<String>,
     /// `SWITCHBOARD_JWT_PUBLIC_KEY_FILE`: PEM RSA public key; when set, tokens are RS256.
     pub jwt_public_key_file: Option<String>,
@@ -237,7 +238,66 @@ fn comma_list(v: Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// Every `SWITCHBOARD_*` variable the server (and its test and simulation
+/// tools) reads; any other set at start is reported as a likely typo. Reading
+/// a name not listed here panics at start (every test that starts a server
+/// would fail), so the list cannot fall behind.
+#[rustfmt::skip]
+pub const KNOWN_VARS: &[&str] = &[
+    "SWITCHBOARD_AUTH_GRACE_MS", "SWITCHBOARD_CORS_ORIGINS", "SWITCHBOARD_DB",
+    "SWITCHBOARD_DB_BATCH", "SWITCHBOARD_DB_BUSY_MS", "SWITCHBOARD_DB_MAX_BYTES",
+    "SWITCHBOARD_DB_QUEUE", "SWITCHBOARD_DB_SYNC", "SWITCHBOARD_DEV",
+    "SWITCHBOARD_DOCS_PER_SESSION", "SWITCHBOARD_DOC_KEEP_OPS", "SWITCHBOARD_DOC_MAX_CHARS",
+    "SWITCHBOARD_DOC_MAX_OP_PARTS", "SWITCHBOARD_DOC_SNAPSHOT_EVERY",
+    "SWITCHBOARD_FAST_ACK_ROOMS", "SWITCHBOARD_FRAME_BURST", "SWITCHBOARD_FRAME_RATE",
+    "SWITCHBOARD_GUESTS", "SWITCHBOARD_GUEST_BURST", "SWITCHBOARD_GUEST_RATE",
+    "SWITCHBOARD_HARD_MAX_FRAME", "SWITCHBOARD_HEALTH_INTERVAL_MS", "SWITCHBOARD_HISTORY_BYTES",
+    "SWITCHBOARD_HISTORY_SIZE", "SWITCHBOARD_HOST", "SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS",
+    "SWITCHBOARD_IDEMPOTENCY_KEYS", "SWITCHBOARD_IDEMPOTENCY_MS",
+    "SWITCHBOARD_IDLE_HISTORY_BYTES", "SWITCHBOARD_IDLE_ROOM_CACHE",
+    "SWITCHBOARD_JWT_AUDIENCE", "SWITCHBOARD_JWT_ISSUER", "SWITCHBOARD_JWT_JWKS_FILE",
+    "SWITCHBOARD_JWT_LEEWAY_MS",
+    "SWITCHBOARD_JWT_PUBLIC_KEY_FILE", "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_JWT_SECRET_FILE",
+    "SWITCHBOARD_MAX_CONNECTIONS", "SWITCHBOARD_MAX_FRAME", "SWITCHBOARD_MONITOR_PUBLIC",
+    "SWITCHBOARD_MQTT_CA_FILE", "SWITCHBOARD_MQTT_CLIENT_ID",
+    "SWITCHBOARD_MQTT_FILTERS_PER_SESSION", "SWITCHBOARD_MQTT_GUEST_PUBLISH",
+    "SWITCHBOARD_MQTT_GUEST_SUBSCRIBE", "SWITCHBOARD_MQTT_HEALTH_PREFIX",
+    "SWITCHBOARD_MQTT_KEEP_ALIVE_S", "SWITCHBOARD_MQTT_MAX_PACKET", "SWITCHBOARD_MQTT_PASSWORD",
+    "SWITCHBOARD_MQTT_QUEUE", "SWITCHBOARD_MQTT_RECONNECT_MAX_MS",
+    "SWITCHBOARD_MQTT_RECONNECT_MIN_MS", "SWITCHBOARD_MQTT_ROOMS",
+    "SWITCHBOARD_MQTT_SUBSCRIPTIONS", "SWITCHBOARD_MQTT_URL", "SWITCHBOARD_MQTT_USERNAME",
+    "SWITCHBOARD_NOTIFICATIONS_PER_USER", "SWITCHBOARD_OFFLINE_DMS", "SWITCHBOARD_OUTBOX",
+    "SWITCHBOARD_PING_INTERVAL_MS", "SWITCHBOARD_POLL_TIMEOUT_MS", "SWITCHBOARD_PONG_TIMEOUT_MS",
+    "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
+    "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
+    "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
+    "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST", "SWITCHBOARD_USER_RATE",
+    "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS",
+    // Read by the test and simulation tools, not the server.
+    "SWITCHBOARD_SIM_SEED", "SWITCHBOARD_SIM_SEEDS", "SWITCHBOARD_WRITE_GOLDEN",
+];
+
+/// `SWITCHBOARD_*` variables set in the environment that nothing reads (typos).
+pub fn unknown_vars() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("SWITCHBOARD_") && !KNOWN_VARS.contains(&k.as_str()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether a variable is set (to anything, even blank).
+pub fn is_set(name: &str) -> bool {
+    assert!(KNOWN_VARS.contains(&name), "{name} missing from KNOWN_VARS");
+    std::env::var_os(name).is_some()
+}
+
 fn var(name: &str) -> Option<String> {
+    assert!(
+        name == "PORT" || KNOWN_VARS.contains(&name),
+        "{name} missing from KNOWN_VARS"
+    );
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -289,9 +349,29 @@ fn cors_origins(v: Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// `SWITCHBOARD_JWT_SECRET`, or the contents of `SWITCHBOARD_JWT_SECRET_FILE`
+/// (without trailing line breaks). A file that cannot be read, or is empty, is
+/// an error: falling back to dev mode would hand out admin tokens.
+fn jwt_secret() -> Result<Option<String>, String> {
+    let inline = var("SWITCHBOARD_JWT_SECRET");
+    let Some(path) = var("SWITCHBOARD_JWT_SECRET_FILE") else {
+        return Ok(inline);
+    };
+    if inline.is_some() {
+        return Err("set SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_SECRET_FILE, not both".into());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("SWITCHBOARD_JWT_SECRET_FILE={path:?}: {e}"))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.trim().is_empty() {
+        return Err(format!("SWITCHBOARD_JWT_SECRET_FILE={path:?} is empty"));
+    }
+    Ok(Some(secret.to_string()))
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let jwt_secret = var("SWITCHBOARD_JWT_SECRET");
+        let jwt_secret = jwt_secret()?;
         let jwt_public_key_file = var("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
         let jwt_jwks_file = var("SWITCHBOARD_JWT_JWKS_FILE");
         if jwt_public_key_file.is_some() && jwt_jwks_file.is_some() {
@@ -302,14 +382,18 @@ impl Config {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let dev = flag(
+            "SWITCHBOARD_DEV",
+            jwt_secret.is_none() && jwt_public_key_file.is_none() && jwt_jwks_file.is_none(),
+        )?;
         let cfg = Config {
-            host: var("SWITCHBOARD_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            // Dev mode mints admin tokens for anyone who asks: unless told
+            // where to listen, it listens to this machine only.
+            host: var("SWITCHBOARD_HOST")
+                .unwrap_or_else(|| if dev { "127.0.0.1" } else { "0.0.0.0" }.into()),
             port: num("PORT", 8080)?,
             workers: num("SWITCHBOARD_WORKERS", cores)?,
-            dev: flag(
-                "SWITCHBOARD_DEV",
-                jwt_secret.is_none() && jwt_public_key_file.is_none() && jwt_jwks_file.is_none(),
-            )?,
+            dev,
             jwt_secret,
             jwt_public_key_file,
             jwt_jwks_file,
@@ -603,6 +687,25 @@ impl MonitorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting the README documents is one the server knows (and so is
+    /// not reported as a typo).
+    #[test]
+    fn readme_settings_are_known() {
+        let readme = include_str!("../README.md");
+        for (i, _) in readme.match_indices("SWITCHBOARD_") {
+            let name: String = readme[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            // Families written as a prefix (`SWITCHBOARD_MQTT_*`, `…_RATE` / `_BURST`).
+            let family = name.ends_with('_') && KNOWN_VARS.iter().any(|k| k.starts_with(&name));
+            if family || KNOWN_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            panic!("README.md names {name}, which is not in KNOWN_VARS");
+        }
+    }
 
     #[test]
     fn broker_urls() {

@@ -100,7 +100,7 @@ fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 /// 1001, lets the close frames flush, and returns.
 pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     // The connection limit's 503 must come before the open-file limit's hang.
-    let explicit = std::env::var_os("SWITCHBOARD_MAX_CONNECTIONS").is_some();
+    let explicit = config::is_set("SWITCHBOARD_MAX_CONNECTIONS");
     cfg.max_connections = fdlimit::apply(cfg.max_connections, cfg.workers, explicit);
     let auth = auth::Auth::from_config(&cfg).map_err(std::io::Error::other)?;
     // First, before any actor or thread exists: a port in use is a plain
@@ -198,7 +198,6 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     let server = actix_server::Server::build()
         .workers(cfg.workers)
         .disable_signals()
-        .shutdown_timeout(cfg.shutdown_grace.as_secs() + 1)
         .max_concurrent_connections(
             cfg.max_connections
                 .saturating_add(1024)
@@ -238,6 +237,8 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
                 ))
                 .tcp()
         })?;
+    // Before the line below: whoever reads it may send SIGTERM at once.
+    let signals = Signals::install();
     // Tests and scripts read this line to find the port when PORT=0.
     println!("switchboard listening on http://{addr}");
     log::info!(
@@ -245,6 +246,13 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.dev,
         cfg.guests
     );
+    if cfg.dev {
+        log::warn!(
+            "DEVELOPMENT MODE: GET /api/dev/token mints tokens (admin ones too) for anyone \
+             who can reach http://{addr}; set SWITCHBOARD_JWT_SECRET (or \
+             SWITCHBOARD_JWT_SECRET_FILE) for production"
+        );
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
@@ -253,7 +261,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     let grace = cfg.shutdown_grace;
     let shared2 = shared.clone();
     actix_web::rt::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         log::info!("shutting down: closing sessions with 1001");
         shared2.shutting_down.store(true, Ordering::SeqCst);
         handle.pause().await;
@@ -263,7 +271,10 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
-        handle.stop(true).await;
+        // Not graceful: the sessions had their grace, and a graceful stop
+        // would also wait (up to its timeout) for idle keep-alive HTTP
+        // connections, which nothing ever closes from our side.
+        handle.stop(false).await;
     });
     let result = server.await;
     let arbiters: Vec<Arbiter> = arbiters.into_iter().chain(mqtt_arbiter).collect();
@@ -281,21 +292,35 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     result
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+/// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => {
+                log::error!(
+                    "cannot install signal handlers; the server will only stop when killed"
+                );
+                Signals(None)
             }
         }
-        _ => {
-            log::error!("cannot install signal handlers; the server will only stop when killed");
-            std::future::pending::<()>().await
+    }
+
+    async fn recv(self) {
+        match self.0 {
+            Some((mut term, mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            None => std::future::pending::<()>().await,
         }
     }
 }

@@ -5,13 +5,42 @@ use switchboard::config::Config;
 
 const USAGE: &str = "usage:
   switchboard                 run the hub (settings from environment variables; see README.md)
-  switchboard token --sub ID [--name NAME] [--role admin|service] [--rooms 'a,team-*'] [--ttl SECONDS]
+  switchboard token --sub ID [--name NAME] [--role admin|service|user] [--rooms 'a,team-*'] [--ttl SECONDS]
                     [--mqtt-sub 'sensors/#,a/+'] [--mqtt-pub 'cmd/+']
-                              print an HS256 token signed with SWITCHBOARD_JWT_SECRET";
+                              print an HS256 token signed with SWITCHBOARD_JWT_SECRET
+  switchboard --help | --version";
+
+const TOKEN_USAGE: &str = "usage: switchboard token --sub ID [options]
+
+Prints an HS256 token signed with the server's secret (SWITCHBOARD_JWT_SECRET
+or SWITCHBOARD_JWT_SECRET_FILE must be set, as for the server).
+
+  --sub ID              user id (required; may not start with guest-)
+  --name NAME           display name
+  --role ROLE           user (default), service or admin
+  --rooms 'a,team-*'    rooms the token may join (default: any)
+  --ttl SECONDS         lifetime (default 3600)
+  --mqtt-sub FILTERS    MQTT topic filters it may subscribe to, comma-separated
+  --mqtt-pub FILTERS    MQTT topic filters it may publish to, comma-separated
+
+example: SWITCHBOARD_JWT_SECRET=… switchboard token --sub alice --name Alice --rooms 'general,team-*'";
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Help and version need no settings: they work with a broken environment.
+    let help = |a: &String| matches!(a.as_str(), "-h" | "--help" | "help");
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help" | "help") => return println!("{USAGE}"),
+        Some("-V" | "--version" | "version") => {
+            return println!("switchboard {}", env!("CARGO_PKG_VERSION"))
+        }
+        Some("token") if args[1..].iter().any(help) => return println!("{TOKEN_USAGE}"),
+        _ => {}
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    for name in switchboard::config::unknown_vars() {
+        log::warn!("{name} is set but is not a Switchboard setting (a typo?); ignored");
+    }
     let cfg = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -28,7 +57,6 @@ fn main() {
             }
         }
         Some("token") => std::process::exit(token(&cfg, &args[1..])),
-        Some("-h" | "--help" | "help") => println!("{USAGE}"),
         Some(other) => {
             eprintln!("switchboard: unknown command {other:?}\n{USAGE}");
             std::process::exit(2);
@@ -38,7 +66,7 @@ fn main() {
 
 fn token(cfg: &Config, args: &[String]) -> i32 {
     if cfg.jwt_secret.is_none() {
-        eprintln!("switchboard token: set SWITCHBOARD_JWT_SECRET (the server's secret) first");
+        eprintln!("switchboard token: set SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_SECRET_FILE (the server's secret) first");
         return 2;
     }
     let (mut sub, mut name, mut role, mut rooms, mut ttl) = (None, None, None, None, 3600u64);

@@ -130,7 +130,10 @@ async fn no_seq_names_two_messages_across_kills() {
         let kill_when_busy = async {
             let deadline = tokio::time::Instant::now() + WAIT * 3;
             while seen.load(Ordering::Relaxed) < 3 * 1500 {
-                assert!(tokio::time::Instant::now() < deadline, "the burst never got going");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the burst never got going"
+                );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         };
@@ -149,7 +152,10 @@ async fn no_seq_names_two_messages_across_kills() {
         // Was this a real test? The newest stored message is behind what
         // the members saw: those seqs existed only in memory.
         let (_, h) = s
-            .get_json(&format!("/api/rooms/{ROOM}/history?limit=1"), Some(&token("m1", json!({}))))
+            .get_json(
+                &format!("/api/rooms/{ROOM}/history?limit=1"),
+                Some(&token("m1", json!({}))),
+            )
             .await;
         let seen_max = records.iter().filter_map(|r| r.last).max().unwrap_or(0);
         let stored_max = h["messages"]
@@ -160,7 +166,10 @@ async fn no_seq_names_two_messages_across_kills() {
         if stored_max < seen_max {
             ahead_of_disk += 1;
         }
-        eprintln!("round {round}: members saw up to {seen_max}, stored up to {stored_max}, room at {}", h["seq"]);
+        eprintln!(
+            "round {round}: members saw up to {seen_max}, stored up to {stored_max}, room at {}",
+            h["seq"]
+        );
     }
     // After the last restart: new messages, seen by everyone, checked too.
     let mut clients = Vec::new();
@@ -224,7 +233,8 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
     assert!(!out.status.success(), "the second server started");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("is in use by another Switchboard (pid") && err.contains(&db.display().to_string()),
+        err.contains("is in use by another Switchboard (pid")
+            && err.contains(&db.display().to_string()),
         "{err}"
     );
     // The first one is unaffected.
@@ -248,7 +258,10 @@ async fn a_room_loading_after_a_restart_takes_a_burst() {
             .collect()
     };
     let answers = p.burst(frames("a"), 300).await;
-    assert!(answers.iter().all(|a| a["type"] == "ack"), "fresh server refused some");
+    assert!(
+        answers.iter().all(|a| a["type"] == "ack"),
+        "fresh server refused some"
+    );
     drop(p);
     for kill in [false, true] {
         s.restart(kill, &[]);

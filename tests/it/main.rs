@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod cli;
 mod collab;
 mod crash;
 mod deps;
@@ -21,6 +22,7 @@ mod publish_options;
 mod recovery;
 mod rooms;
 mod scrollback;
+mod shutdown;
 
 mod broker;
 mod monitor;
