@@ -53,8 +53,10 @@ if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0
   echo "scripts/deps.sh: the JS tests need Node 20 or newer; found $(node --version)" >&2
   exit 1
 fi
-if [ ! -d tests/js/node_modules ]; then
-  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+# Installed again whenever package-lock.json changed since the last install
+# (a stamp copy of it is kept in node_modules), not only when missing.
+if ! cmp -s tests/js/package-lock.json tests/js/node_modules/.switchboard-lock 2>/dev/null; then
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.switchboard-lock)
 fi
 # MQTT: the broker (tests/it/broker.rs, tests/js/mqtt.test.mjs) and its
 # command-line clients (tests/it/mqtt.rs, tests/js/mqtt.test.mjs).
