@@ -167,10 +167,15 @@ export class Client {
     if (this.session) this.transmit([{ type: "room:leave", room }]);
   }
 
-  /** Publishes `data` to `room`. Resolves `{seq}` once the room accepted it
-   * (even across a reconnect); rejects with a SwitchboardError. */
-  send(room, data) {
-    return this.request({ type: "message:send", room, data });
+  /** Publishes `data` to `room`. Resolves `{seq}` (`{seq, duplicate: true}`
+   * when `idempotencyKey` was already accepted) once the room accepted it
+   * (even across a reconnect); rejects with a SwitchboardError.
+   * `excludeSelf`: this connection does not receive its own message. */
+  send(room, data, { excludeSelf, idempotencyKey } = {}) {
+    const frame = { type: "message:send", room, data };
+    if (excludeSelf) frame.exclude_self = true;
+    if (idempotencyKey != null) frame.idempotency_key = idempotencyKey;
+    return this.request(frame);
   }
 
   /** A direct message to every session of `user`. */
@@ -740,7 +745,7 @@ export class Client {
         return rs ? this.deliver(rs, f) : this.emit(f.type, f);
       }
       case "ack":
-        this.confirm(f.id, f.seq != null ? { seq: f.seq } : {});
+        this.confirm(f.id, f.seq == null ? {} : f.duplicate ? { seq: f.seq, duplicate: true } : { seq: f.seq });
         break;
       case "error":
         return this.onError(f);

@@ -115,6 +115,29 @@ test("websocket, sse and polling carry the same conversation, typing and presenc
   clients.forEach((c) => c.close());
 });
 
+test("send options: excludeSelf skips this connection, idempotencyKey answers a repeat with the first seq", async () => {
+  const room = "public-options";
+  const a = server.client({ token: await server.token("opt-a", "A"), transports: ["websocket"] });
+  const b = server.client({ token: await server.token("opt-b", "B"), transports: ["polling"] });
+  const [la, lb] = [transcript(a, room), transcript(b, room)];
+  await Promise.all([a.ready(), b.ready()]);
+  await a.joinRoom(room);
+  await b.joinRoom(room);
+  const quiet = await a.send(room, { text: "not to me" }, { excludeSelf: true });
+  const first = await b.send(room, { text: "once" }, { idempotencyKey: "k-1" });
+  const again = await b.send(room, { text: "once" }, { idempotencyKey: "k-1" });
+  assert.equal(again.seq, first.seq);
+  assert.equal(again.duplicate, true);
+  assert.equal(first.duplicate, undefined);
+  await a.send(room, { text: "last" });
+  await until(() => la.length === 2 && lb.length === 3, "transcripts complete");
+  assert.deepEqual(la, ["once", "last"]);
+  assert.deepEqual(lb, ["not to me", "once", "last"]);
+  assert.ok(quiet.seq < first.seq);
+  a.close();
+  b.close();
+});
+
 for (const transport of ["websocket", "sse", "polling"]) {
   test(`${transport}: after a network cut it rejoins with since and flushes the offline queue in order`, async () => {
     const room = `recover-${transport}`;
