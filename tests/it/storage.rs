@@ -49,6 +49,18 @@ async fn join_since(
     (j, replay)
 }
 
+/// The seqs of the messages a REST history request answers, as `user`.
+async fn history_seqs(s: &Server, path: &str, user: &str) -> Vec<u64> {
+    let (st, h) = s.get_json(path, Some(&token(user, json!({})))).await;
+    assert_eq!(st, 200, "{h}");
+    h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
 fn tags(replay: &[Value]) -> Vec<(u64, String)> {
     replay
         .iter()
@@ -148,18 +160,7 @@ async fn acked_messages_survive_a_kill() {
     let (j, replay) = join_since(&mut b, "r", got[0] - 1, None).await;
     assert_eq!((j["recovered"].as_bool(), replay.len()), (Some(true), 2));
     // Every acknowledged message is still there to read.
-    let (_, h) = s
-        .get_json(
-            "/api/rooms/r/history?since=0&limit=1000",
-            Some(&token("bob", json!({}))),
-        )
-        .await;
-    let seqs: Vec<u64> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = history_seqs(&s, "/api/rooms/r/history?since=0&limit=1000", "bob").await;
     // Memory keeps the newest 200 (SWITCHBOARD_HISTORY_SIZE).
     let mut want: Vec<u64> = (3..=200).collect();
     want.extend(&got);
@@ -336,16 +337,7 @@ async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
 
     drop(a);
     s.restart(false, &[("SWITCHBOARD_DB_MAX_BYTES", "0")]);
-    let t = token("alice", json!({}));
-    let (_, h) = s
-        .get_json("/api/rooms/big/history?limit=1000", Some(&t))
-        .await;
-    let seqs: Vec<u64> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = history_seqs(&s, "/api/rooms/big/history?limit=1000", "alice").await;
     assert_eq!(seqs, acked, "every acknowledged message, in order");
     let (_, h) = s.get_json("/healthz", None).await;
     assert_eq!(
