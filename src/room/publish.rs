@@ -53,7 +53,7 @@ impl Handler<Publish> for Room {
     type Result = ResponseFuture<Result<Accepted, HubError>>;
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
-        if self.seq_reserved() {
+        if self.seq_reserved(ctx) {
             let r = self.publish(msg);
             self.reserve_ahead(ctx);
             return Box::pin(r.answer());
@@ -125,36 +125,39 @@ impl Room {
     /// none commits before a crash, the numbering is unknown after it and
     /// the room starts a new epoch (clients with the old one get
     /// `recovered:false`).
-    fn seq_reserved(&mut self) -> bool {
+    fn seq_reserved(&mut self, ctx: &mut Context<Self>) -> bool {
         let Some((store, _)) = &self.storage else {
             return true;
         };
-        let h = &mut self.history;
-        if h.fresh && h.reserved == 0 {
-            h.reserved = store.seq_block();
-            let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, h.reserved);
-            let name = self.name.clone();
-            actix::spawn(async move {
-                if let Err(e) = fut.await {
-                    log::warn!("room {name}: cannot reserve seqs: {}", e.message);
-                }
-            });
+        if self.history.fresh && self.history.reserved == 0 {
+            let block = store.seq_block();
+            self.history.reserved = block;
+            self.ask_reservation(ctx, block);
         }
         self.history.next_seq() <= self.history.reserved
     }
 
-    /// Asks for the next block early, without waiting for it.
+    /// Asks for the next block early, when half of this one is used.
     fn reserve_ahead(&mut self, ctx: &mut Context<Self>) {
         let Some((store, _)) = &self.storage else {
             return;
         };
         let block = store.seq_block();
-        if self.reserving || self.history.reserved >= self.history.seq + block / 2 {
-            return;
+        if !self.reserving && self.history.reserved < self.history.seq + block / 2 {
+            self.ask_reservation(ctx, self.history.seq + block);
         }
+    }
+
+    /// Sends a reservation up to `upto` to the writer (at once, so it is
+    /// ahead of the messages that follow) and records it when it commits,
+    /// without waiting for it.
+    fn ask_reservation(&mut self, ctx: &mut Context<Self>, upto: u64) {
+        let Some((store, _)) = &self.storage else {
+            return;
+        };
         self.reserving = true;
         let h = &self.history;
-        let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, h.seq + block);
+        let fut = store.reserve_seqs(self.name.clone(), h.epoch.clone(), h.seq, upto);
         ctx.spawn(fut.into_actor(self).map(|r, act, _| {
             act.reserving = false;
             match r {
@@ -171,7 +174,7 @@ impl Room {
     where
         F: FnOnce(&mut Room, Result<(), HubError>) + 'static,
     {
-        if self.seq_reserved() {
+        if self.seq_reserved(ctx) {
             return then(self, Ok(()));
         }
         let Some((store, _)) = &self.storage else {
@@ -183,7 +186,7 @@ impl Room {
         ctx.wait(fut.into_actor(self).map(move |r, act, _| {
             let r = r.and_then(|upto| {
                 act.history.reserved = act.history.reserved.max(upto);
-                if act.seq_reserved() {
+                if act.history.next_seq() <= act.history.reserved {
                     Ok(())
                 } else {
                     Err(HubError::new(ErrorCode::StorageError, "cannot reserve a seq"))
