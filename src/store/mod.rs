@@ -16,6 +16,7 @@
 //! [`Store`] actor, which hands them to the same writer.
 
 pub mod db;
+mod docs;
 mod inbox;
 pub mod lock;
 mod notifications;
