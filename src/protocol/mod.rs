@@ -327,13 +327,18 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             on: false,
         },
         "message:send" => {
-            let key = wire.idempotency_key.as_deref().map(crate::idempotency::IdemKey::parse);
+            let key = wire
+                .idempotency_key
+                .as_deref()
+                .map(crate::idempotency::IdemKey::parse);
             ClientFrame::Send {
                 room: room(&wire)?,
                 data: data(&wire)?,
                 opts: PublishOptions {
                     exclude_self: wire.exclude_self.unwrap_or(false),
-                    key: key.transpose().map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
+                    key: key
+                        .transpose()
+                        .map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
                 },
             }
         }

@@ -12,9 +12,9 @@ use crate::store::{RoomMode, StoreHandle};
 
 mod publish;
 
-pub use publish::{Accepted, MqttRelay, Origin, Publish};
 use actix::prelude::*;
 use bytes::Bytes;
+pub use publish::{Accepted, MqttRelay, Origin, Publish};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -87,7 +87,10 @@ impl Actor for Room {
             let load = async move {
                 let mut delay = Duration::from_millis(100);
                 loop {
-                    match store.load_room(room.clone(), limits.entries, limits.keys).await {
+                    match store
+                        .load_room(room.clone(), limits.entries, limits.keys)
+                        .await
+                    {
                         Ok(t) => return t,
                         Err(e) => {
                             log::error!("room {room}: cannot load its history ({e}); retrying");

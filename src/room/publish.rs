@@ -69,7 +69,10 @@ impl Handler<Publish> for Room {
         Box::pin(async move {
             match rx.await {
                 Ok(r) => r.answer().await,
-                Err(_) => Err(HubError::new(ErrorCode::Unavailable, "the room has stopped")),
+                Err(_) => Err(HubError::new(
+                    ErrorCode::Unavailable,
+                    "the room has stopped",
+                )),
             }
         })
     }
@@ -78,7 +81,10 @@ impl Handler<Publish> for Room {
 /// A publish's answer: at once, or when its write has committed.
 enum Published {
     Now(Result<Accepted, HubError>),
-    AfterWrite(Accepted, tokio::sync::oneshot::Receiver<Result<(), HubError>>),
+    AfterWrite(
+        Accepted,
+        tokio::sync::oneshot::Receiver<Result<(), HubError>>,
+    ),
 }
 
 impl Published {
@@ -189,7 +195,10 @@ impl Room {
                 if act.history.next_seq() <= act.history.reserved {
                     Ok(())
                 } else {
-                    Err(HubError::new(ErrorCode::StorageError, "cannot reserve a seq"))
+                    Err(HubError::new(
+                        ErrorCode::StorageError,
+                        "cannot reserve a seq",
+                    ))
                 }
             });
             if let Err(e) = &r {
@@ -275,7 +284,12 @@ impl Room {
             Origin::Api => self.hub_ops += 1,
         }
         let ts = now_ms();
-        if let Some(first) = msg.opts.key.as_ref().and_then(|k| self.history.key_seq(k, ts)) {
+        if let Some(first) = msg
+            .opts
+            .key
+            .as_ref()
+            .and_then(|k| self.history.key_seq(k, ts))
+        {
             return self.duplicate(msg, first);
         }
         let seq = self.history.next_seq();
@@ -394,7 +408,6 @@ impl Room {
     }
 }
 
-
 impl Room {
     /// Numbers, delivers and stores a broker message. Nobody can be told to
     /// retry (the broker was acknowledged on receipt), so it is handed to
@@ -420,4 +433,3 @@ impl Room {
         }
     }
 }
-

@@ -144,7 +144,10 @@ pub enum Job {
     /// A publish whose idempotency key named message `seq`: nothing to
     /// write, but its `ack` (`"duplicate": true`) follows every job sent
     /// before it, so it never comes before the first message's commit.
-    Duplicate { seq: u64, waiter: Waiter },
+    Duplicate {
+        seq: u64,
+        waiter: Waiter,
+    },
     LoadRoom {
         room: RoomName,
         limit: usize,
@@ -164,7 +167,10 @@ pub enum Job {
     /// A room that stopped (its history left memory): every seq it handed
     /// out was sent to the writer before this, so its unused reservation
     /// is given back and a reload numbers on without a jump.
-    Release { room: RoomName, epoch: Arc<str> },
+    Release {
+        room: RoomName,
+        epoch: Arc<str>,
+    },
     AppendDocOps(AppendDocOps, oneshot::Sender<Result<(), HubError>>),
     SaveDocSnapshot(SaveDocSnapshot, oneshot::Sender<Result<(), HubError>>),
     LoadDoc(String, oneshot::Sender<Result<DocState, HubError>>),

@@ -155,8 +155,11 @@ mod tests {
     fn migrating_again_changes_nothing_and_keeps_data() {
         let mut c = Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
-        c.execute("INSERT INTO rooms (name, epoch, seq) VALUES ('r', 'e', 3)", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO rooms (name, epoch, seq) VALUES ('r', 'e', 3)",
+            [],
+        )
+        .unwrap();
         migrate(&mut c).unwrap();
         let n: i64 = c
             .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))

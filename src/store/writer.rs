@@ -324,7 +324,9 @@ impl Writer {
                 if db.insert_message(room.as_str(), *seq, *ts, frame, idem)? {
                     Done::Nothing
                 } else {
-                    log::error!("storage: seq {seq} of {room} already names another message; not stored");
+                    log::error!(
+                        "storage: seq {seq} of {room} already names another message; not stored"
+                    );
                     Done::Conflict
                 }
             }

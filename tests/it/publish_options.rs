@@ -97,7 +97,10 @@ async fn exclude_self_skips_only_the_sending_connection() {
     for c in [&mut a2, &mut b] {
         let got = received(c, "r").await;
         assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!((got[0]["seq"].as_u64(), &got[0]["data"]["id"]), (Some(seq), &json!("m1")));
+        assert_eq!(
+            (got[0]["seq"].as_u64(), &got[0]["data"]["id"]),
+            (Some(seq), &json!("m1"))
+        );
     }
     // Without the option the sender hears its message as before.
     let (ack, mut got) = answer_seeing(&mut a1, send("r", "m2", None)).await;
@@ -107,7 +110,8 @@ async fn exclude_self_skips_only_the_sending_connection() {
     assert_eq!(got[0]["seq"].as_u64(), Some(seq2));
     // It is in history like any message: a join with `since` replays it to the sender.
     let mut a3 = s.user("alice").await;
-    a3.send(json!({"type": "room:join", "room": "r", "since": 0})).await;
+    a3.send(json!({"type": "room:join", "room": "r", "since": 0}))
+        .await;
     let j = a3.recv_type("room:joined").await;
     assert_eq!(j["recovered"], true, "{j}");
     let replay = received(&mut a3, "r").await;
@@ -140,9 +144,17 @@ async fn bad_options_are_refused_with_bad_request() {
     assert_eq!(stored(&s, "r").await, 1);
     // Over REST: a bad key and exclude_self (there is no sending session) are 400.
     let (st, e) = rest_publish(&s, json!({"room": "r", "data": 1, "idempotency_key": long})).await;
-    assert_eq!((st, &e["error"]["code"]), (400, &json!("bad_request")), "{e}");
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("bad_request")),
+        "{e}"
+    );
     let (st, e) = rest_publish(&s, json!({"room": "r", "data": 1, "exclude_self": true})).await;
-    assert_eq!((st, &e["error"]["code"]), (400, &json!("bad_request")), "{e}");
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("bad_request")),
+        "{e}"
+    );
     assert_eq!(stored(&s, "r").await, 1);
 }
 
@@ -154,7 +166,10 @@ async fn a_repeated_key_is_acked_with_the_first_seq_and_delivered_once() {
     a.join("r").await;
     b.join("r").await;
     let first = fresh(&answer(&mut a, send("r", "m1", Some("k1"))).await);
-    assert_eq!(dup(&answer(&mut a, send("r", "m2", Some("k1"))).await), first);
+    assert_eq!(
+        dup(&answer(&mut a, send("r", "m2", Some("k1"))).await),
+        first
+    );
     let other = fresh(&answer(&mut a, send("r", "m3", Some("k2"))).await);
     assert_eq!(other, first + 1, "a duplicate takes no seq");
     let got = received(&mut b, "r").await;
@@ -180,7 +195,10 @@ async fn a_key_is_recognised_after_a_reconnect() {
         a.close().await;
         let mut a = s.user("alice").await;
         a.join("r").await;
-        assert_eq!(dup(&answer(&mut a, send("r", "m1", Some("retry-1"))).await), first);
+        assert_eq!(
+            dup(&answer(&mut a, send("r", "m1", Some("retry-1"))).await),
+            first
+        );
         assert_eq!(stored(&s, "r").await, 1, "storage {db:?}");
     }
 }
@@ -200,7 +218,10 @@ async fn a_key_is_recognised_after_a_clean_and_a_killed_restart() {
         b.join("r").await;
         let again = answer(&mut a, send("r", "m1", Some("k1"))).await;
         assert_eq!(dup(&again), first, "after a restart (kill: {kill})");
-        assert!(received(&mut b, "r").await.is_empty(), "delivered again (kill: {kill})");
+        assert!(
+            received(&mut b, "r").await.is_empty(),
+            "delivered again (kill: {kill})"
+        );
         assert_eq!(stored(&s, "r").await, 1, "stored again (kill: {kill})");
     }
     // A new key still gets a new seq after both restarts.
@@ -219,7 +240,10 @@ async fn rest_publishes_share_the_room_keys() {
     assert_eq!(st, 200, "{r1}");
     assert!(r1.get("duplicate").is_none(), "{r1}");
     let (st, r2) = rest_publish(&s, body).await;
-    assert_eq!((st, &r2["seq"], &r2["duplicate"]), (200, &r1["seq"], &json!(true)));
+    assert_eq!(
+        (st, &r2["seq"], &r2["duplicate"]),
+        (200, &r1["seq"], &json!(true))
+    );
     // A session retrying with the key a service used gets the same answer.
     let seq = r1["seq"].as_u64().unwrap();
     let (ack, mut got) = answer_seeing(&mut b, send("r", "m", Some("svc-1"))).await;
@@ -261,7 +285,10 @@ async fn racing_connections_with_the_same_key_publish_once() {
     for i in 0..N {
         let (x, y) = (sa[&i.to_string()], sb[&i.to_string()]);
         assert_eq!(x.0, y.0, "key k{i}: {x:?} {y:?}");
-        assert!(x.1 ^ y.1, "key k{i}: exactly one is the duplicate: {x:?} {y:?}");
+        assert!(
+            x.1 ^ y.1,
+            "key k{i}: exactly one is the duplicate: {x:?} {y:?}"
+        );
     }
     let got = received(&mut c, "r").await;
     assert_eq!(got.len(), N, "each key delivered once");
@@ -274,7 +301,10 @@ async fn a_key_is_forgotten_after_the_window() {
     let mut a = s.user("alice").await;
     a.join("r").await;
     let first = fresh(&answer(&mut a, send("r", "m1", Some("k"))).await);
-    assert_eq!(dup(&answer(&mut a, send("r", "m1", Some("k"))).await), first);
+    assert_eq!(
+        dup(&answer(&mut a, send("r", "m1", Some("k"))).await),
+        first
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let second = fresh(&answer(&mut a, send("r", "m1", Some("k"))).await);
     assert_eq!(second, first + 1);
