@@ -559,3 +559,27 @@ pub fn dechunk(raw: &[u8]) -> (Vec<u8>, usize, bool) {
         at = start + size + 2;
     }
 }
+
+/// A WebSocket handshake on a raw socket to `addr` for `path`: returns the
+/// socket and the response head. The head is read byte by byte, so no frame
+/// behind it is consumed: after a 101 the connection is the caller's.
+pub async fn raw_upgrade(addr: &str, path: &str) -> (TcpStream, String) {
+    let mut sock = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "response head too long");
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, sock.read(&mut b))
+            .await
+            .expect("handshake timeout")
+            .expect("read");
+        assert_eq!(n, 1, "closed before the end of the answer to {path}");
+        head.push(b[0]);
+    }
+    (sock, String::from_utf8_lossy(&head).to_string())
+}

@@ -33,26 +33,7 @@ fn rss_kb(s: &Server) -> u64 {
 
 /// A WebSocket connection on a raw socket: the handshake is done, the rest is ours.
 async fn raw_ws(s: &Server, path: &str) -> TcpStream {
-    let mut sock = TcpStream::connect(&s.addr).await.expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        s.addr
-    );
-    sock.write_all(req.as_bytes()).await.expect("write");
-    // Read the response head byte by byte so no frame behind it is consumed.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096, "response head too long");
-        let mut b = [0u8; 1];
-        let n = tokio::time::timeout(WAIT, sock.read(&mut b))
-            .await
-            .expect("handshake timeout")
-            .expect("read");
-        assert_eq!(n, 1, "closed during the handshake");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
+    let (sock, head) = crate::common::raw_upgrade(&s.addr, path).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     sock
 }

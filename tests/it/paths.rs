@@ -4,7 +4,6 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EVIL: (&str, &str) = ("Origin", "https://evil.example");
 
@@ -187,26 +186,7 @@ async fn cors_still_covers_the_transports_and_the_rest_api() {
 
 /// A raw WebSocket handshake on `path`; returns the status line's code.
 async fn handshake(s: &Server, path: &str) -> u16 {
-    let mut tcp = tokio::net::TcpStream::connect(&s.addr)
-        .await
-        .expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        s.addr
-    );
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
-            .await
-            .expect("handshake answer")
-            .expect("read");
-        assert!(n > 0, "closed before an answer to {path}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
+    let (_, head) = crate::common::raw_upgrade(&s.addr, path).await;
     head.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
