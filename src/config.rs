@@ -107,6 +107,55 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Embedded storage (`SWITCHBOARD_DB` and friends; see [`StorageConfig`]).
     pub storage: StorageConfig,
+    /// Several nodes sharing rooms through Redis (`SWITCHBOARD_REDIS_URL`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Scale-out through Redis (docs/SCALEOUT.md). `None`: one node, as before.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `SWITCHBOARD_REDIS_URL`: `redis://[:password@]host:port[/db]` or `rediss://…`.
+    pub url: String,
+    /// `SWITCHBOARD_NODE_ID` (default: random): names this node in Redis and `/healthz`.
+    pub node: String,
+    /// `SWITCHBOARD_REDIS_PREFIX` (default `sb`): the first part of every key and channel.
+    pub prefix: String,
+    /// `SWITCHBOARD_NODE_TTL_MS` (default 15000): a node silent this long is
+    /// taken for dead and its sessions are removed from member lists.
+    pub node_ttl: Duration,
+}
+
+impl ClusterConfig {
+    fn from_env() -> Result<Option<ClusterConfig>, String> {
+        let Some(url) = var("SWITCHBOARD_REDIS_URL") else {
+            return Ok(None);
+        };
+        let node = var("SWITCHBOARD_NODE_ID").unwrap_or_else(|| crate::ids::random_hex(6));
+        let prefix = var("SWITCHBOARD_REDIS_PREFIX").unwrap_or_else(|| "sb".into());
+        for (name, v) in [
+            ("SWITCHBOARD_NODE_ID", &node),
+            ("SWITCHBOARD_REDIS_PREFIX", &prefix),
+        ] {
+            let ok = v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(format!(
+                    "{name}={v:?}: use 1 to 64 letters, digits, '_', '.' or '-'"
+                ));
+            }
+        }
+        let node_ttl = millis("SWITCHBOARD_NODE_TTL_MS", 15_000)?;
+        if node_ttl < Duration::from_millis(1500) {
+            return Err("SWITCHBOARD_NODE_TTL_MS must be at least 1500".into());
+        }
+        Ok(Some(ClusterConfig {
+            url: url.trim().to_string(),
+            node,
+            prefix,
+            node_ttl,
+        }))
+    }
 }
 
 /// Where and how the embedded database keeps data. With `SWITCHBOARD_DB=off`
@@ -266,6 +315,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_MQTT_QUEUE", "SWITCHBOARD_MQTT_RECONNECT_MAX_MS",
     "SWITCHBOARD_MQTT_RECONNECT_MIN_MS", "SWITCHBOARD_MQTT_ROOMS",
     "SWITCHBOARD_MQTT_SUBSCRIPTIONS", "SWITCHBOARD_MQTT_URL", "SWITCHBOARD_MQTT_USERNAME",
+    "SWITCHBOARD_NODE_ID", "SWITCHBOARD_NODE_TTL_MS", "SWITCHBOARD_REDIS_PREFIX",
+    "SWITCHBOARD_REDIS_URL",
     "SWITCHBOARD_NOTIFICATIONS_PER_USER", "SWITCHBOARD_OFFLINE_DMS", "SWITCHBOARD_OUTBOX",
     "SWITCHBOARD_PING_INTERVAL_MS", "SWITCHBOARD_POLL_TIMEOUT_MS", "SWITCHBOARD_PONG_TIMEOUT_MS",
     "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
@@ -440,6 +491,7 @@ impl Config {
             mqtt: MqttConfig::from_env()?,
             monitor: MonitorConfig::from_env()?,
             storage: StorageConfig::from_env()?,
+            cluster: ClusterConfig::from_env()?,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -15,6 +15,7 @@
 //! Rooms run on their own arbiters (threads), sessions on the HTTP workers.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod docstore;
 pub mod document;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub store: store::StoreHandle,
     /// The monitor and the MQTT bridge, set once at start (they start after the Hub).
     pub services: std::sync::OnceLock<Services>,
+    /// The Redis link when nodes share state (`SWITCHBOARD_REDIS_URL`).
+    pub cluster: Option<cluster::Cluster>,
 }
 
 /// Actors started after [`Shared`], reached through it.
@@ -113,11 +116,20 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
+    let (cluster, redis_arbiter) = match &cfg.cluster {
+        Some(c) => {
+            let (cl, arb) = cluster::start(c).map_err(std::io::Error::other)?;
+            log::info!("node {} sharing rooms through Redis", cl.node());
+            (Some(cl), Some(arb))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         auth,
         started: Instant::now(),
         shutting_down: AtomicBool::new(false),
         services: std::sync::OnceLock::new(),
+        cluster: cluster.clone(),
         store: writer.handle(),
         cfg,
     });
@@ -154,6 +166,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     ))
     .with_store(writer.handle())
+    .with_cluster(cluster)
     .start();
     // The bridge gets its own thread: its fan-out to MQTT subscribers and its
     // event loop stay off the HTTP workers and the room threads.
@@ -277,7 +290,11 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         handle.stop(false).await;
     });
     let result = server.await;
-    let arbiters: Vec<Arbiter> = arbiters.into_iter().chain(mqtt_arbiter).collect();
+    let arbiters: Vec<Arbiter> = arbiters
+        .into_iter()
+        .chain(mqtt_arbiter)
+        .chain(redis_arbiter)
+        .collect();
     for a in &arbiters {
         a.stop();
     }

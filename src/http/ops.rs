@@ -31,6 +31,11 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         // Failing writes are refused with storage_error; reads and live
         // traffic go on, so this does not make the hub unhealthy either.
         "store": st.shared.store.status.report(),
+        // Several nodes through Redis: this node's id and its Redis link.
+        "cluster": st.shared.cluster.as_ref().map(|c| serde_json::json!({
+            "node": c.node(),
+            "redis": if c.link_up() { "up" } else { "down" },
+        })),
     });
     if shutting_down || stats.is_none() {
         HttpResponse::ServiceUnavailable().json(body)
@@ -42,6 +47,25 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let mut body = METRICS.render();
     crate::monitor::render_metrics(&st.shared, &mut body);
+    if let Some(c) = &st.shared.cluster {
+        use std::fmt::Write;
+        let _ = write!(
+            body,
+            "# HELP switchboard_redis_up Whether this node's last Redis operation succeeded.\n\
+             # TYPE switchboard_redis_up gauge\n\
+             switchboard_redis_up{{node=\"{n}\"}} {}\n\
+             # HELP switchboard_redis_ops_total Redis operations this node sent.\n\
+             # TYPE switchboard_redis_ops_total counter\n\
+             switchboard_redis_ops_total{{node=\"{n}\"}} {}\n\
+             # HELP switchboard_redis_gaps_total Gaps in a room's channel repaired from its stream.\n\
+             # TYPE switchboard_redis_gaps_total counter\n\
+             switchboard_redis_gaps_total{{node=\"{n}\"}} {}\n",
+            c.link_up() as u8,
+            c.ops(),
+            c.gaps(),
+            n = c.node(),
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)

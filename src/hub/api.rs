@@ -80,13 +80,12 @@ impl Handler<Broadcast> for Hub {
             data: &msg.data,
             ts: now_ms(),
         });
-        let n = self
-            .sessions
-            .values()
-            .filter(|s| s.outbox.push(frame.clone()))
-            .count();
-        METRICS.deliveries.fetch_add(n as u64, Relaxed);
-        n
+        if let Some(c) = &self.cluster {
+            // Every node (this one too) delivers it from the channel.
+            self.cluster_broadcast(c, frame);
+            return self.sessions.len();
+        }
+        self.deliver_all(&frame)
     }
 }
 
@@ -136,6 +135,14 @@ impl Handler<GetHistory> for Hub {
                 limit: msg.limit,
             });
             return Box::pin(async move { fut.await.ok() });
+        }
+        if let Some(c) = &self.cluster {
+            let read = room::read_history(c, &msg.room, self.history);
+            let (since, limit) = (msg.since, msg.limit);
+            return Box::pin(async move {
+                let (h, _) = read.await?;
+                Some(HistoryView::of(&h, since, limit))
+            });
         }
         if let Some(h) = self.idle.peek(&msg.room) {
             let view = HistoryView::of(h, msg.since, msg.limit);
@@ -210,6 +217,10 @@ impl Handler<GetMembers> for Hub {
             .rooms
             .get(&msg.room)
             .map(|r| r.addr.send(room::GetMembers));
+        if let (None, Some(c)) = (&fut, &self.cluster) {
+            let read = room::read_history(c, &msg.room, self.history);
+            return Box::pin(async move { read.await.map(|(_, m)| m).unwrap_or_default() });
+        }
         Box::pin(async move {
             match fut {
                 Some(f) => f.await.unwrap_or_default(),

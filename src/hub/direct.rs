@@ -27,6 +27,10 @@ impl Handler<Direct> for Hub {
             ts,
             id: msg.id.as_deref(),
         });
+        if let Some(c) = self.cluster.clone() {
+            let outbox = sender.outbox.clone();
+            return self.cluster_direct(c, msg, outbox, frame);
+        }
         if !self.users.contains_key(&msg.to) {
             let store = self
                 .store

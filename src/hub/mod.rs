@@ -58,6 +58,11 @@ pub struct Hub {
     store: Option<StoreHandle>,
     /// Users whose stored direct messages are being loaded (see `UserLoaded`).
     inboxes: HashMap<UserId, InboxLoad>,
+    /// Shared with other nodes through Redis (`cluster.rs`).
+    cluster: Option<crate::cluster::Cluster>,
+    /// Subscriptions to the channels of users with a session here.
+    user_subs: HashMap<UserId, u64>,
+    me: Option<Addr<Hub>>,
 }
 
 /// A user's stored direct messages on their way to the user's sessions.
@@ -83,6 +88,8 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX >> 4);
+        self.me = Some(ctx.address());
+        self.start_cluster(ctx);
     }
 }
 
@@ -114,6 +121,9 @@ impl Hub {
             docs: None,
             store: None,
             inboxes: HashMap::new(),
+            cluster: None,
+            user_subs: HashMap::new(),
+            me: None,
         }
     }
 
@@ -183,6 +193,7 @@ impl Hub {
     /// The room's entry, starting its actor (with any kept history) if needed.
     fn room(&mut self, name: &RoomName, ctx: &mut Context<Self>) -> &mut RoomEntry {
         if !self.rooms.contains_key(name) {
+            // With Redis, the room is read from there (nothing is kept idle).
             let history = self.take_idle(name);
             let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
             let queue = self.room_queue;
@@ -192,7 +203,8 @@ impl Hub {
             let store = self.store.clone();
             let room = Room::new(room_name, hub, history, ttl)
                 .with_queue(queue)
-                .with_store(store, load);
+                .with_store(store, load)
+                .with_cluster(self.cluster.clone());
             let arbiter = if self.arbiters.is_empty() {
                 None
             } else {
@@ -251,6 +263,7 @@ impl Handler<Connect> for Hub {
             .entry(msg.from.user.clone())
             .or_default()
             .push(msg.session);
+        self.cluster_user_on(&msg.from.user);
         self.presence.do_send(presence::Opened {
             user: msg.from.user.clone(),
             name: msg.from.name.clone(),
@@ -301,6 +314,7 @@ impl Handler<Disconnect> for Hub {
             list.retain(|s| *s != msg.session);
             if list.is_empty() {
                 self.users.remove(&user);
+                self.cluster_user_off(&user);
             }
         }
         self.presence.do_send(presence::Closed {
@@ -421,7 +435,7 @@ impl Handler<RoomIdle> for Hub {
             r.addr.do_send(room::Stop);
             METRICS.rooms.fetch_sub(1, Relaxed);
             log::debug!("room {} freed (seq {})", msg.room, msg.history.seq);
-            if !msg.history.is_empty() {
+            if !msg.history.is_empty() && self.cluster.is_none() {
                 self.keep_idle(msg.room, msg.history);
             }
         }
@@ -448,6 +462,7 @@ impl Handler<Shutdown> for Hub {
 }
 
 mod api;
+mod cluster;
 mod direct;
 mod docs;
 pub use api::*;

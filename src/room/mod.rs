@@ -10,10 +10,12 @@ use crate::outbox::{Out, Outbox};
 use crate::protocol::{encode, From, MemberInfo, ServerFrame, Status};
 use crate::store::{RoomMode, StoreHandle};
 
+mod cluster;
 mod publish;
 
 use actix::prelude::*;
 use bytes::Bytes;
+pub use cluster::read_history;
 pub use publish::{Accepted, MqttRelay, Origin, Publish};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -68,6 +70,8 @@ pub struct Room {
     load: bool,
     /// A seq reservation is on its way to the database (`reserve_ahead`).
     reserving: bool,
+    /// Shared with other nodes through Redis (`cluster.rs`).
+    cluster: Option<cluster::Replica>,
 }
 
 impl Actor for Room {
@@ -79,6 +83,9 @@ impl Actor for Room {
         // they answer `rate_limited` instead of letting the mailbox grow.
         // Control messages (joins, leaves, presence) use do_send and always get in.
         ctx.set_mailbox_capacity(self.queue);
+        if self.cluster.is_some() {
+            return self.start_replica(ctx);
+        }
         if let (true, Some((store, _))) = (self.load, &self.storage) {
             // Nothing (no join, no message) is handled before the stored
             // history is in: a join never sees a partial history, and seq
@@ -112,6 +119,10 @@ impl Actor for Room {
             }));
         }
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.replica_stopped();
+    }
 }
 
 impl Room {
@@ -131,7 +142,17 @@ impl Room {
             storage: None,
             load: false,
             reserving: false,
+            cluster: None,
         }
+    }
+
+    /// Shares the room with other nodes through Redis (no local storage).
+    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Room {
+        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name));
+        if self.cluster.is_some() {
+            self.storage = None;
+        }
+        self
     }
 
     /// Stores the room's messages (unless its mode is volatile); with
@@ -215,6 +236,14 @@ impl Room {
     /// user was typing.
     fn detach(&mut self, session: SessionId) -> Option<Detached> {
         let member = self.members.remove(&session)?;
+        if self.cluster.is_some() {
+            self.replica_leave(&member);
+            return Some(Detached {
+                member,
+                left: None,
+                was_typing: false,
+            });
+        }
         let gone = match self.users.get_mut(&member.user) {
             Some(slot) if slot.sessions > 1 => {
                 slot.sessions -= 1;
@@ -334,7 +363,11 @@ impl Handler<Join> for Room {
         let m = msg.member;
         let rejoin = self.members.insert(m.session, m.clone()).is_some();
         let new_user = !self.users.contains_key(&m.user);
-        if new_user {
+        if self.cluster.is_some() {
+            if !rejoin {
+                self.replica_join(&m);
+            }
+        } else if new_user {
             self.users.insert(
                 m.user.clone(),
                 UserSlot {
@@ -433,6 +466,10 @@ impl Handler<Typing> for Room {
         let Some(user) = self.members.get(&msg.session).map(|m| m.user.clone()) else {
             return;
         };
+        if self.cluster.is_some() {
+            // Every node (this one too) applies it from the room's channel.
+            return self.send_typing(&user, msg.on);
+        }
         let changed = if msg.on {
             self.typing
                 .insert(user, Instant::now() + self.typing_ttl)
@@ -462,6 +499,9 @@ impl Handler<MemberStatus> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: MemberStatus, _: &mut Context<Self>) {
+        if self.cluster.is_some() {
+            return self.send_status(&msg);
+        }
         if let Some(slot) = self.users.get_mut(&msg.user) {
             slot.status = msg.status;
             slot.activity = msg.activity.clone();

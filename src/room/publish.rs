@@ -50,13 +50,16 @@ pub struct Publish {
 }
 
 impl Handler<Publish> for Room {
-    type Result = ResponseFuture<Result<Accepted, HubError>>;
+    type Result = ResponseActFuture<Self, Result<Accepted, HubError>>;
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        if self.cluster.is_some() {
+            return self.replica_publish(msg, ctx);
+        }
         if self.seq_reserved(ctx) {
             let r = self.publish(msg);
             self.reserve_ahead(ctx);
-            return Box::pin(r.answer());
+            return Box::pin(r.answer().into_actor(self));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.when_reserved(ctx, move |act, reserved| {
@@ -66,15 +69,18 @@ impl Handler<Publish> for Room {
             };
             let _ = tx.send(r);
         });
-        Box::pin(async move {
-            match rx.await {
-                Ok(r) => r.answer().await,
-                Err(_) => Err(HubError::new(
-                    ErrorCode::Unavailable,
-                    "the room has stopped",
-                )),
+        Box::pin(
+            async move {
+                match rx.await {
+                    Ok(r) => r.answer().await,
+                    Err(_) => Err(HubError::new(
+                        ErrorCode::Unavailable,
+                        "the room has stopped",
+                    )),
+                }
             }
-        })
+            .into_actor(self),
+        )
     }
 }
 
@@ -109,6 +115,10 @@ impl Handler<MqttRelay> for Room {
 
     fn handle(&mut self, msg: MqttRelay, ctx: &mut Context<Self>) {
         self.hub_ops += 1;
+        if self.cluster.is_some() {
+            self.replica_mqtt(&msg.msg);
+            return self.report_if_idle();
+        }
         self.when_reserved(ctx, move |act, reserved| {
             if let Err(e) = reserved {
                 // The broker was acknowledged on receipt; nobody can be told.

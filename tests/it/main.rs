@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod cluster;
 mod collab;
 mod crash;
 mod deps;

@@ -1,0 +1,303 @@
+//! Scale-out: several nodes share rooms, members, direct messages and
+//! broadcasts through Redis (`SWITCHBOARD_REDIS_URL`; docs/SCALEOUT.md).
+//!
+//! One Lua script per operation keeps each room's numbering in Redis: a
+//! publish increments the room's `seq`, appends the frame to a capped stream
+//! and publishes it on the room's channel, atomically. Every node with
+//! members of the room subscribes to the channel and fans out locally (one
+//! Redis message per publish per node); its Room actor is a replica that
+//! delivers seqs in order and repairs gaps from the stream.
+//!
+//! Redis I/O runs on its own thread ([`start`]): the command lane (one
+//! connection, requests pipelined in the order they were made, so one
+//! room's publishes keep their order) and the subscriber (a second
+//! connection, re-established and re-subscribed after a drop, after which
+//! every subscriber is told to check its position).
+
+mod feed;
+mod lane;
+mod node;
+pub mod scripts;
+
+pub use feed::{Feed, FeedEvent};
+pub use scripts::Lua;
+
+use crate::config::ClusterConfig;
+use crate::error::{ErrorCode, HubError};
+use crate::ids::{RoomName, UserId};
+use actix::prelude::*;
+use redis::Value;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// A handle on the node's Redis link; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Arc<str>,
+    prefix: String,
+    lane: mpsc::UnboundedSender<lane::Req>,
+    subs: mpsc::UnboundedSender<feed::Cmd>,
+    /// The Redis server's `run_id` as last seen: a room whose numbering was
+    /// written under another run gets a new epoch (scripts.rs, `meta`).
+    run_id: Mutex<Arc<str>>,
+    up: AtomicBool,
+    next_token: AtomicU64,
+    node_ttl: std::time::Duration,
+    /// Operations sent, for `/metrics` (`switchboard_redis_ops_total`).
+    ops: AtomicU64,
+    gaps: AtomicU64,
+}
+
+impl Cluster {
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether the last Redis operation succeeded.
+    pub fn link_up(&self) -> bool {
+        self.inner.up.load(Ordering::Relaxed)
+    }
+
+    pub fn ops(&self) -> u64 {
+        self.inner.ops.load(Ordering::Relaxed)
+    }
+
+    /// Gaps found in a room's channel and repaired from its stream.
+    pub fn gaps(&self) -> u64 {
+        self.inner.gaps.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_gap(&self) {
+        self.inner.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn node_ttl(&self) -> std::time::Duration {
+        self.inner.node_ttl
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.inner.up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn run_id(&self) -> Arc<str> {
+        self.inner
+            .run_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_run_id(&self, id: &str) {
+        *self.inner.run_id.lock().unwrap_or_else(|e| e.into_inner()) = id.into();
+    }
+
+    /// `<prefix>:{r:<room>}:<part>`: every key of a room shares one hash tag.
+    pub fn room_key(&self, room: &RoomName, part: &str) -> String {
+        format!("{}:{{r:{}}}:{}", self.inner.prefix, room, part)
+    }
+
+    pub fn user_key(&self, user: &UserId, part: &str) -> String {
+        format!("{}:{{u:{}}}:{}", self.inner.prefix, user, part)
+    }
+
+    pub fn key(&self, part: &str) -> String {
+        format!("{}:{}", self.inner.prefix, part)
+    }
+
+    /// Runs a script. The request is queued now, so calls keep the order
+    /// they were made in; the answer comes when Redis has run it. The lane
+    /// passes the server's run id as the first argument (`ARGV[1]`).
+    pub fn script(
+        &self,
+        lua: Lua,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<Value, HubError>> + 'static {
+        let (tx, rx) = oneshot::channel();
+        self.inner.ops.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .inner
+            .lane
+            .send(lane::Req {
+                op: lane::Op::Script(lua, keys, args),
+                tx,
+            })
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(unavailable());
+            }
+            rx.await.unwrap_or_else(|_| Err(unavailable()))
+        }
+    }
+
+    /// Runs a plain command (PUBLISH, XRANGE, …), in order with scripts.
+    pub fn command(
+        &self,
+        cmd: redis::Cmd,
+    ) -> impl Future<Output = Result<Value, HubError>> + 'static {
+        let (tx, rx) = oneshot::channel();
+        self.inner.ops.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .inner
+            .lane
+            .send(lane::Req {
+                op: lane::Op::Cmd(cmd),
+                tx,
+            })
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(unavailable());
+            }
+            rx.await.unwrap_or_else(|_| Err(unavailable()))
+        }
+    }
+
+    /// Routes the channel's messages to `target` from now on. Answers a
+    /// token for [`Cluster::unsubscribe`] and a future that resolves once
+    /// Redis confirmed the subscription (nothing published after it is missed).
+    pub fn subscribe(
+        &self,
+        chan: String,
+        target: Recipient<Feed>,
+    ) -> (u64, impl Future<Output = Result<(), HubError>> + 'static) {
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .inner
+            .subs
+            .send(feed::Cmd::Sub {
+                chan,
+                target,
+                token,
+                done: tx,
+            })
+            .is_ok();
+        let fut = async move {
+            if sent && rx.await.unwrap_or(false) {
+                Ok(())
+            } else {
+                Err(unavailable())
+            }
+        };
+        (token, fut)
+    }
+
+    /// Stops routing the channel, unless a newer subscription took it over.
+    pub fn unsubscribe(&self, chan: String, token: u64) {
+        let _ = self.inner.subs.send(feed::Cmd::Unsub { chan, token });
+    }
+}
+
+pub fn unavailable() -> HubError {
+    HubError::new(
+        ErrorCode::Unavailable,
+        "the cluster's Redis is unreachable; retry shortly",
+    )
+}
+
+/// Connects to Redis (waiting up to 10 s for it) and starts the node's
+/// Redis thread: the command lane, the subscriber, the heartbeat.
+pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
+    let client =
+        redis::Client::open(cfg.url.as_str()).map_err(|e| format!("SWITCHBOARD_REDIS_URL: {e}"))?;
+    let arbiter = Arbiter::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (lane_tx, lane_rx) = mpsc::unbounded_channel();
+    let (subs_tx, subs_rx) = mpsc::unbounded_channel();
+    let cluster = Cluster {
+        inner: Arc::new(Inner {
+            node: cfg.node.as_str().into(),
+            prefix: cfg.prefix.clone(),
+            lane: lane_tx,
+            subs: subs_tx,
+            run_id: Mutex::new("".into()),
+            up: AtomicBool::new(false),
+            next_token: AtomicU64::new(1),
+            node_ttl: cfg.node_ttl,
+            ops: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+        }),
+    };
+    let c = cluster.clone();
+    arbiter.spawn(async move {
+        let conn = match lane::connect(&client).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut probe = conn.clone();
+        match scripts::server_run_id(&mut probe).await {
+            Ok(id) => c.set_run_id(&id),
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        }
+        c.set_up(true);
+        actix::spawn(lane::run(c.clone(), conn, lane_rx));
+        actix::spawn(feed::run(c.clone(), client, subs_rx));
+        actix::spawn(node::run(c.clone()));
+        let _ = ready_tx.send(Ok(()));
+    });
+    match ready_rx.recv_timeout(std::time::Duration::from_secs(15)) {
+        Ok(Ok(())) => Ok((cluster, arbiter)),
+        Ok(Err(e)) => Err(format!("cannot reach Redis at {}: {e}", redact(&cfg.url))),
+        Err(_) => Err(format!(
+            "cannot reach Redis at {}: timed out",
+            redact(&cfg.url)
+        )),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Who is told when the node was taken for dead and came back (a long
+/// pause): every membership this node holds is registered again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reregister;
+
+static HUB: std::sync::OnceLock<Recipient<Reregister>> = std::sync::OnceLock::new();
+
+/// The Hub registers itself for [`Reregister`].
+pub fn on_reregister(r: Recipient<Reregister>) {
+    let _ = HUB.set(r);
+}
+
+pub(crate) fn reregister() {
+    if let Some(h) = HUB.get() {
+        h.do_send(Reregister);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            super::redact("redis://:secret@h:6379/0"),
+            "redis://***@h:6379/0"
+        );
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}

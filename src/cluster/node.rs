@@ -1,0 +1,53 @@
+//! The node's heartbeat, and the removal of dead nodes' members: every
+//! node writes its time into `<prefix>:nodes` every quarter of
+//! `SWITCHBOARD_NODE_TTL_MS` and removes, in one script each, the nodes
+//! silent for longer than that (their members leave their rooms, with the
+//! usual `room:member_left` when it was a user's last session anywhere).
+
+use super::scripts::{self, Lua};
+use super::Cluster;
+
+pub async fn run(c: Cluster) {
+    let every = c.node_ttl() / 4;
+    let mut first = true;
+    loop {
+        let beat = c.script(
+            Lua::Heartbeat,
+            vec![c.key("nodes")],
+            vec![
+                c.node().as_bytes().to_vec(),
+                c.node_ttl().as_millis().to_string().into_bytes(),
+            ],
+        );
+        match beat.await {
+            Ok(v) => {
+                let (added, stale) = scripts::heartbeat_reply(&v);
+                if added && !first {
+                    // Taken for dead while paused: its members were removed.
+                    log::warn!(
+                        "node {} was taken for dead; registering its members again",
+                        c.node()
+                    );
+                    super::reregister();
+                }
+                first = false;
+                for node in stale {
+                    let reap = c.script(
+                        Lua::Reap,
+                        vec![c.key("nodes")],
+                        vec![node.clone().into_bytes(), c.prefix().as_bytes().to_vec()],
+                    );
+                    match reap.await {
+                        Ok(redis::Value::Int(n)) if n > 0 => {
+                            log::info!("node {node} is gone: removed {} memberships", n - 1)
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::warn!("cannot remove node {node}: {}", e.message),
+                    }
+                }
+            }
+            Err(e) => log::debug!("heartbeat: {}", e.message),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

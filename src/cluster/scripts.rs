@@ -1,0 +1,442 @@
+//! The Lua scripts (each one atomic in Redis) and their typed replies.
+//!
+//! Every script gets the Redis run id the node last saw as `ARGV[1]`
+//! (added by the lane). A room's meta hash records the run under which its
+//! numbering was written; a script that finds another run there (Redis
+//! restarted, possibly rolled back to an older snapshot, or failed over)
+//! starts a new epoch instead of continuing a numbering it cannot trust —
+//! clients holding the old epoch then get `recovered:false`, never a
+//! silent hole. Keys: docs/SCALEOUT.md.
+
+use bytes::Bytes;
+use redis::Value;
+use std::sync::OnceLock;
+
+/// Fences a room's meta (`KEYS[1]`), creating its epoch (`ARGV[2]`) and
+/// emptying its stream (`KEYS[2]`) when there is none. Answers the epoch,
+/// or `false` and the server's run id when the caller's is out of date.
+const META: &str = r#"
+local function meta(m, x)
+  local h = redis.call('HMGET', m, 'e', 'rid')
+  local e, r = h[1], h[2]
+  if e and r ~= ARGV[1] then
+    local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+    if run ~= ARGV[1] then return false, run end
+    e = false
+  end
+  if not e then
+    e = ARGV[2]
+    redis.call('HSET', m, 'e', e, 's', 0, 'rid', ARGV[1])
+    redis.call('DEL', x)
+  end
+  return e
+end
+"#;
+
+/// KEYS meta, stream, channel, idempotency key.
+/// ARGV run, new epoch, stream length, frame head, frame tail, key ttl ms,
+/// has key, the session that does not get it (`node/session` or `-`).
+const PUBLISH: &str = r#"
+local e, run = meta(KEYS[1], KEYS[2])
+if not e then return {'stale', run} end
+if ARGV[7] == '1' then
+  local old = redis.call('GET', KEYS[4])
+  if old then
+    local sp = string.find(old, ' ', 1, true)
+    if sp and string.sub(old, sp + 1) == e then
+      return {'dup', tonumber(string.sub(old, 1, sp - 1)), e}
+    end
+  end
+end
+local s = redis.call('HINCRBY', KEYS[1], 's', 1)
+local f = ARGV[4] .. s .. ARGV[5]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], s .. '-1', 'f', f)
+redis.call('PUBLISH', KEYS[3], 'M' .. s .. ' ' .. e .. ' ' .. ARGV[8] .. ' ' .. f)
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], s .. ' ' .. e, 'PX', ARGV[6]) end
+return {'ok', s, e}
+"#;
+
+/// KEYS meta, stream, members. ARGV run, new epoch, entries wanted.
+const LOAD: &str = r#"
+local e, run = meta(KEYS[1], KEYS[2])
+if not e then return {'stale', run} end
+local h = redis.call('HMGET', KEYS[1], 's', 'v')
+local entries = {}
+if tonumber(ARGV[3]) > 0 then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
+end
+return {'ok', e, tonumber(h[1]), tonumber(h[2] or '0'), entries, redis.call('HGETALL', KEYS[3])}
+"#;
+
+/// KEYS meta, stream. ARGV run, first id (exclusive: `(N-1`), last id, count.
+const RANGE: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'e', 's')
+if not h[1] then return {'ok', '', 0, {}} end
+return {'ok', h[1], tonumber(h[2]),
+  redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[3], 'COUNT', ARGV[4])}
+"#;
+
+/// KEYS members, meta, channel, node index.
+/// ARGV run, user, member json, index field, node, session, frame.
+const JOIN: &str = r#"
+if redis.call('HSETNX', KEYS[4], ARGV[4], '1') == 1 then
+  local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], 1)
+  if n == 1 then
+    redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], ARGV[3])
+    local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
+    redis.call('PUBLISH', KEYS[3], 'J' .. v .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+  end
+end
+return 1
+"#;
+
+/// KEYS members, meta, channel, node index.
+/// ARGV run, user, index field, node, session, frame.
+const LEAVE: &str = r#"
+if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then
+  local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], -1)
+  if n <= 0 then
+    redis.call('HDEL', KEYS[1], 'c:' .. ARGV[2], 'j:' .. ARGV[2])
+    local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
+    redis.call('PUBLISH', KEYS[3], 'L' .. v .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+  end
+end
+return 1
+"#;
+
+/// KEYS members, meta, channel. ARGV run, user, member json, frame.
+const STATUS: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'j:' .. ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], ARGV[3])
+end
+local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
+redis.call('PUBLISH', KEYS[3], 'P' .. v .. ' ' .. ARGV[4])
+return 1
+"#;
+
+/// KEYS nodes. ARGV run, node, ttl ms. Answers {added, stale nodes}.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local added = redis.call('ZADD', KEYS[1], now, ARGV[2])
+return {added, redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))}
+"#;
+
+/// KEYS nodes. ARGV run, dead node, prefix. Its memberships leave their
+/// rooms, announced where it was a user's last node. Answers 0 when
+/// another node did it first, else 1 + the memberships removed.
+const REAP: &str = r#"
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
+local p = ARGV[3]
+local idx = p .. ':node:' .. ARGV[2] .. ':idx'
+local fields = redis.call('HKEYS', idx)
+for _, f in ipairs(fields) do
+  local tab = string.find(f, '\t', 1, true)
+  if tab then
+    local r, u = string.sub(f, 1, tab - 1), string.sub(f, tab + 1)
+    local mem = p .. ':{r:' .. r .. '}:mem'
+    local n = redis.call('HINCRBY', mem, 'c:' .. u, -1)
+    if n <= 0 then
+      local j = redis.call('HGET', mem, 'j:' .. u)
+      redis.call('HDEL', mem, 'c:' .. u, 'j:' .. u)
+      local v = redis.call('HINCRBY', p .. ':{r:' .. r .. '}:m', 'v', 1)
+      if j then
+        redis.call('PUBLISH', p .. ':{r:' .. r .. '}:c', 'L' .. v .. ' ' .. ARGV[2] ..
+          ' - {"type":"room:member_left","room":"' .. r .. '","user":' .. j .. '}')
+      end
+    end
+  end
+end
+redis.call('DEL', idx)
+return #fields + 1
+"#;
+
+/// KEYS user channel, inbox, dropped count. ARGV run, frame, inbox cap,
+/// store when nobody got it ('1'). Answers {nodes that got it, stored}.
+const DIRECT: &str = r#"
+local n = redis.call('PUBLISH', KEYS[1], ARGV[2])
+if n > 0 or ARGV[4] ~= '1' then return {n, 0} end
+local cap = tonumber(ARGV[3])
+if redis.call('XLEN', KEYS[2]) >= cap then redis.call('INCR', KEYS[3]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', cap, '*', 'f', ARGV[2])
+return {0, 1}
+"#;
+
+/// KEYS inbox, user channel, dropped count. ARGV run. The stored
+/// messages go out on the user's channel (to every node with a session of
+/// the user, in order, once, after a `direct:offline` header) and leave
+/// the inbox. Answers {count, dropped}.
+const CLAIM: &str = r#"
+local e = redis.call('XRANGE', KEYS[1], '-', '+')
+redis.call('DEL', KEYS[1])
+local d = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('DEL', KEYS[3])
+if #e > 0 or d > 0 then
+  redis.call('PUBLISH', KEYS[2], '{"type":"direct:offline","count":' .. #e .. ',"dropped":' .. d .. '}')
+end
+for _, it in ipairs(e) do redis.call('PUBLISH', KEYS[2], it[2][2]) end
+return {#e, d}
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lua {
+    Publish,
+    Load,
+    Range,
+    Join,
+    Leave,
+    Status,
+    Heartbeat,
+    Reap,
+    Direct,
+    Claim,
+}
+
+const ALL: [Lua; 10] = [
+    Lua::Publish,
+    Lua::Load,
+    Lua::Range,
+    Lua::Join,
+    Lua::Leave,
+    Lua::Status,
+    Lua::Heartbeat,
+    Lua::Reap,
+    Lua::Direct,
+    Lua::Claim,
+];
+
+impl Lua {
+    fn body(self) -> &'static str {
+        match self {
+            Lua::Publish => PUBLISH,
+            Lua::Load => LOAD,
+            Lua::Range => RANGE,
+            Lua::Join => JOIN,
+            Lua::Leave => LEAVE,
+            Lua::Status => STATUS,
+            Lua::Heartbeat => HEARTBEAT,
+            Lua::Reap => REAP,
+            Lua::Direct => DIRECT,
+            Lua::Claim => CLAIM,
+        }
+    }
+
+    fn source(self) -> String {
+        match self {
+            Lua::Publish | Lua::Load => format!("{META}{}", self.body()),
+            _ => self.body().to_string(),
+        }
+    }
+
+    pub fn sha(self) -> &'static str {
+        static SHAS: OnceLock<Vec<String>> = OnceLock::new();
+        let shas = SHAS.get_or_init(|| {
+            ALL.iter()
+                .map(|l| redis::Script::new(&l.source()).get_hash().to_string())
+                .collect()
+        });
+        &shas[self as usize]
+    }
+}
+
+/// Loads every script (after a NOSCRIPT: Redis restarted or was flushed).
+pub async fn load_all(conn: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for l in ALL {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(l.source()).ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+/// The server's `run_id`; the scripts are loaded on the way.
+pub async fn server_run_id(conn: &mut redis::aio::ConnectionManager) -> Result<String, String> {
+    load_all(conn).await.map_err(|e| e.to_string())?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| "INFO server has no run_id".into())
+}
+
+pub fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+pub fn text(v: &Value) -> Option<&str> {
+    bytes(v).and_then(|b| std::str::from_utf8(b).ok())
+}
+
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        v => text(v)?.parse().ok(),
+    }
+}
+
+pub fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// `{'stale', run_id}`: the caller's run id is out of date.
+pub fn stale_run(v: &Value) -> Option<String> {
+    match array(v) {
+        [tag, run] if bytes(tag) == Some(b"stale") => text(run).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A publish's answer.
+#[derive(Debug, PartialEq)]
+pub enum Published {
+    New {
+        seq: u64,
+        epoch: String,
+    },
+    /// The idempotency key names message `seq` of this epoch.
+    Duplicate {
+        seq: u64,
+        epoch: String,
+    },
+}
+
+pub fn published(v: &Value) -> Option<Published> {
+    let a = array(v);
+    let (tag, seq, epoch) = (bytes(a.first()?)?, int(a.get(1)?)?, text(a.get(2)?)?);
+    let (seq, epoch) = (u64::try_from(seq).ok()?, epoch.to_string());
+    match tag {
+        b"ok" => Some(Published::New { seq, epoch }),
+        b"dup" => Some(Published::Duplicate { seq, epoch }),
+        _ => None,
+    }
+}
+
+/// `(seq, frame)` from stream entries `[id, [field, value]]` (ids `<seq>-1`).
+pub fn entries(v: &Value) -> Vec<(u64, Bytes)> {
+    array(v)
+        .iter()
+        .filter_map(|e| {
+            let [id, fields] = array(e) else { return None };
+            let seq = text(id)?.split('-').next()?.parse().ok()?;
+            let frame = bytes(array(fields).get(1)?)?;
+            Some((seq, Bytes::copy_from_slice(frame)))
+        })
+        .collect()
+}
+
+/// A room as Redis has it.
+pub struct Loaded {
+    pub epoch: String,
+    pub seq: u64,
+    /// Member-list version: events at or below it are in `members`.
+    pub version: u64,
+    /// The newest entries, oldest first.
+    pub entries: Vec<(u64, Bytes)>,
+    /// Member json by user.
+    pub members: Vec<Bytes>,
+}
+
+pub fn loaded(v: &Value) -> Option<Loaded> {
+    let a = array(v);
+    if bytes(a.first()?)? != b"ok" {
+        return None;
+    }
+    let mut entries = entries(a.get(4)?);
+    entries.reverse();
+    let flat = array(a.get(5)?);
+    let members = flat
+        .chunks(2)
+        .filter(|kv| kv.len() == 2 && bytes(&kv[0]).is_some_and(|k| k.starts_with(b"j:")))
+        .filter_map(|kv| bytes(&kv[1]).map(Bytes::copy_from_slice))
+        .collect();
+    Some(Loaded {
+        epoch: text(a.get(1)?)?.to_string(),
+        seq: u64::try_from(int(a.get(2)?)?).ok()?,
+        version: u64::try_from(int(a.get(3)?)?).ok()?,
+        entries,
+        members,
+    })
+}
+
+/// Stream entries as `(seq, frame)`, oldest first.
+pub type Entries = Vec<(u64, Bytes)>;
+
+/// A range read: the room's epoch and top seq now, and the entries.
+pub fn range(v: &Value) -> Option<(String, u64, Entries)> {
+    let a = array(v);
+    if bytes(a.first()?)? != b"ok" {
+        return None;
+    }
+    Some((
+        text(a.get(1)?)?.to_string(),
+        u64::try_from(int(a.get(2)?)?).ok()?,
+        entries(a.get(3)?),
+    ))
+}
+
+/// `{added, stale nodes}`.
+pub fn heartbeat_reply(v: &Value) -> (bool, Vec<String>) {
+    let a = array(v);
+    let added = a.first().and_then(int) == Some(1);
+    let stale = a
+        .get(1)
+        .map(array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| text(n).map(str::to_string))
+        .collect();
+    (added, stale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_has_its_own_hash() {
+        let mut shas: Vec<&str> = ALL.iter().map(|l| l.sha()).collect();
+        shas.sort();
+        shas.dedup();
+        assert_eq!(shas.len(), ALL.len());
+    }
+
+    #[test]
+    fn replies_are_read_into_types() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"ok".to_vec()),
+            Value::Int(7),
+            Value::BulkString(b"ab12".to_vec()),
+        ]);
+        assert_eq!(
+            published(&v),
+            Some(Published::New {
+                seq: 7,
+                epoch: "ab12".into()
+            })
+        );
+        let stale = Value::Array(vec![
+            Value::BulkString(b"stale".to_vec()),
+            Value::BulkString(b"f00".to_vec()),
+        ]);
+        assert_eq!(stale_run(&stale).as_deref(), Some("f00"));
+        assert_eq!(published(&stale), None);
+        let e = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"5-1".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"f".to_vec()),
+                Value::BulkString(b"{}".to_vec()),
+            ]),
+        ])]);
+        assert_eq!(entries(&e), vec![(5, Bytes::from_static(b"{}"))]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The Hub when nodes share state through Redis: every user with a session
+//! here has this node subscribed to the user's channel (direct messages
+//! and stored ones reach every node holding a session of theirs), and
+//! broadcasts travel on one channel all nodes subscribe to.
+
+use super::*;
+use crate::cluster::{scripts, Cluster, Feed, FeedEvent, Lua, Reregister};
+
+impl Hub {
+    /// Shares rooms, members, direct messages and broadcasts through Redis.
+    pub fn with_cluster(mut self, c: Option<Cluster>) -> Hub {
+        self.cluster = c;
+        self
+    }
+
+    /// Subscribes to the broadcast channel and asks to hear of re-registrations.
+    pub(super) fn start_cluster(&mut self, ctx: &mut Context<Self>) {
+        let Some(c) = &self.cluster else { return };
+        crate::cluster::on_reregister(ctx.address().recipient());
+        let (_, sub) = c.subscribe(c.key("bcast"), ctx.address().recipient());
+        ctx.wait(sub.into_actor(self).map(|r, _, _| {
+            if let Err(e) = r {
+                log::warn!("broadcast channel: {}", e.message);
+            }
+        }));
+    }
+
+    /// The first session of `user` here: subscribe to their channel, then
+    /// take the messages stored for them while they had no session.
+    pub(super) fn cluster_user_on(&mut self, user: &UserId) {
+        let Some(c) = &self.cluster else { return };
+        if self.user_subs.contains_key(user) {
+            return;
+        }
+        let Some(me) = self.me.clone() else { return };
+        let (token, sub) = c.subscribe(c.user_key(user, "c"), me.recipient());
+        self.user_subs.insert(user.clone(), token);
+        let claim = (!is_guest(user)).then(|| self.claim(user));
+        let user = user.clone();
+        actix::spawn(async move {
+            if sub.await.is_err() {
+                log::warn!("user {user}: channel not subscribed yet");
+            }
+            if let Some(claim) = claim {
+                claim.await;
+            }
+        });
+    }
+
+    /// Claims the user's stored direct messages (they go out on the user's
+    /// channel). Runs after the subscription, so none is missed.
+    fn claim(&self, user: &UserId) -> impl std::future::Future<Output = ()> + 'static {
+        let c = self.cluster.clone().expect("cluster");
+        let keys = vec![
+            c.user_key(user, "i"),
+            c.user_key(user, "c"),
+            c.user_key(user, "d"),
+        ];
+        let user = user.clone();
+        async move {
+            if let Err(e) = c.script(Lua::Claim, keys, Vec::new()).await {
+                log::warn!("user {user}: stored messages not read: {}", e.message);
+            }
+        }
+    }
+
+    /// The last session of `user` here closed.
+    pub(super) fn cluster_user_off(&mut self, user: &UserId) {
+        let (Some(c), Some(token)) = (&self.cluster, self.user_subs.remove(user)) else {
+            return;
+        };
+        c.unsubscribe(c.user_key(user, "c"), token);
+    }
+
+    /// A direct message through Redis: to every node with a session of the
+    /// user, or into their stored messages when there is none.
+    pub(super) fn cluster_direct(&mut self, c: Cluster, msg: Direct, sender: Outbox, frame: Bytes) {
+        let store = self
+            .store
+            .as_ref()
+            .filter(|s| s.offline_dms > 0 && !is_guest(&msg.to));
+        let cap = store.map_or(0, |s| s.offline_dms);
+        let fut = c.script(
+            Lua::Direct,
+            vec![
+                c.user_key(&msg.to, "c"),
+                c.user_key(&msg.to, "i"),
+                c.user_key(&msg.to, "d"),
+            ],
+            vec![
+                frame.to_vec(),
+                cap.to_string().into_bytes(),
+                if cap > 0 {
+                    b"1".to_vec()
+                } else {
+                    b"0".to_vec()
+                },
+            ],
+        );
+        actix::spawn(async move {
+            let id = msg.id.as_deref();
+            let reply = match fut.await {
+                Ok(v) => {
+                    let a = scripts::array(&v);
+                    let n = a.first().and_then(scripts::int).unwrap_or(0);
+                    let stored = a.get(1).and_then(scripts::int) == Some(1);
+                    match (n, stored, id) {
+                        (n, _, Some(id)) if n > 0 => {
+                            Some(encode(&ServerFrame::Ack { id, seq: None }))
+                        }
+                        (_, true, Some(id)) => {
+                            Some(encode(&ServerFrame::AckOffline { id, offline: true }))
+                        }
+                        (0, false, _) => Some(error_frame(
+                            ErrorCode::UserOffline,
+                            &format!("user {} has no open session", msg.to),
+                            id,
+                            None,
+                        )),
+                        _ => None,
+                    }
+                }
+                Err(e) => Some(error_frame(e.code, &e.message, id, Some(500))),
+            };
+            METRICS.direct_messages.fetch_add(1, Relaxed);
+            if let Some(f) = reply {
+                sender.push(f);
+            }
+        });
+    }
+
+    /// A broadcast through Redis: every node delivers it to its sessions.
+    /// Answers how many sessions of this node got it (others count their own).
+    pub(super) fn cluster_broadcast(&self, c: &Cluster, frame: Bytes) {
+        let fut = c.command(
+            redis::cmd("PUBLISH")
+                .arg(c.key("bcast"))
+                .arg(&frame[..])
+                .clone(),
+        );
+        actix::spawn(async move {
+            if let Err(e) = fut.await {
+                log::warn!("broadcast not sent: {}", e.message);
+            }
+        });
+    }
+
+    pub(super) fn deliver_all(&self, frame: &Bytes) -> usize {
+        let n = self
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame.clone()))
+            .count();
+        METRICS.deliveries.fetch_add(n as u64, Relaxed);
+        n
+    }
+}
+
+impl Handler<Feed> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Feed, _: &mut Context<Self>) {
+        let Some(c) = &self.cluster else { return };
+        if *msg.chan == c.key("bcast") {
+            if let FeedEvent::Message(f) = msg.event {
+                self.deliver_all(&f);
+            }
+            return;
+        }
+        let user = msg
+            .chan
+            .strip_prefix(&format!("{}:{{u:", c.prefix()))
+            .and_then(|s| s.strip_suffix("}:c"))
+            .and_then(UserId::parse);
+        let Some(user) = user else { return };
+        match msg.event {
+            FeedEvent::Message(f) => {
+                self.push_user(&user, &f);
+            }
+            // Messages sent while this node was not subscribed were stored.
+            FeedEvent::Resync if !is_guest(&user) => {
+                actix::spawn(self.claim(&user));
+            }
+            FeedEvent::Resync => {}
+        }
+    }
+}
+
+impl Handler<Reregister> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, _: Reregister, _: &mut Context<Self>) {
+        for (name, r) in &self.rooms {
+            r.addr.do_send(Feed {
+                chan: name.as_str().into(),
+                event: FeedEvent::Resync,
+            });
+        }
+    }
+}

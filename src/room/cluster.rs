@@ -1,0 +1,842 @@
+//! A room when several nodes share it through Redis (`src/cluster`): the
+//! Room actor is this node's replica. Publishes go to Redis (one script
+//! numbers, stores and publishes); members here get what arrives on the
+//! room's channel, in seq order, with gaps repaired from the stream.
+//! Member lists are cluster-wide: a user joins a room when their first
+//! session anywhere does, and leaves with the last.
+//!
+//! Channel payloads (the first byte says which):
+//! - `M<seq> <epoch> <excluded node/session or -> <frame>`: a message;
+//! - `J<v> <node> <session> <frame>`, `L<v> …`: a member joined / left
+//!   (`v` numbers member-list changes; the join's session is excluded);
+//! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing.
+
+use super::{Member, Origin, Publish, Room, UserSlot};
+use crate::cluster::scripts::{self, Lua, Published};
+use crate::cluster::{Cluster, Feed, FeedEvent};
+use crate::error::{ErrorCode, HubError};
+use crate::history::History;
+use crate::ids::{now_ms, random_hex, SessionId, UserId};
+use crate::metrics::METRICS;
+use crate::outbox::Outbox;
+use crate::protocol::{encode, error_frame, MemberInfo, ServerFrame, Status};
+use actix::prelude::*;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// The seq written into a frame before Redis gives the real one.
+const SEQ_MARK: &[u8] = b"\"seq\":18446744073709551615";
+
+/// This node's view of a shared room.
+pub struct Replica {
+    c: Cluster,
+    chan: String,
+    token: Option<u64>,
+    /// Member-list changes applied (events at or below it are stale).
+    version: u64,
+    /// Messages that arrived ahead of a gap, waiting for it to be filled.
+    pending: BTreeMap<u64, (Option<SessionId>, Bytes)>,
+    repairing: bool,
+    /// Acks waiting until their message was delivered here.
+    acks: BTreeMap<u64, Vec<(Outbox, String)>>,
+    /// Sessions per user on this node.
+    local: HashMap<UserId, u32>,
+}
+
+impl Replica {
+    pub fn new(c: Cluster, room: &crate::ids::RoomName) -> Replica {
+        Replica {
+            chan: c.room_key(room, "c"),
+            c,
+            token: None,
+            version: 0,
+            pending: BTreeMap::new(),
+            repairing: false,
+            acks: BTreeMap::new(),
+            local: HashMap::new(),
+        }
+    }
+}
+
+/// The member json kept in Redis and carried in member events.
+#[derive(serde::Deserialize)]
+struct InfoWire {
+    user: String,
+    name: String,
+    status: Status,
+    #[serde(default)]
+    activity: Option<String>,
+}
+
+fn info_of(json: &[u8]) -> Option<MemberInfo> {
+    let w: InfoWire = serde_json::from_slice(json).ok()?;
+    Some(MemberInfo {
+        user: UserId::parse(&w.user)?,
+        name: w.name.into(),
+        status: w.status,
+        activity: w.activity.map(Into::into),
+    })
+}
+
+/// The `user` of a member or presence frame.
+#[derive(serde::Deserialize)]
+struct UserOf {
+    user: serde_json::Value,
+}
+
+/// `(head, tail)` of a frame around its placeholder seq.
+fn split_seq(frame: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let at = frame.windows(SEQ_MARK.len()).position(|w| w == SEQ_MARK)?;
+    let digits = at + b"\"seq\":".len();
+    Some((
+        frame[..digits].to_vec(),
+        frame[at + SEQ_MARK.len()..].to_vec(),
+    ))
+}
+
+/// Splits `s` at its first space.
+fn word(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sp = s.iter().position(|b| *b == b' ')?;
+    Some((&s[..sp], &s[sp + 1..]))
+}
+
+fn num(s: &[u8]) -> Option<u64> {
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+impl Room {
+    fn replica(&mut self) -> &mut Replica {
+        self.cluster.as_mut().expect("cluster room")
+    }
+
+    fn member_json(&self, user: &UserId) -> Vec<u8> {
+        let info = self.users.get(user).map(|s| MemberInfo {
+            user: user.clone(),
+            name: s.name.clone(),
+            status: s.status,
+            activity: s.activity.clone(),
+        });
+        info.and_then(|i| serde_json::to_vec(&i).ok())
+            .unwrap_or_default()
+    }
+
+    /// Subscribes to the room's channel, then reads the room from Redis;
+    /// nothing else is handled before (messages published meanwhile wait
+    /// in the mailbox and are dropped when already in the read).
+    pub(super) fn start_replica(&mut self, ctx: &mut Context<Self>) {
+        let r = self.replica();
+        let (c, chan) = (r.c.clone(), r.chan.clone());
+        let me = ctx.address().recipient::<Feed>();
+        let (room, entries) = (self.name.clone(), self.history.limits().entries);
+        let fut = async move {
+            let mut delay = Duration::from_millis(100);
+            let (token, sub) = c.subscribe(chan, me);
+            let mut sub = Some(sub);
+            loop {
+                if let Some(s) = sub.take() {
+                    if s.await.is_err() {
+                        // Taken again after the subscriber reconnects.
+                        log::warn!("room {room}: subscription pending");
+                    }
+                }
+                match load(&c, &room, entries).await {
+                    Ok(l) => return (token, l),
+                    Err(e) => log::warn!("room {room}: cannot read it from Redis ({})", e.message),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(|(token, l), act, _| {
+            act.replica().token = Some(token);
+            act.apply_load(l, false);
+        }));
+    }
+
+    /// Takes what Redis has: the numbering and its tail, the member list.
+    /// With `announce`, members here are told of a new numbering (a
+    /// `room:joined` with `recovered:false`) and given its messages.
+    fn apply_load(&mut self, l: scripts::Loaded, announce: bool) {
+        let limits = self.history.limits();
+        let same = *l.epoch == *self.history.epoch;
+        if same && announce {
+            // Same numbering: fill what is missing, in order.
+            let missing: Vec<_> = l
+                .entries
+                .into_iter()
+                .filter(|(s, _)| *s > self.history.seq)
+                .collect();
+            for (s, f) in missing {
+                self.arrive(s, None, f);
+            }
+        } else {
+            let base = l.entries.first().map_or(l.seq, |e| e.0 - 1);
+            self.history = History::restore(limits, &l.epoch, base, Vec::new());
+            if announce {
+                self.tell_lost();
+            }
+            for (s, f) in l.entries {
+                if announce {
+                    self.arrive(s, None, f);
+                } else if s == self.history.next_seq() {
+                    self.history.push(s, f);
+                }
+            }
+            if !announce {
+                self.history.seq = l.seq;
+            }
+        }
+        let r = self.replica();
+        if l.version > r.version || !announce {
+            r.version = l.version;
+            let local: Vec<UserId> = r.local.keys().cloned().collect();
+            let mut users = HashMap::new();
+            for j in &l.members {
+                if let Some(i) = info_of(j) {
+                    users.insert(
+                        i.user,
+                        UserSlot {
+                            name: i.name,
+                            status: i.status,
+                            activity: i.activity,
+                            sessions: 1,
+                        },
+                    );
+                }
+            }
+            for u in local {
+                if let Some(old) = self.users.remove(&u) {
+                    users.entry(u).or_insert(old);
+                }
+            }
+            self.users = users;
+        }
+    }
+
+    /// Members here missed messages that no longer exist: say so, as a
+    /// `room:joined` with `recovered:false` at the current position.
+    fn tell_lost(&mut self) {
+        let members = self.members_info();
+        let frame = encode(&ServerFrame::Joined {
+            room: &self.name,
+            seq: self.history.seq,
+            epoch: &self.history.epoch,
+            recovered: Some(false),
+            members: &members,
+            id: None,
+        });
+        self.broadcast(&frame, None);
+    }
+
+    /// Message `seq` is here: deliver it in order, or hold it until the
+    /// gap before it is filled.
+    fn arrive(&mut self, seq: u64, except: Option<SessionId>, frame: Bytes) {
+        if seq <= self.history.seq {
+            return;
+        }
+        if seq != self.history.next_seq() {
+            self.replica().pending.insert(seq, (except, frame));
+            return;
+        }
+        self.history.push(seq, frame.clone());
+        self.broadcast(&frame, except);
+        let r = self.replica();
+        let done: Vec<u64> = r.acks.range(..=seq).map(|(s, _)| *s).collect();
+        for s in done {
+            for (outbox, id) in r.acks.remove(&s).unwrap_or_default() {
+                outbox.push(encode(&ServerFrame::Ack {
+                    id: &id,
+                    seq: Some(s),
+                }));
+            }
+        }
+        if let Some((&next, _)) = r.pending.first_key_value() {
+            if next == seq + 1 {
+                let (except, f) = r.pending.remove(&next).expect("present");
+                self.arrive(next, except, f);
+            }
+        }
+    }
+
+    /// A message ahead of a gap: read the gap from the stream.
+    fn repair(&mut self, ctx: &mut Context<Self>) {
+        let Some(&upto) = self.replica().pending.keys().next() else {
+            return;
+        };
+        if self.replica().repairing {
+            return;
+        }
+        let from = self.history.seq;
+        let name = self.name.clone();
+        let r = self.replica();
+        r.repairing = true;
+        r.c.count_gap();
+        let fut = r.c.script(
+            Lua::Range,
+            vec![r.c.room_key(&name, "m"), r.c.room_key(&name, "x")],
+            vec![
+                format!("({from}-1").into_bytes(),
+                format!("{}-1", upto - 1).into_bytes(),
+                (upto - from).to_string().into_bytes(),
+            ],
+        );
+        ctx.spawn(fut.into_actor(self).map(move |v, act, ctx| {
+            act.replica().repairing = false;
+            let Some((epoch, _, entries)) = v.ok().as_ref().and_then(scripts::range) else {
+                // Redis unreachable: try again shortly.
+                ctx.run_later(Duration::from_millis(200), |act, ctx| act.repair(ctx));
+                return;
+            };
+            if *epoch != *act.history.epoch {
+                return act.resync(ctx);
+            }
+            for (s, f) in entries {
+                act.arrive(s, None, f);
+            }
+            // Whatever is still missing is gone from the stream.
+            let next = act.replica().pending.keys().next().copied();
+            if let Some(next) = next {
+                if next > act.history.next_seq() {
+                    let (epoch, limits) = (act.history.epoch.clone(), act.history.limits());
+                    act.history = History::restore(limits, &epoch, next - 1, Vec::new());
+                    act.tell_lost();
+                    let (except, f) = act.replica().pending.remove(&next).expect("present");
+                    act.arrive(next, except, f);
+                }
+            }
+        }));
+    }
+
+    /// Reads the room again (after the subscription was re-made, or a new
+    /// epoch was seen) and registers this node's members again.
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        let (c, room, n) = (
+            self.replica().c.clone(),
+            self.name.clone(),
+            self.history.limits().entries,
+        );
+        let users: Vec<UserId> = self.replica().local.keys().cloned().collect();
+        for u in users {
+            self.register(&u, None);
+        }
+        ctx.spawn(
+            load(&c, &room, n)
+                .into_actor(self)
+                .map(|l, act, ctx| match l {
+                    Ok(l) => act.apply_load(l, true),
+                    Err(_) => {
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.resync(ctx));
+                    }
+                }),
+        );
+    }
+
+    /// Adds `user`'s membership on this node in Redis (a no-op when there).
+    fn register(&mut self, user: &UserId, session: Option<SessionId>) {
+        let json = self.member_json(user);
+        let Some(info) = info_of(&json) else { return };
+        let frame = encode(&ServerFrame::MemberJoined {
+            room: &self.name,
+            user: &info,
+        });
+        let r = self.cluster.as_ref().expect("cluster room");
+        let c = &r.c;
+        let session = session.map_or("-".to_string(), |s| s.0.to_string());
+        let fut = c.script(
+            Lua::Join,
+            vec![
+                c.room_key(&self.name, "mem"),
+                c.room_key(&self.name, "m"),
+                r.chan.clone(),
+                c.key(&format!("node:{}:idx", c.node())),
+            ],
+            vec![
+                user.as_str().as_bytes().to_vec(),
+                json,
+                format!("{}\t{}", self.name, user).into_bytes(),
+                c.node().as_bytes().to_vec(),
+                session.into_bytes(),
+                frame.to_vec(),
+            ],
+        );
+        let room = self.name.clone();
+        actix::spawn(async move {
+            if let Err(e) = fut.await {
+                log::warn!("room {room}: membership not registered: {}", e.message);
+            }
+        });
+    }
+
+    /// A session joins here (the caller has inserted it into `members`).
+    pub(super) fn replica_join(&mut self, m: &Member) {
+        let r = self.replica();
+        let n = r.local.entry(m.user.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            return;
+        }
+        self.users
+            .entry(m.user.clone())
+            .or_insert_with(|| UserSlot {
+                name: m.name.clone(),
+                status: Status::Online,
+                activity: None,
+                sessions: 1,
+            });
+        self.register(&m.user, Some(m.session));
+    }
+
+    /// A session left here: the user leaves the room when it was their last
+    /// session on this node (and anywhere, for the announcement).
+    pub(super) fn replica_leave(&mut self, m: &Member) {
+        let r = self.replica();
+        let Some(n) = r.local.get_mut(&m.user) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        r.local.remove(&m.user);
+        if self.typing.contains_key(&m.user) {
+            self.send_typing(&m.user, false);
+        }
+        let json = self.member_json(&m.user);
+        let frame = info_of(&json).map(|info| {
+            encode(&ServerFrame::MemberLeft {
+                room: &self.name,
+                user: &info,
+            })
+        });
+        let r = self.cluster.as_ref().expect("cluster room");
+        let c = &r.c;
+        let fut = c.script(
+            Lua::Leave,
+            vec![
+                c.room_key(&self.name, "mem"),
+                c.room_key(&self.name, "m"),
+                r.chan.clone(),
+                c.key(&format!("node:{}:idx", c.node())),
+            ],
+            vec![
+                m.user.as_str().as_bytes().to_vec(),
+                format!("{}\t{}", self.name, m.user).into_bytes(),
+                c.node().as_bytes().to_vec(),
+                m.session.0.to_string().into_bytes(),
+                frame.map(|f| f.to_vec()).unwrap_or_default(),
+            ],
+        );
+        let room = self.name.clone();
+        actix::spawn(async move {
+            if let Err(e) = fut.await {
+                log::warn!("room {room}: leave not registered: {}", e.message);
+            }
+        });
+    }
+
+    /// Tells every node that `user` started or stopped typing here.
+    pub(super) fn send_typing(&self, user: &UserId, on: bool) {
+        let r = self.cluster.as_ref().expect("cluster room");
+        let payload = format!("T{} {} {}", r.c.node(), user, on as u8);
+        let fut =
+            r.c.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
+        actix::spawn(async move {
+            let _ = fut.await;
+        });
+    }
+
+    /// A presence change of a member here, for every node.
+    pub(super) fn send_status(&mut self, msg: &super::MemberStatus) {
+        if msg.status == Status::Offline {
+            // The last session's leave says it (room:member_left).
+            return;
+        }
+        if let Some(slot) = self.users.get_mut(&msg.user) {
+            slot.status = msg.status;
+            slot.activity = msg.activity.clone();
+        }
+        let frame = encode(&ServerFrame::Presence {
+            room: &self.name,
+            user: &msg.user,
+            status: msg.status,
+            last_seen: Some(msg.last_seen),
+            activity: msg.activity.as_deref(),
+        });
+        let json = self.member_json(&msg.user);
+        let r = self.cluster.as_ref().expect("cluster room");
+        let c = &r.c;
+        let fut = c.script(
+            Lua::Status,
+            vec![
+                c.room_key(&self.name, "mem"),
+                c.room_key(&self.name, "m"),
+                r.chan.clone(),
+            ],
+            vec![msg.user.as_str().as_bytes().to_vec(), json, frame.to_vec()],
+        );
+        actix::spawn(async move {
+            let _ = fut.await;
+        });
+    }
+
+    /// Publishes a member's (or the API's) message through Redis. The
+    /// sender's ack follows its own copy of the message.
+    pub(super) fn replica_publish(
+        &mut self,
+        msg: Publish,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<super::Accepted, HubError>> {
+        let origin_session = match &msg.origin {
+            Origin::Session { session, outbox } => {
+                if !self.members.contains_key(session) {
+                    outbox.push(error_frame(
+                        ErrorCode::NotMember,
+                        "join the room before sending to it",
+                        msg.id.as_deref(),
+                        None,
+                    ));
+                    let e = HubError::new(ErrorCode::NotMember, "not a member");
+                    return Box::pin(fut::ready(Err(e)));
+                }
+                Some((*session, outbox.clone()))
+            }
+            Origin::Api => {
+                self.hub_ops += 1;
+                None
+            }
+        };
+        let frame = encode(&ServerFrame::Message {
+            room: &self.name,
+            seq: u64::MAX,
+            from: &msg.from,
+            data: &msg.data,
+            ts: now_ms(),
+            id: msg.id.as_deref(),
+        });
+        let excluded = match &origin_session {
+            Some((s, _)) if msg.opts.exclude_self => format!("{}/{}", self.replica().c.node(), s.0),
+            _ => "-".to_string(),
+        };
+        let fut = self.publish_frame(&frame, msg.opts.key.as_ref(), excluded);
+        let id = msg.id.clone();
+        let _ = ctx;
+        Box::pin(fut.into_actor(self).map(move |v, act, _| {
+            let out = match v {
+                Ok(Published::New { seq, .. }) => {
+                    METRICS.messages_published.fetch_add(1, Relaxed);
+                    METRICS.delivery_latency(msg.received.elapsed());
+                    if let (Some((_, outbox)), Some(id)) = (&origin_session, id) {
+                        if seq <= act.history.seq {
+                            outbox.push(encode(&ServerFrame::Ack {
+                                id: &id,
+                                seq: Some(seq),
+                            }));
+                        } else {
+                            let acks = &mut act.replica().acks;
+                            acks.entry(seq).or_default().push((outbox.clone(), id));
+                        }
+                    }
+                    Ok(super::Accepted {
+                        seq,
+                        duplicate: false,
+                    })
+                }
+                Ok(Published::Duplicate { seq, .. }) => {
+                    if let (Some((_, outbox)), Some(id)) = (&origin_session, &msg.id) {
+                        outbox.push(encode(&ServerFrame::AckDuplicate {
+                            id,
+                            seq,
+                            duplicate: true,
+                        }));
+                    }
+                    Ok(super::Accepted {
+                        seq,
+                        duplicate: true,
+                    })
+                }
+                Err(e) => {
+                    if let Some((_, outbox)) = &origin_session {
+                        outbox.push(error_frame(
+                            e.code,
+                            &e.message,
+                            msg.id.as_deref(),
+                            Some(500),
+                        ));
+                    }
+                    Err(e)
+                }
+            };
+            if origin_session.is_none() {
+                act.report_if_idle();
+            }
+            out
+        }))
+    }
+
+    /// Runs the publish script for `frame` (with the placeholder seq).
+    fn publish_frame(
+        &self,
+        frame: &[u8],
+        key: Option<&crate::idempotency::IdemKey>,
+        excluded: String,
+    ) -> impl std::future::Future<Output = Result<Published, HubError>> + 'static {
+        let r = self.cluster.as_ref().expect("cluster room");
+        let c = &r.c;
+        let (head, tail) = split_seq(frame).unwrap_or_default();
+        let limits = self.history.limits();
+        let fut = c.script(
+            Lua::Publish,
+            vec![
+                c.room_key(&self.name, "m"),
+                c.room_key(&self.name, "x"),
+                r.chan.clone(),
+                c.room_key(&self.name, &format!("k:{}", key.map_or("", |k| k.as_str()))),
+            ],
+            vec![
+                random_hex(8).into_bytes(),
+                limits.entries.to_string().into_bytes(),
+                head,
+                tail,
+                limits.keys.window_ms.max(1).to_string().into_bytes(),
+                if key.is_some() && limits.keys.window_ms > 0 {
+                    b"1".to_vec()
+                } else {
+                    b"0".to_vec()
+                },
+                excluded.into_bytes(),
+            ],
+        );
+        async move {
+            let v = fut.await?;
+            scripts::published(&v)
+                .ok_or_else(|| HubError::new(ErrorCode::Internal, "unexpected answer from Redis"))
+        }
+    }
+
+    /// A broker message for a mapped room, numbered through Redis.
+    pub(super) fn replica_mqtt(&mut self, msg: &crate::mqtt::message::MqttMessage) {
+        let frame = msg.frame(Some((&self.name, u64::MAX)));
+        let fut = self.publish_frame(&frame, None, "-".into());
+        let room = self.name.clone();
+        actix::spawn(async move {
+            match fut.await {
+                Ok(_) => {
+                    METRICS.messages_published.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    METRICS.storage_errors.fetch_add(1, Relaxed);
+                    log::error!("room {room}: MQTT message dropped: {}", e.message);
+                }
+            }
+        });
+    }
+
+    /// Unsubscribes when the actor stops.
+    pub(super) fn replica_stopped(&mut self) {
+        if let Some(r) = &self.cluster {
+            if let Some(t) = r.token {
+                r.c.unsubscribe(r.chan.clone(), t);
+            }
+        }
+    }
+}
+
+/// Reads a room: numbering, its newest `entries`, members.
+fn load(
+    c: &Cluster,
+    room: &crate::ids::RoomName,
+    entries: usize,
+) -> impl std::future::Future<Output = Result<scripts::Loaded, HubError>> + 'static {
+    let fut = c.script(
+        Lua::Load,
+        vec![
+            c.room_key(room, "m"),
+            c.room_key(room, "x"),
+            c.room_key(room, "mem"),
+        ],
+        vec![random_hex(8).into_bytes(), entries.to_string().into_bytes()],
+    );
+    async move {
+        let v = fut.await?;
+        scripts::loaded(&v)
+            .ok_or_else(|| HubError::new(ErrorCode::Internal, "unexpected answer from Redis"))
+    }
+}
+
+/// A room's history as Redis has it, for `GET /api/rooms/{room}/history`
+/// on a node where the room is not active.
+pub fn read_history(
+    c: &Cluster,
+    room: &crate::ids::RoomName,
+    limits: crate::history::HistoryLimits,
+) -> impl std::future::Future<Output = Option<(History, Vec<MemberInfo>)>> + 'static {
+    let fut = load(c, room, limits.entries);
+    async move {
+        let l = fut.await.ok()?;
+        let members = l.members.iter().filter_map(|j| info_of(j)).collect();
+        let base = l.entries.first().map_or(l.seq, |e| e.0 - 1);
+        let mut h = History::restore(limits, &l.epoch, base, Vec::new());
+        for (s, f) in l.entries {
+            if s == h.next_seq() {
+                h.push(s, f);
+            }
+        }
+        h.seq = l.seq;
+        Some((h, members))
+    }
+}
+
+impl Handler<Feed> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Feed, ctx: &mut Context<Self>) {
+        let FeedEvent::Message(p) = msg.event else {
+            return self.resync(ctx);
+        };
+        if self.cluster.is_none() || p.is_empty() {
+            return;
+        }
+        let body = &p[1..];
+        match p[0] {
+            b'M' => self.on_message(&p, body, ctx),
+            b'J' | b'L' => self.on_member(p[0] == b'J', &p, body),
+            b'P' => self.on_status(&p, body),
+            b'T' => self.on_typing(body, ctx),
+            _ => {}
+        }
+    }
+}
+
+impl Room {
+    fn on_message(&mut self, p: &Bytes, body: &[u8], ctx: &mut Context<Self>) {
+        let Some((seq, rest)) = word(body) else {
+            return;
+        };
+        let Some((epoch, rest)) = word(rest) else {
+            return;
+        };
+        let Some((excluded, frame)) = word(rest) else {
+            return;
+        };
+        let Some(seq) = num(seq) else { return };
+        if epoch != self.history.epoch.as_bytes() {
+            return self.resync(ctx);
+        }
+        let except = self.excluded(excluded);
+        let frame = p.slice_ref(frame);
+        if seq > self.history.next_seq() {
+            self.replica().pending.insert(seq, (except, frame));
+            return self.repair(ctx);
+        }
+        self.arrive(seq, except, frame);
+    }
+
+    /// `node/session` names a session here: it does not get the message.
+    fn excluded(&self, s: &[u8]) -> Option<SessionId> {
+        let (node, session) = std::str::from_utf8(s).ok()?.split_once('/')?;
+        let r = self.cluster.as_ref()?;
+        (node == r.c.node()).then(|| session.parse().ok().map(SessionId))?
+    }
+
+    fn on_member(&mut self, joined: bool, p: &Bytes, body: &[u8]) {
+        let Some((v, rest)) = word(body) else { return };
+        let Some((node, rest)) = word(rest) else {
+            return;
+        };
+        let Some((session, frame)) = word(rest) else {
+            return;
+        };
+        let Some(v) = num(v) else { return };
+        let r = self.replica();
+        if v <= r.version {
+            return;
+        }
+        r.version = v;
+        let mine = node == r.c.node().as_bytes();
+        let except = num(session).filter(|_| mine).map(SessionId);
+        let Ok(u) = serde_json::from_slice::<UserOf>(frame) else {
+            return;
+        };
+        let Some(info) = info_of(u.user.to_string().as_bytes()) else {
+            return;
+        };
+        if joined {
+            self.users.insert(
+                info.user,
+                UserSlot {
+                    name: info.name,
+                    status: info.status,
+                    activity: info.activity,
+                    sessions: 1,
+                },
+            );
+        } else if !self.replica().local.contains_key(&info.user) {
+            self.users.remove(&info.user);
+            if self.typing.remove(&info.user).is_some() {
+                self.typing_changed();
+            }
+        }
+        let frame = p.slice_ref(frame);
+        self.broadcast(&frame, except);
+    }
+
+    fn on_status(&mut self, p: &Bytes, body: &[u8]) {
+        let Some((v, frame)) = word(body) else { return };
+        if let Some(v) = num(v) {
+            let r = self.replica();
+            r.version = r.version.max(v);
+        }
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            user: String,
+            status: Status,
+            #[serde(default)]
+            activity: Option<String>,
+        }
+        let Ok(w) = serde_json::from_slice::<Wire>(frame) else {
+            return;
+        };
+        if let Some(slot) = UserId::parse(&w.user).and_then(|u| self.users.get_mut(&u)) {
+            slot.status = w.status;
+            slot.activity = w.activity.map(Into::into);
+        }
+        let frame = p.slice_ref(frame);
+        self.broadcast(&frame, None);
+    }
+
+    fn on_typing(&mut self, body: &[u8], ctx: &mut Context<Self>) {
+        let Some((_node, rest)) = word(body) else {
+            return;
+        };
+        let Some((user, on)) = word(rest) else { return };
+        let Some(user) = std::str::from_utf8(user).ok().and_then(UserId::parse) else {
+            return;
+        };
+        let changed = if on == b"1" {
+            self.typing
+                .insert(user, Instant::now() + self.typing_ttl)
+                .is_none()
+        } else {
+            self.typing.remove(&user).is_some()
+        };
+        if changed {
+            self.typing_changed();
+        }
+        self.schedule_typing(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placeholder_seq_is_found_and_cut_out() {
+        let f = br#"{"type":"message:receive","room":"r","seq":18446744073709551615,"data":{"seq":18446744073709551615}}"#;
+        let (h, t) = split_seq(f).unwrap();
+        assert_eq!(h, br#"{"type":"message:receive","room":"r","seq":"#);
+        assert_eq!(t, br#","data":{"seq":18446744073709551615}}"#);
+    }
+}

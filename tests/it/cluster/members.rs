@@ -1,0 +1,133 @@
+//! Members, typing, direct messages and broadcasts across nodes.
+
+use super::redis::Redis;
+use crate::common::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn users(joined: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = joined["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_lists_are_cluster_wide_and_a_user_leaves_with_their_last_session() {
+    let redis = Redis::start();
+    let nodes = redis.nodes(3, &[]);
+    let mut alice_a = nodes[0].user("alice").await;
+    alice_a.join("team").await;
+    let mut bob = nodes[1].user("bob").await;
+    let j = bob.join("team").await;
+    assert_eq!(users(&j), vec!["alice", "bob"], "{j}");
+    let mj = alice_a.recv_type("room:member_joined").await;
+    assert_eq!(mj["user"]["user"], "bob", "{mj}");
+    // Alice's second session, on another node: nobody is told she joined.
+    let mut alice_c = nodes[2].user("alice").await;
+    let j = alice_c.join("team").await;
+    assert_eq!(users(&j), vec!["alice", "bob"], "{j}");
+    bob.expect_no("room:member_joined", Duration::from_millis(400))
+        .await;
+    // Typing crosses nodes.
+    alice_c
+        .send(json!({"type": "typing:start", "room": "team"}))
+        .await;
+    let t = bob.recv_type("typing:update").await;
+    assert_eq!(t["users"][0]["user"], "alice", "{t}");
+    // She closes one session: still a member.
+    alice_a.close().await;
+    bob.expect_no("room:member_left", Duration::from_millis(500))
+        .await;
+    let (_, m) = nodes[1]
+        .get_json(
+            "/api/rooms/team/presence",
+            Some(&token("svc", json!({"role": "admin"}))),
+        )
+        .await;
+    assert!(m.to_string().contains("alice"), "{m}");
+    // And the last one: now she has left.
+    alice_c.close().await;
+    let left = bob.recv_type("room:member_left").await;
+    assert_eq!(left["user"]["user"], "alice", "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_nodes_members_leave_within_the_node_ttl() {
+    let redis = Redis::start();
+    let mut nodes = redis.nodes(2, &[("SWITCHBOARD_NODE_TTL_MS", "2000")]);
+    let mut bob = nodes[0].user("bob").await;
+    bob.join("ops").await;
+    let mut carol = nodes[1].user("carol").await;
+    carol.join("ops").await;
+    bob.recv_type("room:member_joined").await;
+    let killed = std::time::Instant::now();
+    let mut dead = nodes.pop().unwrap();
+    dead.restart(true, &[("SWITCHBOARD_NODE_ID", "b2")]);
+    let left = bob.recv_type("room:member_left").await;
+    assert_eq!(left["user"]["user"], "carol", "{left}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        killed.elapsed()
+    );
+    drop(carol);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_messages_and_broadcasts_reach_every_node() {
+    let redis = Redis::start();
+    let nodes = redis.nodes(3, &[]);
+    let mut alice = nodes[0].user("alice").await;
+    let mut bob_b = nodes[1].user("bob").await;
+    let mut bob_c = nodes[2].user("bob").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    alice
+        .send(json!({"type": "direct:send", "to": "bob", "data": {"hi": 1}, "id": "d1"}))
+        .await;
+    for b in [&mut bob_b, &mut bob_c] {
+        let d = b.recv_type("direct:receive").await;
+        assert_eq!(d["data"]["hi"], 1, "{d}");
+        assert_eq!(d["from"]["user"], "alice", "{d}");
+    }
+    let ack = alice.recv_type("ack").await;
+    assert_eq!(ack["id"], "d1", "{ack}");
+    assert!(ack.get("offline").is_none(), "{ack}");
+    // Dave has no session anywhere: stored, then delivered where he connects.
+    alice
+        .send(json!({"type": "direct:send", "to": "dave", "data": {"n": 1}, "id": "d2"}))
+        .await;
+    let ack = alice.recv_type("ack").await;
+    assert_eq!(ack["offline"], true, "{ack}");
+    let t = token("dave", json!({}));
+    let mut dave = nodes[2].ws(&format!("/ws?token={t}")).await;
+    let head = dave.recv_type("direct:offline").await;
+    assert_eq!(head["count"], 1, "{head}");
+    let d = dave.recv_type("direct:receive").await;
+    assert_eq!(d["data"]["n"], 1, "{d}");
+    // A guest with no session: refused, nothing stored.
+    alice
+        .send(json!({"type": "direct:send", "to": "guest-zz", "data": 1, "id": "d3"}))
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(e["code"], "user_offline", "{e}");
+    // A broadcast from node a's API reaches sessions on every node.
+    let admin = token("svc", json!({"role": "admin"}));
+    let (s, body) = nodes[0]
+        .http(
+            "POST",
+            "/api/broadcast",
+            Some(&admin),
+            Some(r#"{"data":{"b":1}}"#),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    for c in [&mut bob_b, &mut bob_c, &mut dave, &mut alice] {
+        let f = c.recv_type("broadcast").await;
+        assert_eq!(f["data"]["b"], 1, "{f}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Several hub processes sharing rooms through a real `redis-server`
+//! (docs/SCALEOUT.md): one numbering per room across nodes, recovery on any
+//! node, cluster-wide members, direct messages and broadcasts.
+
+mod faults;
+mod members;
+mod messages;
+pub mod redis;
