@@ -71,3 +71,9 @@ need_apt stdbuf coreutils
 need_apt kill procps
 # The server under a low file descriptor limit (tests/it/limits.rs).
 need_apt prlimit util-linux
+# Scale-out: a Redis server the cluster tests start on free ports
+# (tests/it/cluster/redis.rs) and the suite's second pass runs against
+# (scripts/test.sh).
+need_apt redis-server redis-server
+# Waits between its start attempts (scripts/test.sh).
+need_apt sleep coreutils

@@ -137,7 +137,9 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
 
     let room_threads = cfg.workers.max(1);
     let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
-    let presence = presence::Presence::new(cfg.presence_idle).start();
+    let presence = presence::Presence::new(cfg.presence_idle)
+        .with_cluster(cluster.clone())
+        .start();
     // Documents keep their op logs and snapshots in the embedded database.
     let doc_store = store::Store::new(writer.handle()).start();
     let hub = hub::Hub::new(
@@ -252,13 +254,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         })?;
     // Before the line below: whoever reads it may send SIGTERM at once.
     let signals = Signals::install();
-    // Tests and scripts read this line to find the port when PORT=0.
-    println!("switchboard listening on http://{addr}");
-    log::info!(
-        "listening on http://{addr} (dev mode: {}, guests: {})",
-        cfg.dev,
-        cfg.guests
-    );
+    // Before the address line: whoever reads that may stop us at once.
     if cfg.dev {
         log::warn!(
             "DEVELOPMENT MODE: GET /api/dev/token mints tokens (admin ones too) for anyone \
@@ -266,6 +262,13 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
              SWITCHBOARD_JWT_SECRET_FILE) for production"
         );
     }
+    // Tests and scripts read this line to find the port when PORT=0.
+    println!("switchboard listening on http://{addr}");
+    log::info!(
+        "listening on http://{addr} (dev mode: {}, guests: {})",
+        cfg.dev,
+        cfg.guests
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
 

@@ -36,6 +36,9 @@ impl UserPresence {
 pub struct Presence {
     idle_after: Duration,
     users: HashMap<UserId, UserPresence>,
+    /// With several nodes: statuses are combined across nodes in Redis and
+    /// published to the user's rooms there (`cluster::scripts`, PRESENCE).
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Presence {
@@ -43,7 +46,52 @@ impl Presence {
         Presence {
             idle_after,
             users: HashMap::new(),
+            cluster: None,
         }
+    }
+
+    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Presence {
+        self.cluster = c;
+        self
+    }
+
+    /// Records this node's status of `user` in Redis ('' when it has no
+    /// session of theirs left; `rooms` are then the rooms they were in here)
+    /// and lets the script announce the status across nodes if it changed
+    /// (or always, with `force`: a new activity text).
+    fn share(&self, user: &UserId, force: bool, rooms: Vec<RoomName>) {
+        let Some(c) = &self.cluster else { return };
+        let p = self.users.get(user).filter(|p| p.sessions > 0);
+        let status = p.map_or("", |p| p.status().as_str());
+        let mut tail = now_ms().to_string();
+        if let Some(a) = p.and_then(|p| p.activity.as_deref()) {
+            tail.push_str(",\"activity\":");
+            tail.push_str(&serde_json::to_string(a).unwrap_or_else(|_| "null".into()));
+        }
+        let mut args = vec![
+            c.node().as_bytes().to_vec(),
+            user.as_str().as_bytes().to_vec(),
+            status.as_bytes().to_vec(),
+            tail.into_bytes(),
+            c.prefix().as_bytes().to_vec(),
+            if force { b"1".to_vec() } else { b"0".to_vec() },
+        ];
+        args.extend(rooms.iter().map(|r| r.as_str().as_bytes().to_vec()));
+        let fut = c.script(
+            crate::cluster::Lua::Presence,
+            vec![
+                c.user_key(user, "p"),
+                c.user_key(user, "rooms"),
+                c.key(&format!("node:{}:users", c.node())),
+            ],
+            args,
+        );
+        let user = user.clone();
+        actix::spawn(async move {
+            if let Err(e) = fut.await {
+                log::warn!("presence of {user} not shared: {}", e.message);
+            }
+        });
     }
 
     fn update(user: &UserId, p: &UserPresence) -> MemberStatus {
@@ -58,6 +106,9 @@ impl Presence {
     /// Sends the user's current status to every room the user is in; each room
     /// encodes it once (with its name) for all its members.
     fn announce(&self, user: &UserId) {
+        if self.cluster.is_some() {
+            return self.share(user, false, Vec::new());
+        }
         if let Some(p) = self.users.get(user) {
             let update = Self::update(user, p);
             for (addr, _) in p.rooms.values() {
@@ -119,9 +170,12 @@ impl Handler<Opened> for Presence {
             });
         p.sessions += 1;
         p.last_active = Instant::now();
+        let first = p.sessions == 1;
         if p.idle {
             p.idle = false;
             self.announce(&msg.user);
+        } else if first && self.cluster.is_some() {
+            self.share(&msg.user, false, Vec::new());
         }
     }
 }
@@ -142,6 +196,12 @@ impl Handler<Closed> for Presence {
             return;
         };
         p.sessions = p.sessions.saturating_sub(1);
+        if p.sessions == 0 && self.cluster.is_some() {
+            let rooms = p.rooms.keys().cloned().collect();
+            self.share(&msg.user, false, rooms);
+            self.users.remove(&msg.user);
+            return;
+        }
         if p.sessions == 0 {
             // Tell every room the user was in, then forget the user.
             self.announce(&msg.user);
@@ -178,6 +238,10 @@ impl Handler<JoinedRoom> for Presence {
         let slot = p.rooms.entry(msg.room).or_insert((msg.addr.clone(), 0));
         slot.0 = msg.addr.clone();
         slot.1 += 1;
+        // With several nodes the join script announces the status.
+        if self.cluster.is_some() {
+            return;
+        }
         // The room assumes "online" for a new member; correct it if needed.
         if p.status() != Status::Online || p.activity.is_some() {
             msg.addr.do_send(Self::update(&msg.user, p));
@@ -227,6 +291,9 @@ impl Handler<SetStatus> for Presence {
         p.activity = msg.activity.map(Arc::from);
         p.idle = false;
         p.last_active = Instant::now();
+        if self.cluster.is_some() {
+            return self.share(&msg.user, true, Vec::new());
+        }
         self.announce(&msg.user);
     }
 }

@@ -70,7 +70,24 @@ pub struct Plan {
     /// From memory, newest first.
     newest_first: Vec<Bytes>,
     more: bool,
-    rest: Option<(ReaderHandle, ReadPage)>,
+    rest: Option<Rest>,
+}
+
+/// Where the rest of a page is read.
+enum Rest {
+    /// The embedded database.
+    Db(ReaderHandle, ReadPage),
+    /// The room's stream in Redis (several nodes): older than `below`, at
+    /// most `want` messages and `bytes` bytes (but at least one if
+    /// `at_least_one`).
+    Redis {
+        c: crate::cluster::Cluster,
+        room: RoomName,
+        below: Option<u64>,
+        want: usize,
+        bytes: usize,
+        at_least_one: bool,
+    },
 }
 
 /// Where a room's older messages are, if it is stored.
@@ -101,6 +118,7 @@ impl Plan {
         room: &RoomName,
         req: PageRequest,
         store: Option<&StoreHandle>,
+        cluster: Option<&crate::cluster::Cluster>,
     ) -> Plan {
         let before = req.before.unwrap_or(u64::MAX).min(h.seq.saturating_add(1));
         let (mut newest_first, mut bytes, mut more) = (Vec::new(), 0, false);
@@ -116,12 +134,23 @@ impl Plan {
         }
         // Memory is complete from its oldest seq on; below it, the database.
         let below = before.min(h.first_seq());
-        let rest = store.filter(|_| !more && below > 1).map(|s| {
-            let mut read = read_for(s, room, Some(below), req.limit - newest_first.len());
-            read.bytes = MAX_PAGE_BYTES.saturating_sub(bytes);
-            read.at_least_one = newest_first.is_empty();
-            (s.reader.clone(), read)
-        });
+        let rest = match cluster {
+            Some(c) if !more && below > 1 => Some(Rest::Redis {
+                c: c.clone(),
+                room: room.clone(),
+                below: Some(below),
+                want: req.limit - newest_first.len(),
+                bytes: MAX_PAGE_BYTES.saturating_sub(bytes),
+                at_least_one: newest_first.is_empty(),
+            }),
+            Some(_) => None,
+            None => store.filter(|_| !more && below > 1).map(|s| {
+                let mut read = read_for(s, room, Some(below), req.limit - newest_first.len());
+                read.bytes = MAX_PAGE_BYTES.saturating_sub(bytes);
+                read.at_least_one = newest_first.is_empty();
+                Rest::Db(s.reader.clone(), read)
+            }),
+        };
         Plan {
             epoch: Some(h.epoch.clone()),
             seq: h.seq,
@@ -141,7 +170,28 @@ impl Plan {
             first_seq: None,
             newest_first: Vec::new(),
             more: false,
-            rest: store.map(|s| (s.reader.clone(), read_for(s, room, req.before, req.limit))),
+            rest: store
+                .map(|s| Rest::Db(s.reader.clone(), read_for(s, room, req.before, req.limit))),
+        }
+    }
+
+    /// A room not active on this node, with several nodes: what its stream
+    /// in Redis has.
+    pub fn shared(room: &RoomName, req: PageRequest, c: &crate::cluster::Cluster) -> Plan {
+        Plan {
+            epoch: None,
+            seq: 0,
+            first_seq: None,
+            newest_first: Vec::new(),
+            more: false,
+            rest: Some(Rest::Redis {
+                c: c.clone(),
+                room: room.clone(),
+                below: req.before,
+                want: req.limit,
+                bytes: MAX_PAGE_BYTES,
+                at_least_one: true,
+            }),
         }
     }
 
@@ -156,7 +206,47 @@ impl Plan {
             mut more,
             rest,
         } = self;
-        if let Some((reader, read)) = rest {
+        if let Some(Rest::Redis {
+            c,
+            room,
+            below,
+            want,
+            bytes,
+            at_least_one,
+        }) = rest
+        {
+            let end = below.map_or("+".to_string(), |b| format!("({b}-1"));
+            let v = c
+                .script(
+                    crate::cluster::Lua::Page,
+                    vec![c.room_key(&room, "m"), c.room_key(&room, "x")],
+                    vec![end.into_bytes(), (want + 1).to_string().into_bytes()],
+                )
+                .await?;
+            let (e, s, entries) = crate::cluster::scripts::range(&v).ok_or_else(|| {
+                HubError::new(
+                    crate::error::ErrorCode::Internal,
+                    "unexpected answer from Redis",
+                )
+            })?;
+            if epoch.is_none() && !e.is_empty() {
+                (epoch, seq) = (Some(e.as_str().into()), s);
+            }
+            // Another numbering than memory's (Redis lost it): nothing older.
+            if epoch.as_deref() == Some(e.as_str()) {
+                let (mut taken, mut used) = (0, 0);
+                for (_, f) in &entries {
+                    let first = taken == 0 && at_least_one;
+                    if taken >= want || (!first && used + f.len() > bytes) {
+                        break;
+                    }
+                    used += f.len();
+                    taken += 1;
+                    newest_first.push(f.clone());
+                }
+                more = entries.len() > taken;
+            }
+        } else if let Some(Rest::Db(reader, read)) = rest {
             let stored = reader.read(read).await?;
             if epoch.is_none() {
                 if let Some((e, s)) = stored.head {
@@ -268,7 +358,7 @@ mod tests {
 
     fn page(h: &History, before: Option<u64>, limit: usize) -> Page {
         let room = RoomName::parse("r").unwrap();
-        let plan = Plan::from_history(h, &room, PageRequest { before, limit }, None);
+        let plan = Plan::from_history(h, &room, PageRequest { before, limit }, None, None);
         actix::System::new().block_on(plan.finish()).unwrap()
     }
 

@@ -33,6 +33,19 @@ local function meta(m, x)
 end
 "#;
 
+/// A user's status across nodes: the most present of the nodes' statuses
+/// (online, then busy, then away); offline when no node has a session.
+const AGG: &str = r#"
+local rank = {offline = 0, away = 1, busy = 2, online = 3}
+local function agg(key)
+  local best = 'offline'
+  for _, v in ipairs(redis.call('HVALS', key)) do
+    if rank[v] and rank[v] > rank[best] then best = v end
+  end
+  return best
+end
+"#;
+
 /// KEYS meta, stream, channel, idempotency key.
 /// ARGV run, new epoch, stream length, frame head, frame tail, key ttl ms,
 /// has key, the session that does not get it (`node/session` or `-`).
@@ -76,42 +89,106 @@ return {'ok', h[1], tonumber(h[2]),
   redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[3], 'COUNT', ARGV[4])}
 "#;
 
-/// KEYS members, meta, channel, node index.
-/// ARGV run, user, member json, index field, node, session, frame.
+/// KEYS meta, stream. ARGV run, newest id (exclusive: `(N-1`, or `+`),
+/// count. Answers {'ok', epoch, seq, entries newest first}.
+const PAGE: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'e', 's')
+if not h[1] then return {'ok', '', 0, {}} end
+return {'ok', h[1], tonumber(h[2]),
+  redis.call('XREVRANGE', KEYS[2], ARGV[2], '-', 'COUNT', ARGV[3])}
+"#;
+
+/// KEYS members, meta, channel, node index, user's rooms, user's presence.
+/// ARGV run, user, member json, index field, node, session, room, prefix.
+/// The member's status is the user's status across nodes.
 const JOIN: &str = r#"
 if redis.call('HSETNX', KEYS[4], ARGV[4], '1') == 1 then
   local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], 1)
   if n == 1 then
-    redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], ARGV[3])
+    local st = agg(KEYS[6])
+    local j = ARGV[3]
+    if st ~= 'offline' then
+      j = string.gsub(j, '"status":"%a+"', '"status":"' .. st .. '"', 1)
+    end
+    redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], j)
+    redis.call('SADD', KEYS[5], ARGV[7])
     local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
-    redis.call('PUBLISH', KEYS[3], 'J' .. v .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+    redis.call('PUBLISH', KEYS[3], 'J' .. v .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] ..
+      ' {"type":"room:member_joined","room":"' .. ARGV[7] .. '","user":' .. j .. '}')
+    -- A member who is not plainly online is also announced with their
+    -- status (and activity), as on one node.
+    local tail = redis.call('HGET', KEYS[6], '_t')
+    if tail and (st ~= 'online' or string.find(tail, '"activity"', 1, true)) then
+      announce(ARGV[8], ARGV[2], st, tail, {ARGV[7]})
+    end
   end
 end
 return 1
 "#;
 
-/// KEYS members, meta, channel, node index.
-/// ARGV run, user, index field, node, session, frame.
+/// KEYS members, meta, channel, node index, user's rooms.
+/// ARGV run, user, index field, node, session, room.
 const LEAVE: &str = r#"
 if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then
   local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], -1)
   if n <= 0 then
+    local j = redis.call('HGET', KEYS[1], 'j:' .. ARGV[2])
     redis.call('HDEL', KEYS[1], 'c:' .. ARGV[2], 'j:' .. ARGV[2])
+    redis.call('SREM', KEYS[5], ARGV[6])
     local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
-    redis.call('PUBLISH', KEYS[3], 'L' .. v .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+    if j then
+      redis.call('PUBLISH', KEYS[3], 'L' .. v .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] ..
+        ' {"type":"room:member_left","room":"' .. ARGV[6] .. '","user":' .. j .. '}')
+    end
   end
 end
 return 1
 "#;
 
-/// KEYS members, meta, channel. ARGV run, user, member json, frame.
-const STATUS: &str = r#"
-if redis.call('HEXISTS', KEYS[1], 'j:' .. ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], ARGV[3])
+/// Publishes `user`'s status `st` to each room of `rooms` (once each),
+/// recording it in the room's member list.
+const ANNOUNCE: &str = r#"
+local function announce(prefix, user, st, tail, rooms)
+  local seen = {}
+  for _, r in ipairs(rooms) do
+    if not seen[r] then
+      seen[r] = true
+      local p = prefix .. ':{r:' .. r .. '}:'
+      local j = redis.call('HGET', p .. 'mem', 'j:' .. user)
+      if j then
+        j = string.gsub(j, '"status":"%a+"', '"status":"' .. st .. '"', 1)
+        redis.call('HSET', p .. 'mem', 'j:' .. user, j)
+      end
+      local v = redis.call('HINCRBY', p .. 'm', 'v', 1)
+      redis.call('PUBLISH', p .. 'c', 'P' .. v .. ' {"type":"presence:update","room":"' .. r ..
+        '","user":"' .. user .. '","status":"' .. st .. '","last_seen":' .. tail .. '}')
+    end
+  end
 end
-local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
-redis.call('PUBLISH', KEYS[3], 'P' .. v .. ' ' .. ARGV[4])
-return 1
+"#;
+
+/// KEYS user's presence, user's rooms, node's users.
+/// ARGV run, node, user, this node's status ('' = no session here),
+/// last_seen and activity json tail, prefix, force ('1': announce even if
+/// the status across nodes is unchanged), then the rooms this node's
+/// sessions were in. Answers {before, after}.
+const PRESENCE: &str = r#"
+local before = agg(KEYS[1])
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('SREM', KEYS[3], ARGV[3])
+else
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[4], '_t', ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[3])
+end
+local after = agg(KEYS[1])
+if after == 'offline' then redis.call('DEL', KEYS[1]) end
+if after ~= before or ARGV[7] == '1' then
+  local rooms = redis.call('SMEMBERS', KEYS[2])
+  for i = 8, #ARGV do table.insert(rooms, ARGV[i]) end
+  announce(ARGV[6], ARGV[3], after, ARGV[5], rooms)
+end
+return {before, after}
 "#;
 
 /// KEYS nodes. ARGV run, node, ttl ms. Answers {added, stale nodes}.
@@ -122,12 +199,25 @@ local added = redis.call('ZADD', KEYS[1], now, ARGV[2])
 return {added, redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))}
 "#;
 
-/// KEYS nodes. ARGV run, dead node, prefix. Its memberships leave their
-/// rooms, announced where it was a user's last node. Answers 0 when
+/// KEYS nodes. ARGV run, dead node, prefix. Its users' statuses are
+/// removed (offline announced where it was a user's last node), then its
+/// memberships leave their rooms (announced likewise). Answers 0 when
 /// another node did it first, else 1 + the memberships removed.
 const REAP: &str = r#"
 if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 local p = ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local users = p .. ':node:' .. ARGV[2] .. ':users'
+for _, u in ipairs(redis.call('SMEMBERS', users)) do
+  local key = p .. ':{u:' .. u .. '}:p'
+  redis.call('HDEL', key, ARGV[2])
+  if agg(key) == 'offline' then
+    redis.call('DEL', key)
+    announce(p, u, 'offline', tostring(now), redis.call('SMEMBERS', p .. ':{u:' .. u .. '}:rooms'))
+  end
+end
+redis.call('DEL', users)
 local idx = p .. ':node:' .. ARGV[2] .. ':idx'
 local fields = redis.call('HKEYS', idx)
 for _, f in ipairs(fields) do
@@ -139,6 +229,7 @@ for _, f in ipairs(fields) do
     if n <= 0 then
       local j = redis.call('HGET', mem, 'j:' .. u)
       redis.call('HDEL', mem, 'c:' .. u, 'j:' .. u)
+      redis.call('SREM', p .. ':{u:' .. u .. '}:rooms', r)
       local v = redis.call('HINCRBY', p .. ':{r:' .. r .. '}:m', 'v', 1)
       if j then
         redis.call('PUBLISH', p .. ':{r:' .. r .. '}:c', 'L' .. v .. ' ' .. ARGV[2] ..
@@ -183,22 +274,24 @@ pub enum Lua {
     Publish,
     Load,
     Range,
+    Page,
     Join,
     Leave,
-    Status,
+    Presence,
     Heartbeat,
     Reap,
     Direct,
     Claim,
 }
 
-const ALL: [Lua; 10] = [
+const ALL: [Lua; 11] = [
     Lua::Publish,
     Lua::Load,
     Lua::Range,
+    Lua::Page,
     Lua::Join,
     Lua::Leave,
-    Lua::Status,
+    Lua::Presence,
     Lua::Heartbeat,
     Lua::Reap,
     Lua::Direct,
@@ -211,9 +304,10 @@ impl Lua {
             Lua::Publish => PUBLISH,
             Lua::Load => LOAD,
             Lua::Range => RANGE,
+            Lua::Page => PAGE,
             Lua::Join => JOIN,
             Lua::Leave => LEAVE,
-            Lua::Status => STATUS,
+            Lua::Presence => PRESENCE,
             Lua::Heartbeat => HEARTBEAT,
             Lua::Reap => REAP,
             Lua::Direct => DIRECT,
@@ -224,6 +318,9 @@ impl Lua {
     fn source(self) -> String {
         match self {
             Lua::Publish | Lua::Load => format!("{META}{}", self.body()),
+            Lua::Join | Lua::Presence | Lua::Reap => {
+                format!("{AGG}{ANNOUNCE}{}", self.body())
+            }
             _ => self.body().to_string(),
         }
     }

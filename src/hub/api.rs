@@ -194,9 +194,10 @@ impl Handler<Scrollback> for Hub {
             .store
             .as_ref()
             .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
-        let plan = match self.idle.peek(&msg.room) {
-            Some(h) => Plan::from_history(h, &msg.room, msg.req, store),
-            None => Plan::stored(&msg.room, msg.req, store),
+        let plan = match (self.idle.peek(&msg.room), &self.cluster) {
+            (_, Some(c)) => Plan::shared(&msg.room, msg.req, c),
+            (Some(h), None) => Plan::from_history(h, &msg.room, msg.req, store, None),
+            (None, None) => Plan::stored(&msg.room, msg.req, store),
         };
         Box::pin(async move { Ok(plan) })
     }

@@ -336,14 +336,18 @@ pub struct Join {
 }
 
 impl Handler<Join> for Hub {
-    type Result = Result<Addr<Room>, HubError>;
+    type Result = ResponseFuture<Result<Addr<Room>, HubError>>;
 
+    /// Answers once the room has handled the join (its `room:joined` is
+    /// queued): the session reads its next frame only then, so frames keep
+    /// the order of the joins even when a room must first be read (from
+    /// Redis, with several nodes).
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         let Some(entry) = self.sessions.get(&msg.session) else {
-            return Err(HubError::new(
+            return Box::pin(std::future::ready(Err(HubError::new(
                 ErrorCode::Internal,
                 "session is not registered",
-            ));
+            ))));
         };
         let member = Member {
             session: msg.session,
@@ -359,7 +363,7 @@ impl Handler<Join> for Hub {
             r.sessions += 1;
         }
         let addr = r.addr.clone();
-        addr.do_send(room::Join {
+        let joined = addr.send(room::Join {
             member,
             since: msg.since,
             epoch: msg.epoch,
@@ -375,7 +379,10 @@ impl Handler<Join> for Hub {
                 addr: addr.clone(),
             });
         }
-        Ok(addr)
+        Box::pin(async move {
+            let _ = joined.await;
+            Ok(addr)
+        })
     }
 }
 

@@ -148,7 +148,17 @@ impl Room {
 
     /// Shares the room with other nodes through Redis (no local storage).
     pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Room {
-        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name));
+        // The stream keeps what the database would: the room's retention
+        // count (a volatile room, or storage off: its in-memory window).
+        let window = self.history.limits().entries as u64;
+        let keep = match &self.storage {
+            Some((s, _)) => match s.policy.retention(self.name.as_str()).count {
+                0 => i64::MAX as u64,
+                n => n,
+            },
+            None => window,
+        };
+        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name, keep));
         if self.cluster.is_some() {
             self.storage = None;
         }
@@ -500,7 +510,8 @@ impl Handler<MemberStatus> for Room {
 
     fn handle(&mut self, msg: MemberStatus, _: &mut Context<Self>) {
         if self.cluster.is_some() {
-            return self.send_status(&msg);
+            // The Presence actor publishes it to every node (cluster mode).
+            return;
         }
         if let Some(slot) = self.users.get_mut(&msg.user) {
             slot.status = msg.status;
@@ -569,6 +580,7 @@ impl Handler<Scrollback> for Room {
             &self.name,
             msg.req,
             store,
+            self.cluster_handle(),
         ))
     }
 }

@@ -50,7 +50,7 @@ pub struct Publish {
 }
 
 impl Handler<Publish> for Room {
-    type Result = ResponseActFuture<Self, Result<Accepted, HubError>>;
+    type Result = ResponseFuture<Result<Accepted, HubError>>;
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
         if self.cluster.is_some() {
@@ -59,7 +59,7 @@ impl Handler<Publish> for Room {
         if self.seq_reserved(ctx) {
             let r = self.publish(msg);
             self.reserve_ahead(ctx);
-            return Box::pin(r.answer().into_actor(self));
+            return Box::pin(r.answer());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.when_reserved(ctx, move |act, reserved| {
@@ -69,18 +69,15 @@ impl Handler<Publish> for Room {
             };
             let _ = tx.send(r);
         });
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(r) => r.answer().await,
-                    Err(_) => Err(HubError::new(
-                        ErrorCode::Unavailable,
-                        "the room has stopped",
-                    )),
-                }
+        Box::pin(async move {
+            match rx.await {
+                Ok(r) => r.answer().await,
+                Err(_) => Err(HubError::new(
+                    ErrorCode::Unavailable,
+                    "the room has stopped",
+                )),
             }
-            .into_actor(self),
-        )
+        })
     }
 }
 

@@ -17,6 +17,22 @@ pub const SECRET: &str = "integration-test-secret";
 /// How long any single expected frame may take to arrive.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Whether the suite runs against Redis (`SB_TEST_REDIS_URL`, set by
+/// scripts/test.sh for its second pass).
+pub fn with_redis() -> bool {
+    std::env::var_os("SB_TEST_REDIS_URL").is_some()
+}
+
+/// For tests of single-node internals (the embedded database's failures
+/// and crash numbering, the idle-room LRU): with Redis, rooms live there
+/// instead, so these do not apply (docs/SCALEOUT.md). Says why when skipped.
+pub fn single_node_only(why: &str) -> bool {
+    if with_redis() {
+        eprintln!("not run against Redis: {why}");
+    }
+    with_redis()
+}
+
 pub struct Server {
     child: Child,
     pub addr: String,
@@ -58,6 +74,19 @@ impl Server {
             remove_db(&path);
             env.push(("SWITCHBOARD_DB".into(), path.display().to_string()));
             temp_db = Some(path);
+        }
+        // The whole suite runs again against Redis (scripts/test.sh): each
+        // server is then a one-node cluster of its own (its own key prefix,
+        // kept across restarts), unless the test set up a cluster itself.
+        if let Ok(url) = std::env::var("SB_TEST_REDIS_URL") {
+            if !env.iter().any(|(k, _)| k == "SWITCHBOARD_REDIS_URL") {
+                let n = NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                env.push(("SWITCHBOARD_REDIS_URL".into(), url));
+                env.push((
+                    "SWITCHBOARD_REDIS_PREFIX".into(),
+                    format!("t{}x{n}", std::process::id()),
+                ));
+            }
         }
         let (child, addr) = Server::spawn(&prefix, &env);
         Server {

@@ -11,7 +11,7 @@ const BASE: &[&str] = &["sh", "cargo"];
 
 /// Shell words that are not commands to install.
 const SHELL: &[&str] = &[
-    "set", "cd", "if", "then", "else", "fi", "echo", "exit", "source", "for", "do", "done",
+    "set", "cd", "if", "then", "else", "fi", "echo", "exit", "source", "for", "do", "done", "trap",
 ];
 
 fn root() -> &'static Path {

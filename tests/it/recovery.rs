@@ -259,6 +259,9 @@ async fn history_survives_a_room_without_members() {
 
 #[tokio::test]
 async fn evicted_idle_history_is_lost_with_a_new_epoch() {
+    if single_node_only("the idle-room LRU; with Redis nothing is evicted") {
+        return;
+    }
     // Without storage; with it, evicted histories come back from the
     // database (storage::an_evicted_idle_history_comes_back_from_storage).
     let s = Server::with_env(&[
@@ -476,6 +479,10 @@ async fn joins_racing_live_publishes_lose_and_duplicate_nothing() {
 /// `since: 0` recovers as usual.
 #[tokio::test]
 async fn a_freed_empty_room_gets_a_new_epoch_and_loses_nothing() {
+    if single_node_only("a freed room's history is dropped from memory on one node; Redis keeps it")
+    {
+        return;
+    }
     let s = Server::start();
     let mut a = s.user("alice").await;
     let j0 = a.join("empty").await;
@@ -539,6 +546,9 @@ async fn history_is_bounded_in_bytes_per_room() {
 /// least recently used one when both do not fit.
 #[tokio::test]
 async fn idle_histories_share_a_byte_budget() {
+    if single_node_only("the idle-room LRU; with Redis nothing is kept idle") {
+        return;
+    }
     // The in-memory budget; storage would bring evicted histories back.
     let s = Server::with_env(&[
         ("SWITCHBOARD_IDLE_HISTORY_BYTES", "6000"),

@@ -1,7 +1,7 @@
 //! Embedded storage: room history across restarts, acks after the write,
 //! storage errors (a locked file, a full database), retention, and storage off.
 
-use crate::common::{token, Client, Server};
+use crate::common::{single_node_only, token, with_redis, Client, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,9 @@ async fn room_history_survives_a_restart_with_the_same_epoch() {
 /// loads its history before it handles the first message.
 #[tokio::test]
 async fn acked_messages_survive_a_kill() {
+    if single_node_only("numbering after a crash of the embedded database; Redis keeps numbering across a node's death (tests/it/cluster)") {
+        return;
+    }
     let mut s = Server::start();
     // A service token: exempt from the message rate limit.
     let mut a = s.user_with("alice", json!({"role": "service"})).await;
@@ -178,6 +181,9 @@ fn lock(path: &std::path::Path) -> rusqlite::Connection {
 
 #[tokio::test]
 async fn the_fan_out_never_waits_for_the_write_but_the_ack_does() {
+    if single_node_only("the embedded database's write path") {
+        return;
+    }
     let s = Server::with_env(&[
         ("SWITCHBOARD_DB_BUSY_MS", "10000"),
         ("SWITCHBOARD_FAST_ACK_ROOMS", "fast-*"),
@@ -220,6 +226,9 @@ async fn the_fan_out_never_waits_for_the_write_but_the_ack_does() {
 
 #[tokio::test]
 async fn a_locked_database_gives_storage_errors_and_the_server_carries_on() {
+    if single_node_only("room messages are not written to the embedded database") {
+        return;
+    }
     let mut s = Server::with_env(&[("SWITCHBOARD_DB_BUSY_MS", "300")]);
     let mut a = s.user("alice").await;
     let mut b = s.user("bob").await;
@@ -268,6 +277,9 @@ async fn a_locked_database_gives_storage_errors_and_the_server_carries_on() {
 
 #[tokio::test]
 async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
+    if single_node_only("room messages are not written to the embedded database") {
+        return;
+    }
     let mut s = Server::with_env(&[("SWITCHBOARD_DB_MAX_BYTES", "327680")]);
     let mut a = s.user("alice").await;
     a.join("big").await;
@@ -385,6 +397,10 @@ async fn retention_and_volatile_rooms() {
         (Some(6), Some(1)),
         "{h}"
     );
+    if with_redis() {
+        // A volatile room's window lives in Redis, which outlives the node.
+        return;
+    }
     let (_, h) = s.get_json("/api/rooms/tmp-1/history", Some(&t)).await;
     assert_eq!(
         h["epoch"],
@@ -463,6 +479,9 @@ async fn an_evicted_idle_history_comes_back_from_storage() {
 
 #[tokio::test]
 async fn with_storage_off_history_does_not_survive_a_restart() {
+    if single_node_only("with Redis, history lives in Redis, not in the node") {
+        return;
+    }
     let mut s = Server::with_env(&[("SWITCHBOARD_DB", "off")]);
     let mut a = s.user("alice").await;
     let e1 = a.join("general").await["epoch"]

@@ -11,19 +11,19 @@
 //!   (`v` numbers member-list changes; the join's session is excluded);
 //! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing.
 
-use super::{Member, Origin, Publish, Room, UserSlot};
-use crate::cluster::scripts::{self, Lua, Published};
+mod publish;
+
+use super::{Member, Room, UserSlot};
+use crate::cluster::scripts::{self, Lua};
 use crate::cluster::{Cluster, Feed, FeedEvent};
 use crate::error::{ErrorCode, HubError};
 use crate::history::History;
-use crate::ids::{now_ms, random_hex, SessionId, UserId};
-use crate::metrics::METRICS;
+use crate::ids::{random_hex, SessionId, UserId};
 use crate::outbox::Outbox;
-use crate::protocol::{encode, error_frame, MemberInfo, ServerFrame, Status};
+use crate::protocol::{encode, MemberInfo, ServerFrame, Status};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// The seq written into a frame before Redis gives the real one.
@@ -32,6 +32,8 @@ const SEQ_MARK: &[u8] = b"\"seq\":18446744073709551615";
 /// This node's view of a shared room.
 pub struct Replica {
     c: Cluster,
+    /// How many messages the room's stream keeps (MAXLEN).
+    keep: u64,
     chan: String,
     token: Option<u64>,
     /// Member-list changes applied (events at or below it are stale).
@@ -41,13 +43,20 @@ pub struct Replica {
     repairing: bool,
     /// Acks waiting until their message was delivered here.
     acks: BTreeMap<u64, Vec<(Outbox, String)>>,
+    /// Publishes sent to Redis, numbered in the order they were made, and
+    /// their answers not yet handled: answers are handled in that order
+    /// (acks and errors keep the order of the sends).
+    next_ticket: u64,
+    next_answer: u64,
+    answers: BTreeMap<u64, publish::Answer>,
     /// Sessions per user on this node.
     local: HashMap<UserId, u32>,
 }
 
 impl Replica {
-    pub fn new(c: Cluster, room: &crate::ids::RoomName) -> Replica {
+    pub fn new(c: Cluster, room: &crate::ids::RoomName, keep: u64) -> Replica {
         Replica {
+            keep,
             chan: c.room_key(room, "c"),
             c,
             token: None,
@@ -55,6 +64,9 @@ impl Replica {
             pending: BTreeMap::new(),
             repairing: false,
             acks: BTreeMap::new(),
+            next_ticket: 0,
+            next_answer: 0,
+            answers: BTreeMap::new(),
             local: HashMap::new(),
         }
     }
@@ -107,6 +119,10 @@ fn num(s: &[u8]) -> Option<u64> {
 }
 
 impl Room {
+    pub(super) fn cluster_handle(&self) -> Option<&Cluster> {
+        self.cluster.as_ref().map(|r| &r.c)
+    }
+
     fn replica(&mut self) -> &mut Replica {
         self.cluster.as_mut().expect("cluster room")
     }
@@ -336,11 +352,6 @@ impl Room {
     /// Adds `user`'s membership on this node in Redis (a no-op when there).
     fn register(&mut self, user: &UserId, session: Option<SessionId>) {
         let json = self.member_json(user);
-        let Some(info) = info_of(&json) else { return };
-        let frame = encode(&ServerFrame::MemberJoined {
-            room: &self.name,
-            user: &info,
-        });
         let r = self.cluster.as_ref().expect("cluster room");
         let c = &r.c;
         let session = session.map_or("-".to_string(), |s| s.0.to_string());
@@ -351,6 +362,8 @@ impl Room {
                 c.room_key(&self.name, "m"),
                 r.chan.clone(),
                 c.key(&format!("node:{}:idx", c.node())),
+                c.user_key(user, "rooms"),
+                c.user_key(user, "p"),
             ],
             vec![
                 user.as_str().as_bytes().to_vec(),
@@ -358,7 +371,8 @@ impl Room {
                 format!("{}\t{}", self.name, user).into_bytes(),
                 c.node().as_bytes().to_vec(),
                 session.into_bytes(),
-                frame.to_vec(),
+                self.name.as_str().as_bytes().to_vec(),
+                c.prefix().as_bytes().to_vec(),
             ],
         );
         let room = self.name.clone();
@@ -403,13 +417,6 @@ impl Room {
         if self.typing.contains_key(&m.user) {
             self.send_typing(&m.user, false);
         }
-        let json = self.member_json(&m.user);
-        let frame = info_of(&json).map(|info| {
-            encode(&ServerFrame::MemberLeft {
-                room: &self.name,
-                user: &info,
-            })
-        });
         let r = self.cluster.as_ref().expect("cluster room");
         let c = &r.c;
         let fut = c.script(
@@ -419,13 +426,14 @@ impl Room {
                 c.room_key(&self.name, "m"),
                 r.chan.clone(),
                 c.key(&format!("node:{}:idx", c.node())),
+                c.user_key(&m.user, "rooms"),
             ],
             vec![
                 m.user.as_str().as_bytes().to_vec(),
                 format!("{}\t{}", self.name, m.user).into_bytes(),
                 c.node().as_bytes().to_vec(),
                 m.session.0.to_string().into_bytes(),
-                frame.map(|f| f.to_vec()).unwrap_or_default(),
+                self.name.as_str().as_bytes().to_vec(),
             ],
         );
         let room = self.name.clone();
@@ -444,192 +452,6 @@ impl Room {
             r.c.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
         actix::spawn(async move {
             let _ = fut.await;
-        });
-    }
-
-    /// A presence change of a member here, for every node.
-    pub(super) fn send_status(&mut self, msg: &super::MemberStatus) {
-        if msg.status == Status::Offline {
-            // The last session's leave says it (room:member_left).
-            return;
-        }
-        if let Some(slot) = self.users.get_mut(&msg.user) {
-            slot.status = msg.status;
-            slot.activity = msg.activity.clone();
-        }
-        let frame = encode(&ServerFrame::Presence {
-            room: &self.name,
-            user: &msg.user,
-            status: msg.status,
-            last_seen: Some(msg.last_seen),
-            activity: msg.activity.as_deref(),
-        });
-        let json = self.member_json(&msg.user);
-        let r = self.cluster.as_ref().expect("cluster room");
-        let c = &r.c;
-        let fut = c.script(
-            Lua::Status,
-            vec![
-                c.room_key(&self.name, "mem"),
-                c.room_key(&self.name, "m"),
-                r.chan.clone(),
-            ],
-            vec![msg.user.as_str().as_bytes().to_vec(), json, frame.to_vec()],
-        );
-        actix::spawn(async move {
-            let _ = fut.await;
-        });
-    }
-
-    /// Publishes a member's (or the API's) message through Redis. The
-    /// sender's ack follows its own copy of the message.
-    pub(super) fn replica_publish(
-        &mut self,
-        msg: Publish,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<super::Accepted, HubError>> {
-        let origin_session = match &msg.origin {
-            Origin::Session { session, outbox } => {
-                if !self.members.contains_key(session) {
-                    outbox.push(error_frame(
-                        ErrorCode::NotMember,
-                        "join the room before sending to it",
-                        msg.id.as_deref(),
-                        None,
-                    ));
-                    let e = HubError::new(ErrorCode::NotMember, "not a member");
-                    return Box::pin(fut::ready(Err(e)));
-                }
-                Some((*session, outbox.clone()))
-            }
-            Origin::Api => {
-                self.hub_ops += 1;
-                None
-            }
-        };
-        let frame = encode(&ServerFrame::Message {
-            room: &self.name,
-            seq: u64::MAX,
-            from: &msg.from,
-            data: &msg.data,
-            ts: now_ms(),
-            id: msg.id.as_deref(),
-        });
-        let excluded = match &origin_session {
-            Some((s, _)) if msg.opts.exclude_self => format!("{}/{}", self.replica().c.node(), s.0),
-            _ => "-".to_string(),
-        };
-        let fut = self.publish_frame(&frame, msg.opts.key.as_ref(), excluded);
-        let id = msg.id.clone();
-        let _ = ctx;
-        Box::pin(fut.into_actor(self).map(move |v, act, _| {
-            let out = match v {
-                Ok(Published::New { seq, .. }) => {
-                    METRICS.messages_published.fetch_add(1, Relaxed);
-                    METRICS.delivery_latency(msg.received.elapsed());
-                    if let (Some((_, outbox)), Some(id)) = (&origin_session, id) {
-                        if seq <= act.history.seq {
-                            outbox.push(encode(&ServerFrame::Ack {
-                                id: &id,
-                                seq: Some(seq),
-                            }));
-                        } else {
-                            let acks = &mut act.replica().acks;
-                            acks.entry(seq).or_default().push((outbox.clone(), id));
-                        }
-                    }
-                    Ok(super::Accepted {
-                        seq,
-                        duplicate: false,
-                    })
-                }
-                Ok(Published::Duplicate { seq, .. }) => {
-                    if let (Some((_, outbox)), Some(id)) = (&origin_session, &msg.id) {
-                        outbox.push(encode(&ServerFrame::AckDuplicate {
-                            id,
-                            seq,
-                            duplicate: true,
-                        }));
-                    }
-                    Ok(super::Accepted {
-                        seq,
-                        duplicate: true,
-                    })
-                }
-                Err(e) => {
-                    if let Some((_, outbox)) = &origin_session {
-                        outbox.push(error_frame(
-                            e.code,
-                            &e.message,
-                            msg.id.as_deref(),
-                            Some(500),
-                        ));
-                    }
-                    Err(e)
-                }
-            };
-            if origin_session.is_none() {
-                act.report_if_idle();
-            }
-            out
-        }))
-    }
-
-    /// Runs the publish script for `frame` (with the placeholder seq).
-    fn publish_frame(
-        &self,
-        frame: &[u8],
-        key: Option<&crate::idempotency::IdemKey>,
-        excluded: String,
-    ) -> impl std::future::Future<Output = Result<Published, HubError>> + 'static {
-        let r = self.cluster.as_ref().expect("cluster room");
-        let c = &r.c;
-        let (head, tail) = split_seq(frame).unwrap_or_default();
-        let limits = self.history.limits();
-        let fut = c.script(
-            Lua::Publish,
-            vec![
-                c.room_key(&self.name, "m"),
-                c.room_key(&self.name, "x"),
-                r.chan.clone(),
-                c.room_key(&self.name, &format!("k:{}", key.map_or("", |k| k.as_str()))),
-            ],
-            vec![
-                random_hex(8).into_bytes(),
-                limits.entries.to_string().into_bytes(),
-                head,
-                tail,
-                limits.keys.window_ms.max(1).to_string().into_bytes(),
-                if key.is_some() && limits.keys.window_ms > 0 {
-                    b"1".to_vec()
-                } else {
-                    b"0".to_vec()
-                },
-                excluded.into_bytes(),
-            ],
-        );
-        async move {
-            let v = fut.await?;
-            scripts::published(&v)
-                .ok_or_else(|| HubError::new(ErrorCode::Internal, "unexpected answer from Redis"))
-        }
-    }
-
-    /// A broker message for a mapped room, numbered through Redis.
-    pub(super) fn replica_mqtt(&mut self, msg: &crate::mqtt::message::MqttMessage) {
-        let frame = msg.frame(Some((&self.name, u64::MAX)));
-        let fut = self.publish_frame(&frame, None, "-".into());
-        let room = self.name.clone();
-        actix::spawn(async move {
-            match fut.await {
-                Ok(_) => {
-                    METRICS.messages_published.fetch_add(1, Relaxed);
-                }
-                Err(e) => {
-                    METRICS.storage_errors.fetch_add(1, Relaxed);
-                    log::error!("room {room}: MQTT message dropped: {}", e.message);
-                }
-            }
         });
     }
 
@@ -762,6 +584,13 @@ impl Room {
         let Some(info) = info_of(u.user.to_string().as_bytes()) else {
             return;
         };
+        let ours = self.replica().local.contains_key(&info.user);
+        if !joined && ours {
+            // Counted out while we hold a session of theirs (this node was
+            // taken for dead): count it in again.
+            return self.register(&info.user, None);
+        }
+        let user = info.user.clone();
         if joined {
             self.users.insert(
                 info.user,
@@ -779,7 +608,30 @@ impl Room {
             }
         }
         let frame = p.slice_ref(frame);
+        if ours {
+            // Their own sessions here joined before this arrived.
+            return self.broadcast_to_others(&frame, &user);
+        }
         self.broadcast(&frame, except);
+    }
+
+    /// Queues `frame` to every member here but `user`'s sessions.
+    fn broadcast_to_others(&mut self, frame: &Bytes, user: &UserId) {
+        let mut failed = Vec::new();
+        let mut sent = 0;
+        for m in self.members.values().filter(|m| m.user != *user) {
+            if m.outbox.push(frame.clone()) {
+                sent += 1;
+            } else {
+                failed.push(m.session);
+            }
+        }
+        crate::metrics::METRICS
+            .deliveries
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        for s in failed {
+            self.remove(s);
+        }
     }
 
     fn on_status(&mut self, p: &Bytes, body: &[u8]) {
