@@ -45,6 +45,20 @@ export function connect(options = {}) {
 
 const FAILURE_WINDOW_MS = 60000;
 
+/** A promise that knows whether anyone used it: `await` (which calls `then`
+ * on a subclass), `then`, `catch` and `finally` all set `observed`. What
+ * they return are plain promises. */
+class Observed extends Promise {
+  static get [Symbol.species]() {
+    return Promise;
+  }
+
+  then(onResolved, onRejected) {
+    this.observed = true;
+    return super.then(onResolved, onRejected);
+  }
+}
+
 export class Client {
   constructor(options = {}) {
     const g = globalThis;
@@ -133,7 +147,7 @@ export class Client {
     if (!rs) this.rooms.set(room, (rs = this.roomState(room)));
     rs.wanted = true;
     rs.history = history;
-    const p = this.reportUnobserved(new Promise((resolve, reject) => rs.waiters.push({ resolve, reject })));
+    const p = this.reportUnobserved(new Observed((resolve, reject) => rs.waiters.push({ resolve, reject })));
     if (this.session) this.sendJoin(rs);
     return p;
   }
@@ -301,7 +315,9 @@ export class Client {
     if (rs?.earlier) return rs.earlier;
     const before = rs?.firstSeq ?? (rs?.joined ? rs.lastSeq + 1 : null);
     const frame = { type: "history:get", room, ...(before != null && { before }), ...(limit != null && { limit }) };
-    const p = this.reportUnobserved(Promise.prototype.then.call(this.request(frame), (page) => {
+    const asked = this.request(frame);
+    asked.observed = true; // by the page below, which reports instead
+    const p = this.reportUnobserved(Promise.prototype.then.call(asked, (page) => {
       const first = page.messages[0];
       if (rs && first && (!rs.epoch || page.epoch === rs.epoch)) rs.firstSeq = Math.min(rs.firstSeq ?? Infinity, first.seq);
       return page;
@@ -524,7 +540,7 @@ export class Client {
    * `error` event: each error is reported once. */
   request(frame, { now = false } = {}) {
     const entry = { frame: { ...frame, id: this.nextId("c") }, sentOn: null };
-    const p = this.reportUnobserved(new Promise((resolve, reject) => Object.assign(entry, { resolve, reject })));
+    const p = this.reportUnobserved(new Observed((resolve, reject) => Object.assign(entry, { resolve, reject })));
     if (this.stopped) {
       entry.reject(new SwitchboardError("closed", "client is closed"));
       return p;
@@ -539,22 +555,21 @@ export class Client {
     return p;
   }
 
-  /** `p`, whose refusal is an `error` event when nobody observes `p` (no
-   * `then`, `catch` or `await` by the time it is refused): each error is
-   * reported once, by the promise or else by the event. */
+  /** `p` as an Observed promise, whose refusal is an `error` event when
+   * nobody observed it (no `then`, `catch` or `await` by the end of the
+   * turn it was refused in): each error is reported once, by the promise or
+   * else by the event. */
   reportUnobserved(p) {
-    let observed = false;
-    p.then = function (...args) {
-      observed = true;
-      return Promise.prototype.then.apply(this, args);
-    };
-    Promise.prototype.then.call(p, null, (err) => {
-      if (observed || err.code === "closed") return;
-      const frame = { type: "error", code: err.code, message: err.message };
-      if (err.retryAfterMs != null) frame.retry_after_ms = err.retryAfterMs;
-      this.emit("error", frame);
-    });
-    return p;
+    const o = p instanceof Observed ? p : new Observed((resolve, reject) => Promise.prototype.then.call(p, resolve, reject));
+    Promise.prototype.then.call(o, null, (err) =>
+      setTimeout(() => {
+        if (o.observed || err.code === "closed") return;
+        const frame = { type: "error", code: err.code, message: err.message };
+        if (err.retryAfterMs != null) frame.retry_after_ms = err.retryAfterMs;
+        this.emit("error", frame);
+      }, 0),
+    );
+    return o;
   }
 
   transmitEntry(e) {
