@@ -652,11 +652,15 @@ export class Client {
       case "ack":
         this.onAck(f);
         break;
-      case "auth:ok":
+      case "auth:ok": {
         if (f.id) this.confirm(f.id, f);
-        if (this.session) this.session = { ...this.session, exp: f.exp };
-        this.scheduleRefresh(f.exp);
+        const before = this.session?.exp ?? 0;
+        if (this.session) this.session.exp = f.exp;
+        // A token no newer than the last is not refreshed again and again:
+        // the session ends at `exp`, and the reconnect asks once more.
+        if (f.exp > before) this.scheduleRefresh(f.exp);
         break;
+      }
       case "error":
         return this.onError(f);
       case "pong":
