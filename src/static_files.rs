@@ -31,6 +31,7 @@ pub const FILES: &[StaticFile] = &[
     file!("switchboard-docs.js", "text/javascript"),
     file!("ot.js", "text/javascript"),
     file!("switchboard.d.ts", "text/plain"),
+    file!("ot.d.ts", "text/plain"),
     file!("package.json", "application/json"),
     file!("monitor.html", "text/html"),
     file!("favicon.svg", "image/svg+xml"),
@@ -45,6 +46,7 @@ pub const SDK: &[&str] = &[
     "switchboard-docs.js",
     "ot.js",
     "switchboard.d.ts",
+    "ot.d.ts",
     "package.json",
 ];
 

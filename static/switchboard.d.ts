@@ -1,6 +1,9 @@
 // Types of the Switchboard client SDK (switchboard.js) and of every frame the
 // server sends. docs/CLIENT.md describes the API, docs/PROTOCOL.md the frames.
 
+import type { TextOperation, OpPart } from "./ot.js";
+export type { TextOperation, OpPart } from "./ot.js";
+
 // ---- values in frames -------------------------------------------------------
 
 /** Any JSON value: what `data` and MQTT payloads carry. */
@@ -133,8 +136,6 @@ export interface MqttMessageFrame {
 }
 export interface MqttSubscribedFrame { type: "mqtt:subscribed"; filter: string; active: boolean; id?: string }
 export interface MqttUnsubscribedFrame { type: "mqtt:unsubscribed"; filter: string; id?: string }
-/** One part of an operation: retain n, insert a string, delete n (negative). */
-export type OpPart = number | string;
 export interface DocSnapshotFrame { type: "doc:snapshot"; doc: string; rev: number; text: string }
 export interface DocOpFrame { type: "doc:op"; doc: string; rev: number; cid: string; seq: number; user: string; op: OpPart[] }
 export interface DocAckFrame { type: "doc:ack"; doc: string; rev: number; seq: number }
@@ -320,17 +321,6 @@ export function gradeQuality(rtts: number[], failures: number, connected: boolea
 export function backoffDelay(n: number, backoff: Backoff, random?: () => number): number;
 
 // ---- documents ----------------------------------------------------------------
-
-/** An operation of ot.js (docs/OT.md). */
-export interface TextOperation {
-  ops: OpPart[];
-  baseLength: number;
-  targetLength: number;
-  transformIndex(index: number): number;
-  apply(text: string): string;
-  isNoop(): boolean;
-  toJSON(): OpPart[];
-}
 
 export interface RemoteCursor {
   cid: string;

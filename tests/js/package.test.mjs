@@ -63,13 +63,15 @@ test("Node imports the installed package by name and exchanges messages", async 
     path.join(app, "main.mjs"),
     `import WebSocket from ${JSON.stringify(ws)};
      import { connect, SwitchboardError } from "switchboard-client";
+     import { cpLength } from "switchboard-client/ot";
      const sb = connect({ url: ${JSON.stringify(server.url)}, token: ${JSON.stringify(token)}, WebSocket });
      const got = new Promise((ok) => sb.on("message:receive", (m) => m.room === "pkg" && ok(m.data)));
      await sb.joinRoom("pkg");
      const sent = await sb.send("pkg", { text: "from the package" });
      const data = await got;
      const refused = await sb.send("not a room!", 1).catch((e) => e instanceof SwitchboardError && e.code);
-     console.log(JSON.stringify({ sent, data, refused, transport: sb.connectionInfo().transport }));
+     const cp = cpLength("a\u{1F600}");
+     console.log(JSON.stringify({ sent, data, refused, cp, transport: sb.connectionInfo().transport }));
      await sb.close();
      process.exit(0);`,
   );
@@ -78,6 +80,7 @@ test("Node imports the installed package by name and exchanges messages", async 
   assert.equal(out.sent.seq, 1);
   assert.deepEqual(out.data, { text: "from the package" });
   assert.equal(out.refused, "invalid_room");
+  assert.equal(out.cp, 2);
   assert.equal(out.transport, "websocket");
 });
 
