@@ -149,7 +149,7 @@ async function joinRoom(name) {
     } catch (e) {
       rooms.delete(name);
       renderRooms();
-      return; // the error event says why
+      return toast(describe(e), "error"); // a refused call is not also an error event
     }
   }
   select(name);
@@ -267,8 +267,8 @@ async function loadEarlier() {
       box.prepend(...(r.complete ? [startLine()] : []), ...older.map(itemElement));
       box.scrollTop = top + (box.scrollHeight - height);
     }
-  } catch {
-    return; // the error event says why
+  } catch (e) {
+    return toast(describe(e), "error");
   } finally {
     r.loading = false;
   }
@@ -318,7 +318,7 @@ $("composer").onsubmit = async (e) => {
     await sb.send(current, { text });
   } catch (err) {
     if (err.code === "rate_limited" || err.code === "queue_full") $("text").value ||= text;
-    // the error event shows the message
+    if (err.code !== "closed") toast(describe(err), "error");
   }
 };
 $("text").oninput = () => {

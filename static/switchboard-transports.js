@@ -35,8 +35,9 @@ class Transport {
   /**
    * @param {object} o
    * @param {string} o.base  http(s)://host:port
-   * @param {string} o.query the credentials, `token=…` or `name=…`
-   * @param {string} [o.token] for HTTP requests that can carry a header
+   * @param {string} o.query the credentials, `token=…` or `name=…`, for
+   *   the one carriage that cannot send them otherwise (EventSource)
+   * @param {string} [o.token] sent in a header or an `auth` frame
    * @param {object} o.deps  { WebSocket, EventSource, fetch }
    */
   constructor(o) {
@@ -71,9 +72,12 @@ export class WebSocketTransport extends Transport {
     return "websocket";
   }
 
+  /** With a token: no credentials in the URL (they would be in access
+   * logs); the first frame is `auth`, and a refusal is close 1008. */
   open() {
     const WS = this.o.deps.WebSocket;
-    const url = this.o.base.replace(/^http/, "ws") + "/ws?" + this.o.query;
+    const token = this.o.token;
+    const url = this.o.base.replace(/^http/, "ws") + "/ws" + (token ? "" : "?" + this.o.query);
     try {
       if (typeof WS !== "function") throw new Error("WebSocket is not available");
       this.ws = new WS(url);
@@ -81,6 +85,7 @@ export class WebSocketTransport extends Transport {
       queueMicrotask(() => this.end(1006, String(e && e.message || e)));
       return;
     }
+    if (token) this.ws.onopen = () => this.ws.send(JSON.stringify({ type: "auth", token }));
     this.ws.onmessage = (e) => this.frame(e.data);
     this.ws.onclose = (e) => this.end(e.code || 1006, e.reason || "connection closed");
     this.ws.onerror = () => {}; // a close event follows
@@ -94,7 +99,7 @@ export class WebSocketTransport extends Transport {
 
   shutdown() {
     if (!this.ws) return;
-    this.ws.onmessage = this.ws.onclose = null;
+    this.ws.onopen = this.ws.onmessage = this.ws.onclose = null;
     try {
       this.ws.close(1000);
     } catch {
@@ -256,6 +261,9 @@ export class PollingTransport extends HttpTransport {
     if (!r.ok) return this.end(1006, `HTTP ${r.status}`);
     const opened = await r.json().catch(() => ({}));
     this.key = opened.key;
+    // Given up on (timed out) while it opened: end the session now, not
+    // when the server's session timeout would.
+    if (this.dead) return HttpTransport.prototype.shutdown.call(this, true);
     this.loop(0);
   }
 

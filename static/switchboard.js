@@ -8,36 +8,25 @@
 //
 // docs/CLIENT.md describes the whole API; docs/PROTOCOL.md the frames.
 
-import { TRANSPORTS } from "./switchboard-transports.js";
 import { DocumentHandle } from "./switchboard-docs.js";
+import { ConnectionMethods, RESENDABLE, SwitchboardError } from "./switchboard-connection.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
 export { DocumentHandle } from "./switchboard-docs.js";
+export { SwitchboardError, backoffDelay } from "./switchboard-connection.js";
 
 const DEFAULTS = {
   transports: ["websocket", "sse", "polling"],
   connectTimeout: 8000,
   reconnect: { base: 500, cap: 15000, attempts: Infinity, jitter: 0.5 },
+  // On a fallback transport: how often to try the preferred one again.
+  probe: { base: 2000, cap: 60000, jitter: 0.5 },
   heartbeat: { interval: 15000, timeout: 10000 },
   ackTimeout: 30000,
   queueSize: 100,
   resyncTimeout: 10000,
+  rttSamples: 5,
 };
-
-/** An error the server (or the client) reported: `code` is stable. */
-export class SwitchboardError extends Error {
-  constructor(code, message, extra = {}) {
-    super(message || code);
-    this.name = "SwitchboardError";
-    this.code = code;
-    Object.assign(this, extra);
-  }
-
-  static from(frame) {
-    const extra = frame.retry_after_ms != null ? { retryAfterMs: frame.retry_after_ms } : {};
-    return new SwitchboardError(frame.code, frame.message, extra);
-  }
-}
 
 /** Grades a connection from its recent round trips and failures. */
 export function gradeQuality(rtts, failures, connected) {
@@ -49,23 +38,26 @@ export function gradeQuality(rtts, failures, connected) {
   return "poor";
 }
 
-/** The wait before reconnect attempt `n` (0-based): exponential, capped, jittered. */
-export function backoffDelay(n, { base, cap, jitter }, random = Math.random) {
-  const d = Math.min(cap, base * 2 ** Math.min(n, 30));
-  return Math.round(d * (1 - jitter + jitter * random()));
-}
-
 /** Opens a client and starts connecting; see docs/CLIENT.md. */
 export function connect(options = {}) {
   return new Client(options);
 }
 
 const FAILURE_WINDOW_MS = 60000;
-const RTT_SAMPLES = 5;
-/** Requests that may be sent again when the link dropped before their
- * answer: a `message:send` is recognized in the replay by its `id`; the
- * others change nothing when repeated. */
-const RESENDABLE = new Set(["message:send", "mqtt:subscribe", "notification:list", "notification:read"]);
+
+/** A promise that knows whether anyone used it: `await` (which calls `then`
+ * on a subclass), `then`, `catch` and `finally` all set `observed`. What
+ * they return are plain promises. */
+class Observed extends Promise {
+  static get [Symbol.species]() {
+    return Promise;
+  }
+
+  then(onResolved, onRejected) {
+    this.observed = true;
+    return super.then(onResolved, onRejected);
+  }
+}
 
 export class Client {
   constructor(options = {}) {
@@ -75,6 +67,7 @@ export class Client {
       ...options,
       reconnect: { ...DEFAULTS.reconnect, ...options.reconnect },
       heartbeat: { ...DEFAULTS.heartbeat, ...options.heartbeat },
+      probe: options.probe === false ? false : { ...DEFAULTS.probe, ...options.probe },
     };
     this.deps = {
       WebSocket: options.WebSocket || g.WebSocket,
@@ -99,6 +92,7 @@ export class Client {
     this.state = "idle";
     this.synced = false;
     this.attempt = 0;
+    this.probeAttempt = 0;
     this.rtts = [];
     this.failures = [];
     this.retryAt = null;
@@ -153,18 +147,20 @@ export class Client {
     if (!rs) this.rooms.set(room, (rs = this.roomState(room)));
     rs.wanted = true;
     rs.history = history;
-    const p = new Promise((resolve, reject) => rs.waiters.push({ resolve, reject }));
-    p.catch(() => {});
+    const p = this.reportUnobserved(new Observed((resolve, reject) => rs.waiters.push({ resolve, reject })));
     if (this.session) this.sendJoin(rs);
     return p;
   }
 
+  /** Leaves `room` (and stops rejoining it). Resolves `{room}` once the
+   * server confirmed (at once when not connected: it is not rejoined). */
   leaveRoom(room) {
     const rs = this.rooms.get(room);
-    if (!rs) return;
+    if (!rs) return Promise.resolve({ room });
     this.rooms.delete(room);
     for (const w of rs.waiters) w.reject(new SwitchboardError("not_member", `left ${room}`));
-    if (this.session) this.transmit([{ type: "room:leave", room }]);
+    if (!this.session) return Promise.resolve({ room });
+    return this.request({ type: "room:leave", room }, { now: true });
   }
 
   /** Publishes `data` to `room`. Resolves `{seq}` (`{seq, duplicate: true}`
@@ -178,13 +174,17 @@ export class Client {
     return this.request(frame);
   }
 
-  /** A direct message to every session of `user`. */
+  /** A direct message to every session of `user`. Resolves
+   * `{delivered: true, offline: false}` when it went to their open sessions,
+   * `{delivered: false, offline: true}` when it was stored for their next
+   * connection. */
   sendTo(user, data) {
     return this.request({ type: "direct:send", to: user, data });
   }
 
   /** Says whether the user is typing in `room`. `typing(room)` refreshes;
-   * it stops by itself 4 s after the last call, or with `typing(room, false)`. */
+   * it stops by itself 4 s after the last call, or with `typing(room, false)`.
+   * The server does not answer typing: resolves at once. */
   typing(room, active = true) {
     const t = this.typingState.get(room) || { sent: 0, timer: null };
     this.typingState.set(room, t);
@@ -192,7 +192,7 @@ export class Client {
     if (!active) {
       if (t.sent) this.transmit([{ type: "typing:stop", room }]);
       this.typingState.delete(room);
-      return;
+      return Promise.resolve();
     }
     const now = Date.now();
     if (now - t.sent > 2500 && this.synced) {
@@ -200,14 +200,17 @@ export class Client {
       this.transmit([{ type: "typing:start", room }]);
     }
     t.timer = setTimeout(() => this.typing(room, false), 4000);
+    return Promise.resolve();
   }
 
   /** `online` (automatic), `away` or `busy`, with optional activity text.
-   * Kept across reconnects. */
+   * Kept across reconnects. The server does not answer it: resolves once
+   * handed to the connection (or kept for the next one). */
   setPresence(status, activity) {
     this.presence = { type: "presence:update", status };
     if (activity) this.presence.activity = activity;
     if (this.session) this.transmit([this.presence]);
+    return Promise.resolve();
   }
 
   /** MQTT topic filters (`+`, `#`); kept across reconnects. Resolves with
@@ -216,13 +219,16 @@ export class Client {
     this.mqttFilters.add(filter);
     const p = this.request({ type: "mqtt:subscribe", filter });
     // Refused (or never sent): not re-sent after reconnects either.
-    p.catch((e) => e.code !== "timeout" && this.mqttFilters.delete(filter));
+    Promise.prototype.then.call(p, null, (e) => e.code !== "timeout" && this.mqttFilters.delete(filter));
     return p;
   }
 
+  /** Resolves with `mqtt:unsubscribed` (at once when not connected: the
+   * filter ends with the session anyway). */
   mqttUnsubscribe(filter) {
     this.mqttFilters.delete(filter);
-    if (this.session) this.transmit([{ type: "mqtt:unsubscribe", filter }]);
+    if (!this.session) return Promise.resolve({ type: "mqtt:unsubscribed", filter });
+    return this.request({ type: "mqtt:unsubscribe", filter }, { now: true });
   }
 
   /** Publishes to an MQTT topic; resolves on the server's ack. */
@@ -278,13 +284,16 @@ export class Client {
     this.emit("unread", { unread: n });
   }
 
-  /** Replaces the token: refreshes the current session, and is used for
-   * every reconnect. */
+  /** Replaces the token (a string, or a function the client calls to
+   * refresh it): a string is sent to the current session at once, resolving
+   * with `auth:ok`; either is used for every reconnect. */
   setToken(token) {
     this.opts.token = token;
-    if (this.session && typeof token === "string" && !this.session.guest) {
-      this.transmit([{ type: "auth", token }]);
+    if (this.session && !this.session.guest) {
+      if (typeof token === "string") return this.request({ type: "auth", token }, { now: true });
+      this.scheduleRefresh(this.session.exp);
     }
+    return Promise.resolve(null);
   }
 
   /** `room`'s history over REST: the latest `limit` (default 50) messages,
@@ -306,12 +315,18 @@ export class Client {
     if (rs?.earlier) return rs.earlier;
     const before = rs?.firstSeq ?? (rs?.joined ? rs.lastSeq + 1 : null);
     const frame = { type: "history:get", room, ...(before != null && { before }), ...(limit != null && { limit }) };
-    const p = this.request(frame).then((page) => {
+    const asked = this.request(frame);
+    asked.observed = true; // by the page below, which reports instead
+    const p = this.reportUnobserved(Promise.prototype.then.call(asked, (page) => {
       const first = page.messages[0];
       if (rs && first && (!rs.epoch || page.epoch === rs.epoch)) rs.firstSeq = Math.min(rs.firstSeq ?? Infinity, first.seq);
       return page;
-    });
-    if (rs) (rs.earlier = p).finally(() => (rs.earlier = null)).catch(() => {});
+    }));
+    if (rs) {
+      rs.earlier = p;
+      const done = () => (rs.earlier = null);
+      Promise.prototype.then.call(p, done, done);
+    }
     return p;
   }
 
@@ -344,7 +359,7 @@ export class Client {
     };
   }
 
-  /** Ends the session for good. */
+  /** Ends the session for good (an HTTP session with its close route). */
   close() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
@@ -354,6 +369,7 @@ export class Client {
     this.failAll(err);
     for (const h of [...this.docs.values()]) h.shutdown(err);
     this.setState("closed");
+    return Promise.resolve();
   }
 
   // ---- connecting ---------------------------------------------------------
@@ -364,148 +380,8 @@ export class Client {
     this.emit("state", this.connectionInfo());
   }
 
-  async start() {
-    if (this.stopped) return;
-    this.retryAt = null;
-    this.setState(this.lastGood ? "reconnecting" : "connecting");
-    const names = this.opts.transports.filter((n) => TRANSPORTS[n]);
-    // Try the transport that last worked first, then the others in order.
-    const at = Math.max(0, names.indexOf(this.lastGood));
-    const order = [...names.slice(at), ...names.slice(0, at)];
-    for (const name of order) {
-      if (this.stopped) return;
-      const outcome = await this.tryTransport(name);
-      if (outcome === "connected") return;
-      if (outcome === "auth") return this.authFailed();
-    }
-    // A blocked transport that another replaced is no failure of the
-    // connection; a round with none working is.
-    this.failures.push(Date.now());
-    this.scheduleRetry();
-  }
-
-  scheduleRetry() {
-    if (this.stopped) return;
-    if (this.attempt >= this.opts.reconnect.attempts) {
-      this.stopped = true;
-      this.failAll(new SwitchboardError("disconnected", "gave up reconnecting"));
-      this.emit("error", { type: "error", code: "disconnected", message: "gave up reconnecting" });
-      return this.setState("closed");
-    }
-    const delay = backoffDelay(this.attempt++, this.opts.reconnect);
-    this.retryAt = Date.now() + delay;
-    this.setState("reconnecting");
-    this.emit("state", this.connectionInfo());
-    this.retryTimer = setTimeout(() => this.start(), delay);
-  }
-
-  authFailed() {
-    if (typeof this.opts.token === "function") return this.scheduleRetry();
-    this.stopped = true;
-    this.failAll(new SwitchboardError("unauthorized", "authentication failed"));
-    this.emit("error", { type: "error", code: "unauthorized", message: "authentication failed" });
-    this.setState("closed");
-  }
-
-  /** Opens one transport; resolves "connected", "failed" or "auth". */
-  async tryTransport(name) {
-    let token = this.opts.token;
-    if (typeof token === "function") {
-      try {
-        token = await token();
-      } catch {
-        return "failed";
-      }
-    }
-    const query = token ? `token=${encodeURIComponent(token)}` : `name=${encodeURIComponent(this.opts.name || "")}`;
-    const t = new TRANSPORTS[name]({ base: this.base, query, token, deps: this.deps, types: [...this.handlers.keys()] });
-    this.transport = t;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        t.close();
-        resolve("failed");
-      }, this.opts.connectTimeout);
-      // close() ends the attempt at once, not at the timeout.
-      this.abortAttempt = () => {
-        clearTimeout(timer);
-        resolve("failed");
-      };
-      t.onframe = (f) => {
-        if (f.type === "connected" && !this.session) {
-          clearTimeout(timer);
-          this.lastGood = name;
-          resolve("connected");
-        }
-        this.onFrame(t, f);
-      };
-      t.onclose = (code, reason) => {
-        clearTimeout(timer);
-        if (this.session) return this.onDrop(t, code, reason);
-        if (this.transport === t) this.transport = null;
-        resolve(code === 1008 ? "auth" : "failed");
-      };
-      t.open();
-    });
-  }
-
-  /** The live transport ended: reconnect (at once after a heartbeat timeout
-   * or a server close, else with backoff). */
-  onDrop(t, code, reason) {
-    if (!t || t !== this.transport) return;
-    this.dropTransport();
-    this.failures.push(Date.now());
-    this.emit("disconnected", { code, reason });
-    if (this.stopped) return;
-    if (code === 1008) return this.authFailed();
-    this.scheduleRetry();
-  }
-
-  dropTransport() {
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.pongTimer);
-    clearTimeout(this.resyncTimer);
-    if (this.transport) this.transport.close();
-    this.transport = null;
-    this.session = null;
-    this.synced = false;
-    for (const e of this.outbox) {
-      clearTimeout(e.timer);
-      if (!RESENDABLE.has(e.frame.type) && e.sentOn) {
-        // Nothing tells whether it arrived: refuse rather than guess.
-        this.settle(e, new SwitchboardError("unconfirmed", "the connection dropped before the server confirmed it"));
-      }
-    }
-    for (const t of this.typingState.values()) clearTimeout(t.timer);
-    this.typingState.clear();
-  }
-
-  heartbeat() {
-    clearInterval(this.heartbeatTimer);
-    const ping = () => {
-      if (this.pongTimer) return;
-      const id = this.nextId("hb");
-      const sent = Date.now();
-      this.pingSent = { id, sent };
-      this.transmit([{ type: "ping", id }]);
-      this.pongTimer = setTimeout(() => {
-        this.pongTimer = null;
-        this.onDrop(this.transport, 4000, "no pong: connection is dead");
-      }, this.opts.heartbeat.timeout);
-    };
-    ping();
-    this.heartbeatTimer = setInterval(ping, this.opts.heartbeat.interval);
-  }
-
-  onPong(f) {
-    if (!this.pingSent || f.id !== this.pingSent.id) return false;
-    clearTimeout(this.pongTimer);
-    this.pongTimer = null;
-    this.rtts.push(Date.now() - this.pingSent.sent);
-    if (this.rtts.length > RTT_SAMPLES) this.rtts.shift();
-    this.pingSent = null;
-    this.emit("state", this.connectionInfo());
-    return true;
-  }
+  // start(), tryTransport(), the probe, heartbeats, token refresh: in
+  // switchboard-connection.js (ConnectionMethods).
 
   // ---- after (re)connecting: rejoin with `since`, then flush the queue -----
 
@@ -520,6 +396,7 @@ export class Client {
       if (!rs.wanted && (previous !== f.user || !name.startsWith("user:"))) this.rooms.delete(name);
     }
     this.heartbeat();
+    this.scheduleRefresh(f.exp);
     if (this.presence) this.transmit([this.presence]);
     // Filters whose mqttSubscribe() is still waiting go out with the queue.
     const asked = new Set(this.outbox.filter((e) => e.frame.type === "mqtt:subscribe").map((e) => e.frame.filter));
@@ -652,28 +529,47 @@ export class Client {
     for (const e of again) this.transmitEntry(e);
     this.setState("connected");
     for (const w of this.readyWaiters.splice(0)) w.resolve(this.session);
+    this.scheduleProbe();
   }
 
   // ---- requests and acks ----------------------------------------------------
 
-  request(frame) {
+  /** Sends `frame` with an id and resolves with its answer. Queued until
+   * every room is rejoined after a reconnect, or (`now`) sent on the
+   * session as it is. A refusal rejects the promise and is not also an
+   * `error` event: each error is reported once. */
+  request(frame, { now = false } = {}) {
     const entry = { frame: { ...frame, id: this.nextId("c") }, sentOn: null };
-    const p = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
-    p.catch(() => {}); // an unobserved refusal is also an `error` event
+    const p = this.reportUnobserved(new Observed((resolve, reject) => Object.assign(entry, { resolve, reject })));
     if (this.stopped) {
       entry.reject(new SwitchboardError("closed", "client is closed"));
       return p;
     }
     if (this.outbox.length >= this.opts.queueSize) {
-      const err = new SwitchboardError("queue_full", `more than ${this.opts.queueSize} sends are waiting`);
-      entry.reject(err);
-      this.emit("error", { type: "error", code: err.code, message: err.message });
+      entry.reject(new SwitchboardError("queue_full", `more than ${this.opts.queueSize} sends are waiting`));
       return p;
     }
     this.outbox.push(entry);
     this.byId.set(entry.frame.id, entry);
-    if (this.synced) this.transmitEntry(entry);
+    if (this.synced || (now && this.session)) this.transmitEntry(entry);
     return p;
+  }
+
+  /** `p` as an Observed promise, whose refusal is an `error` event when
+   * nobody observed it (no `then`, `catch` or `await` by the end of the
+   * turn it was refused in): each error is reported once, by the promise or
+   * else by the event. */
+  reportUnobserved(p) {
+    const o = p instanceof Observed ? p : new Observed((resolve, reject) => Promise.prototype.then.call(p, resolve, reject));
+    Promise.prototype.then.call(o, null, (err) =>
+      setTimeout(() => {
+        if (o.observed || err.code === "closed") return;
+        const frame = { type: "error", code: err.code, message: err.message };
+        if (err.retryAfterMs != null) frame.retry_after_ms = err.retryAfterMs;
+        this.emit("error", frame);
+      }, 0),
+    );
+    return o;
   }
 
   transmitEntry(e) {
@@ -706,20 +602,29 @@ export class Client {
     for (const w of this.readyWaiters.splice(0)) w.reject(err);
   }
 
+  /** An `error` frame: it rejects the call that caused it (by `ref`), or,
+   * when no call waits for it, is an `error` event. */
   onError(f) {
     if (typeof f.doc === "string") this.docs.get(f.doc)?.handleFrame(f);
     const target = f.ref && this.byId.get(f.ref);
-    if (target && target.frame) this.settle(target, SwitchboardError.from(f));
+    let handled = false;
+    if (target && target.frame) {
+      this.settle(target, SwitchboardError.from(f));
+      handled = true;
+    }
     if (target && target.join) {
       this.byId.delete(f.ref);
       const rs = this.rooms.get(target.join);
       if (rs) {
         this.rooms.delete(target.join);
-        for (const w of rs.waiters.splice(0)) w.reject(SwitchboardError.from(f));
+        const waiters = rs.waiters.splice(0);
+        for (const w of waiters) w.reject(SwitchboardError.from(f));
+        // A rejoin nobody waits for is the app's to hear of.
+        handled = waiters.length > 0;
         this.checkSynced();
       }
     }
-    this.emit("error", f);
+    if (!handled) this.emit("error", f);
   }
 
   // ---- frames ---------------------------------------------------------------
@@ -745,8 +650,17 @@ export class Client {
         return rs ? this.deliver(rs, f) : this.emit(f.type, f);
       }
       case "ack":
-        this.confirm(f.id, f.seq == null ? {} : f.duplicate ? { seq: f.seq, duplicate: true } : { seq: f.seq });
+        this.onAck(f);
         break;
+      case "auth:ok": {
+        if (f.id) this.confirm(f.id, f);
+        const before = this.session?.exp ?? 0;
+        if (this.session) this.session.exp = f.exp;
+        // A token no newer than the last is not refreshed again and again:
+        // the session ends at `exp`, and the reconnect asks once more.
+        if (f.exp > before) this.scheduleRefresh(f.exp);
+        break;
+      }
       case "error":
         return this.onError(f);
       case "pong":
@@ -764,8 +678,10 @@ export class Client {
         break;
       case "room:left":
         this.rooms.delete(f.room);
+        if (f.id) this.confirm(f.id, { room: f.room });
         break;
       case "mqtt:subscribed":
+      case "mqtt:unsubscribed":
         if (f.id) this.confirm(f.id, f);
         break;
       case "notification:count":
@@ -786,6 +702,15 @@ export class Client {
         break;
     }
     this.emit(f.type, f);
+  }
+
+  /** `{seq}` (with `duplicate`) for a room message, `{delivered, offline}`
+   * for a direct one, `{}` for the rest. */
+  onAck(f) {
+    const e = this.byId.get(f.id);
+    if (!e || !e.frame) return;
+    if (e.frame.type === "direct:send") this.confirm(f.id, { delivered: !f.offline, offline: !!f.offline });
+    else this.confirm(f.id, f.seq == null ? {} : f.duplicate ? { seq: f.seq, duplicate: true } : { seq: f.seq });
   }
 
   trackMember(f) {
@@ -814,8 +739,7 @@ export class Client {
   }
 
   async api(path) {
-    let token = this.opts.token;
-    if (typeof token === "function") token = await token();
+    const token = await this.currentToken();
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
     const r = await this.deps.fetch(this.base + path, { headers });
     const body = await r.json().catch(() => ({}));
@@ -826,3 +750,5 @@ export class Client {
     return body;
   }
 }
+
+Object.assign(Client.prototype, ConnectionMethods);

@@ -6,8 +6,11 @@
 //! Only the routes listed in [`COVERED`] get the headers: not the development
 //! token route (no other site may mint tokens from a developer's local hub),
 //! nor `/api/events` (readable without a token under
-//! `SWITCHBOARD_MONITOR_PUBLIC`), nor health, metrics or static files. The
-//! path is the canonical one (`http::path`), the same the router matches.
+//! `SWITCHBOARD_MONITOR_PUBLIC`), nor health, metrics or the demo pages. The
+//! SDK's files (`static_files::SDK`, also under `/sdk/<version>/`) are public
+//! code that pages on any origin `import`: they answer `*` whatever
+//! `SWITCHBOARD_CORS_ORIGINS` says. The path is the canonical one
+//! (`http::path`), the same the router matches.
 
 use crate::AppState;
 use actix_web::body::{EitherBody, MessageBody};
@@ -43,6 +46,9 @@ fn covered(path: &str) -> bool {
 /// `path`, given `SWITCHBOARD_CORS_ORIGINS` (`*`, a list, or empty for none).
 pub fn allow_origin(allowed: &[String], path: &str, origin: Option<&str>) -> Option<HeaderValue> {
     let origin = origin?;
+    if crate::static_files::is_sdk(path) {
+        return Some(HeaderValue::from_static("*"));
+    }
     if !covered(path) {
         return None;
     }
@@ -137,5 +143,10 @@ mod tests {
         );
         assert!(allow_origin(&list, "/poll", Some("https://evil.example")).is_none());
         assert!(allow_origin(&[], "/poll", o).is_none());
+        // The SDK, whatever the setting; not the demo pages.
+        assert_eq!(allow_origin(&[], "/switchboard.js", o).unwrap(), "*");
+        assert_eq!(allow_origin(&list, "/sdk/0.1.0/ot.js", o).unwrap(), "*");
+        assert!(allow_origin(&any, "/index.html", o).is_none());
+        assert!(allow_origin(&any, "/switchboard.js", None).is_none());
     }
 }

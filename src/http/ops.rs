@@ -77,10 +77,18 @@ pub async fn static_file(req: HttpRequest) -> HttpResponse {
         return crate::error::HubError::new(crate::error::ErrorCode::NotFound, "no such route")
             .into();
     }
-    match static_files::find(req.path()) {
+    // The versioned SDK never changes under its URL; the rest may with the
+    // next build.
+    let (file, cache) = if req.path().starts_with("/sdk/") {
+        let f = static_files::find_versioned(req.path());
+        (f, "public, max-age=31536000, immutable")
+    } else {
+        (static_files::find(req.path()), "no-cache")
+    };
+    match file {
         Some(f) => HttpResponse::Ok()
             .content_type(f.content_type)
-            .insert_header(("Cache-Control", "no-cache"))
+            .insert_header(("Cache-Control", cache))
             .body(f.body),
         None => {
             crate::error::HubError::new(crate::error::ErrorCode::NotFound, "no such file").into()

@@ -476,10 +476,18 @@ async fn static_page_and_unknown_paths() {
         body.contains(r#"<script type="module" src="/demo.js">"#),
         "{body}"
     );
+    // The SDK is also under its versioned prefix, with the same relative
+    // imports.
+    let versioned = format!("/sdk/{}/switchboard.js", env!("CARGO_PKG_VERSION"));
     for (path, imports) in [
         ("/demo.js", "from \"/switchboard.js\""),
-        ("/switchboard.js", "from \"./switchboard-transports.js\""),
-        ("/switchboard-transports.js", "/ws?"),
+        ("/switchboard.js", "from \"./switchboard-connection.js\""),
+        (&versioned, "from \"./switchboard-connection.js\""),
+        (
+            "/switchboard-connection.js",
+            "from \"./switchboard-transports.js\"",
+        ),
+        ("/switchboard-transports.js", "\"/ws\""),
     ] {
         let (status, headers, js) = get_raw(&s, path).await;
         assert_eq!(status, 200, "{path}");

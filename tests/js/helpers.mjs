@@ -104,15 +104,10 @@ export class Server {
     }
   }
 
-  /** A client of the SDK under test, with Node's missing globals injected. */
+  /** A client of the SDK under test, with Node's missing globals injected;
+   * `stop()` closes it. */
   client(options) {
-    const c = connect({
-      url: this.url,
-      WebSocket,
-      EventSource,
-      fetch: globalThis.fetch,
-      ...options,
-    });
+    const c = sdkClient({ url: this.url, ...options });
     (this.clients ||= []).push(c);
     return c;
   }
@@ -128,6 +123,11 @@ export class Server {
     }
     if (this.db) removeDb(this.db);
   }
+}
+
+/** A client of the SDK under test that no server owns (it outlives restarts). */
+export function sdkClient(options) {
+  return connect({ WebSocket, EventSource, fetch: globalThis.fetch, ...options });
 }
 
 function removeDb(file) {
@@ -178,6 +178,8 @@ export class Proxy {
     const p = new Proxy();
     p.mode = "pass";
     p.pairs = new Set();
+    p.requests = [];
+    p.blockUpgrades = false;
     const [host, port] = [target.split(":")[0], Number(target.split(":")[1])];
     p.server = net.createServer((down) => {
       if (p.mode === "refuse") return down.destroy();
@@ -191,9 +193,17 @@ export class Proxy {
       };
       up.on("error", drop).on("close", drop);
       down.on("error", drop).on("close", drop);
-      down.pipe(up);
       if (p.mode === "pass") up.pipe(down);
       else up.resume(); // half open: what the server says is swallowed
+      // The first bytes are the request line: kept in `requests`, and a
+      // WebSocket upgrade is cut while `blockUpgrades` is set.
+      down.once("data", (chunk) => {
+        const line = chunk.toString("latin1").split("\r\n")[0];
+        p.requests.push(line);
+        if (p.blockUpgrades && /^GET \/ws[ ?]/.test(line)) return drop();
+        up.write(chunk);
+        down.pipe(up);
+      });
     });
     await new Promise((ok) => p.server.listen(0, "127.0.0.1", ok));
     p.url = `http://127.0.0.1:${p.server.address().port}`;
