@@ -224,7 +224,7 @@ export interface ConnectionInfo {
 export interface ClientEvents {
   state: ConnectionInfo;
   members: { room: string; members: Member[] };
-  gap: { room: string; from: number; to: number; error?: string };
+  gap: { room: string; from: number; to: number; error?: string; epoch?: string };
   disconnected: { code: number; reason: string };
   unread: { unread: number };
 }

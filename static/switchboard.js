@@ -441,6 +441,8 @@ export class Client {
       this.emit("room:joined", f);
       return this.emit("members", { room: rs.name, members: this.members(rs.name) });
     }
+    // Already joined, and nobody asked: the server says the numbering moved on.
+    const unsolicited = rs.joined && !f.id && rs.pendingSince == null;
     rs.joinId = null;
     rs.joined = true;
     const since = rs.pendingSince;
@@ -456,6 +458,12 @@ export class Client {
     } else if (rs.history > 0 && f.seq > 0 && !rs.epoch) {
       rs.lastSeq = Math.max(0, f.seq - rs.history);
       this.backfill(rs, f.seq, rs.lastSeq, false);
+    } else if (f.recovered === false && unsolicited) {
+      // Unsolicited: the server's numbering moved on without what we missed
+      // (a Redis that lost data, or a node too far behind its stream).
+      const from = rs.epoch === f.epoch ? rs.lastSeq + 1 : 1;
+      if (f.seq >= from) this.emit("gap", { room: rs.name, from, to: f.seq, epoch: f.epoch });
+      rs.lastSeq = f.seq;
     } else {
       rs.lastSeq = Math.max(rs.epoch === f.epoch ? rs.lastSeq : 0, f.seq);
     }
