@@ -119,6 +119,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     let (cluster, redis_arbiter) = match &cfg.cluster {
         Some(c) => {
             let (cl, arb) = cluster::start(c).map_err(std::io::Error::other)?;
+
             log::info!("node {} sharing rooms through Redis", cl.node());
             (Some(cl), Some(arb))
         }
@@ -187,6 +188,12 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
             });
             monitor::BridgeHandle { addr, status }
         });
+    if let (Some(c), Some(b)) = (&shared.cluster, &bridge) {
+        if !cfg.mqtt.rooms.is_empty() {
+            let status = b.status.clone();
+            c.want_mqtt_lease(move || status.get().connected);
+        }
+    }
     let monitor = monitor::Monitor::new(
         hub.clone(),
         bridge.clone(),

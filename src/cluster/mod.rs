@@ -52,6 +52,13 @@ struct Inner {
     /// Operations sent, for `/metrics` (`switchboard_redis_ops_total`).
     ops: AtomicU64,
     gaps: AtomicU64,
+    /// This node runs an MQTT bridge with mapped rooms and competes for
+    /// the lease to ingest them (one node does, so each broker message
+    /// is numbered once).
+    wants_lease: AtomicBool,
+    leader: AtomicBool,
+    /// Whether this node can ingest now (its bridge is connected).
+    lease_gate: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Cluster {
@@ -79,6 +86,33 @@ impl Cluster {
 
     pub(crate) fn count_gap(&self) {
         self.inner.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Competes for the lease to ingest MQTT messages into mapped rooms
+    /// whenever `ready` says it can (its bridge is connected).
+    pub fn want_mqtt_lease(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.inner.lease_gate.set(Box::new(ready));
+        self.inner.wants_lease.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wants_lease(&self) -> bool {
+        self.inner.wants_lease.load(Ordering::Relaxed)
+            && self.inner.lease_gate.get().is_some_and(|ready| ready())
+    }
+
+    /// Whether this node holds the lease (ingests mapped rooms).
+    pub fn mqtt_leader(&self) -> bool {
+        self.inner.leader.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_leader(&self, on: bool) {
+        if self.inner.leader.swap(on, Ordering::Relaxed) != on {
+            log::info!(
+                "node {} {} the MQTT ingestion lease",
+                self.node(),
+                if on { "holds" } else { "does not hold" }
+            );
+        }
     }
 
     pub fn node_ttl(&self) -> std::time::Duration {
@@ -228,6 +262,9 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
             node_ttl: cfg.node_ttl,
             ops: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            wants_lease: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
+            lease_gate: std::sync::OnceLock::new(),
         }),
     };
     let c = cluster.clone();

@@ -3,6 +3,8 @@
 //! `SWITCHBOARD_NODE_TTL_MS` and removes, in one script each, the nodes
 //! silent for longer than that (their members leave their rooms, with the
 //! usual `room:member_left` when it was a user's last session anywhere).
+//! Nodes with an MQTT bridge also keep (or take over) the lease to ingest
+//! the broker's messages into mapped rooms.
 
 use super::scripts::{self, Lua};
 use super::Cluster;
@@ -47,6 +49,27 @@ pub async fn run(c: Cluster) {
                 }
             }
             Err(e) => log::debug!("heartbeat: {}", e.message),
+        }
+        if c.wants_lease() {
+            let lease = c.script(
+                Lua::Lease,
+                vec![c.key("mqtt:lease")],
+                vec![
+                    c.node().as_bytes().to_vec(),
+                    c.node_ttl().as_millis().to_string().into_bytes(),
+                ],
+            );
+            // Unsure (Redis unreachable) is not holding it.
+            c.set_leader(matches!(lease.await, Ok(redis::Value::Int(1))));
+        } else if c.mqtt_leader() {
+            // The bridge is down: let another node's take over.
+            let release = c.script(
+                Lua::Release,
+                vec![c.key("mqtt:lease")],
+                vec![c.node().as_bytes().to_vec()],
+            );
+            let _ = release.await;
+            c.set_leader(false);
         }
         tokio::time::sleep(every).await;
     }

@@ -242,6 +242,27 @@ redis.call('DEL', idx)
 return #fields + 1
 "#;
 
+/// KEYS lease. ARGV run, node, ttl ms. Takes the lease when free, renews
+/// it when held; answers 1 when this node holds it.
+const LEASE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if cur == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS lease. ARGV run, node. Gives the lease up if this node holds it.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
 /// KEYS user channel, inbox, dropped count. ARGV run, frame, inbox cap,
 /// store when nobody got it ('1'). Answers {nodes that got it, stored}.
 const DIRECT: &str = r#"
@@ -282,9 +303,11 @@ pub enum Lua {
     Reap,
     Direct,
     Claim,
+    Lease,
+    Release,
 }
 
-const ALL: [Lua; 11] = [
+const ALL: [Lua; 13] = [
     Lua::Publish,
     Lua::Load,
     Lua::Range,
@@ -296,6 +319,8 @@ const ALL: [Lua; 11] = [
     Lua::Reap,
     Lua::Direct,
     Lua::Claim,
+    Lua::Lease,
+    Lua::Release,
 ];
 
 impl Lua {
@@ -312,6 +337,8 @@ impl Lua {
             Lua::Reap => REAP,
             Lua::Direct => DIRECT,
             Lua::Claim => CLAIM,
+            Lua::Lease => LEASE,
+            Lua::Release => RELEASE,
         }
     }
 

@@ -5,4 +5,5 @@
 mod faults;
 mod members;
 mod messages;
+mod mqtt;
 pub mod redis;
