@@ -137,7 +137,14 @@ async fn a_document_outlives_a_killed_node_and_its_clients_converge_elsewhere() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resent_op_is_applied_once_whichever_node_it_reaches() {
     let redis = Redis::start();
-    let nodes = redis.nodes(3, &[]);
+    // Snapshots every 2 ops, 3 kept before: the stream forgets quickly.
+    let nodes = redis.nodes(
+        3,
+        &[
+            ("SWITCHBOARD_DOC_SNAPSHOT_EVERY", "2"),
+            ("SWITCHBOARD_DOC_KEEP_OPS", "3"),
+        ],
+    );
     let mut x = nodes[0].user("xa").await;
     open(&mut x, "r").await;
     let ack = edit(&mut x, "r", 0, "cx", 1, json!(["hello"])).await;
@@ -172,4 +179,27 @@ async fn a_resent_op_is_applied_once_whichever_node_it_reaches() {
             "node {i}: {snap}"
         );
     }
+    // Eight more ops: op 2 is trimmed from the stream behind a snapshot.
+    for seq in 2..10 {
+        let rev = seq;
+        let len = 11 + seq - 2;
+        edit(&mut x, "r", rev, "cx", seq, json!([len, "!"])).await;
+    }
+    // Node b opens the document again (read from Redis: op 2 is not in its
+    // history) and gets client cy's seq 1 once more, made on rev 9: Redis
+    // remembers it, so it is acknowledged with rev 2, not applied.
+    y.send(json!({"type": "doc:close", "doc": "r", "id": "cl"}))
+        .await;
+    y.recv_type("ack").await;
+    let snap = open(&mut y, "r").await;
+    assert_eq!(snap["rev"], 10, "{snap}");
+    let again = edit(&mut y, "r", 9, "cy", 1, json!([18, "?"])).await;
+    assert_eq!(again["rev"], 2, "{again}");
+    let mut last = nodes[2].user("last").await;
+    let snap = open(&mut last, "r").await;
+    assert_eq!(
+        (snap["rev"].as_u64(), snap["text"].as_str()),
+        (Some(10), Some("hello world!!!!!!!!")),
+        "{snap}"
+    );
 }
