@@ -16,6 +16,8 @@ pub mod core;
 pub mod wire;
 
 #[cfg(test)]
+mod replicas;
+#[cfg(test)]
 mod sim;
 
 use self::core::{DocCore, DocError, Edit, Limits, Out};
