@@ -27,6 +27,14 @@ async fn editor(node: &Server, user: &str, doc: &str, seed: u64) -> Editor {
     }
 }
 
+/// What a fresh `doc:open` of `doc` on `node` shows once that node has
+/// `rev` (a node applies other nodes' ops a moment after their senders'
+/// acks: an open may answer a revision or two before, then the ops).
+async fn fresh(node: &Server, user: &str, doc: &str, rev: u64) -> (u64, String) {
+    let e = editor(node, user, doc, 0).await.catch_up(rev).await;
+    (e.rev, e.text)
+}
+
 /// After its node died: a new connection to `node`, the document opened
 /// again from where it was, and its unacknowledged op resent (same seq),
 /// as static/ot.js does.
@@ -46,14 +54,11 @@ async fn reconnect(mut e: Editor, node: &Server, user: &str) -> Editor {
 async fn converged(nodes: &[&Server], eds: Vec<Editor>, doc: &str) -> (u64, String, u64) {
     let quiet = Duration::from_millis(300);
     let eds = futures_util::future::join_all(eds.into_iter().map(|e| e.settle(quiet))).await;
+    // Every op is acked: the highest ack is the document's last revision.
+    let top = eds.iter().map(|e| e.rev).max().unwrap();
     let mut server: Option<(u64, String)> = None;
     for (i, n) in nodes.iter().enumerate() {
-        let mut fresh = n.user(&format!("fresh{i}")).await;
-        let snap = open(&mut fresh, doc).await;
-        let got = (
-            snap["rev"].as_u64().unwrap(),
-            snap["text"].as_str().unwrap().to_string(),
-        );
+        let got = fresh(n, &format!("fresh{i}"), doc, top).await;
         match &server {
             None => server = Some(got),
             Some(s) => assert_eq!(&got, s, "node {i} has another document"),
@@ -72,14 +77,10 @@ async fn converged(nodes: &[&Server], eds: Vec<Editor>, doc: &str) -> (u64, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_on_three_nodes_editing_one_document_converge() {
     let redis = Redis::start();
-    // Small snapshot rhythm: snapshots and trimming happen during the run.
-    let nodes = redis.nodes(
-        3,
-        &[
-            ("SWITCHBOARD_DOC_SNAPSHOT_EVERY", "10"),
-            ("SWITCHBOARD_DOC_KEEP_OPS", "20"),
-        ],
-    );
+    // Small snapshot rhythm: snapshots are stored during the run. (The
+    // editors read one frame per edit and fall behind: the default kept
+    // history is what lets their ops still be transformed.)
+    let nodes = redis.nodes(3, &[("SWITCHBOARD_DOC_SNAPSHOT_EVERY", "10")]);
     let mut eds = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         for j in 0..2 {
@@ -171,13 +172,8 @@ async fn a_resent_op_is_applied_once_whichever_node_it_reaches() {
     assert_eq!(az["rev"], ay["rev"], "{az}");
     z.expect_no("doc:op", Duration::from_millis(200)).await;
     for (i, n) in nodes.iter().enumerate() {
-        let mut fresh = n.user(&format!("f{i}")).await;
-        let snap = open(&mut fresh, "r").await;
-        assert_eq!(
-            (snap["rev"].as_u64(), snap["text"].as_str()),
-            (Some(2), Some("hello world")),
-            "node {i}: {snap}"
-        );
+        let got = fresh(n, &format!("f{i}"), "r", 2).await;
+        assert_eq!(got, (2, "hello world".into()), "node {i}");
     }
     // Eight more ops: op 2 is trimmed from the stream behind a snapshot.
     for seq in 2..10 {
@@ -192,14 +188,67 @@ async fn a_resent_op_is_applied_once_whichever_node_it_reaches() {
         .await;
     y.recv_type("ack").await;
     let snap = open(&mut y, "r").await;
-    assert_eq!(snap["rev"], 10, "{snap}");
+    let behind = 10 - snap["rev"].as_u64().unwrap();
+    for _ in 0..behind {
+        y.recv_type("doc:op").await;
+    }
     let again = edit(&mut y, "r", 9, "cy", 1, json!([18, "?"])).await;
     assert_eq!(again["rev"], 2, "{again}");
-    let mut last = nodes[2].user("last").await;
-    let snap = open(&mut last, "r").await;
+    let got = fresh(&nodes[2], "last", "r", 10).await;
+    assert_eq!(got, (10, "hello world!!!!!!!!".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cursors_reach_the_sessions_of_other_nodes() {
+    let redis = Redis::start();
+    let nodes = redis.nodes(2, &[]);
+    let mut a = nodes[0].user("alice").await;
+    let mut b = nodes[1].user("bob").await;
+    open(&mut a, "cur").await;
+    open(&mut b, "cur").await;
+    edit(&mut a, "cur", 0, "ca", 1, json!(["hello"])).await;
+    assert_eq!(b.recv_type("doc:op").await["rev"], 1);
+    a.send(
+        json!({"type": "doc:cursor", "doc": "cur", "cid": "ca", "rev": 1, "anchor": 2, "head": 9}),
+    )
+    .await;
+    let c = b.recv_type("doc:cursor").await;
     assert_eq!(
-        (snap["rev"].as_u64(), snap["text"].as_str()),
-        (Some(10), Some("hello world!!!!!!!!")),
-        "{snap}"
+        c,
+        json!({"type": "doc:cursor", "doc": "cur", "rev": 1, "cid": "ca", "user": "alice", "name": "alice name", "anchor": 2, "head": 5})
     );
+    a.expect_no("doc:cursor", Duration::from_millis(200)).await;
+    // Closing clears it on the other node too.
+    a.send(json!({"type": "doc:close", "doc": "cur"})).await;
+    let gone = b.recv_type("doc:cursor").await;
+    assert_eq!(
+        (gone["cid"].as_str(), &gone["anchor"]),
+        (Some("ca"), &json!(null)),
+        "{gone}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_lost_a_document_gives_its_sessions_redis_s_copy() {
+    let mut redis = Redis::start();
+    let nodes = redis.nodes(2, &[]);
+    let mut a = nodes[0].user("alice").await;
+    let mut b = nodes[1].user("bob").await;
+    open(&mut a, "gone").await;
+    open(&mut b, "gone").await;
+    edit(&mut a, "gone", 0, "ca", 1, json!(["lost text"])).await;
+    b.recv_type("doc:op").await;
+    redis.restart();
+    // Each node notices (its subscription was re-made) and sends the
+    // document as Redis has it now: empty, at rev 0. Never a silent fork.
+    for c in [&mut a, &mut b] {
+        let s = c.recv_type("doc:snapshot").await;
+        assert_eq!(
+            (s["rev"].as_u64(), s["text"].as_str()),
+            (Some(0), Some("")),
+            "{s}"
+        );
+    }
+    edit(&mut b, "gone", 0, "cb", 1, json!(["new"])).await;
+    assert_eq!(a.recv_type("doc:op").await["rev"], 1);
 }
