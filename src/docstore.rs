@@ -15,8 +15,8 @@
 use crate::error::HubError;
 use actix::prelude::*;
 
-/// One committed op.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One committed op (also the json of a shared document's op in Redis).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DocOpRecord {
     /// The revision this op produced (the first op of a document is 1).
     pub rev: u64,

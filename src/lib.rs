@@ -159,15 +159,18 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
-    .with_docs(document::Directory::new(
-        docstore::DocStore::of(doc_store.clone()),
-        document::core::Limits {
-            max_chars: cfg.doc_max_chars,
-            keep_ops: cfg.doc_keep_ops,
-            snapshot_every: cfg.doc_snapshot_every,
-        },
-        cfg.room_queue,
-    ))
+    .with_docs(
+        document::Directory::new(
+            docstore::DocStore::of(doc_store.clone()),
+            document::core::Limits {
+                max_chars: cfg.doc_max_chars,
+                keep_ops: cfg.doc_keep_ops,
+                snapshot_every: cfg.doc_snapshot_every,
+            },
+            cfg.room_queue,
+        )
+        .with_cluster(cluster.clone()),
+    )
     .with_store(writer.handle())
     .with_cluster(cluster)
     .start();

@@ -144,6 +144,11 @@ impl Cluster {
         format!("{}:{{u:{}}}:{}", self.inner.prefix, user, part)
     }
 
+    /// `<prefix>:{d:<doc>}:<part>`: every key of a document shares one hash tag.
+    pub fn doc_key(&self, doc: &RoomName, part: &str) -> String {
+        format!("{}:{{d:{}}}:{}", self.inner.prefix, doc, part)
+    }
+
     pub fn key(&self, part: &str) -> String {
         format!("{}:{}", self.inner.prefix, part)
     }

@@ -107,6 +107,18 @@ struct Pending<S> {
     rev: u64,
     /// Who sent it, and who resent it meanwhile: all get the ack.
     ackers: Vec<S>,
+    /// As its client sent it, to commit it again after a rebase.
+    edit: Edit,
+}
+
+/// An op taken back from `pending` (another node committed first) or held
+/// while the document catches up: committed again by [`DocCore::unpark`].
+#[derive(Debug)]
+struct Parked<S> {
+    ackers: Vec<S>,
+    user: Arc<str>,
+    edit: Edit,
+    ts: u64,
 }
 
 pub struct DocCore<S> {
@@ -130,6 +142,8 @@ pub struct DocCore<S> {
     /// Per client id, its last visible `(seq, rev)`.
     last_seq: LruCache<Arc<str>, (u64, u64)>,
     last_snapshot: u64,
+    /// Ops waiting to be committed again (shared documents only).
+    parked: VecDeque<Parked<S>>,
 }
 
 fn lengths_error(e: crate::ot::OpError, seq: u64) -> DocError {
@@ -193,6 +207,7 @@ impl<S: Copy + Eq> DocCore<S> {
             writing: 0,
             last_seq,
             last_snapshot: state.snapshot_rev,
+            parked: VecDeque::new(),
         };
         core.trim();
         Ok(core)
@@ -206,9 +221,14 @@ impl<S: Copy + Eq> DocCore<S> {
         &self.visible_text
     }
 
-    /// Ops are applied in memory but not stored yet.
+    /// Ops are applied in memory but not stored yet (or wait to be).
     pub fn busy(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.parked.is_empty()
+    }
+
+    /// A batch is being stored.
+    pub fn writing(&self) -> bool {
+        self.writing > 0
     }
 
     /// The oldest revision an op may be based on.
@@ -243,15 +263,29 @@ impl<S: Copy + Eq> DocCore<S> {
 
     /// An op from session `from` (user `user`).
     pub fn submit(&mut self, from: S, user: &Arc<str>, e: Edit, ts: u64) -> Vec<Out<S>> {
-        match self.commit(from, user, e, ts) {
+        self.submit_for(vec![from], user, e, ts)
+    }
+
+    /// [`DocCore::submit`] on behalf of several sessions (an op and its resends).
+    fn submit_for(&mut self, ackers: Vec<S>, user: &Arc<str>, e: Edit, ts: u64) -> Vec<Out<S>> {
+        let mut outs = self.try_commit(ackers, user, e, ts);
+        outs.extend(self.start_write());
+        outs
+    }
+
+    fn try_commit(&mut self, ackers: Vec<S>, user: &Arc<str>, e: Edit, ts: u64) -> Vec<Out<S>> {
+        match self.commit(&ackers, user, e, ts) {
             Ok(outs) => outs,
-            Err(err) => vec![Out::To(from, DocFrame::Error(err))],
+            Err(err) => ackers
+                .into_iter()
+                .map(|a| Out::To(a, DocFrame::Error(err.clone())))
+                .collect(),
         }
     }
 
     fn commit(
         &mut self,
-        from: S,
+        from: &[S],
         user: &Arc<str>,
         e: Edit,
         ts: u64,
@@ -263,8 +297,10 @@ impl<S: Copy + Eq> DocCore<S> {
             c.cid == e.cid && c.seq == e.seq
         });
         if let Some(p) = waiting {
-            if !p.ackers.contains(&from) {
-                p.ackers.push(from);
+            for f in from {
+                if !p.ackers.contains(f) {
+                    p.ackers.push(*f);
+                }
             }
             return Ok(Vec::new());
         }
@@ -279,7 +315,10 @@ impl<S: Copy + Eq> DocCore<S> {
                         .map(|c| c.rev)
                 };
                 return match rev {
-                    Some(rev) => Ok(vec![Out::To(from, DocFrame::Ack { rev, seq: e.seq })]),
+                    Some(rev) => Ok(from
+                        .iter()
+                        .map(|f| Out::To(*f, DocFrame::Ack { rev, seq: e.seq }))
+                        .collect()),
                     None => Err(DocError::new(
                         ErrorCode::RevTooOld,
                         format!(
@@ -312,6 +351,7 @@ impl<S: Copy + Eq> DocCore<S> {
             ));
         }
         // Transform against each op committed since, one at a time.
+        let edit = e.clone();
         let mut op = e.op;
         for c in self.log.iter().skip((e.rev - base) as usize) {
             op = Op::transform(&op, &c.op)
@@ -352,9 +392,10 @@ impl<S: Copy + Eq> DocCore<S> {
         }));
         self.pending.push_back(Pending {
             rev: self.head,
-            ackers: vec![from],
+            ackers: from.to_vec(),
+            edit,
         });
-        Ok(self.start_write().into_iter().collect())
+        Ok(Vec::new())
     }
 
     /// Starts storing every pending op if no batch is being stored.
@@ -453,6 +494,117 @@ impl<S: Copy + Eq> DocCore<S> {
         self.head_len = self.visible_len;
         self.writing = 0;
         outs
+    }
+
+    /// Another node committed first (shared documents): takes back every
+    /// op not stored, silently, to be committed again by [`DocCore::unpark`]
+    /// once the ops committed elsewhere are applied.
+    pub fn park(&mut self) {
+        let base = self.log_base();
+        let mut back = VecDeque::new();
+        for p in self.pending.drain(..) {
+            let c = &self.log[(p.rev - base - 1) as usize];
+            back.push_back(Parked {
+                ackers: p.ackers,
+                user: c.user.clone(),
+                edit: p.edit,
+                ts: c.ts,
+            });
+        }
+        back.extend(self.parked.drain(..));
+        self.parked = back;
+        self.log.truncate((self.visible - base) as usize);
+        self.text = self.visible_text.to_string();
+        self.head = self.visible;
+        self.head_len = self.visible_len;
+        self.writing = 0;
+    }
+
+    /// An op that arrives while the document catches up: committed later.
+    pub fn hold(&mut self, from: S, user: &Arc<str>, e: Edit, ts: u64) {
+        let same = |p: &&mut Parked<S>| p.edit.cid == e.cid && p.edit.seq == e.seq;
+        match self.parked.iter_mut().find(same) {
+            Some(p) if !p.ackers.contains(&from) => p.ackers.push(from),
+            Some(_) => {}
+            None => self.parked.push_back(Parked {
+                ackers: vec![from],
+                user: user.clone(),
+                edit: e,
+                ts,
+            }),
+        }
+    }
+
+    /// Commits the parked ops again, in order, and starts storing them.
+    pub fn unpark(&mut self) -> Vec<Out<S>> {
+        let mut outs = Vec::new();
+        for p in std::mem::take(&mut self.parked) {
+            outs.extend(self.try_commit(p.ackers, &p.user, p.edit, p.ts));
+        }
+        outs.extend(self.start_write());
+        outs
+    }
+
+    /// Takes over the parked ops of `old` (a copy of the document reloaded).
+    pub fn adopt_parked(&mut self, old: &mut DocCore<S>) {
+        old.park();
+        self.parked.extend(old.parked.drain(..));
+    }
+
+    /// The store says client `cid` already has `seq` stored at `rev`.
+    pub fn note_stored(&mut self, cid: &str, seq: u64, rev: u64) {
+        let newer = self.last_seq.peek(cid).is_none_or(|(s, _)| *s < seq);
+        if newer {
+            self.last_seq.put(Arc::from(cid), (seq, rev));
+        }
+    }
+
+    /// An op committed by another node (shared documents), at `visible + 1`
+    /// with nothing of this node's pending. Its sender's sessions here (a
+    /// parked op of theirs: an earlier attempt landed) get the ack; every
+    /// other session gets the op.
+    pub fn remote(&mut self, o: &DocOpRecord) -> Result<Vec<Out<S>>, String> {
+        if !self.pending.is_empty() || o.rev != self.visible + 1 {
+            return Err(format!(
+                "op {} does not follow rev {} (or ops are being stored)",
+                o.rev, self.visible
+            ));
+        }
+        let op = Op::parse(&o.op).map_err(|e| format!("op {}: {e}", o.rev))?;
+        let text = op
+            .apply(&self.visible_text)
+            .map_err(|e| format!("op {}: {e}", o.rev))?;
+        let c = committed(&self.name, o, op);
+        self.visible_text = Arc::from(text.as_str());
+        self.text = text;
+        self.head = o.rev;
+        self.visible = o.rev;
+        self.head_len = c.op.target_len();
+        self.visible_len = self.head_len;
+        self.last_seq.put(c.cid.clone(), (c.seq, c.rev));
+        self.log.push_back(c.clone());
+        self.trim();
+        let mine = self
+            .parked
+            .iter()
+            .position(|p| p.edit.cid == c.cid && p.edit.seq == c.seq);
+        let ackers = mine
+            .and_then(|i| self.parked.remove(i))
+            .map_or_else(Vec::new, |p| p.ackers);
+        let mut outs: Vec<Out<S>> = ackers
+            .iter()
+            .map(|a| {
+                Out::To(
+                    *a,
+                    DocFrame::Ack {
+                        rev: c.rev,
+                        seq: c.seq,
+                    },
+                )
+            })
+            .collect();
+        outs.push(Out::Others(ackers, DocFrame::Op(c)));
+        Ok(outs)
     }
 
     /// Forgets visible ops beyond the newest `keep_ops`.

@@ -11,9 +11,12 @@
 //! its rules live in the plain [`core::DocCore`]; this actor loads it from
 //! the store, feeds it messages, stores its batches, and queues its frames.
 
+mod cluster;
 pub mod core;
 pub mod wire;
 
+#[cfg(test)]
+mod replicas;
 #[cfg(test)]
 mod sim;
 
@@ -57,6 +60,8 @@ pub struct Document {
     me: Option<Addr<Document>>,
     /// Mailbox capacity for messages from sessions.
     queue: usize,
+    /// Shared with other nodes through Redis (`cluster.rs`).
+    cluster: Option<cluster::Replica>,
 }
 
 impl Document {
@@ -79,7 +84,15 @@ impl Document {
             snapshots: 0,
             me: None,
             queue: queue.max(1),
+            cluster: None,
         }
+    }
+
+    /// Keeps the document in Redis, shared with the other nodes, instead
+    /// of the store.
+    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Document {
+        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name));
+        self
     }
 
     fn push(&mut self, session: SessionId, frame: Bytes) {
@@ -127,7 +140,11 @@ impl Document {
                     let frame = wire::frame(self.name.as_str(), &f);
                     self.others(&except, &frame);
                 }
+                Out::Write(ops) if self.cluster.is_some() => self.append(ops, ctx),
                 Out::Write(ops) => self.write(ops, ctx),
+                // Shared documents: the node whose append crosses a
+                // multiple of snapshot_every stores it (cluster.rs).
+                Out::Snapshot { .. } if self.cluster.is_some() => {}
                 Out::Snapshot { rev, text } => self.snapshot(rev, text.to_string(), ctx),
             }
         }
@@ -182,7 +199,9 @@ impl Document {
 
     /// Tells the Hub when no one has the document open and nothing is being stored.
     fn report_if_idle(&self) {
-        let busy = self.core.as_ref().is_some_and(|c| c.busy()) || self.snapshots > 0;
+        let busy = self.core.as_ref().is_some_and(|c| c.busy())
+            || self.snapshots > 0
+            || self.cluster.as_ref().is_some_and(|r| r.catching_up);
         if let (true, false, Some(me)) = (self.members.is_empty(), busy, &self.me) {
             self.hub.do_send(DocIdle {
                 addr: me.clone(),
@@ -223,6 +242,9 @@ impl Actor for Document {
         self.me = Some(ctx.address());
         ctx.set_mailbox_capacity(self.queue);
         METRICS.documents.fetch_add(1, Relaxed);
+        if self.cluster.is_some() {
+            return self.start_replica(ctx);
+        }
         // Nothing is handled before the document is loaded.
         let fut = self.store.load.send(LoadDoc {
             doc: self.name.to_string(),
@@ -244,6 +266,7 @@ impl Actor for Document {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.stop_replica();
         METRICS.documents.fetch_sub(1, Relaxed);
     }
 }
@@ -332,6 +355,9 @@ impl Handler<Submit> for Document {
             let e = DocError::new(ErrorCode::Unavailable, "the document is not loaded", seq);
             return self.error(msg.session, e, None);
         };
+        if self.cluster.as_ref().is_some_and(|r| r.catching_up) {
+            return core.hold(msg.session, &user, msg.edit, now_ms());
+        }
         let outs = core.submit(msg.session, &user, msg.edit, now_ms());
         self.run(outs, ctx);
     }
@@ -370,6 +396,7 @@ impl Handler<Cursor> for Document {
             Some((a, h)),
         );
         self.others(&[msg.session], &frame);
+        self.share_cursor(&frame);
     }
 }
 
@@ -395,6 +422,7 @@ impl Handler<Close> for Document {
                     None,
                 );
                 self.others(&[], &frame);
+                self.share_cursor(&frame);
             }
         }
         self.report_if_idle();
@@ -427,6 +455,8 @@ pub struct Directory {
     limits: Limits,
     queue: usize,
     docs: HashMap<RoomName, DocEntry>,
+    /// With Redis on, documents live there (the store is not used).
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Directory {
@@ -436,7 +466,13 @@ impl Directory {
             limits,
             queue,
             docs: HashMap::new(),
+            cluster: None,
         }
+    }
+
+    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Directory {
+        self.cluster = c;
+        self
     }
 
     /// Forwards `open` to the document `doc`, starting its actor (on
@@ -450,7 +486,8 @@ impl Directory {
     ) -> Addr<Document> {
         let entry = self.docs.entry(doc.clone()).or_insert_with(|| {
             let (store, limits, queue) = (self.store.clone(), self.limits, self.queue);
-            let document = Document::new(doc, hub, store, limits, queue);
+            let document =
+                Document::new(doc, hub, store, limits, queue).with_cluster(self.cluster.clone());
             let addr = crate::mailbox::start_bounded(document, queue, arbiter);
             DocEntry { addr, hub_ops: 0 }
         });

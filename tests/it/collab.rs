@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard::ot::{char_len, Op};
 
-fn op_frame(doc: &str, rev: u64, cid: &str, seq: u64, op: Value) -> Value {
+pub(crate) fn op_frame(doc: &str, rev: u64, cid: &str, seq: u64, op: Value) -> Value {
     json!({"type": "doc:op", "doc": doc, "rev": rev, "cid": cid, "seq": seq, "op": op})
 }
 
 /// Opens `doc` without a revision; returns the `doc:snapshot`.
-async fn open(c: &mut Client, doc: &str) -> Value {
+pub(crate) async fn open(c: &mut Client, doc: &str) -> Value {
     c.send(json!({"type": "doc:open", "doc": doc})).await;
     let s = c.recv_type("doc:snapshot").await;
     assert_eq!(s["doc"], doc, "{s}");
@@ -21,7 +21,14 @@ async fn open(c: &mut Client, doc: &str) -> Value {
 }
 
 /// Sends an op and returns its `doc:ack`.
-async fn edit(c: &mut Client, doc: &str, rev: u64, cid: &str, seq: u64, op: Value) -> Value {
+pub(crate) async fn edit(
+    c: &mut Client,
+    doc: &str,
+    rev: u64,
+    cid: &str,
+    seq: u64,
+    op: Value,
+) -> Value {
     c.send(op_frame(doc, rev, cid, seq, op)).await;
     let a = c.recv_type("doc:ack").await;
     assert_eq!(
@@ -495,19 +502,19 @@ async fn access_follows_the_room_rules_and_open_documents_are_bounded() {
 }
 
 /// A client with the three ot.js states, as static/ot.js implements them.
-struct Editor {
-    c: Client,
-    cid: String,
-    doc: String,
-    text: String,
-    rev: u64,
-    seq: u64,
+pub(crate) struct Editor {
+    pub(crate) c: Client,
+    pub(crate) cid: String,
+    pub(crate) doc: String,
+    pub(crate) text: String,
+    pub(crate) rev: u64,
+    pub(crate) seq: u64,
     /// The op sent and not acked (with its seq), and what was typed since.
-    pending: Option<(u64, Op)>,
-    buffer: Option<Op>,
-    rng: u64,
+    pub(crate) pending: Option<(u64, Op)>,
+    pub(crate) buffer: Option<Op>,
+    pub(crate) rng: u64,
     /// Remote ops that arrived while an op of its own was unacknowledged.
-    concurrent: u64,
+    pub(crate) concurrent: u64,
 }
 
 impl Editor {
@@ -518,7 +525,7 @@ impl Editor {
         self.rng % n.max(1)
     }
 
-    async fn send(&mut self, op: Op) {
+    pub(crate) async fn send(&mut self, op: Op) {
         self.seq += 1;
         let f = op_frame(
             &self.doc,
@@ -554,9 +561,13 @@ impl Editor {
         }
     }
 
-    async fn handle(&mut self, f: Value) {
+    pub(crate) async fn handle(&mut self, f: Value) {
+        // Its own op, seen in the catch-up after a reconnect, is the ack.
+        let mine = self.pending.as_ref().map(|p| p.0) == f["seq"].as_u64()
+            && (f["type"] == "doc:ack" || f["cid"] == self.cid.as_str());
         match f["type"].as_str() {
-            Some("doc:ack") if self.pending.as_ref().map(|p| p.0) == f["seq"].as_u64() => {
+            Some("doc:ack" | "doc:op") if mine => {
+                assert!(f["rev"].as_u64() > Some(self.rev), "{} got {f}", self.cid);
                 self.rev = f["rev"].as_u64().unwrap();
                 self.pending = None;
                 if let Some(b) = self.buffer.take() {
@@ -586,7 +597,7 @@ impl Editor {
     }
 
     /// Edits `n` times at random moments while reading what comes in.
-    async fn edit_concurrently(mut self, n: usize) -> Editor {
+    pub(crate) async fn edit_concurrently(mut self, n: usize) -> Editor {
         for _ in 0..n {
             let pause = Duration::from_millis(self.rand(15));
             if let Some(f) = self.c.try_recv(pause).await {
@@ -598,7 +609,7 @@ impl Editor {
     }
 
     /// Reads until it has the document at `rev`.
-    async fn catch_up(mut self, rev: u64) -> Editor {
+    pub(crate) async fn catch_up(mut self, rev: u64) -> Editor {
         let deadline = tokio::time::Instant::now() + WAIT * 3;
         while self.rev < rev {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -611,7 +622,7 @@ impl Editor {
     }
 
     /// Reads until its own ops are acked and nothing has come for `quiet`.
-    async fn settle(mut self, quiet: Duration) -> Editor {
+    pub(crate) async fn settle(mut self, quiet: Duration) -> Editor {
         let deadline = tokio::time::Instant::now() + WAIT * 3;
         loop {
             assert!(

@@ -1,7 +1,8 @@
 //! Several hub processes sharing rooms through a real `redis-server`
 //! (docs/SCALEOUT.md): one numbering per room across nodes, recovery on any
-//! node, cluster-wide members, direct messages and broadcasts.
+//! node, cluster-wide members, direct messages, broadcasts and documents.
 
+mod docs;
 mod faults;
 mod members;
 mod messages;
