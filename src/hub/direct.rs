@@ -97,6 +97,20 @@ impl Handler<ToUser> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+        if let Some(c) = &self.cluster {
+            // To the user's sessions on every node, in this order.
+            for f in msg.frames {
+                let cmd = redis::cmd("PUBLISH")
+                    .arg(c.user_key(&msg.user, "c"))
+                    .arg(&f[..])
+                    .clone();
+                let fut = c.command(cmd);
+                actix::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+            return;
+        }
         for f in &msg.frames {
             self.push_user(&msg.user, f);
         }

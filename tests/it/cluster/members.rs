@@ -130,4 +130,17 @@ async fn direct_messages_and_broadcasts_reach_every_node() {
         let f = c.recv_type("broadcast").await;
         assert_eq!(f["data"]["b"], 1, "{f}");
     }
+    // A notification made on node a is pushed to Bob's sessions on b and c.
+    let svc = token("backend", json!({"role": "service"}));
+    let body = json!({"to": ["bob"], "data": {"title": "hi"}}).to_string();
+    let (s, r) = nodes[0]
+        .http("POST", "/api/notify", Some(&svc), Some(&body))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    for b in [&mut bob_b, &mut bob_c] {
+        let n = b.recv_type("notification:new").await;
+        assert_eq!(n["notification"]["data"]["title"], "hi", "{n}");
+        let c = b.recv_type("notification:count").await;
+        assert_eq!(c["unread"], 1, "{c}");
+    }
 }
