@@ -437,14 +437,20 @@ async fn max_connections_refuses_upgrades_with_503_until_one_closes() {
 
 /// A connection with a tiny kernel receive buffer, for a client that stops reading.
 async fn small_buffer_client(s: &Server, path: &str) -> Client {
+    small_buffer_client_at(s, path).await.0
+}
+
+/// The same, with the client's local port.
+async fn small_buffer_client_at(s: &Server, path: &str) -> (Client, u16) {
     let addr: std::net::SocketAddr = s.addr.parse().expect("addr");
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(addr).await.expect("connect");
+    let local = stream.local_addr().expect("local addr").port();
     let (ws, _) = tokio_tungstenite::client_async(s.url(path), MaybeTlsStream::Plain(stream))
         .await
         .expect("upgrade");
-    Client::from_stream(ws)
+    (Client::from_stream(ws), local)
 }
 
 #[tokio::test]
@@ -647,8 +653,10 @@ async fn hostile_frames_never_kill_the_connection() {
     assert_alive(&mut fresh, "fresh").await;
 }
 
-/// Established TCP connections whose local port is the server's.
-fn established_on(port: u16) -> usize {
+/// Established TCP connections whose local port is the server's and whose
+/// remote port is `peer` (other processes' sockets may share a port number
+/// on other addresses: a load test's thousands of clients, say).
+fn established_on(port: u16, peer: u16) -> usize {
     let mut n = 0;
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let table = std::fs::read_to_string(file).unwrap_or_default();
@@ -658,7 +666,11 @@ fn established_on(port: u16) -> usize {
                 .get(1)
                 .and_then(|a| a.rsplit(':').next())
                 .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) && f.get(3) == Some(&"01") {
+            let remote_port = f
+                .get(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && remote_port == Some(peer) && f.get(3) == Some(&"01") {
                 n += 1;
             }
         }
@@ -676,11 +688,11 @@ async fn a_client_that_never_reads_again_is_disconnected() {
         ("SWITCHBOARD_TCP_USER_TIMEOUT_MS", "1500"),
     ]);
     let port: u16 = s.addr.rsplit(':').next().unwrap().parse().unwrap();
-    let mut sloth =
-        small_buffer_client(&s, &format!("/ws?token={}", token("sloth", json!({})))).await;
+    let (mut sloth, peer) =
+        small_buffer_client_at(&s, &format!("/ws?token={}", token("sloth", json!({})))).await;
     sloth.greeted().await;
     sloth.join("firehose").await;
-    assert_eq!(established_on(port), 1);
+    assert_eq!(established_on(port, peer), 1);
 
     let svc = token("backend", json!({"role": "service"}));
     let body = json!({"room": "firehose", "data": "x".repeat(30_000)}).to_string();
@@ -699,7 +711,7 @@ async fn a_client_that_never_reads_again_is_disconnected() {
         "the stuck socket still counts"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while established_on(port) > 0 {
+    while established_on(port, peer) > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the server never dropped the stuck socket"
