@@ -380,8 +380,14 @@ impl Handler<Join> for Hub {
             });
         }
         Box::pin(async move {
-            let _ = joined.await;
-            Ok(addr)
+            match joined.await {
+                Ok(()) => Ok(addr),
+                // The room gave up reading itself (RoomFailed).
+                Err(_) => Err(HubError::new(
+                    ErrorCode::Unavailable,
+                    "the room could not be read; retry shortly",
+                )),
+            }
         })
     }
 }
@@ -445,6 +451,31 @@ impl Handler<RoomIdle> for Hub {
             if !msg.history.is_empty() && self.cluster.is_none() {
                 self.keep_idle(msg.room, msg.history);
             }
+        }
+    }
+}
+
+/// From a room that could not be read (several nodes, Redis unreachable
+/// for `cluster::LOAD_PATIENCE`): it stops; forget it, so the next join
+/// starts it again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomFailed {
+    pub addr: Addr<Room>,
+    pub room: RoomName,
+}
+
+impl Handler<RoomFailed> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomFailed, _: &mut Context<Self>) {
+        if !matches!(self.rooms.get(&msg.room), Some(r) if r.addr == msg.addr) {
+            return;
+        }
+        self.rooms.remove(&msg.room);
+        METRICS.rooms.fetch_sub(1, Relaxed);
+        for s in self.sessions.values_mut() {
+            s.rooms.remove(&msg.room);
         }
     }
 }

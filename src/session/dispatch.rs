@@ -218,22 +218,27 @@ impl Session {
         // right after a join then find the room joined, in order, with no
         // buffer to overflow, and a fast sender is held back by TCP. The Hub
         // never waits on a session, so this cannot deadlock.
-        let fut =
-            self.hub
-                .send(req)
-                .into_actor(self)
-                .map(move |res, act, _| match hub_answer(res) {
-                    Ok(addr) => {
-                        act.rooms.insert(room, addr);
-                    }
-                    Err(why) => {
-                        act.error(
-                            ErrorCode::Internal,
-                            &format!("join failed: {why}"),
-                            id.as_deref(),
-                        );
-                    }
-                });
+        let fut = self
+            .hub
+            .send(req)
+            .into_actor(self)
+            .map(move |res, act, _| match res {
+                Ok(Ok(addr)) => {
+                    act.rooms.insert(room, addr);
+                }
+                // The room could not be read (Redis unreachable, several nodes).
+                Ok(Err(e)) if e.code == ErrorCode::Unavailable => {
+                    act.error(e.code, &e.message, id.as_deref());
+                }
+                res => {
+                    let why = hub_answer(res).err().unwrap_or_default();
+                    act.error(
+                        ErrorCode::Internal,
+                        &format!("join failed: {why}"),
+                        id.as_deref(),
+                    );
+                }
+            });
         ctx.wait(fut);
     }
 

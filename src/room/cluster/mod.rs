@@ -26,6 +26,10 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+/// How long a room starting on this node tries to read itself from Redis
+/// before the joins waiting for it are answered `unavailable`.
+pub const LOAD_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The seq written into a frame before Redis gives the real one.
 const SEQ_MARK: &[u8] = b"\"seq\":18446744073709551615";
 
@@ -150,24 +154,46 @@ impl Room {
             let mut delay = Duration::from_millis(100);
             let (token, sub) = c.subscribe(chan, me);
             let mut sub = Some(sub);
+            let deadline = Instant::now() + LOAD_PATIENCE;
             loop {
                 if let Some(s) = sub.take() {
-                    if s.await.is_err() {
-                        // Taken again after the subscriber reconnects.
-                        log::warn!("room {room}: subscription pending");
+                    // While the subscriber reconnects, the subscription
+                    // waits for it (and is made then).
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, s).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => log::warn!("room {room}: subscription pending"),
+                        Err(_) => return (token, None),
                     }
                 }
                 match load(&c, &room, entries).await {
-                    Ok(l) => return (token, l),
+                    Ok(l) => return (token, Some(l)),
                     Err(e) => log::warn!("room {room}: cannot read it from Redis ({})", e.message),
+                }
+                if Instant::now() > deadline {
+                    return (token, None);
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         };
-        ctx.wait(fut.into_actor(self).map(|(token, l), act, _| {
+        ctx.wait(fut.into_actor(self).map(|(token, l), act, ctx| {
             act.replica().token = Some(token);
-            act.apply_load(l, false);
+            match l {
+                Some(l) => act.apply_load(l, false),
+                None => {
+                    // Never a fresh numbering: the joins waiting get
+                    // `unavailable`, and the next join tries again.
+                    log::error!("room {}: not read from Redis; giving up for now", act.name);
+                    if let Some(me) = act.me.clone() {
+                        act.hub.do_send(crate::hub::RoomFailed {
+                            addr: me,
+                            room: act.name.clone(),
+                        });
+                    }
+                    ctx.stop();
+                }
+            }
         }));
     }
 

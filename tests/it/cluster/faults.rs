@@ -160,3 +160,46 @@ async fn with_redis_down_a_send_is_refused_as_unavailable() {
     assert_eq!(h["cluster"]["redis"], "down", "{h}");
     assert_eq!(h["cluster"]["node"], "a", "{h}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_that_cannot_be_read_answers_unavailable_and_the_connection_goes_on() {
+    let mut redis = Redis::start();
+    let nodes = redis.nodes(1, &[]);
+    let mut a = nodes[0].user("ann").await;
+    redis.kill();
+    // A room this node has not read yet: never a fresh numbering.
+    a.send(json!({"type": "room:join", "room": "cold", "id": "j1"}))
+        .await;
+    // After LOAD_PATIENCE (10 s) of trying.
+    let e = loop {
+        let f = a
+            .try_recv(Duration::from_secs(20))
+            .await
+            .expect("an answer to the join");
+        if f["type"] == "error" {
+            break f;
+        }
+    };
+    assert_eq!(e["code"], "unavailable", "{e}");
+    assert_eq!(e["ref"], "j1", "{e}");
+    a.send(json!({"type": "ping", "id": "p1"})).await;
+    assert_eq!(a.recv_type("pong").await["id"], "p1");
+    // Redis back (empty): the next join works.
+    redis.restart();
+    let mut joined = None;
+    for _ in 0..40 {
+        a.send(json!({"type": "room:join", "room": "cold"})).await;
+        let f = loop {
+            let f = a.recv().await;
+            if f["type"] == "room:joined" || f["type"] == "error" {
+                break f;
+            }
+        };
+        if f["type"] == "room:joined" {
+            joined = Some(f);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(joined.is_some(), "the room is read once Redis is back");
+}
