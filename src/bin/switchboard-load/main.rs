@@ -249,12 +249,14 @@ async fn connect(
 
 /// Opens `n` connections, `concurrency` at a time; client number `k = offset + i`
 /// is user `{tag}-{k}`, in room `room_of(k)`, connected to URL `k mod count`.
-async fn connect_all(
+/// `on_open` gets each connection as soon as it has joined.
+async fn connect_all<T: Send + 'static>(
     o: &Opts,
     n: usize,
     tag: &str,
     room_of: impl Fn(usize) -> String,
-) -> (Vec<Ws>, Duration, Samples) {
+    on_open: impl Fn(Ws) -> T + Clone + Send + 'static,
+) -> (Vec<T>, Duration, Samples) {
     let sem = Arc::new(tokio::sync::Semaphore::new(o.concurrency));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
@@ -264,12 +266,13 @@ async fn connect_all(
         let source = (!o.sources.is_empty()).then(|| o.sources[i % o.sources.len()]);
         let to = o.targets[k % o.targets.len()].clone();
         let sub = format!("{tag}-{k}");
+        let on_open = on_open.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
             let t0 = Instant::now();
             connect(&o, &to, &sub, &room, source)
                 .await
-                .map(|ws| (ws, t0.elapsed()))
+                .map(|ws| (on_open(ws), t0.elapsed()))
         }));
     }
     let mut conns = Vec::with_capacity(n);
@@ -586,7 +589,7 @@ fn report_traffic(
 async fn fanout(o: Opts) {
     let room = "bench-fanout".to_string();
     let n = o.subscribers + o.publishers;
-    let (conns, connect, ctimes) = connect_all(&o, n, "fan", |_| room.clone()).await;
+    let (conns, connect, ctimes) = connect_all(&o, n, "fan", |_| room.clone(), |ws| ws).await;
     let members = conns.len() as u64;
     let before = sample_all(&o);
     // The last `publishers` connections publish.
@@ -608,8 +611,14 @@ async fn fanout(o: Opts) {
 
 async fn rooms(o: Opts) {
     let names: Vec<String> = (0..o.rooms).map(|k| format!("bench-room-{k}")).collect();
-    let (conns, connect, ctimes) =
-        connect_all(&o, o.clients, "room", |i| names[i % names.len()].clone()).await;
+    let (conns, connect, ctimes) = connect_all(
+        &o,
+        o.clients,
+        "room",
+        |i| names[i % names.len()].clone(),
+        |ws| ws,
+    )
+    .await;
     // Connections come back in order, so connection i is in room (offset + i) % K
     // (when none failed).
     let rooms_of: Vec<String> = (0..conns.len())
@@ -637,9 +646,32 @@ async fn rooms(o: Opts) {
 
 async fn idle(o: Opts) {
     let base = sample_all(&o).map(total);
-    let (conns, connect, mut ctimes) = connect_all(&o, o.conns, "idle", |i| {
-        format!("bench-idle-{}", i / o.room_size)
-    })
+    // Each connection is read from the moment it has joined, as a real idle
+    // client's would be: that answers the server's pings (unanswered, they close
+    // the connection after SWITCHBOARD_PING_INTERVAL_MS + SWITCHBOARD_PONG_TIMEOUT_MS)
+    // and takes the room's presence frames.
+    let closed = Arc::new(AtomicU64::new(0));
+    let on_open = {
+        let closed = closed.clone();
+        move |mut ws: Ws| {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+                closed.fetch_add(1, Relaxed);
+            })
+        }
+    };
+    let (conns, connect, mut ctimes) = connect_all(
+        &o,
+        o.conns,
+        "idle",
+        |i| format!("bench-idle-{}", i / o.room_size),
+        on_open,
+    )
     .await;
     // Let the server settle before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -656,7 +688,11 @@ async fn idle(o: Opts) {
         c[0],
         c[2]
     );
-    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
+    let lost = closed.load(Relaxed);
+    if lost > 0 {
+        println!("{lost} connections were closed or broke after joining");
+    }
+    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "closed_after_join": lost, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
     if let (Some(b), Some(h), Some(e)) = (base, held, end) {
         let per_conn = (h.rss_kib.saturating_sub(b.rss_kib)) as f64 / n.max(1) as f64;
         let idle_cpu = (e.cpu.saturating_sub(h.cpu)).as_secs_f64() / o.hold.max(1e-9);
@@ -675,7 +711,9 @@ async fn idle(o: Opts) {
         json["idle_cpu_fraction"] = idle_cpu.into();
     }
     println!("{json}");
-    drop(conns);
+    for c in conns {
+        c.abort();
+    }
 }
 
 fn main() {
