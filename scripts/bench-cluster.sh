@@ -7,7 +7,8 @@
 #   redis1  one node with Redis
 #   redis3  three nodes with Redis, clients spread over them round-robin
 # then IDLE_CONNS idle connections spread over three nodes by IDLE_PROCS load
-# processes (each process is held under its own open-file limit).
+# processes (each process is held under its own open-file limit), and for
+# comparison IDLE_CONNS/3 on one node without Redis.
 #
 # Every hub: SWITCHBOARD_WORKERS=1, SWITCHBOARD_DB=off (no SQLite in any set-up,
 # so they differ only by Redis; with Redis a room's history is its Redis
@@ -46,10 +47,12 @@ SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 echo "logs: $LOGS; commit $(git rev-parse --short HEAD); $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 STARTED=()
-cleanup() {
-  local p
-  for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+cleanup() { # newest first: hubs stop before the Redis they use
+  local i
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${STARTED[$i]}" 2>/dev/null || true
+    wait "${STARTED[$i]}" 2>/dev/null || true
+  done
   STARTED=()
 }
 trap cleanup EXIT
@@ -94,7 +97,7 @@ start_node() {
 setup() {
   SETUP=$1; NODE_PIDS=(); NODE_PORTS=(); REDIS_PID=; REDIS_PORT=
   case $SETUP in
-    single) start_node a ;;
+    single|idle1) start_node a ;;
     redis1) start_redis; start_node a redis ;;
     redis3|idle3) start_redis; start_node a redis; start_node b redis; start_node c redis ;;
   esac
@@ -231,36 +234,40 @@ for k in ("deliveries/s", "p99 ms", "hub CPU s per M deliveries"):
 PY
 fi
 
-if [[ $what == all || $what == idle ]]; then
-  setup idle3
-  per=$(( (IDLE_CONNS + IDLE_PROCS - 1) / IDLE_PROCS ))
-  echo "== idle: $IDLE_CONNS connections over 3 nodes ($IDLE_PROCS load processes of $per, rooms of 100 spread over the nodes)"
+# idle_run SETUP CONNS PROCS: CONNS idle connections from PROCS load processes
+idle_run() {
+  setup "$1"
+  local conns=$2 procs=$3 per n k total last still t0 t1 hz i p c r u
+  per=$(( (conns + procs - 1) / procs ))
+  echo "== idle, $SETUP: $conns connections over ${#NODE_PIDS[@]} node(s) ($procs load process(es) of $per, rooms of 100)"
   rss_of() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
   cpu_of() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
   sleep 1
-  rss0=(); for p in "${NODE_PIDS[@]}"; do rss0+=("$(rss_of "$p")"); done
-  redis_mem0=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
-  redis_rss0=$(rss_of "$REDIS_PID")
-  loads=()
-  for k in $(seq 0 $((IDLE_PROCS - 1))); do
-    n=$per; (( (k + 1) * per > IDLE_CONNS )) && n=$((IDLE_CONNS - k * per))
+  local rss0=() cpu0=() loads=() redis_mem0=0 redis_rss0=0 rcpu0=0
+  for p in "${NODE_PIDS[@]}"; do rss0+=("$(rss_of "$p")"); done
+  if [[ -n $REDIS_PID ]]; then
+    redis_mem0=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
+    redis_rss0=$(rss_of "$REDIS_PID")
+  fi
+  for k in $(seq 0 $((procs - 1))); do
+    n=$per; (( (k + 1) * per > conns )) && n=$((conns - k * per))
     taskset -c 1 "$LOAD" idle --conns "$n" --offset $((k * per)) --hold "$IDLE_HOLD" --concurrency 300 \
-      --sources "$SOURCES" --url "$URLS" --secret bench > "$LOGS/idle-$k.txt" 2> "$LOGS/idle-$k.err" &
+      --sources "$SOURCES" --url "$URLS" --secret bench > "$LOGS/$SETUP-$k.txt" 2> "$LOGS/$SETUP-$k.err" &
     loads+=($!); STARTED+=($!)
   done
   # Wait until every connection is open, or the count stops rising for 5 s.
   t0=$(date +%s.%N); last=-1; still=0
   while :; do
     total=0; for p in "${NODE_PORTS[@]}"; do total=$((total + $(conns_on "$p"))); done
-    (( total >= IDLE_CONNS )) && break
+    (( total >= conns )) && break
     if (( total == last )); then still=$((still + 1)); (( still >= 10 )) && break; else still=0; fi
     last=$total; sleep 0.5
   done
   t1=$(date +%s.%N)
   sleep 2
   echo "  $total connections open after $(python3 -c "print(round($t1 - $t0, 1))") s"
-  cpu0=(); for p in "${NODE_PIDS[@]}"; do cpu0+=("$(cpu_of "$p")"); done
-  rcpu0=$(cpu_of "$REDIS_PID")
+  for p in "${NODE_PIDS[@]}"; do cpu0+=("$(cpu_of "$p")"); done
+  [[ -n $REDIS_PID ]] && rcpu0=$(cpu_of "$REDIS_PID")
   sleep 5
   hz=$(getconf CLK_TCK)
   for i in "${!NODE_PIDS[@]}"; do
@@ -268,19 +275,28 @@ if [[ $what == all || $what == idle ]]; then
     python3 -c "
 c, r0, r, u0, u = $c, ${rss0[$i]}, $r, ${cpu0[$i]}, $u
 print(f'  node {\"abc\"[$i]}: {c} connections, RSS {r0/1024:.1f} MiB -> {r/1024:.1f} MiB: {(r - r0) / max(c, 1):.2f} KiB per connection; CPU while idle {100 * (u - u0) / $hz / 5:.2f}% of a core; open files limit {open(\"/proc/$p/limits\").read().split(\"Max open files\")[1].split()[0]}')"
-    echo "{\"setup\":\"idle3\",\"node\":$i,\"connections\":$c,\"rss_before_kib\":${rss0[$i]},\"rss_held_kib\":$r}" >> "$OUT"
+    echo "{\"setup\":\"$SETUP\",\"node\":$i,\"connections\":$c,\"rss_before_kib\":${rss0[$i]},\"rss_held_kib\":$r,\"idle_cpu_s_5s\":$(python3 -c "print(($u - ${cpu0[$i]}) / $hz)")}" >> "$OUT"
   done
-  redis_mem=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
-  python3 -c "
+  if [[ -n $REDIS_PID ]]; then
+    local redis_mem
+    redis_mem=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
+    python3 -c "
 n, m0, m, r0, r = $total, $redis_mem0, $redis_mem, $redis_rss0, $(rss_of "$REDIS_PID")
 print(f'  redis-server: used_memory {m0/1048576:.1f} -> {m/1048576:.1f} MiB ({(m - m0) / 1024 / max(n, 1):.2f} KiB per connection), RSS {r0/1024:.1f} -> {r/1024:.1f} MiB; CPU while idle {100 * ($(cpu_of "$REDIS_PID") - $rcpu0) / $hz / 5:.2f}% of a core')"
+  fi
   for k in "${!loads[@]}"; do
     wait "${loads[$k]}" || true
-    grep -v '^{' "$LOGS/idle-$k.txt" | sed "s/^/  load $k: /"
-    sort "$LOGS/idle-$k.err" | uniq -c | sort -rn | head -5 | sed "s/^/  load $k stderr: /"
-    tail -n 1 "$LOGS/idle-$k.txt" >> "$OUT"
+    grep -v '^{' "$LOGS/$SETUP-$k.txt" | sed "s/^/  load $k: /"
+    sort "$LOGS/$SETUP-$k.err" | uniq -c | sort -rn | head -5 | sed "s/^/  load $k stderr: /"
+    tail -n 1 "$LOGS/$SETUP-$k.txt" >> "$OUT"
   done
+  settle
   cleanup
+}
+
+if [[ $what == all || $what == idle ]]; then
+  idle_run idle3 "$IDLE_CONNS" "$IDLE_PROCS"
+  idle_run idle1 $((IDLE_CONNS / 3)) 1
 fi
 
 echo "== warnings and errors in the hub logs ($LOGS)"
