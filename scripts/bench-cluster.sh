@@ -42,7 +42,6 @@ IDLE_PROCS=${IDLE_PROCS:-3}
 IDLE_HOLD=${IDLE_HOLD:-30}
 OUT=${OUT:-bench-cluster.jsonl}
 LOGS=$(mktemp -d /tmp/bench-cluster.XXXXXX)
-SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 : > "$OUT"
 echo "logs: $LOGS; commit $(git rev-parse --short HEAD); $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -234,10 +233,14 @@ for k in ("deliveries/s", "p99 ms", "hub CPU s per M deliveries"):
 PY
 fi
 
-# idle_run SETUP CONNS PROCS: CONNS idle connections from PROCS load processes
+# idle_run SETUP CONNS PROCS NET: CONNS idle connections from PROCS load processes,
+# from the source addresses NET.1-4. Each phase has its own: a closed
+# connection's port stays in TIME_WAIT for 60 s, and binding to an address
+# whose ports are mostly taken makes the kernel search (the load tool then
+# spends its time in the kernel and connects at a few hundred a second).
 idle_run() {
   setup "$1"
-  local conns=$2 procs=$3 per n k total last still t0 t1 hz i p c r u
+  local conns=$2 procs=$3 net=$4 per n k total last still t0 t1 hz i p c r u
   per=$(( (conns + procs - 1) / procs ))
   echo "== idle, $SETUP: $conns connections over ${#NODE_PIDS[@]} node(s) ($procs load process(es) of $per, rooms of 100)"
   rss_of() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -252,7 +255,7 @@ idle_run() {
   for k in $(seq 0 $((procs - 1))); do
     n=$per; (( (k + 1) * per > conns )) && n=$((conns - k * per))
     taskset -c 1 "$LOAD" idle --conns "$n" --offset $((k * per)) --hold "$IDLE_HOLD" --concurrency 300 \
-      --sources "$SOURCES" --url "$URLS" --secret bench > "$LOGS/$SETUP-$k.txt" 2> "$LOGS/$SETUP-$k.err" &
+      --sources "$net.1,$net.2,$net.3,$net.4" --url "$URLS" --secret bench > "$LOGS/$SETUP-$k.txt" 2> "$LOGS/$SETUP-$k.err" &
     loads+=($!); STARTED+=($!)
   done
   # Wait until every connection is open, or the count stops rising for 5 s.
@@ -295,8 +298,8 @@ print(f'  redis-server: used_memory {m0/1048576:.1f} -> {m/1048576:.1f} MiB ({(m
 }
 
 if [[ $what == all || $what == idle ]]; then
-  idle_run idle3 "$IDLE_CONNS" "$IDLE_PROCS"
-  idle_run idle1 $((IDLE_CONNS / 3)) 1
+  idle_run idle3 "$IDLE_CONNS" "$IDLE_PROCS" 127.0.1
+  idle_run idle1 $((IDLE_CONNS / 3)) 1 127.0.2
 fi
 
 echo "== warnings and errors in the hub logs ($LOGS)"
