@@ -6,6 +6,7 @@
 //! switchboard-load fanout --subscribers 1000 --publishers 1 --rate 1000 --duration 10 --pid PID
 //! switchboard-load rooms  --rooms 100 --clients 2000 --rate 2000 --duration 10 --pid PID
 //! switchboard-load idle   --conns 10000 --hold 10 --pid PID --sources 127.0.0.1,127.0.0.2
+//! switchboard-load fanout --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws  # nodes of a cluster
 //! ```
 //! Latency is measured with one clock: the send time (µs since the run began)
 //! travels in each message's payload and the receiving task subtracts it.
@@ -26,10 +27,15 @@ use tokio_tungstenite::WebSocketStream;
 type Ws = WebSocketStream<TcpStream>;
 
 const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
-  --url URL            server WebSocket URL (default ws://127.0.0.1:8080/ws)
+  --url URL[,URL…]     server WebSocket URL (default ws://127.0.0.1:8080/ws); several, comma-
+                       separated, spread the clients (publishers too) over them: client i
+                       connects to URL number i mod count (nodes of a cluster)
+  --offset N           number clients from N (user names, idle rooms, URL choice), so that
+                       several load processes together make one set of clients (default 0)
   --secret S           the server's SWITCHBOARD_JWT_SECRET (default: that env var); clients
                        connect as role=service users, exempt from rate limits
-  --pid PID            the server's pid: report its CPU seconds and RSS
+  --pid PID[,PID…]     the server's pid: report its CPU seconds and RSS (several: their sums,
+                       and each one's in the JSON line as server_each)
   --concurrency C      connections being opened at once (default 200)
   --sources A,B,…      local addresses to connect from (e.g. 127.0.0.1,127.0.0.2) to pass
                        the ~28k ports one address gives
@@ -38,14 +44,57 @@ const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
   rooms:  --rooms K (100) --clients N (2000) --rate MSGS_PER_S total (2000) --duration S (10)
   idle:   --conns N (10000) --room-size M (100) --hold S (10)";
 
-#[derive(Clone)]
-struct Opts {
-    mode: String,
+/// One server URL: the Host and path of the handshake, and where to connect.
+#[derive(Clone, Debug, PartialEq)]
+struct Target {
     host: String,
     path: String,
     addr: SocketAddr,
+}
+
+/// `ws://host:port[/path]` (path `/ws` when absent).
+fn parse_target(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url:?}: only ws:// URLs are supported"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/ws".into()));
+    let addr = host
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    Ok(Target {
+        host: host.to_string(),
+        path,
+        addr,
+    })
+}
+
+/// A comma-separated list of URLs, in order; an empty entry is an error.
+fn parse_targets(list: &str) -> Result<Vec<Target>, String> {
+    list.split(',')
+        .map(str::trim)
+        .map(|u| {
+            if u.is_empty() {
+                Err(format!("--url {list:?}: empty entry"))
+            } else {
+                parse_target(u)
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+struct Opts {
+    mode: String,
+    /// Client i connects to `targets[i % targets.len()]` (never empty).
+    targets: Vec<Target>,
+    offset: usize,
     secret: String,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     concurrency: usize,
     sources: Vec<IpAddr>,
     size: usize,
@@ -68,11 +117,10 @@ fn parse_opts() -> Result<Opts, String> {
     }
     let mut o = Opts {
         mode,
-        host: String::new(),
-        path: String::new(),
-        addr: "127.0.0.1:8080".parse().unwrap(),
+        targets: Vec::new(),
+        offset: 0,
         secret: std::env::var("SWITCHBOARD_JWT_SECRET").unwrap_or_default(),
-        pid: None,
+        pids: Vec::new(),
         concurrency: 200,
         sources: Vec::new(),
         size: 0,
@@ -96,7 +144,17 @@ fn parse_opts() -> Result<Opts, String> {
         match flag.as_str() {
             "--url" => url = v,
             "--secret" => o.secret = v,
-            "--pid" => o.pid = Some(num(&v)? as u32),
+            "--offset" => o.offset = num(&v)? as usize,
+            "--pid" => {
+                o.pids = v
+                    .split(',')
+                    .map(|p| {
+                        p.trim()
+                            .parse()
+                            .map_err(|_| format!("--pid: bad pid {p:?}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             "--concurrency" => o.concurrency = num(&v)?.max(1.0) as usize,
             "--sources" => {
                 o.sources = v
@@ -120,20 +178,7 @@ fn parse_opts() -> Result<Opts, String> {
     if o.secret.is_empty() {
         return Err("give --secret (or SWITCHBOARD_JWT_SECRET): the server's HS256 secret".into());
     }
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("only ws:// URLs are supported")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/ws".into()));
-    o.host = host.to_string();
-    o.path = path;
-    o.addr = host
-        .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
-        .next()
-        .ok_or("no address")?;
+    o.targets = parse_targets(&url)?;
     Ok(o)
 }
 
@@ -152,9 +197,15 @@ fn token(secret: &str, sub: &str) -> String {
     .expect("HS256 signing cannot fail")
 }
 
-/// Opens a connection as user `sub`, joins `room`, and waits for `room:joined`.
-async fn connect(o: &Opts, sub: &str, room: &str, source: Option<IpAddr>) -> Result<Ws, String> {
-    let sock = if o.addr.is_ipv4() {
+/// Opens a connection to `to` as user `sub`, joins `room`, and waits for `room:joined`.
+async fn connect(
+    o: &Opts,
+    to: &Target,
+    sub: &str,
+    room: &str,
+    source: Option<IpAddr>,
+) -> Result<Ws, String> {
+    let sock = if to.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
@@ -165,11 +216,16 @@ async fn connect(o: &Opts, sub: &str, room: &str, source: Option<IpAddr>) -> Res
             .map_err(|e| format!("bind {src}: {e}"))?;
     }
     let stream = sock
-        .connect(o.addr)
+        .connect(to.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let url = format!("ws://{}{}?token={}", o.host, o.path, token(&o.secret, sub));
+    let url = format!(
+        "ws://{}{}?token={}",
+        to.host,
+        to.path,
+        token(&o.secret, sub)
+    );
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -191,26 +247,32 @@ async fn connect(o: &Opts, sub: &str, room: &str, source: Option<IpAddr>) -> Res
     }
 }
 
-/// Opens `n` connections, `concurrency` at a time; `room_of(i)` names each one's room.
-async fn connect_all(
+/// Opens `n` connections, `concurrency` at a time; client number `k = offset + i`
+/// is user `{tag}-{k}`, in room `room_of(k)`, connected to URL `k mod count`.
+/// `on_open` gets each connection as soon as it has joined.
+async fn connect_all<T: Send + 'static>(
     o: &Opts,
     n: usize,
     tag: &str,
     room_of: impl Fn(usize) -> String,
-) -> (Vec<Ws>, Duration, Samples) {
+    on_open: impl Fn(Ws) -> T + Clone + Send + 'static,
+) -> (Vec<T>, Duration, Samples) {
     let sem = Arc::new(tokio::sync::Semaphore::new(o.concurrency));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let (o, sem, room) = (o.clone(), sem.clone(), room_of(i));
+        let k = o.offset + i;
+        let (o, sem, room) = (o.clone(), sem.clone(), room_of(k));
         let source = (!o.sources.is_empty()).then(|| o.sources[i % o.sources.len()]);
-        let sub = format!("{tag}-{i}");
+        let to = o.targets[k % o.targets.len()].clone();
+        let sub = format!("{tag}-{k}");
+        let on_open = on_open.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
             let t0 = Instant::now();
-            connect(&o, &sub, &room, source)
+            connect(&o, &to, &sub, &room, source)
                 .await
-                .map(|ws| (ws, t0.elapsed()))
+                .map(|ws| (on_open(ws), t0.elapsed()))
         }));
     }
     let mut conns = Vec::with_capacity(n);
@@ -418,11 +480,41 @@ async fn traffic(
     }
 }
 
-fn server_delta(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<(f64, u64)> {
-    Some((
-        (after?.cpu.saturating_sub(before?.cpu)).as_secs_f64(),
-        after?.rss_kib,
-    ))
+/// One reading per `--pid`; None when none was given or one is gone.
+fn sample_all(o: &Opts) -> Option<Vec<ProcSample>> {
+    if o.pids.is_empty() {
+        return None;
+    }
+    o.pids.iter().map(|&p| proc_sample(p)).collect()
+}
+
+/// The sum of several processes' readings.
+fn total(s: Vec<ProcSample>) -> ProcSample {
+    s.into_iter().fold(
+        ProcSample {
+            cpu: Duration::ZERO,
+            rss_kib: 0,
+        },
+        |a, b| ProcSample {
+            cpu: a.cpu + b.cpu,
+            rss_kib: a.rss_kib + b.rss_kib,
+        },
+    )
+}
+
+/// Each server's CPU seconds between the readings and its RSS at the end.
+fn server_delta(
+    before: Option<Vec<ProcSample>>,
+    after: Option<Vec<ProcSample>>,
+) -> Option<Vec<(f64, u64)>> {
+    let (before, after) = (before?, after?);
+    Some(
+        before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.cpu.saturating_sub(b.cpu).as_secs_f64(), a.rss_kib))
+            .collect(),
+    )
 }
 
 fn report_traffic(
@@ -431,8 +523,12 @@ fn report_traffic(
     connect: Duration,
     mut ctimes: Samples,
     mut run: Run,
-    server: Option<(f64, u64)>,
+    each: Option<Vec<(f64, u64)>>,
 ) {
+    let server = each.as_ref().map(|e| {
+        e.iter()
+            .fold((0.0, 0), |(c, r), &(ec, er)| (c + ec, r + er))
+    });
     let c = ctimes.percentiles();
     let l = run.latency.percentiles();
     let loss = run.expected.saturating_sub(run.received);
@@ -472,7 +568,7 @@ fn report_traffic(
             rss
         );
     }
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "mode": o.mode, "connections": conns, "connect_s": connect.as_secs_f64(),
         "connect_ms": {"p50": c[0], "p99": c[2]},
         "rate": o.rate, "duration_s": o.duration, "size": o.size, "sent": run.sent,
@@ -480,15 +576,22 @@ fn report_traffic(
         "latency_ms": {"p50": l[0], "p90": l[1], "p99": l[2], "p99_9": l[3], "max": l[4]},
         "server_cpu_s": server.map(|s| s.0), "server_rss_kib": server.map(|s| s.1),
     });
+    if let Some(e) = each.filter(|e| e.len() > 1) {
+        json["server_each"] = e
+            .iter()
+            .zip(&o.pids)
+            .map(|(&(cpu, rss), pid)| serde_json::json!({"pid": pid, "cpu_s": cpu, "rss_kib": rss}))
+            .collect();
+    }
     println!("{json}");
 }
 
 async fn fanout(o: Opts) {
     let room = "bench-fanout".to_string();
     let n = o.subscribers + o.publishers;
-    let (conns, connect, ctimes) = connect_all(&o, n, "fan", |_| room.clone()).await;
+    let (conns, connect, ctimes) = connect_all(&o, n, "fan", |_| room.clone(), |ws| ws).await;
     let members = conns.len() as u64;
-    let before = o.pid.and_then(proc_sample);
+    let before = sample_all(&o);
     // The last `publishers` connections publish.
     let pubs: Vec<usize> = (conns.len().saturating_sub(o.publishers)..conns.len()).collect();
     let rooms_of = vec![room.clone(); conns.len()];
@@ -502,23 +605,30 @@ async fn fanout(o: Opts) {
         |_| members,
     )
     .await;
-    let after = o.pid.and_then(proc_sample);
+    let after = sample_all(&o);
     report_traffic(&o, count, connect, ctimes, run, server_delta(before, after));
 }
 
 async fn rooms(o: Opts) {
     let names: Vec<String> = (0..o.rooms).map(|k| format!("bench-room-{k}")).collect();
-    let (conns, connect, ctimes) =
-        connect_all(&o, o.clients, "room", |i| names[i % names.len()].clone()).await;
-    // Connections come back in order, so connection i is in room i % K (when none failed).
+    let (conns, connect, ctimes) = connect_all(
+        &o,
+        o.clients,
+        "room",
+        |i| names[i % names.len()].clone(),
+        |ws| ws,
+    )
+    .await;
+    // Connections come back in order, so connection i is in room (offset + i) % K
+    // (when none failed).
     let rooms_of: Vec<String> = (0..conns.len())
-        .map(|i| names[i % names.len()].clone())
+        .map(|i| names[(o.offset + i) % names.len()].clone())
         .collect();
     let mut size = std::collections::HashMap::new();
     for r in &rooms_of {
         *size.entry(r.clone()).or_insert(0u64) += 1;
     }
-    let before = o.pid.and_then(proc_sample);
+    let before = sample_all(&o);
     let count = conns.len();
     let pubs: Vec<usize> = (0..count).collect();
     let run = traffic(
@@ -530,21 +640,44 @@ async fn rooms(o: Opts) {
         |r| size.get(r).copied().unwrap_or(0),
     )
     .await;
-    let after = o.pid.and_then(proc_sample);
+    let after = sample_all(&o);
     report_traffic(&o, count, connect, ctimes, run, server_delta(before, after));
 }
 
 async fn idle(o: Opts) {
-    let base = o.pid.and_then(proc_sample);
-    let (conns, connect, mut ctimes) = connect_all(&o, o.conns, "idle", |i| {
-        format!("bench-idle-{}", i / o.room_size)
-    })
+    let base = sample_all(&o).map(total);
+    // Each connection is read from the moment it has joined, as a real idle
+    // client's would be: that answers the server's pings (unanswered, they close
+    // the connection after SWITCHBOARD_PING_INTERVAL_MS + SWITCHBOARD_PONG_TIMEOUT_MS)
+    // and takes the room's presence frames.
+    let closed = Arc::new(AtomicU64::new(0));
+    let on_open = {
+        let closed = closed.clone();
+        move |mut ws: Ws| {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+                closed.fetch_add(1, Relaxed);
+            })
+        }
+    };
+    let (conns, connect, mut ctimes) = connect_all(
+        &o,
+        o.conns,
+        "idle",
+        |i| format!("bench-idle-{}", i / o.room_size),
+        on_open,
+    )
     .await;
     // Let the server settle before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = o.pid.and_then(proc_sample);
+    let held = sample_all(&o).map(total);
     tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
-    let end = o.pid.and_then(proc_sample);
+    let end = sample_all(&o).map(total);
     let n = conns.len();
     let c = ctimes.percentiles();
     println!(
@@ -555,7 +688,11 @@ async fn idle(o: Opts) {
         c[0],
         c[2]
     );
-    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
+    let lost = closed.load(Relaxed);
+    if lost > 0 {
+        println!("{lost} connections were closed or broke after joining");
+    }
+    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "closed_after_join": lost, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
     if let (Some(b), Some(h), Some(e)) = (base, held, end) {
         let per_conn = (h.rss_kib.saturating_sub(b.rss_kib)) as f64 / n.max(1) as f64;
         let idle_cpu = (e.cpu.saturating_sub(h.cpu)).as_secs_f64() / o.hold.max(1e-9);
@@ -574,7 +711,9 @@ async fn idle(o: Opts) {
         json["idle_cpu_fraction"] = idle_cpu.into();
     }
     println!("{json}");
-    drop(conns);
+    for c in conns {
+        c.abort();
+    }
 }
 
 fn main() {
@@ -603,4 +742,37 @@ fn main() {
     });
     // Do not wait for thousands of sockets to close gracefully.
     std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_one_target_with_its_path() {
+        let t = parse_targets("ws://127.0.0.1:8080/ws").unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].host, "127.0.0.1:8080");
+        assert_eq!(t[0].path, "/ws");
+        assert_eq!(t[0].addr, "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_list_keeps_its_order_and_defaults_the_path() {
+        let t =
+            parse_targets("ws://127.0.0.1:1/ws, ws://127.0.0.1:2,ws://127.0.0.1:3/x/y").unwrap();
+        let got: Vec<(u16, &str)> = t.iter().map(|t| (t.addr.port(), t.path.as_str())).collect();
+        assert_eq!(got, vec![(1, "/ws"), (2, "/ws"), (3, "/x/y")]);
+    }
+
+    #[test]
+    fn empty_entries_and_other_schemes_are_refused() {
+        assert!(parse_targets("ws://127.0.0.1:1/ws,")
+            .unwrap_err()
+            .contains("empty entry"));
+        assert!(parse_targets("").unwrap_err().contains("empty entry"));
+        assert!(parse_targets("ws://127.0.0.1:1,http://127.0.0.1:2")
+            .unwrap_err()
+            .contains("only ws://"));
+    }
 }
