@@ -95,6 +95,11 @@ impl Cluster {
         self.inner.wants_lease.store(true, Ordering::Relaxed);
     }
 
+    /// Whether this node runs a bridge with mapped rooms.
+    pub fn competes_for_lease(&self) -> bool {
+        self.inner.wants_lease.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn wants_lease(&self) -> bool {
         self.inner.wants_lease.load(Ordering::Relaxed)
             && self.inner.lease_gate.get().is_some_and(|ready| ready())

@@ -9,68 +9,90 @@
 use super::scripts::{self, Lua};
 use super::Cluster;
 
+/// How often a node that wants the MQTT lease and lacks it tries for it.
+const LEASE_TRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub async fn run(c: Cluster) {
     let every = c.node_ttl() / 4;
     let mut first = true;
+    let mut next_beat = tokio::time::Instant::now();
     loop {
-        let beat = c.script(
-            Lua::Heartbeat,
-            vec![c.key("nodes")],
+        if tokio::time::Instant::now() >= next_beat {
+            next_beat += every;
+            beat(&c, &mut first).await;
+            lease(&c).await;
+        } else if c.wants_lease() != c.mqtt_leader() {
+            // A bridge just connected (or dropped): do not wait for the beat.
+            lease(&c).await;
+        }
+        let wake = next_beat.min(tokio::time::Instant::now() + LEASE_TRY);
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
+/// The heartbeat, and the removal of the nodes it finds dead.
+async fn beat(c: &Cluster, first: &mut bool) {
+    let beat = c.script(
+        Lua::Heartbeat,
+        vec![c.key("nodes")],
+        vec![
+            c.node().as_bytes().to_vec(),
+            c.node_ttl().as_millis().to_string().into_bytes(),
+        ],
+    );
+    match beat.await {
+        Ok(v) => {
+            let (added, stale) = scripts::heartbeat_reply(&v);
+            if added && !*first {
+                // Taken for dead while paused: its members were removed.
+                log::warn!(
+                    "node {} was taken for dead; registering its members again",
+                    c.node()
+                );
+                super::reregister();
+            }
+            *first = false;
+            for node in stale {
+                let reap = c.script(
+                    Lua::Reap,
+                    vec![c.key("nodes")],
+                    vec![node.clone().into_bytes(), c.prefix().as_bytes().to_vec()],
+                );
+                match reap.await {
+                    Ok(redis::Value::Int(n)) if n > 0 => {
+                        log::info!("node {node} is gone: removed {} memberships", n - 1)
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("cannot remove node {node}: {}", e.message),
+                }
+            }
+        }
+        Err(e) => log::debug!("heartbeat: {}", e.message),
+    }
+}
+
+/// Takes or renews the MQTT lease while this node's bridge can ingest;
+/// gives it up when it cannot.
+async fn lease(c: &Cluster) {
+    if c.wants_lease() {
+        let lease = c.script(
+            Lua::Lease,
+            vec![c.key("mqtt:lease")],
             vec![
                 c.node().as_bytes().to_vec(),
                 c.node_ttl().as_millis().to_string().into_bytes(),
             ],
         );
-        match beat.await {
-            Ok(v) => {
-                let (added, stale) = scripts::heartbeat_reply(&v);
-                if added && !first {
-                    // Taken for dead while paused: its members were removed.
-                    log::warn!(
-                        "node {} was taken for dead; registering its members again",
-                        c.node()
-                    );
-                    super::reregister();
-                }
-                first = false;
-                for node in stale {
-                    let reap = c.script(
-                        Lua::Reap,
-                        vec![c.key("nodes")],
-                        vec![node.clone().into_bytes(), c.prefix().as_bytes().to_vec()],
-                    );
-                    match reap.await {
-                        Ok(redis::Value::Int(n)) if n > 0 => {
-                            log::info!("node {node} is gone: removed {} memberships", n - 1)
-                        }
-                        Ok(_) => {}
-                        Err(e) => log::warn!("cannot remove node {node}: {}", e.message),
-                    }
-                }
-            }
-            Err(e) => log::debug!("heartbeat: {}", e.message),
-        }
-        if c.wants_lease() {
-            let lease = c.script(
-                Lua::Lease,
-                vec![c.key("mqtt:lease")],
-                vec![
-                    c.node().as_bytes().to_vec(),
-                    c.node_ttl().as_millis().to_string().into_bytes(),
-                ],
-            );
-            // Unsure (Redis unreachable) is not holding it.
-            c.set_leader(matches!(lease.await, Ok(redis::Value::Int(1))));
-        } else if c.mqtt_leader() {
-            // The bridge is down: let another node's take over.
-            let release = c.script(
-                Lua::Release,
-                vec![c.key("mqtt:lease")],
-                vec![c.node().as_bytes().to_vec()],
-            );
-            let _ = release.await;
-            c.set_leader(false);
-        }
-        tokio::time::sleep(every).await;
+        // Unsure (Redis unreachable) is not holding it.
+        c.set_leader(matches!(lease.await, Ok(redis::Value::Int(1))));
+    } else if c.mqtt_leader() {
+        // The bridge is down: let another node's take over.
+        let release = c.script(
+            Lua::Release,
+            vec![c.key("mqtt:lease")],
+            vec![c.node().as_bytes().to_vec()],
+        );
+        let _ = release.await;
+        c.set_leader(false);
     }
 }

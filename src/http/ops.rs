@@ -35,6 +35,9 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         "cluster": st.shared.cluster.as_ref().map(|c| serde_json::json!({
             "node": c.node(),
             "redis": if c.link_up() { "up" } else { "down" },
+            // Whether this node numbers MQTT messages into mapped rooms
+            // (null: it has no bridge with mapped rooms).
+            "mqtt_lease": c.competes_for_lease().then(|| c.mqtt_leader()),
         })),
     });
     if shutting_down || stats.is_none() {

@@ -25,7 +25,10 @@ pub async fn bridge_connected(s: &Server, want: bool) -> Value {
     loop {
         let (status, h) = s.get_json("/healthz", None).await;
         assert_eq!(status, 200, "{h}");
-        if h["mqtt"]["connected"] == want {
+        // With Redis, mapped rooms are fed by the node holding the lease:
+        // wait for it too (one node: this one takes it once connected).
+        let leased = !want || h["cluster"]["mqtt_lease"] != false;
+        if h["mqtt"]["connected"] == want && leased {
             return h["mqtt"].clone();
         }
         assert!(

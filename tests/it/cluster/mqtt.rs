@@ -5,7 +5,6 @@
 use super::redis::Redis;
 use crate::broker::{Mosquitto, Peer};
 use crate::common::Client;
-use crate::mqtt::bridge_connected;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,8 +39,13 @@ async fn a_mapped_room_gets_each_broker_message_once_whatever_the_bridges() {
             ("SWITCHBOARD_NODE_TTL_MS", "2000"),
         ],
     );
+    // Both bridges connected (only one holds the lease).
     for n in &nodes {
-        bridge_connected(n, true).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while n.get_json("/healthz", None).await.1["mqtt"]["connected"] != true {
+            assert!(std::time::Instant::now() < deadline, "bridge not connected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let mut on_b = nodes[1].user("bea").await;
     on_b.join("iot").await;
