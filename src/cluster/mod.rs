@@ -167,22 +167,7 @@ impl Cluster {
         keys: Vec<String>,
         args: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<Value, HubError>> + 'static {
-        let (tx, rx) = oneshot::channel();
-        self.inner.ops.fetch_add(1, Ordering::Relaxed);
-        let sent = self
-            .inner
-            .lane
-            .send(lane::Req {
-                op: lane::Op::Script(lua, keys, args),
-                tx,
-            })
-            .is_ok();
-        async move {
-            if !sent {
-                return Err(unavailable());
-            }
-            rx.await.unwrap_or_else(|_| Err(unavailable()))
-        }
+        self.queue(lane::Op::Script(lua, keys, args))
     }
 
     /// Runs a plain command (PUBLISH, XRANGE, …), in order with scripts.
@@ -190,16 +175,14 @@ impl Cluster {
         &self,
         cmd: redis::Cmd,
     ) -> impl Future<Output = Result<Value, HubError>> + 'static {
+        self.queue(lane::Op::Cmd(cmd))
+    }
+
+    /// Queues `op` on the lane now; the future is its answer.
+    fn queue(&self, op: lane::Op) -> impl Future<Output = Result<Value, HubError>> + 'static {
         let (tx, rx) = oneshot::channel();
         self.inner.ops.fetch_add(1, Ordering::Relaxed);
-        let sent = self
-            .inner
-            .lane
-            .send(lane::Req {
-                op: lane::Op::Cmd(cmd),
-                tx,
-            })
-            .is_ok();
+        let sent = self.inner.lane.send(lane::Req { op, tx }).is_ok();
         async move {
             if !sent {
                 return Err(unavailable());

@@ -480,7 +480,14 @@ impl Handler<Typing> for Room {
             // Every node (this one too) applies it from the room's channel.
             return self.send_typing(&user, msg.on);
         }
-        let changed = if msg.on {
+        self.apply_typing(user, msg.on, ctx);
+    }
+}
+
+impl Room {
+    /// `user` starts (`on`) or stops typing: announce a change, re-arm the expiry.
+    fn apply_typing(&mut self, user: UserId, on: bool, ctx: &mut Context<Self>) {
+        let changed = if on {
             self.typing
                 .insert(user, Instant::now() + self.typing_ttl)
                 .is_none()

@@ -692,17 +692,7 @@ impl Room {
         let Some(user) = std::str::from_utf8(user).ok().and_then(UserId::parse) else {
             return;
         };
-        let changed = if on == b"1" {
-            self.typing
-                .insert(user, Instant::now() + self.typing_ttl)
-                .is_none()
-        } else {
-            self.typing.remove(&user).is_some()
-        };
-        if changed {
-            self.typing_changed();
-        }
-        self.schedule_typing(ctx);
+        self.apply_typing(user, on == b"1", ctx);
     }
 }
 
