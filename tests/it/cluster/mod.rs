@@ -8,3 +8,4 @@ mod members;
 mod messages;
 mod mqtt;
 pub mod redis;
+mod soak;
