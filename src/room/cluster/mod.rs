@@ -44,6 +44,9 @@ pub struct Replica {
     version: u64,
     /// Messages that arrived ahead of a gap, waiting for it to be filled.
     pending: BTreeMap<u64, (Option<SessionId>, Bytes)>,
+    /// The newest seq known to be in Redis (from a re-read of the room):
+    /// what `repair` reads up to when nothing newer is pending.
+    known: u64,
     repairing: bool,
     /// Acks waiting until their message was delivered here.
     acks: BTreeMap<u64, Vec<(Outbox, String)>>,
@@ -66,6 +69,7 @@ impl Replica {
             token: None,
             version: 0,
             pending: BTreeMap::new(),
+            known: 0,
             repairing: false,
             acks: BTreeMap::new(),
             next_ticket: 0,
@@ -180,7 +184,7 @@ impl Room {
         ctx.wait(fut.into_actor(self).map(|(token, l), act, ctx| {
             act.replica().token = Some(token);
             match l {
-                Some(l) => act.apply_load(l, false),
+                Some(l) => act.apply_load(l, false, ctx),
                 None => {
                     // Never a fresh numbering: the joins waiting get
                     // `unavailable`, and the next join tries again.
@@ -200,34 +204,22 @@ impl Room {
     /// Takes what Redis has: the numbering and its tail, the member list.
     /// With `announce`, members here are told of a new numbering (a
     /// `room:joined` with `recovered:false`) and given its messages.
-    fn apply_load(&mut self, l: scripts::Loaded, announce: bool) {
+    fn apply_load(&mut self, l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
         let limits = self.history.limits();
-        let same = *l.epoch == *self.history.epoch;
-        if same && announce {
-            // Same numbering: fill what is missing, in order.
-            let missing: Vec<_> = l
-                .entries
-                .into_iter()
-                .filter(|(s, _)| *s > self.history.seq)
-                .collect();
-            for (s, f) in missing {
-                self.arrive(s, None, f);
-            }
+        if !announce {
+            self.history = History::restore(limits, &l.epoch, l.seq, l.entries);
+        } else if *l.epoch == *self.history.epoch {
+            // Same numbering: read what is missing, in order.
+            let r = self.replica();
+            r.known = r.known.max(l.seq);
+            self.repair(ctx);
         } else {
+            // A new numbering: say so at its oldest kept message, then give them.
             let base = l.entries.first().map_or(l.seq, |e| e.0 - 1);
             self.history = History::restore(limits, &l.epoch, base, Vec::new());
-            if announce {
-                self.tell_lost();
-            }
+            self.tell_lost();
             for (s, f) in l.entries {
-                if announce {
-                    self.arrive(s, None, f);
-                } else if s == self.history.next_seq() {
-                    self.history.push(s, f);
-                }
-            }
-            if !announce {
-                self.history.seq = l.seq;
+                self.arrive(s, None, f);
             }
         }
         let r = self.replica();
@@ -302,17 +294,20 @@ impl Room {
         }
     }
 
-    /// A message ahead of a gap: read the gap from the stream.
+    /// Messages are missing before one that arrived (or before the newest
+    /// seq a re-read found): read them from the stream; what is no longer
+    /// there is said lost (`tell_lost`) and delivery goes on after it.
     fn repair(&mut self, ctx: &mut Context<Self>) {
-        let Some(&upto) = self.replica().pending.keys().next() else {
-            return;
-        };
-        if self.replica().repairing {
+        let (from, name) = (self.history.seq, self.name.clone());
+        let r = self.replica();
+        let upto = r
+            .pending
+            .keys()
+            .next()
+            .map_or(r.known, |p| (p - 1).max(r.known));
+        if r.repairing || upto <= from {
             return;
         }
-        let from = self.history.seq;
-        let name = self.name.clone();
-        let r = self.replica();
         r.repairing = true;
         r.c.count_gap();
         let fut = r.c.script(
@@ -320,7 +315,7 @@ impl Room {
             vec![r.c.room_key(&name, "m"), r.c.room_key(&name, "x")],
             vec![
                 format!("({from}-1").into_bytes(),
-                format!("{}-1", upto - 1).into_bytes(),
+                format!("{upto}-1").into_bytes(),
                 (upto - from).to_string().into_bytes(),
             ],
         );
@@ -339,13 +334,13 @@ impl Room {
             }
             // Whatever is still missing is gone from the stream.
             let next = act.replica().pending.keys().next().copied();
-            if let Some(next) = next {
-                if next > act.history.next_seq() {
-                    let (epoch, limits) = (act.history.epoch.clone(), act.history.limits());
-                    act.history = History::restore(limits, &epoch, next - 1, Vec::new());
-                    act.tell_lost();
-                    let (except, f) = act.replica().pending.remove(&next).expect("present");
-                    act.arrive(next, except, f);
+            let resume = next.unwrap_or(upto + 1);
+            if resume > act.history.next_seq() {
+                let (epoch, limits) = (act.history.epoch.clone(), act.history.limits());
+                act.history = History::restore(limits, &epoch, resume - 1, Vec::new());
+                act.tell_lost();
+                if let Some((except, f)) = act.replica().pending.remove(&resume) {
+                    act.arrive(resume, except, f);
                 }
             }
         }));
@@ -367,7 +362,7 @@ impl Room {
             load(&c, &room, n)
                 .into_actor(self)
                 .map(|l, act, ctx| match l {
-                    Ok(l) => act.apply_load(l, true),
+                    Ok(l) => act.apply_load(l, true, ctx),
                     Err(_) => {
                         ctx.run_later(Duration::from_secs(1), |act, ctx| act.resync(ctx));
                     }
@@ -524,15 +519,10 @@ pub fn read_history(
     async move {
         let l = fut.await.ok()?;
         let members = l.members.iter().filter_map(|j| info_of(j)).collect();
-        let base = l.entries.first().map_or(l.seq, |e| e.0 - 1);
-        let mut h = History::restore(limits, &l.epoch, base, Vec::new());
-        for (s, f) in l.entries {
-            if s == h.next_seq() {
-                h.push(s, f);
-            }
-        }
-        h.seq = l.seq;
-        Some((h, members))
+        Some((
+            History::restore(limits, &l.epoch, l.seq, l.entries),
+            members,
+        ))
     }
 }
 
