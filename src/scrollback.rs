@@ -164,35 +164,34 @@ impl Plan {
     /// A room with nothing in memory (neither active nor idle): what the
     /// database has, if the room is stored.
     pub fn stored(room: &RoomName, req: PageRequest, store: Option<&StoreHandle>) -> Plan {
+        Plan::only(
+            store.map(|s| Rest::Db(s.reader.clone(), read_for(s, room, req.before, req.limit))),
+        )
+    }
+
+    /// A page with nothing from memory: all of it from `rest`.
+    fn only(rest: Option<Rest>) -> Plan {
         Plan {
             epoch: None,
             seq: 0,
             first_seq: None,
             newest_first: Vec::new(),
             more: false,
-            rest: store
-                .map(|s| Rest::Db(s.reader.clone(), read_for(s, room, req.before, req.limit))),
+            rest,
         }
     }
 
     /// A room not active on this node, with several nodes: what its stream
     /// in Redis has.
     pub fn shared(room: &RoomName, req: PageRequest, c: &crate::cluster::Cluster) -> Plan {
-        Plan {
-            epoch: None,
-            seq: 0,
-            first_seq: None,
-            newest_first: Vec::new(),
-            more: false,
-            rest: Some(Rest::Redis {
-                c: c.clone(),
-                room: room.clone(),
-                below: req.before,
-                want: req.limit,
-                bytes: MAX_PAGE_BYTES,
-                at_least_one: true,
-            }),
-        }
+        Plan::only(Some(Rest::Redis {
+            c: c.clone(),
+            room: room.clone(),
+            below: req.before,
+            want: req.limit,
+            bytes: MAX_PAGE_BYTES,
+            at_least_one: true,
+        }))
     }
 
     /// Reads what the database must add (on the reader thread; the caller

@@ -1,11 +1,9 @@
 //! A real Redis for the tests: `redis-server` on a free loopback port, no
 //! persistence unless asked, stopped when the guard drops (also on panic).
 
-use crate::broker::free_port;
-use crate::common::{Server, WAIT};
-use std::net::TcpStream;
+use crate::broker::{free_port, wait_listening};
+use crate::common::Server;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct Redis {
     child: Option<Child>,
@@ -35,11 +33,7 @@ impl Redis {
             .spawn()
             .expect("start redis-server (scripts/deps.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(self.port, "redis-server");
     }
 
     /// SIGKILL: everything it held is gone (no persistence).
