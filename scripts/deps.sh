@@ -77,3 +77,5 @@ need_apt prlimit util-linux
 need_apt redis-server redis-server
 # Waits between its start attempts (scripts/test.sh).
 need_apt sleep coreutils
+# Cuts the nodes' subscriptions in a test (tests/it/cluster/faults.rs).
+need_apt redis-cli redis-tools

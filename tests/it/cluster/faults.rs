@@ -159,47 +159,92 @@ async fn with_redis_down_a_send_is_refused_as_unavailable() {
     assert_eq!(s, 200, "{h}");
     assert_eq!(h["cluster"]["redis"], "down", "{h}");
     assert_eq!(h["cluster"]["node"], "a", "{h}");
+    assert_eq!(
+        nodes[0].metric("switchboard_redis_up{node=\"a\"}").await,
+        0.0
+    );
 }
 
+/// A node whose subscription dropped while it was paused, after more than
+/// its socket could hold, and whose missed messages were partly trimmed
+/// from the stream: its members get what arrived, then are told what is
+/// lost (`room:joined` `recovered:false`), then what the stream kept, in
+/// order, then live messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_room_that_cannot_be_read_answers_unavailable_and_the_connection_goes_on() {
-    let mut redis = Redis::start();
-    let nodes = redis.nodes(1, &[]);
-    let mut a = nodes[0].user("ann").await;
-    redis.kill();
-    // A room this node has not read yet: never a fresh numbering.
-    a.send(json!({"type": "room:join", "room": "cold", "id": "j1"}))
-        .await;
-    // After LOAD_PATIENCE (10 s) of trying.
-    let e = loop {
-        let f = a
-            .try_recv(Duration::from_secs(20))
-            .await
-            .expect("an answer to the join");
-        if f["type"] == "error" {
-            break f;
+async fn a_node_behind_the_stream_says_what_is_lost_and_goes_on() {
+    let redis = Redis::start();
+    let nodes = redis.nodes(
+        2,
+        &[
+            ("SWITCHBOARD_RETENTION_COUNT", "5"),
+            ("SWITCHBOARD_OUTBOX", "4096"),
+        ],
+    );
+    let mut slow = nodes[1].user("sl").await;
+    slow.join("t").await;
+    let mut talker = nodes[0].user_with("tk", json!({"role": "service"})).await;
+    talker.join("t").await;
+    let pid = nodes[1].pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    // ~8 MB: more than the paused node's socket buffers hold.
+    let pad = "x".repeat(20_000);
+    const N: u64 = 400;
+    for i in 0..N {
+        talker
+            .send(json!({"type": "message:send", "room": "t", "data": {"i": i, "pad": pad}}))
+            .await;
+    }
+    record(&mut talker, "t", N as usize).await;
+    // Its subscription is cut while it sleeps: what Redis held for it is gone.
+    let killed = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .unwrap();
+    assert!(killed.status.success());
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let mut last = 0;
+    let lost = loop {
+        let f = slow.recv().await;
+        match f["type"].as_str() {
+            Some("message:receive") => {
+                assert_eq!(f["seq"].as_u64(), Some(last + 1), "in order until the gap");
+                last += 1;
+            }
+            Some("room:joined") => break f,
+            _ => {}
         }
     };
-    assert_eq!(e["code"], "unavailable", "{e}");
-    assert_eq!(e["ref"], "j1", "{e}");
-    a.send(json!({"type": "ping", "id": "p1"})).await;
-    assert_eq!(a.recv_type("pong").await["id"], "p1");
-    // Redis back (empty): the next join works.
-    redis.restart();
-    let mut joined = None;
-    for _ in 0..40 {
-        a.send(json!({"type": "room:join", "room": "cold"})).await;
-        let f = loop {
-            let f = a.recv().await;
-            if f["type"] == "room:joined" || f["type"] == "error" {
-                break f;
-            }
-        };
-        if f["type"] == "room:joined" {
-            joined = Some(f);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(joined.is_some(), "the room is read once Redis is back");
+    assert!(
+        last < N - 5,
+        "the socket held it all ({last}): the test did not test a gap"
+    );
+    assert_eq!(lost["recovered"], false, "{lost}");
+    assert_eq!(lost["seq"].as_u64(), Some(N - 5), "{lost}");
+    let got = record(&mut slow, "t", 5).await;
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (N - 4..=N).collect::<Vec<_>>()
+    );
+    talker
+        .send(json!({"type": "message:send", "room": "t", "data": "live"}))
+        .await;
+    let m = slow.recv_type("message:receive").await;
+    assert_eq!(
+        (m["seq"].as_u64(), &m["data"]),
+        (Some(N + 1), &json!("live")),
+        "{m}"
+    );
 }
