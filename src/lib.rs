@@ -30,6 +30,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
+pub mod notifications;
 pub mod ot;
 pub mod outbox;
 pub mod presence;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub services: std::sync::OnceLock<Services>,
     /// The Redis link when nodes share state (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<cluster::Cluster>,
+    /// Users' notifications: in the embedded database or in Redis.
+    pub notifications: notifications::Notifications,
 }
 
 /// Actors started after [`Shared`], reached through it.
@@ -132,6 +135,11 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         services: std::sync::OnceLock::new(),
         cluster: cluster.clone(),
         store: writer.handle(),
+        notifications: notifications::Notifications::new(
+            writer.handle(),
+            cluster.clone(),
+            cfg.storage.notifications_per_user,
+        ),
         cfg,
     });
     let cfg = &shared.cfg;

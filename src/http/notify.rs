@@ -7,7 +7,6 @@ use super::api::privileged;
 use crate::error::{ErrorCode, HubError};
 use crate::ids::{now_ms, UserId};
 use crate::protocol::From;
-use crate::store::{self, Job};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -74,16 +73,17 @@ pub async fn notify(
         name: who.name,
     })
     .map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    st.shared.store.send(Job::Notify {
-        users,
-        sender,
-        data: body.data.get().to_string(),
-        ts: now_ms(),
-        hub: st.hub.clone(),
-        reply: tx,
-    });
-    let stored = store::reply(rx).await?;
+    let stored = st
+        .shared
+        .notifications
+        .add(
+            users,
+            sender,
+            body.data.get().to_string(),
+            now_ms(),
+            st.hub.clone(),
+        )
+        .await?;
     let list: Vec<_> = stored
         .iter()
         .map(|(user, id)| serde_json::json!({ "user": user, "id": id }))

@@ -34,13 +34,15 @@ impl Hub {
         }
         let Some(me) = self.me.clone() else { return };
         let (token, sub) = c.subscribe(c.user_key(user, "c"), me.recipient());
-        self.user_subs.insert(user.clone(), token);
+        let (subscribed, ready) = tokio::sync::watch::channel(false);
+        self.user_subs.insert(user.clone(), (token, ready));
         let claim = (!is_guest(user)).then(|| self.claim(user));
         let user = user.clone();
         actix::spawn(async move {
             if sub.await.is_err() {
                 log::warn!("user {user}: channel not subscribed yet");
             }
+            let _ = subscribed.send(true);
             if let Some(claim) = claim {
                 claim.await;
             }
@@ -64,9 +66,31 @@ impl Hub {
         }
     }
 
+    /// A session of `user` connected: their unread count goes out on the
+    /// user's channel, addressed to that session, once the channel is
+    /// subscribed — so it is ordered with the live counts and cannot
+    /// overtake a newer one.
+    pub(super) fn cluster_unread(&self, user: &UserId, session: SessionId) {
+        let (Some(c), Some((_, ready))) = (&self.cluster, self.user_subs.get(user)) else {
+            return;
+        };
+        let (c, mut ready, user) = (c.clone(), ready.clone(), user.clone());
+        actix::spawn(async move {
+            let _ = ready.wait_for(|r| *r).await;
+            let call = c.script(
+                Lua::NoteCount,
+                vec![c.user_key(&user, "nu"), c.user_key(&user, "c")],
+                vec![format!("{} {}", c.node(), session.0).into_bytes()],
+            );
+            if let Err(e) = call.await {
+                log::warn!("user {user}: unread count not read: {}", e.message);
+            }
+        });
+    }
+
     /// The last session of `user` here closed.
     pub(super) fn cluster_user_off(&mut self, user: &UserId) {
-        let (Some(c), Some(token)) = (&self.cluster, self.user_subs.remove(user)) else {
+        let (Some(c), Some((token, _))) = (&self.cluster, self.user_subs.remove(user)) else {
             return;
         };
         c.unsubscribe(c.user_key(user, "c"), token);
@@ -174,6 +198,16 @@ impl Handler<Feed> for Hub {
             .and_then(UserId::parse);
         let Some(user) = user else { return };
         match msg.event {
+            // `S<node> <session> <frame>`: for one session.
+            FeedEvent::Message(f) if f.first() == Some(&b'S') => {
+                if let Some((session, frame)) = addressed(&f, c.node()) {
+                    if let Some(s) = self.sessions.get(&session) {
+                        if s.from.user == user && s.outbox.push(frame) {
+                            METRICS.deliveries.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
             FeedEvent::Message(f) => {
                 self.push_user(&user, &f);
             }
@@ -184,6 +218,16 @@ impl Handler<Feed> for Hub {
             FeedEvent::Resync => {}
         }
     }
+}
+
+/// The session and frame of `S<node> <session> <frame>` when `node` is this one.
+fn addressed(f: &Bytes, node: &str) -> Option<(SessionId, Bytes)> {
+    let rest = f.strip_prefix(b"S")?.strip_prefix(node.as_bytes())?;
+    let rest = rest.strip_prefix(b" ")?;
+    let sp = rest.iter().position(|b| *b == b' ')?;
+    let session = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+    let start = f.len() - rest.len() + sp + 1;
+    Some((SessionId(session), f.slice(start..)))
 }
 
 impl Handler<Reregister> for Hub {

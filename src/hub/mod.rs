@@ -61,7 +61,9 @@ pub struct Hub {
     /// Shared with other nodes through Redis (`cluster.rs`).
     cluster: Option<crate::cluster::Cluster>,
     /// Subscriptions to the channels of users with a session here.
-    user_subs: HashMap<UserId, u64>,
+    /// Subscriptions to the channels of users with a session here, and
+    /// whether Redis has confirmed each.
+    user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
     me: Option<Addr<Hub>>,
 }
 
@@ -247,7 +249,8 @@ impl Handler<Connect> for Hub {
             user: Some(msg.from.user.as_str()),
             ..crate::monitor::events::Event::new("connect", "session opened")
         });
-        if let (Some(store), false) = (&self.store, msg.guest) {
+        // With Redis, the user's channel brings both (`cluster_user_on`).
+        if let (Some(store), false, None) = (&self.store, msg.guest, &self.cluster) {
             // Its unread count and stored messages come back as `UserLoaded`.
             self.inboxes
                 .entry(msg.from.user.clone())
@@ -264,6 +267,9 @@ impl Handler<Connect> for Hub {
             .or_default()
             .push(msg.session);
         self.cluster_user_on(&msg.from.user);
+        if !msg.guest {
+            self.cluster_unread(&msg.from.user, msg.session);
+        }
         self.presence.do_send(presence::Opened {
             user: msg.from.user.clone(),
             name: msg.from.name.clone(),

@@ -2,6 +2,7 @@
 //! leaves, sends to rooms and users, notifications, re-authentication.
 
 use super::*;
+use crate::notifications::Page;
 
 impl Session {
     /// Tells Presence the user is active, at most four times per idle period.
@@ -95,29 +96,27 @@ impl Session {
             return;
         };
         let outbox = self.outbox.clone();
-        let job = match frame {
+        let notes = &self.shared.notifications;
+        match frame {
             ClientFrame::NotificationList {
                 before,
                 limit,
                 unread_only,
-            } => Job::ListNotifications {
+            } => notes.list(
                 user,
-                before,
-                limit,
-                unread_only,
+                Page {
+                    before,
+                    limit,
+                    unread_only,
+                },
                 outbox,
                 id,
-            },
-            ClientFrame::NotificationRead { mark } => Job::MarkRead {
-                user,
-                mark,
-                outbox,
-                id,
-                hub: self.hub.clone(),
-            },
-            _ => return,
-        };
-        self.shared.store.send(job);
+            ),
+            ClientFrame::NotificationRead { mark } => {
+                notes.mark(user, mark, outbox, id, self.hub.clone())
+            }
+            _ => {}
+        }
     }
 
     /// Applies the message rate limit; `false` means refused (and answered).

@@ -14,7 +14,6 @@ use crate::presence::{self, Presence};
 use crate::protocol::{self, encode, error_frame, ClientFrame, From, Request, ServerFrame};
 use crate::ratelimit::TokenBucket;
 use crate::room::{self, Origin, Room};
-use crate::store::Job;
 use crate::Shared;
 use actix::prelude::*;
 use actix_http::ws::{Frame, Item, ProtocolError};

@@ -95,7 +95,7 @@ async fn a_killed_nodes_members_leave_within_the_node_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn direct_messages_and_broadcasts_reach_every_node() {
+async fn direct_messages_broadcasts_and_notifications_are_shared_by_every_node() {
     let redis = Redis::start();
     let nodes = redis.nodes(3, &[]);
     let mut alice = nodes[0].user("alice").await;
@@ -159,4 +159,54 @@ async fn direct_messages_and_broadcasts_reach_every_node() {
         let c = b.recv_type("notification:count").await;
         assert_eq!(c["unread"], 1, "{c}");
     }
+    // The list and the count are shared: a second one from node b, then
+    // node c lists both, newest first, with the id node a answered.
+    let id_a = r_id(&r);
+    let body = json!({"to": "bob", "data": {"title": "two"}}).to_string();
+    let (s, r) = nodes[1]
+        .http("POST", "/api/notify", Some(&svc), Some(&body))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let id_b = r_id(&r);
+    assert!(id_b > id_a, "one numbering per user: {id_a} then {id_b}");
+    for b in [&mut bob_b, &mut bob_c] {
+        assert_eq!(b.recv_type("notification:count").await["unread"], 2);
+    }
+    bob_c
+        .send(json!({"type": "notification:list", "id": "l"}))
+        .await;
+    let page = bob_c.recv_type("notification:page").await;
+    let listed: Vec<u64> = page["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![id_b, id_a], "{page}");
+    assert_eq!(page["unread"], 2, "{page}");
+    assert_eq!(page["notifications"][0]["data"]["title"], "two", "{page}");
+    // Marked read on node b: node c's session is told the new count, and a
+    // session opened on node a later is told nothing is unread.
+    bob_b
+        .send(json!({"type": "notification:read", "ids": [id_a], "id": "m"}))
+        .await;
+    assert_eq!(bob_b.recv_type("ack").await["id"], "m");
+    assert_eq!(bob_c.recv_type("notification:count").await["unread"], 1);
+    let mut bob_a = nodes[0]
+        .ws(&format!("/ws?token={}", token("bob", json!({}))))
+        .await;
+    assert_eq!(bob_a.recv_type("notification:count").await["unread"], 1);
+    bob_a
+        .send(json!({"type": "notification:list", "unread": true, "id": "u"}))
+        .await;
+    let page = bob_a.recv_type("notification:page").await;
+    assert_eq!(page["notifications"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["notifications"][0]["id"], id_b, "{page}");
+    assert_eq!(page["notifications"][0]["read"], false, "{page}");
+}
+
+/// The id `POST /api/notify` answered for its one recipient.
+fn r_id(body: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["notifications"][0]["id"].as_u64().unwrap()
 }
