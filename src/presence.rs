@@ -323,3 +323,87 @@ impl Handler<Activity> for Presence {
         }
     }
 }
+
+/// A user's presence as the server API shows it (`GET /api/users/{user}/presence`).
+#[derive(serde::Serialize)]
+pub struct UserView {
+    pub user: UserId,
+    pub status: Status,
+    /// The rooms they are in (personal rooms left out), sorted.
+    pub rooms: Vec<String>,
+}
+
+/// `user`'s status and rooms on this node.
+#[derive(Message)]
+#[rtype(result = "UserView")]
+pub struct GetUser(pub UserId);
+
+impl Handler<GetUser> for Presence {
+    type Result = MessageResult<GetUser>;
+
+    fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
+        let p = self.users.get(&msg.0).filter(|p| p.sessions > 0);
+        let mut rooms: Vec<String> = p
+            .map(|p| {
+                p.rooms
+                    .keys()
+                    .filter(|r| r.personal_owner().is_none())
+                    .map(|r| r.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        rooms.sort();
+        MessageResult(UserView {
+            status: p.map_or(Status::Offline, |p| p.status()),
+            user: msg.0,
+            rooms,
+        })
+    }
+}
+
+/// `user`'s status across nodes (the most present one any node has) and
+/// the rooms they are in on any node, from Redis.
+pub async fn shared_user(
+    c: &crate::cluster::Cluster,
+    user: UserId,
+) -> Result<UserView, crate::error::HubError> {
+    use crate::cluster::scripts::{array, text};
+    let statuses = c
+        .command(redis::cmd("HVALS").arg(c.user_key(&user, "p")).clone())
+        .await?;
+    let rooms = c
+        .command(
+            redis::cmd("SMEMBERS")
+                .arg(c.user_key(&user, "rooms"))
+                .clone(),
+        )
+        .await?;
+    let status = array(&statuses)
+        .iter()
+        .filter_map(text)
+        .filter_map(|s| match s {
+            "online" => Some(Status::Online),
+            "busy" => Some(Status::Busy),
+            "away" => Some(Status::Away),
+            _ => None,
+        })
+        .max_by_key(|s| match s {
+            Status::Online => 3,
+            Status::Busy => 2,
+            Status::Away => 1,
+            Status::Offline => 0,
+        })
+        .unwrap_or(Status::Offline);
+    let mut rooms: Vec<String> = array(&rooms)
+        .iter()
+        .filter_map(text)
+        .filter(|r| !r.starts_with("user:"))
+        .map(str::to_string)
+        .collect();
+    rooms.sort();
+    Ok(UserView {
+        user,
+        status,
+        rooms,
+    })
+}

@@ -9,6 +9,7 @@ mod ops;
 pub mod path;
 mod poll;
 mod sse;
+mod users;
 pub mod ws;
 
 use crate::auth::Identity;
@@ -88,6 +89,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/publish", web::post().to(api::publish))
     .route("/api/broadcast", web::post().to(api::broadcast))
     .route("/api/notify", web::post().to(notify::notify))
+    .route(
+        "/api/users/{user}/disconnect",
+        web::post().to(users::disconnect),
+    )
+    .route("/api/users/{user}/presence", web::get().to(users::presence))
+    .route(
+        "/api/users/{user}/rooms/{room}",
+        web::put().to(users::subscribe),
+    )
+    .route(
+        "/api/users/{user}/rooms/{room}",
+        web::delete().to(users::unsubscribe),
+    )
     .route("/api/rooms", web::get().to(api::rooms))
     .route("/api/rooms/{room}/history", web::get().to(api::history))
     .route("/api/rooms/{room}/presence", web::get().to(api::presence))

@@ -208,6 +208,10 @@ impl Handler<Feed> for Hub {
                     }
                 }
             }
+            // `C<json>`: an order of the server API (`users.rs`).
+            FeedEvent::Message(f) if f.first() == Some(&b'C') => {
+                self.act_on_order(&user, &f[1..]);
+            }
             FeedEvent::Message(f) => {
                 self.push_user(&user, &f);
             }

@@ -509,6 +509,8 @@ mod api;
 mod cluster;
 mod direct;
 mod docs;
+mod users;
 pub use api::*;
 pub use direct::*;
 pub use docs::*;
+pub use users::*;

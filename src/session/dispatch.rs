@@ -188,6 +188,20 @@ impl Session {
             );
             return;
         }
+        self.join_allowed(room, since, epoch, id, ctx);
+    }
+
+    /// Joins a room the session may join (its token allows it, or the
+    /// server API said so), within the per-connection room limit.
+    pub(super) fn join_allowed(
+        &mut self,
+        room: RoomName,
+        since: Option<u64>,
+        epoch: Option<String>,
+        id: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(ident) = &self.ident else { return };
         let personal = room
             .personal_owner()
             .is_some_and(|o| o == ident.user.as_str());

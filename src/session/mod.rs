@@ -30,6 +30,9 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 mod dispatch;
 mod docs;
 mod scrollback;
+mod server;
+
+pub use server::{ServerJoin, ServerLeave};
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(

@@ -23,6 +23,7 @@ mod publish_options;
 mod recovery;
 mod rooms;
 mod scrollback;
+mod server_api;
 mod shutdown;
 
 mod broker;

@@ -210,3 +210,54 @@ fn r_id(body: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     v["notifications"][0]["id"].as_u64().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_api_acts_on_a_users_sessions_on_every_node() {
+    use crate::server_api::call;
+    let redis = Redis::start();
+    let nodes = redis.nodes(3, &[]);
+    let mut alice_b = nodes[1]
+        .user_with("alice", json!({"rooms": ["lobby"]}))
+        .await;
+    let mut alice_c = nodes[2]
+        .user_with("alice", json!({"rooms": ["lobby"]}))
+        .await;
+    let mut bob = nodes[2].user("bob").await;
+    bob.join("staff").await;
+    // Asked of node a, which holds no session of alice's.
+    let (st, r) = call(&nodes[0], "PUT", "/api/users/alice/rooms/staff", None).await;
+    assert_eq!((st, r["online"].as_bool()), (200, Some(true)), "{r}");
+    for a in [&mut alice_b, &mut alice_c] {
+        assert_eq!(a.recv_type("room:joined").await["room"], "staff");
+    }
+    bob.send(json!({"type": "message:send", "room": "staff", "data": "hi"}))
+        .await;
+    for a in [&mut alice_b, &mut alice_c] {
+        assert_eq!(a.recv_type("message:receive").await["data"], "hi");
+    }
+    let (_, r) = call(&nodes[0], "GET", "/api/users/alice/presence", None).await;
+    assert_eq!(
+        r,
+        json!({"user": "alice", "status": "online", "rooms": ["staff"]})
+    );
+    let (st, _) = call(
+        &nodes[0],
+        "POST",
+        "/api/users/alice/disconnect",
+        Some(json!({"code": 4200, "reason": "bye"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    for a in [&mut alice_b, &mut alice_c] {
+        assert_eq!(a.close_frame(WAIT).await, Some((4200, "bye".into())));
+    }
+    assert_eq!(
+        bob.recv_type("room:member_left").await["user"]["user"],
+        "alice"
+    );
+    let (_, r) = call(&nodes[0], "GET", "/api/users/alice/presence", None).await;
+    assert_eq!(
+        r,
+        json!({"user": "alice", "status": "offline", "rooms": []})
+    );
+}

@@ -1,0 +1,103 @@
+//! The server API's actions on a user's sessions (docs/PROTOCOL.md, "Server
+//! API"): close them, make them join or leave a room. With Redis the order
+//! goes out on the user's channel (`C<json>`) and every node with a
+//! session of the user acts on its own sessions.
+
+use super::*;
+use serde::{Deserialize, Serialize};
+
+/// What to do with every session of a user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Action {
+    Disconnect {
+        code: u16,
+        reason: String,
+    },
+    /// `room` was checked by the caller ([`RoomName::parse`]).
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+}
+
+/// Applies `action` to every session of `user` (on every node). Answers
+/// whether the user had a session (with Redis: on any node).
+#[derive(Message)]
+#[rtype(result = "Result<bool, HubError>")]
+pub struct UserAction {
+    pub user: UserId,
+    pub action: Action,
+}
+
+impl Handler<UserAction> for Hub {
+    type Result = ResponseFuture<Result<bool, HubError>>;
+
+    fn handle(&mut self, msg: UserAction, _: &mut Context<Self>) -> Self::Result {
+        let Some(c) = &self.cluster else {
+            let n = self.act(&msg.user, &msg.action);
+            return Box::pin(std::future::ready(Ok(n > 0)));
+        };
+        let mut payload = b"C".to_vec();
+        if serde_json::to_writer(&mut payload, &msg.action).is_err() {
+            return Box::pin(std::future::ready(Err(HubError::new(
+                ErrorCode::Internal,
+                "action not encoded",
+            ))));
+        }
+        // Every node with a session of the user (this one too) is subscribed.
+        let fut = c.command(
+            redis::cmd("PUBLISH")
+                .arg(c.user_key(&msg.user, "c"))
+                .arg(payload)
+                .clone(),
+        );
+        Box::pin(async move { Ok(crate::cluster::scripts::int(&fut.await?).unwrap_or(0) > 0) })
+    }
+}
+
+impl Hub {
+    /// Applies `action` to this node's sessions of `user`; answers how many.
+    pub(super) fn act(&self, user: &UserId, action: &Action) -> usize {
+        let room = match action {
+            Action::Join { room } | Action::Leave { room } => RoomName::parse(room),
+            Action::Disconnect { .. } => None,
+        };
+        let mut n = 0;
+        for s in self.users.get(user).into_iter().flatten() {
+            let Some(entry) = self.sessions.get(s) else {
+                continue;
+            };
+            n += 1;
+            match action {
+                Action::Disconnect { code, reason } => entry.addr.do_send(Close {
+                    code: *code,
+                    reason: reason.clone(),
+                }),
+                Action::Join { .. } => {
+                    if let Some(r) = &room {
+                        entry.addr.do_send(crate::session::ServerJoin(r.clone()))
+                    }
+                }
+                Action::Leave { .. } => {
+                    if let Some(r) = &room {
+                        entry.addr.do_send(crate::session::ServerLeave(r.clone()))
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// `C<json>` from the user's channel.
+    pub(super) fn act_on_order(&self, user: &UserId, payload: &[u8]) {
+        match serde_json::from_slice::<Action>(payload) {
+            Ok(a) => {
+                self.act(user, &a);
+            }
+            Err(e) => log::warn!("user {user}: unreadable order on their channel: {e}"),
+        }
+    }
+}
