@@ -108,10 +108,7 @@ pub async fn subscribe(
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, HubError> {
-    privileged(&req, &st)?;
-    let (user, room) = (user_param(&path.0)?, room_param(&path.1)?);
-    let room = room.as_str().to_string();
-    order(&st, user, Action::Join { room }).await
+    room_order(req, st, path, true).await
 }
 
 /// `DELETE /api/users/{user}/rooms/{room}`: every session of the user leaves.
@@ -120,10 +117,24 @@ pub async fn unsubscribe(
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, HubError> {
+    room_order(req, st, path, false).await
+}
+
+async fn room_order(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    join: bool,
+) -> Result<HttpResponse, HubError> {
     privileged(&req, &st)?;
     let (user, room) = (user_param(&path.0)?, room_param(&path.1)?);
     let room = room.as_str().to_string();
-    order(&st, user, Action::Leave { room }).await
+    let action = if join {
+        Action::Join { room }
+    } else {
+        Action::Leave { room }
+    };
+    order(&st, user, action).await
 }
 
 /// `GET /api/users/{user}/presence` → `{user, status, rooms}`.
