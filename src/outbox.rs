@@ -261,7 +261,9 @@ pub async fn write_ws<W>(
                     // Flush what was queued before the close (bounded by the capacity).
                     for _ in 0..capacity {
                         match q.rx.try_recv() {
-                            Ok(item) => put_out(&mut buf, item, deflate.as_ref()),
+                            Ok(item) => {
+                                put_out(&mut buf, item, deflate.as_ref());
+                            }
                             Err(_) => break,
                         }
                     }
@@ -275,14 +277,18 @@ pub async fn write_ws<W>(
             ready = q.rx.recv_all() => ready,
         };
         let mut buf = BytesMut::new();
+        let mut deflated = 0;
         for item in ready {
-            put_out(&mut buf, item, deflate.as_ref());
+            deflated += put_out(&mut buf, item, deflate.as_ref());
             if buf.len() >= CHUNK {
                 if io.write_all(&buf).await.is_err() {
                     return;
                 }
                 buf = BytesMut::new();
             }
+        }
+        if deflated > 0 {
+            METRICS.ws_deflated.fetch_add(deflated, Relaxed);
         }
         if !buf.is_empty() && io.write_all(&buf).await.is_err() {
             return;
@@ -313,21 +319,34 @@ fn put_frame_with(buf: &mut BytesMut, first: u8, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-/// A text message, compressed when `deflate` says it is worth it.
-fn put_text(buf: &mut BytesMut, msg: &Bytes, deflate: Option<&Outbound>) {
+/// A text message, compressed when `deflate` says it is worth it; 1 if it was.
+fn put_text(buf: &mut BytesMut, msg: &Bytes, deflate: Option<&Outbound>) -> u64 {
     match deflate.and_then(|d| d.compress(msg)) {
         // FIN, RSV1 ("per-message compressed"), text.
-        Some(c) => put_frame_with(buf, 0xC1, &c),
-        None => put_frame(buf, 0x1, msg),
+        Some(c) => {
+            put_frame_with(buf, 0xC1, &c);
+            1
+        }
+        None => {
+            put_frame(buf, 0x1, msg);
+            0
+        }
     }
 }
 
-fn put_out(buf: &mut BytesMut, item: Out, deflate: Option<&Outbound>) {
+/// Appends an item's frames; returns how many went compressed.
+fn put_out(buf: &mut BytesMut, item: Out, deflate: Option<&Outbound>) -> u64 {
     match item {
         Out::Text(b) => put_text(buf, &b, deflate),
-        Out::Batch(v) => v.iter().for_each(|b| put_text(buf, b, deflate)),
-        Out::Ping => put_frame(buf, 0x9, b""),
-        Out::Pong(b) => put_frame(buf, 0xA, &b),
+        Out::Batch(v) => v.iter().map(|b| put_text(buf, b, deflate)).sum(),
+        Out::Ping => {
+            put_frame(buf, 0x9, b"");
+            0
+        }
+        Out::Pong(b) => {
+            put_frame(buf, 0xA, &b);
+            0
+        }
     }
 }
 

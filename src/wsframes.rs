@@ -209,6 +209,9 @@ impl<R> WsFrames<R> {
             other => return Ok(Some(other)),
         };
         let (text, data) = whole;
+        crate::metrics::METRICS
+            .ws_inflated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plain = Bytes::from(deflate::inflate(&data, self.cap).map_err(|e| match e {
             InflateError::TooBig => FrameError::TooBig,
             InflateError::Corrupt => FrameError::Corrupt,

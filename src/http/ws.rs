@@ -24,6 +24,7 @@ use actix_codec::Framed;
 use actix_http::{h1, Request};
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpRequest, HttpResponse};
+use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::AsyncWriteExt;
 
 /// A plain `GET /ws` without the upgrade headers: admission errors as for a
@@ -122,7 +123,11 @@ fn negotiate_deflate(req: &Request, settings: &deflate::Settings) -> Option<offe
         .headers
         .get_all(actix_http::header::SEC_WEBSOCKET_EXTENSIONS)
         .map(|v| v.as_bytes());
-    offer::negotiate(values)
+    let accepted = offer::negotiate(values);
+    if accepted.is_some() {
+        METRICS.ws_deflate_connections.fetch_add(1, Relaxed);
+    }
+    accepted
 }
 
 /// Checks the handshake headers; returns `Sec-WebSocket-Key`.
