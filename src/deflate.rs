@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 pub mod offer;
 #[cfg(test)]
@@ -26,10 +26,12 @@ mod proptests;
 /// The empty stored block a sync flush ends with: removed from every
 /// compressed message, put back before inflating (RFC 7692 §7.2.1, §7.2.2).
 const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
-/// Compressed frames remembered per thread for sharing, at most…
-const CACHE_ENTRIES: usize = 64;
+/// Compressed frames remembered per thread for sharing, at most… (enough
+/// for members whose writers lag thousands of messages behind others: a
+/// miss costs a compression for that one member)
+const CACHE_ENTRIES: usize = 8192;
 /// …and with at most this many bytes (originals and compressed) in all.
-const CACHE_BYTES: usize = 1 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 
 /// The settings (`SWITCHBOARD_WS_DEFLATE*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +166,12 @@ fn deflate_with(c: &mut Compress, msg: &[u8]) -> Option<Vec<u8>> {
 struct Thread {
     compressor: Option<(u32, Compress)>,
     inflater: Option<Decompress>,
-    /// (original, compressed or `None` when not worth it), newest last.
-    recent: VecDeque<(Bytes, Option<Bytes>)>,
+    /// By (address, length) of the original: the original (held, so its
+    /// address cannot be reused while listed) and its compressed form
+    /// (`None`: not worth it).
+    recent: HashMap<(usize, usize), (Bytes, Option<Bytes>)>,
+    /// Keys, oldest first.
+    order: VecDeque<(usize, usize)>,
     recent_bytes: usize,
 }
 
@@ -173,12 +179,14 @@ thread_local! {
     static THREAD: RefCell<Thread> = RefCell::default();
 }
 
+fn size(m: &Bytes, o: &Option<Bytes>) -> usize {
+    m.len() + o.as_ref().map_or(0, Bytes::len)
+}
+
 impl Thread {
     fn compressed(&mut self, msg: &Bytes, level: u32) -> Option<Bytes> {
-        // The cache holds a clone of each original, so its allocation (and
-        // therefore its address) cannot be reused while it is listed.
-        let same = |b: &Bytes| b.as_ptr() == msg.as_ptr() && b.len() == msg.len();
-        if let Some((_, c)) = self.recent.iter().rev().find(|(b, _)| same(b)) {
+        let key = (msg.as_ptr() as usize, msg.len());
+        if let Some((_, c)) = self.recent.get(&key) {
             return c.clone();
         }
         let c = match &mut self.compressor {
@@ -190,19 +198,29 @@ impl Thread {
             }
         };
         let out = deflate_with(c, msg).map(Bytes::from);
-        self.remember(msg.clone(), out.clone());
+        self.remember(key, msg.clone(), out.clone());
         out
     }
 
-    fn remember(&mut self, msg: Bytes, out: Option<Bytes>) {
-        let size = |m: &Bytes, o: &Option<Bytes>| m.len() + o.as_ref().map_or(0, Bytes::len);
+    fn remember(&mut self, key: (usize, usize), msg: Bytes, out: Option<Bytes>) {
         self.recent_bytes += size(&msg, &out);
-        self.recent.push_back((msg, out));
-        while self.recent.len() > CACHE_ENTRIES || self.recent_bytes > CACHE_BYTES {
-            let Some((m, o)) = self.recent.pop_front() else {
+        self.recent.insert(key, (msg, out));
+        self.order.push_back(key);
+        while self.order.len() > CACHE_ENTRIES || self.recent_bytes > CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
                 break;
             };
-            self.recent_bytes -= size(&m, &o);
+            if let Some((m, o)) = self.recent.remove(&old) {
+                self.recent_bytes -= size(&m, &o);
+            }
+        }
+        if self.order.is_empty() {
+            // Release grown tables once everything has gone.
+            *self = Thread {
+                compressor: self.compressor.take(),
+                inflater: self.inflater.take(),
+                ..Thread::default()
+            };
         }
     }
 }
