@@ -2,10 +2,11 @@
 # Runs the benchmarks of docs/BENCHMARKS.md: the server pinned to core 0 with
 # one worker, the load tool pinned to core 1, each scenario against a fresh
 # server. Prints the load tool's lines; the JSON lines are also collected in
-# bench-results.jsonl. Usage: scripts/bench.sh [fanout|rooms|idle|storage|all]
+# bench-results.jsonl. Usage: scripts/bench.sh [fanout|rooms|idle|storage|deflate|all]
 # Every server gets a fresh database file (BENCH_DB) unless SWITCHBOARD_DB is
 # passed; `storage` alternates runs with storage on and off (see section 4 of
-# docs/BENCHMARKS.md).
+# docs/BENCHMARKS.md); `deflate` alternates clients that offer permessage-deflate
+# and clients that do not (section 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -90,6 +91,49 @@ for sc in ("fanout", "rooms"):
                     ("server CPU s", lambda r: r["server_cpu_s"]),
                     ("lost", lambda r: r["lost"])):
         off, on = col("off", f), col("on", f)
+        ratios = [b / a for a, b in zip(off, on) if a]
+        ratio = "n/a" if not ratios else "%.2f (%.2f-%.2f)" % (st.median(ratios), min(ratios), max(ratios))
+        print(f"{sc:7} {name:13} off {off}  on {on}  on/off {ratio}")
+PY
+fi
+if [[ $what == deflate ]]; then
+  # Alternate off/on (the clients' offer; the server is the same) so both see
+  # the same share of the machine's noise.
+  : > bench-deflate.jsonl
+  for round in $(seq 1 "${ROUNDS:-2}"); do
+    for mode in off on; do
+      n=${DEFLATE_IDLE_CONNS:-10000}
+      echo "== deflate $mode, round $round: idle $n connections"
+      start_server env
+      load idle --conns "$n" --hold 5 --concurrency 500 --sources 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4 --deflate "$mode"
+      echo "{\"deflate\":\"$mode\",\"round\":$round,\"scenario\":\"idle\",\"result\":$(tail -n 1 /tmp/bench-run.txt)}" >> bench-deflate.jsonl
+      stop_server
+      rate=${DEFLATE_FANOUT_RATE:-500}
+      size=${DEFLATE_SIZE:-1000}
+      echo "== deflate $mode, round $round: fanout 1 room x 1000 subscribers, $rate msgs/s, $size bytes of padding"
+      start_server env SWITCHBOARD_OUTBOX=4096
+      load fanout --subscribers 1000 --publishers 1 --rate "$rate" --size "$size" --duration "${DURATION:-5}" --deflate "$mode"
+      echo "{\"deflate\":\"$mode\",\"round\":$round,\"scenario\":\"fanout\",\"result\":$(tail -n 1 /tmp/bench-run.txt)}" >> bench-deflate.jsonl
+      stop_server
+    done
+  done
+  python3 - <<'PY'
+import json, statistics as st
+rows = [json.loads(l) for l in open("bench-deflate.jsonl")]
+cols = {
+    "idle": (("KiB/conn", lambda r: r.get("kib_per_connection")),
+             ("negotiated", lambda r: r["deflate_negotiated"]),
+             ("closed", lambda r: r["closed_after_join"])),
+    "fanout": (("deliveries/s", lambda r: r["deliveries_per_s"]),
+               ("p99 ms", lambda r: r["latency_ms"]["p99"]),
+               ("server CPU s", lambda r: r["server_cpu_s"]),
+               ("lost", lambda r: r["lost"]),
+               ("negotiated", lambda r: r["deflate_negotiated"])),
+}
+for sc, fs in cols.items():
+    for name, f in fs:
+        col = lambda mode: [f(r["result"]) for r in rows if r["scenario"] == sc and r["deflate"] == mode]
+        off, on = col("off"), col("on")
         ratios = [b / a for a, b in zip(off, on) if a]
         ratio = "n/a" if not ratios else "%.2f (%.2f-%.2f)" % (st.median(ratios), min(ratios), max(ratios))
         print(f"{sc:7} {name:13} off {off}  on {on}  on/off {ratio}")

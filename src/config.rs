@@ -55,6 +55,10 @@ pub struct Config {
     pub max_frame: usize,
     /// `SWITCHBOARD_HARD_MAX_FRAME` (default 1 MiB): larger frames close the connection with 1009.
     pub hard_max_frame: usize,
+    /// permessage-deflate on WebSocket: `SWITCHBOARD_WS_DEFLATE` (default on),
+    /// `SWITCHBOARD_WS_DEFLATE_THRESHOLD` (default 512 bytes: shorter messages go out
+    /// uncompressed), `SWITCHBOARD_WS_DEFLATE_LEVEL` (1–9, default 6).
+    pub ws_deflate: crate::deflate::Settings,
     /// `SWITCHBOARD_OUTBOX` (default 1024 frames): a session's outbound queue; full → close 4008.
     pub outbox: usize,
     /// `SWITCHBOARD_POLL_TIMEOUT_MS` (default 25 s): how long a long-poll is held open.
@@ -323,7 +327,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
     "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
     "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST", "SWITCHBOARD_USER_RATE",
-    "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS",
+    "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS", "SWITCHBOARD_WS_DEFLATE",
+    "SWITCHBOARD_WS_DEFLATE_LEVEL", "SWITCHBOARD_WS_DEFLATE_THRESHOLD",
     // Read by the test and simulation tools, not the server.
     "SWITCHBOARD_SIM_SEED", "SWITCHBOARD_SIM_SEEDS", "SWITCHBOARD_WRITE_GOLDEN",
 ];
@@ -468,6 +473,11 @@ impl Config {
             max_connections: num("SWITCHBOARD_MAX_CONNECTIONS", 100_000)?,
             max_frame: num("SWITCHBOARD_MAX_FRAME", 64 * 1024)?,
             hard_max_frame: num("SWITCHBOARD_HARD_MAX_FRAME", 1024 * 1024)?,
+            ws_deflate: crate::deflate::Settings {
+                enabled: flag("SWITCHBOARD_WS_DEFLATE", true)?,
+                threshold: num("SWITCHBOARD_WS_DEFLATE_THRESHOLD", 512)?,
+                level: num("SWITCHBOARD_WS_DEFLATE_LEVEL", 6)?,
+            },
             outbox: num("SWITCHBOARD_OUTBOX", 1024)?,
             poll_timeout: millis("SWITCHBOARD_POLL_TIMEOUT_MS", 25_000)?,
             http_session_timeout: millis("SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS", 30_000)?,
@@ -518,6 +528,9 @@ impl Config {
                 "SWITCHBOARD_DOC_MAX_CHARS must be at most {}",
                 crate::ot::MAX_COUNT
             ));
+        }
+        if !(1..=9).contains(&self.ws_deflate.level) {
+            return Err("SWITCHBOARD_WS_DEFLATE_LEVEL must be 1 to 9".into());
         }
         if self.max_frame > self.hard_max_frame {
             return Err("SWITCHBOARD_MAX_FRAME must not exceed SWITCHBOARD_HARD_MAX_FRAME".into());

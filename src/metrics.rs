@@ -30,6 +30,11 @@ pub struct Metrics {
     pub storage_writes: AtomicU64,
     pub storage_errors: AtomicU64,
     pub storage_busy: AtomicU64,
+    /// permessage-deflate: connections that negotiated it, compressed
+    /// messages received (inflated) and sent.
+    pub ws_deflate_connections: AtomicU64,
+    pub ws_inflated: AtomicU64,
+    pub ws_deflated: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -55,6 +60,9 @@ pub static METRICS: Metrics = Metrics {
     storage_writes: ZERO,
     storage_errors: ZERO,
     storage_busy: ZERO,
+    ws_deflate_connections: ZERO,
+    ws_inflated: ZERO,
+    ws_deflated: ZERO,
     errors: [ZERO; ErrorCode::ALL.len()],
     latency_buckets: [ZERO; LATENCY_BUCKETS.len()],
     latency_count: ZERO,
@@ -111,6 +119,24 @@ impl Metrics {
             "counter",
             "Client frames received.",
             self.frames_in.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_ws_deflate_connections_total",
+            "counter",
+            "WebSocket connections that negotiated permessage-deflate.",
+            self.ws_deflate_connections.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_ws_inflated_total",
+            "counter",
+            "Compressed WebSocket messages received.",
+            self.ws_inflated.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_ws_deflated_total",
+            "counter",
+            "Compressed WebSocket messages sent (each recipient counts).",
+            self.ws_deflated.load(Relaxed).to_string(),
         );
         metric(
             "switchboard_messages_published_total",

@@ -11,6 +11,7 @@
 //! socket, so its timers and mailbox keep working while a client is not
 //! reading.
 
+use crate::deflate::Outbound;
 use crate::metrics::METRICS;
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -238,8 +239,15 @@ const CHUNK: usize = 64 * 1024;
 /// closes: every frame that is ready goes out in one write (up to 64 KiB), and
 /// the close frame follows whatever was queued before it. Holds no buffer
 /// while the queue is empty. `conn` counts the connection until this returns.
-pub async fn write_ws<W>(mut q: Queue, mut io: W, capacity: usize, conn: ConnGuard)
-where
+/// With `deflate` (permessage-deflate negotiated), text messages within its
+/// bounds go out compressed (RSV1 set), shared with other connections.
+pub async fn write_ws<W>(
+    mut q: Queue,
+    mut io: W,
+    capacity: usize,
+    conn: ConnGuard,
+    deflate: Option<Outbound>,
+) where
     W: tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncWriteExt;
@@ -253,7 +261,9 @@ where
                     // Flush what was queued before the close (bounded by the capacity).
                     for _ in 0..capacity {
                         match q.rx.try_recv() {
-                            Ok(item) => put_out(&mut buf, item),
+                            Ok(item) => {
+                                put_out(&mut buf, item, deflate.as_ref());
+                            }
                             Err(_) => break,
                         }
                     }
@@ -267,14 +277,18 @@ where
             ready = q.rx.recv_all() => ready,
         };
         let mut buf = BytesMut::new();
+        let mut deflated = 0;
         for item in ready {
-            put_out(&mut buf, item);
+            deflated += put_out(&mut buf, item, deflate.as_ref());
             if buf.len() >= CHUNK {
                 if io.write_all(&buf).await.is_err() {
                     return;
                 }
                 buf = BytesMut::new();
             }
+        }
+        if deflated > 0 {
+            METRICS.ws_deflated.fetch_add(deflated, Relaxed);
         }
         if !buf.is_empty() && io.write_all(&buf).await.is_err() {
             return;
@@ -284,8 +298,13 @@ where
 
 /// Appends one server-to-client (unmasked) WebSocket frame.
 pub fn put_frame(buf: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    put_frame_with(buf, 0x80 | opcode, payload);
+}
+
+/// A final frame whose first byte (FIN, RSV bits, opcode) is `first`.
+fn put_frame_with(buf: &mut BytesMut, first: u8, payload: &[u8]) {
     buf.reserve(payload.len() + 10);
-    buf.put_u8(0x80 | opcode);
+    buf.put_u8(first);
     match payload.len() {
         n if n < 126 => buf.put_u8(n as u8),
         n if n <= u16::MAX as usize => {
@@ -300,12 +319,34 @@ pub fn put_frame(buf: &mut BytesMut, opcode: u8, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-fn put_out(buf: &mut BytesMut, item: Out) {
+/// A text message, compressed when `deflate` says it is worth it; 1 if it was.
+fn put_text(buf: &mut BytesMut, msg: &Bytes, deflate: Option<&Outbound>) -> u64 {
+    match deflate.and_then(|d| d.compress(msg)) {
+        // FIN, RSV1 ("per-message compressed"), text.
+        Some(c) => {
+            put_frame_with(buf, 0xC1, &c);
+            1
+        }
+        None => {
+            put_frame(buf, 0x1, msg);
+            0
+        }
+    }
+}
+
+/// Appends an item's frames; returns how many went compressed.
+fn put_out(buf: &mut BytesMut, item: Out, deflate: Option<&Outbound>) -> u64 {
     match item {
-        Out::Text(b) => put_frame(buf, 0x1, &b),
-        Out::Batch(v) => v.iter().for_each(|b| put_frame(buf, 0x1, b)),
-        Out::Ping => put_frame(buf, 0x9, b""),
-        Out::Pong(b) => put_frame(buf, 0xA, &b),
+        Out::Text(b) => put_text(buf, &b, deflate),
+        Out::Batch(v) => v.iter().map(|b| put_text(buf, b, deflate)).sum(),
+        Out::Ping => {
+            put_frame(buf, 0x9, b"");
+            0
+        }
+        Out::Pong(b) => {
+            put_frame(buf, 0xA, &b);
+            0
+        }
     }
 }
 

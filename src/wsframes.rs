@@ -11,10 +11,18 @@
 //! before a byte of its payload is buffered. So whatever a peer announces, a
 //! connection holds at most the cap plus one read chunk. The first error
 //! ends the stream.
+//!
+//! With permessage-deflate negotiated ([`WsFrames::inflating`]), a message
+//! whose first frame has RSV1 set is inflated here (its fragments joined
+//! first, within the same cap) and yielded as one plain `Text` or `Binary`
+//! frame, inflating no further than the cap: the session never sees
+//! compression. RSV1 anywhere else fails the connection with 1002.
 
+use crate::deflate::{self, InflateError};
+use crate::error::close;
 use actix_codec::Decoder;
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,6 +34,50 @@ pub const READ_CHUNK: usize = 4096;
 pub const MAX_HEADER: usize = 14;
 /// Largest payload of a control frame (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
+/// RSV1: "per-message compressed" (RFC 7692 §6).
+const RSV1: u8 = 0x40;
+
+/// Why the stream of frames ended in error; each has its close code.
+#[derive(Debug)]
+pub enum FrameError {
+    /// Broken RFC 6455 rules as found by the header check or actix-http's
+    /// codec: 1002, or 1009 for `ProtocolError::Overflow` (past the cap).
+    Protocol(ProtocolError),
+    /// RSV1 where permessage-deflate does not allow it: not negotiated, or
+    /// on a control frame or continuation (1002).
+    Reserved(&'static str),
+    /// A compressed message inflating past the cap (1009).
+    TooBig,
+    /// A compressed message that is not valid deflate data (1007).
+    Corrupt,
+}
+
+impl From<ProtocolError> for FrameError {
+    fn from(e: ProtocolError) -> Self {
+        FrameError::Protocol(e)
+    }
+}
+
+impl FrameError {
+    /// The close code and reason the session answers with.
+    pub fn close(&self) -> (u16, String) {
+        match self {
+            FrameError::Protocol(ProtocolError::Overflow) => {
+                (close::TOO_BIG, "frame too large".into())
+            }
+            FrameError::Protocol(e) => (close::PROTOCOL, e.to_string()),
+            FrameError::Reserved(why) => (close::PROTOCOL, (*why).into()),
+            FrameError::TooBig => (
+                close::TOO_BIG,
+                "message inflates past the size limit".into(),
+            ),
+            FrameError::Corrupt => (
+                close::INVALID_DATA,
+                "compressed message is not valid deflate data".into(),
+            ),
+        }
+    }
+}
 
 pub struct WsFrames<R> {
     io: R,
@@ -36,6 +88,12 @@ pub struct WsFrames<R> {
     cap: usize,
     /// Payload bytes so far of the fragmented message in progress.
     message: Option<usize>,
+    /// permessage-deflate was negotiated.
+    inflating: bool,
+    /// The frame at the front of `buf` had RSV1 set (cleared for the codec).
+    front_compressed: bool,
+    /// The compressed fragmented message in progress: text?, payload so far.
+    deflated: Option<(bool, BytesMut)>,
     /// The most `buf` ever held, for the property tests.
     #[cfg(test)]
     peak: usize,
@@ -46,6 +104,8 @@ pub struct WsFrames<R> {
 pub struct Header {
     pub opcode: u8,
     pub len: u64,
+    /// RSV1 is set.
+    pub rsv1: bool,
 }
 
 /// Reads the opcode and payload length at the front of `buf`; `None` until
@@ -60,6 +120,7 @@ pub fn peek_header(buf: &[u8]) -> Option<Header> {
     Some(Header {
         opcode: first & 0x0f,
         len,
+        rsv1: first & RSV1 != 0,
     })
 }
 
@@ -91,20 +152,103 @@ impl<R> WsFrames<R> {
             eof: false,
             cap: max_size,
             message: None,
+            inflating: false,
+            front_compressed: false,
+            deflated: None,
             #[cfg(test)]
             peak: 0,
         }
     }
 
-    /// The next whole frame in `buf`, if there is one and it may be read.
-    fn decode(&mut self) -> Result<Option<Frame>, ProtocolError> {
+    /// Accepts compressed messages (permessage-deflate was negotiated).
+    pub fn inflating(mut self) -> Self {
+        self.inflating = true;
+        self
+    }
+
+    /// The next whole message or control frame in `buf`, compressed
+    /// messages inflated.
+    fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
+        loop {
+            let Some((frame, compressed)) = self.decode_frame()? else {
+                return Ok(None);
+            };
+            if let Some(frame) = self.inflate(frame, compressed)? {
+                return Ok(Some(frame));
+            }
+        }
+    }
+
+    /// Passes plain frames on; joins a compressed message's frames and
+    /// yields it inflated once whole.
+    fn inflate(&mut self, frame: Frame, compressed: bool) -> Result<Option<Frame>, FrameError> {
+        let whole = match frame {
+            Frame::Text(b) if compressed => (true, b),
+            Frame::Binary(b) if compressed => (false, b),
+            Frame::Continuation(Item::FirstText(b)) if compressed => {
+                self.deflated = Some((true, BytesMut::from(&b[..])));
+                return Ok(None);
+            }
+            Frame::Continuation(Item::FirstBinary(b)) if compressed => {
+                self.deflated = Some((false, BytesMut::from(&b[..])));
+                return Ok(None);
+            }
+            Frame::Continuation(Item::Continue(b)) if self.deflated.is_some() => {
+                if let Some((_, buf)) = &mut self.deflated {
+                    buf.extend_from_slice(&b);
+                }
+                return Ok(None);
+            }
+            Frame::Continuation(Item::Last(b)) if self.deflated.is_some() => {
+                let Some((text, mut buf)) = self.deflated.take() else {
+                    return Ok(None);
+                };
+                buf.extend_from_slice(&b);
+                (text, buf.freeze())
+            }
+            other => return Ok(Some(other)),
+        };
+        let (text, data) = whole;
+        crate::metrics::METRICS
+            .ws_inflated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plain = Bytes::from(deflate::inflate(&data, self.cap).map_err(|e| match e {
+            InflateError::TooBig => FrameError::TooBig,
+            InflateError::Corrupt => FrameError::Corrupt,
+        })?);
+        Ok(Some(if text {
+            Frame::Text(plain)
+        } else {
+            Frame::Binary(plain)
+        }))
+    }
+
+    /// The next whole frame in `buf`, if there is one and it may be read,
+    /// and whether it had RSV1 set.
+    fn decode_frame(&mut self) -> Result<Option<(Frame, bool)>, FrameError> {
         let Some(header) = peek_header(&self.buf) else {
             return Ok(None);
         };
         admit(header, self.message, self.cap)?;
+        if header.rsv1 {
+            if !self.inflating {
+                return Err(FrameError::Reserved(
+                    "RSV1 set but permessage-deflate was not negotiated",
+                ));
+            }
+            if !matches!(header.opcode, 0x1 | 0x2) {
+                return Err(FrameError::Reserved(
+                    "RSV1 set on a control frame or a continuation",
+                ));
+            }
+            // The codec refuses reserved bits: clear it, and remember.
+            self.buf[0] &= !RSV1;
+            self.front_compressed = true;
+        }
         let Some(frame) = self.codec.decode(&mut self.buf)? else {
             return Ok(None);
         };
+        let compressed = std::mem::take(&mut self.front_compressed);
         if let Frame::Continuation(item) = &frame {
             self.message = match item {
                 Item::FirstText(b) | Item::FirstBinary(b) => Some(b.len()),
@@ -116,12 +260,12 @@ impl<R> WsFrames<R> {
             // Decoded frames share the old allocation; drop ours.
             self.buf = BytesMut::new();
         }
-        Ok(Some(frame))
+        Ok(Some((frame, compressed)))
     }
 }
 
 impl<R: AsyncRead + Unpin> Stream for WsFrames<R> {
-    type Item = Result<Frame, ProtocolError>;
+    type Item = Result<Frame, FrameError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -132,6 +276,7 @@ impl<R: AsyncRead + Unpin> Stream for WsFrames<R> {
                 Err(e) => {
                     this.eof = true;
                     this.buf = BytesMut::new();
+                    this.deflated = None;
                     return Poll::Ready(Some(Err(e)));
                 }
             }
@@ -151,7 +296,7 @@ impl<R: AsyncRead + Unpin> Stream for WsFrames<R> {
                 }
                 Poll::Ready(Err(e)) => {
                     this.eof = true;
-                    return Poll::Ready(Some(Err(ProtocolError::Io(e))));
+                    return Poll::Ready(Some(Err(ProtocolError::Io(e).into())));
                 }
                 Poll::Pending => return Poll::Pending,
             }

@@ -8,8 +8,11 @@
 //! task writes its queue to the other ([`outbox::write_ws`]). This drops the
 //! HTTP/1 dispatcher's two 8 KiB buffers, which would otherwise stay with
 //! every connection for its whole life (see docs/BENCHMARKS.md).
+//! permessage-deflate is negotiated here when the client offers it
+//! ([`crate::deflate`]).
 
 use super::admit;
+use crate::deflate::{self, offer};
 use crate::error::{ErrorCode, HubError};
 use crate::metrics::METRICS;
 use crate::outbox::{self, ConnGuard};
@@ -21,6 +24,7 @@ use actix_codec::Framed;
 use actix_http::{h1, Request};
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpRequest, HttpResponse};
+use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::AsyncWriteExt;
 
 /// A plain `GET /ws` without the upgrade headers: admission errors as for a
@@ -66,8 +70,12 @@ pub async fn upgraded(
             return Ok(());
         }
     };
+    let deflate = negotiate_deflate(&req, &st.shared.cfg.ws_deflate);
+    let extensions = deflate
+        .map(|a| format!("Sec-WebSocket-Extensions: {}\r\n", a.answer()))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extensions}\r\n",
         String::from_utf8_lossy(&actix_http::ws::hash_key(key.as_bytes()))
     );
     if io.write_all(head.as_bytes()).await.is_err() {
@@ -83,13 +91,15 @@ pub async fn upgraded(
         write,
         shared.cfg.outbox,
         ConnGuard::new(),
+        deflate.map(|a| a.outbound(&shared.cfg.ws_deflate)),
     ));
     let mut ctx = ctx;
-    ctx.add_stream(WsFrames::new(
-        read,
-        shared.cfg.hard_max_frame,
-        parts.read_buf,
-    ));
+    let frames = WsFrames::new(read, shared.cfg.hard_max_frame, parts.read_buf);
+    ctx.add_stream(if deflate.is_some() {
+        frames.inflating()
+    } else {
+        frames
+    });
     ctx.run(Session::new(
         shared.clone(),
         st.hub.clone(),
@@ -100,6 +110,24 @@ pub async fn upgraded(
         Transport::WebSocket,
     ));
     Ok(())
+}
+
+/// The permessage-deflate offer accepted (docs/PROTOCOL.md), if enabled and
+/// offered.
+fn negotiate_deflate(req: &Request, settings: &deflate::Settings) -> Option<offer::Accepted> {
+    if !settings.enabled {
+        return None;
+    }
+    let values = req
+        .head()
+        .headers
+        .get_all(actix_http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .map(|v| v.as_bytes());
+    let accepted = offer::negotiate(values);
+    if accepted.is_some() {
+        METRICS.ws_deflate_connections.fetch_add(1, Relaxed);
+    }
+    accepted
 }
 
 /// Checks the handshake headers; returns `Sec-WebSocket-Key`.

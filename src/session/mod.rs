@@ -14,9 +14,10 @@ use crate::presence::{self, Presence};
 use crate::protocol::{self, encode, error_frame, ClientFrame, From, Request, ServerFrame};
 use crate::ratelimit::TokenBucket;
 use crate::room::{self, Origin, Room};
+use crate::wsframes::FrameError;
 use crate::Shared;
 use actix::prelude::*;
-use actix_http::ws::{Frame, Item, ProtocolError};
+use actix_http::ws::{Frame, Item};
 use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -406,8 +407,8 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<Result<Frame, ProtocolError>> for Session {
-    fn handle(&mut self, item: Result<Frame, ProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<Result<Frame, FrameError>> for Session {
+    fn handle(&mut self, item: Result<Frame, FrameError>, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
@@ -447,8 +448,10 @@ impl StreamHandler<Result<Frame, ProtocolError>> for Session {
             }
             Ok(Frame::Pong(_)) => self.awaiting_pong = None,
             Ok(Frame::Close(_)) => self.close(close::NORMAL, "", ctx),
-            Err(ProtocolError::Overflow) => self.close(close::TOO_BIG, "frame too large", ctx),
-            Err(e) => self.close(close::PROTOCOL, &e.to_string(), ctx),
+            Err(e) => {
+                let (code, reason) = e.close();
+                self.close(code, &reason, ctx)
+            }
         }
     }
 }

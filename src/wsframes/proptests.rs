@@ -68,7 +68,7 @@ enum Seen {
     Error,
 }
 
-fn seen(item: Result<Frame, ProtocolError>) -> Seen {
+fn seen(item: Result<Frame, FrameError>) -> Seen {
     match item {
         Ok(Frame::Text(b)) => Seen::Text(b.to_vec()),
         Ok(Frame::Binary(b)) => Seen::Binary(b.to_vec()),
@@ -78,7 +78,7 @@ fn seen(item: Result<Frame, ProtocolError>) -> Seen {
         Ok(Frame::Continuation(Item::Last(b))) => Seen::Last(b.to_vec()),
         Ok(Frame::Ping(b)) => Seen::Ping(b.to_vec()),
         Ok(_) => Seen::Control,
-        Err(ProtocolError::Overflow) => Seen::Overflow,
+        Err(FrameError::Protocol(ProtocolError::Overflow)) => Seen::Overflow,
         Err(_) => Seen::Error,
     }
 }
@@ -284,4 +284,140 @@ fn a_message_may_fill_the_cap_exactly() {
     bytes.extend(client_frame(0, true, 3, b"", mask));
     let (out, _) = decode_all(&bytes, &[4096], 5);
     assert_eq!(out, [Seen::First(true, b"abc".to_vec()), Seen::Overflow]);
+}
+
+/// Like `decode_all`, with permessage-deflate negotiated.
+fn inflate_all(bytes: &[u8], cuts: &[usize], cap: usize) -> (Vec<Seen>, Option<(u16, String)>) {
+    let mut frames = WsFrames::new(Pieces::new(bytes, cuts), cap, BytesMut::new()).inflating();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut out = Vec::new();
+    for _ in 0..(bytes.len() + cuts.len()) * 2 + 8 {
+        match Pin::new(&mut frames).poll_next(&mut cx) {
+            Poll::Ready(Some(Err(e))) => return (out, Some(e.close())),
+            Poll::Ready(Some(item)) => out.push(seen(item)),
+            Poll::Ready(None) => return (out, None),
+            Poll::Pending => {}
+        }
+    }
+    panic!("the decoder did not finish: {out:?}");
+}
+
+/// `msg` compressed as a client would (raw deflate, sync flush, tail removed).
+fn deflated(msg: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(msg.len() + 64);
+    c.compress_vec(msg, &mut out, FlushCompress::Sync).unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// RSV1 set on a client frame.
+fn compressed_frame(opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = client_frame(opcode, fin, payload.len() as u64, payload, mask);
+    f[0] |= 0x40;
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A compressed message, whole or in fragments with a ping among them,
+    /// cut anywhere on the wire, comes out as one plain message; plain
+    /// messages around it are untouched.
+    #[test]
+    fn compressed_messages_come_out_inflated(
+        words in prop::collection::vec("[a-z\"{}:,]{1,12}", 1..200),
+        splits in prop::collection::vec(0usize..4000, 0..4),
+        text in any::<bool>(),
+        mask in any::<[u8; 4]>(),
+        cuts in cuts(),
+    ) {
+        let msg = words.concat().into_bytes();
+        let z = deflated(&msg);
+        let mut at: Vec<usize> = splits.iter().map(|s| s % (z.len() + 1)).collect();
+        at.sort();
+        let op = if text { 1 } else { 2 };
+        let mut bytes = client_frame(1, true, 2, b"hi", mask);
+        if at.is_empty() {
+            bytes.extend(compressed_frame(op, true, &z, mask));
+        } else {
+            let mut bounds = vec![0];
+            bounds.extend(&at);
+            bounds.push(z.len());
+            for (i, w) in bounds.windows(2).enumerate() {
+                let last = i + 2 == bounds.len();
+                let part = &z[w[0]..w[1]];
+                bytes.extend(if i == 0 {
+                    compressed_frame(op, false, part, mask)
+                } else {
+                    client_frame(0, last, part.len() as u64, part, mask)
+                });
+                if i == 0 {
+                    bytes.extend(client_frame(9, true, 1, b"p", mask));
+                }
+            }
+        }
+        bytes.extend(client_frame(1, true, 3, b"bye", mask));
+        let (out, err) = inflate_all(&bytes, &cuts, 1 << 16);
+        prop_assert_eq!(err, None);
+        let whole = if text { Seen::Text(msg.clone()) } else { Seen::Binary(msg.clone()) };
+        let mut expect = vec![Seen::Text(b"hi".to_vec())];
+        if !at.is_empty() {
+            expect.push(Seen::Ping(b"p".to_vec()));
+        }
+        expect.extend([whole, Seen::Text(b"bye".to_vec())]);
+        prop_assert_eq!(out, expect);
+    }
+
+    /// Arbitrary bytes with RSV1 allowed: no panic, at most one error, last.
+    #[test]
+    fn arbitrary_bytes_with_inflating_end_at_one_error(
+        bytes in prop::collection::vec(any::<u8>(), 0..6000),
+        cuts in cuts(),
+        cap in 0usize..2000,
+    ) {
+        let (out, _) = inflate_all(&bytes, &cuts, cap);
+        for s in &out {
+            if let Seen::Text(b) | Seen::Binary(b) = s {
+                prop_assert!(b.len() <= cap);
+            }
+        }
+    }
+}
+
+#[test]
+fn rsv1_is_refused_where_it_is_not_allowed() {
+    let m = [1, 2, 3, 4];
+    let z = deflated(b"hello hello hello");
+    // Not negotiated: 1002, before anything is inflated.
+    let mut frames = WsFrames::new(
+        Pieces::new(&compressed_frame(1, true, &z, m), &[100]),
+        1000,
+        BytesMut::new(),
+    );
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut frames).poll_next(&mut cx) {
+        Poll::Ready(Some(Err(e))) => assert_eq!(e.close().0, 1002),
+        other => panic!("{other:?}"),
+    }
+    // On a control frame, and on a continuation.
+    let (_, err) = inflate_all(&compressed_frame(9, true, b"", m), &[100], 1000);
+    assert_eq!(err.unwrap().0, 1002);
+    let mut b = compressed_frame(1, false, &z[..2], m);
+    b.extend(compressed_frame(0, true, &z[2..], m));
+    let (_, err) = inflate_all(&b, &[100], 1000);
+    assert_eq!(err.unwrap().0, 1002);
+}
+
+#[test]
+fn bombs_and_garbage_get_their_close_codes() {
+    let m = [5, 6, 7, 8];
+    let bomb = deflated(&vec![b'a'; 1 << 20]);
+    assert!(bomb.len() < 2000);
+    let (out, err) = inflate_all(&compressed_frame(1, true, &bomb, m), &[4096], 64 * 1024);
+    assert_eq!((out, err.map(|e| e.0)), (vec![], Some(1009)));
+    let (_, err) = inflate_all(&compressed_frame(1, true, &[0xff; 8], m), &[4096], 1000);
+    assert_eq!(err.map(|e| e.0), Some(1007));
 }

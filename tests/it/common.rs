@@ -593,10 +593,15 @@ pub fn dechunk(raw: &[u8]) -> (Vec<u8>, usize, bool) {
 /// socket and the response head. The head is read byte by byte, so no frame
 /// behind it is consumed: after a 101 the connection is the caller's.
 pub async fn raw_upgrade(addr: &str, path: &str) -> (TcpStream, String) {
+    raw_upgrade_with(addr, path, "").await
+}
+
+/// `raw_upgrade` with `extra` header lines (each ending in `\r\n`).
+pub async fn raw_upgrade_with(addr: &str, path: &str, extra: &str) -> (TcpStream, String) {
     let mut sock = TcpStream::connect(addr).await.expect("connect");
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     sock.write_all(req.as_bytes()).await.expect("write");
     let mut head = Vec::new();

@@ -2,12 +2,14 @@
 //! 127.0.0.1:0 and talks to it with real WebSocket and HTTP clients.
 
 mod common;
+mod rawws;
 
 mod auth;
 mod cli;
 mod cluster;
 mod collab;
 mod crash;
+mod deflate;
 mod deps;
 mod fallback;
 mod fdlimit;

@@ -399,3 +399,67 @@ test("the demo loads earlier messages when scrolled to the top, and keeps its pl
   assert.deepEqual(page.problems, []);
   await page.close();
 });
+
+/** A counter from the server's /metrics. */
+async function counter(name) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${name} in /metrics`);
+  return Number(line.split(" ")[1]);
+}
+
+test("Chromium negotiates permessage-deflate and exchanges compressed messages", async () => {
+  const before = {
+    conns: await counter("switchboard_ws_deflate_connections_total"),
+    inflated: await counter("switchboard_ws_inflated_total"),
+    deflated: await counter("switchboard_ws_deflated_total"),
+  };
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/`);
+  const text = "compress me, ".repeat(300);
+  const result = await page.evaluate(
+    async ({ wsUrl, text, wait }) => {
+      const open = (name) =>
+        new Promise((ok, no) => {
+          const ws = new WebSocket(`${wsUrl}/ws?name=${name}`);
+          ws.frames = [];
+          ws.onmessage = (e) => ws.frames.push(JSON.parse(e.data));
+          ws.onopen = () => ok(ws);
+          ws.onerror = () => no(new Error(`${name} failed`));
+        });
+      const until = (ws, pred) =>
+        new Promise((ok, no) => {
+          const t0 = Date.now();
+          const look = () => {
+            const f = ws.frames.find(pred);
+            if (f) return ok(f);
+            if (Date.now() - t0 > wait) return no(new Error(JSON.stringify(ws.frames)));
+            setTimeout(look, 20);
+          };
+          look();
+        });
+      const [a, b] = [await open("Zip"), await open("Zap")];
+      for (const ws of [a, b]) {
+        ws.send(JSON.stringify({ type: "room:join", room: "public-zip" }));
+        await until(ws, (f) => f.type === "room:joined" && f.room === "public-zip");
+      }
+      a.send(JSON.stringify({ type: "message:send", room: "public-zip", id: "z1", data: { text } }));
+      const got = await until(b, (f) => f.type === "message:receive" && f.room === "public-zip");
+      const ack = await until(a, (f) => f.type === "ack" && f.id === "z1");
+      a.close();
+      b.close();
+      return { extensions: [a.extensions, b.extensions], text: got.data.text, seq: ack.seq };
+    },
+    { wsUrl: server.url.replace(/^http/, "ws"), text, wait: WAIT },
+  );
+  const answer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+  assert.deepEqual(result.extensions, [answer, answer]);
+  assert.equal(result.text, text);
+  assert.ok(result.seq >= 1);
+  // Both pages negotiated it; the server inflated what Chromium sent and
+  // compressed the long message to both pages (to the sender too).
+  assert.ok((await counter("switchboard_ws_deflate_connections_total")) >= before.conns + 2);
+  assert.ok((await counter("switchboard_ws_inflated_total")) >= before.inflated + 3);
+  assert.ok((await counter("switchboard_ws_deflated_total")) >= before.deflated + 2);
+  await page.close();
+});

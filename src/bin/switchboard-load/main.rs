@@ -11,6 +11,7 @@
 //! Latency is measured with one clock: the send time (µs since the run began)
 //! travels in each message's payload and the receiving task subtracts it.
 
+mod inflate;
 mod stats;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -20,11 +21,12 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<inflate::Conn>;
 
 const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
   --url URL[,URL…]     server WebSocket URL (default ws://127.0.0.1:8080/ws); several, comma-
@@ -40,6 +42,8 @@ const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
   --sources A,B,…      local addresses to connect from (e.g. 127.0.0.1,127.0.0.2) to pass
                        the ~28k ports one address gives
   --size BYTES         padding added to each message payload (default 0)
+  --deflate on|off     clients offer permessage-deflate and inflate what comes compressed
+                       (default off); the JSON line says how many negotiated it
   fanout: --subscribers N (1000) --publishers P (1) --rate MSGS_PER_S (1000) --duration S (10)
   rooms:  --rooms K (100) --clients N (2000) --rate MSGS_PER_S total (2000) --duration S (10)
   idle:   --conns N (10000) --room-size M (100) --hold S (10)";
@@ -98,6 +102,7 @@ struct Opts {
     concurrency: usize,
     sources: Vec<IpAddr>,
     size: usize,
+    deflate: bool,
     subscribers: usize,
     publishers: usize,
     rate: f64,
@@ -124,6 +129,7 @@ fn parse_opts() -> Result<Opts, String> {
         concurrency: 200,
         sources: Vec::new(),
         size: 0,
+        deflate: false,
         subscribers: 1000,
         publishers: 1,
         rate: 1000.0,
@@ -163,6 +169,13 @@ fn parse_opts() -> Result<Opts, String> {
                     .collect::<Result<_, _>>()?
             }
             "--size" => o.size = num(&v)? as usize,
+            "--deflate" => {
+                o.deflate = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("--deflate: on or off, not {v:?}")),
+                }
+            }
             "--subscribers" => o.subscribers = num(&v)? as usize,
             "--publishers" => o.publishers = num(&v)?.max(1.0) as usize,
             "--rate" => o.rate = num(&v)?,
@@ -197,6 +210,9 @@ fn token(secret: &str, sub: &str) -> String {
     .expect("HS256 signing cannot fail")
 }
 
+/// Connections whose answer named an extension (permessage-deflate).
+static NEGOTIATED: AtomicU64 = AtomicU64::new(0);
+
 /// Opens a connection to `to` as user `sub`, joins `room`, and waits for `room:joined`.
 async fn connect(
     o: &Opts,
@@ -226,9 +242,20 @@ async fn connect(
         to.path,
         token(&o.secret, sub)
     );
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    if o.deflate {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Extensions",
+            inflate::OFFER.parse().expect("a valid header value"),
+        );
+    }
+    let stream = inflate::Conn::new(stream, o.deflate);
+    let (mut ws, answer) = tokio_tungstenite::client_async(req, stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
+    if answer.headers().contains_key("Sec-WebSocket-Extensions") {
+        NEGOTIATED.fetch_add(1, Relaxed);
+    }
     let join = format!(r#"{{"type":"room:join","room":"{room}"}}"#);
     ws.send(Message::Text(join))
         .await
@@ -575,6 +602,7 @@ fn report_traffic(
         "expected": run.expected, "received": run.received, "lost": loss, "deliveries_per_s": per_s,
         "latency_ms": {"p50": l[0], "p90": l[1], "p99": l[2], "p99_9": l[3], "max": l[4]},
         "server_cpu_s": server.map(|s| s.0), "server_rss_kib": server.map(|s| s.1),
+        "deflate_negotiated": NEGOTIATED.load(Relaxed),
     });
     if let Some(e) = each.filter(|e| e.len() > 1) {
         json["server_each"] = e
@@ -692,7 +720,7 @@ async fn idle(o: Opts) {
     if lost > 0 {
         println!("{lost} connections were closed or broke after joining");
     }
-    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "closed_after_join": lost, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]} });
+    let mut json = serde_json::json!({ "mode": "idle", "connections": n, "closed_after_join": lost, "connect_s": connect.as_secs_f64(), "connects_per_s": n as f64 / connect.as_secs_f64().max(1e-9), "connect_ms": {"p50": c[0], "p99": c[2]}, "deflate_negotiated": NEGOTIATED.load(Relaxed) });
     if let (Some(b), Some(h), Some(e)) = (base, held, end) {
         let per_conn = (h.rss_kib.saturating_sub(b.rss_kib)) as f64 / n.max(1) as f64;
         let idle_cpu = (e.cpu.saturating_sub(h.cpu)).as_secs_f64() / o.hold.max(1e-9);
