@@ -15,6 +15,7 @@
 //! Rooms run on their own arbiters (threads), sessions on the HTTP workers.
 
 pub mod auth;
+pub mod clientaddr;
 pub mod cluster;
 pub mod config;
 pub mod docstore;
@@ -60,6 +61,28 @@ pub struct Shared {
     pub services: std::sync::OnceLock<Services>,
     /// The Redis link when nodes share state (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<cluster::Cluster>,
+    /// Guest sessions open per client address (`SWITCHBOARD_GUESTS_PER_IP`).
+    pub guests: Arc<clientaddr::GuestCount>,
+}
+
+impl Shared {
+    /// A place for one more guest session from `addr`, or `rate_limited`.
+    pub fn guest_slot(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> Result<clientaddr::GuestSlot, error::HubError> {
+        self.guests
+            .take(addr, self.cfg.guests_per_ip)
+            .ok_or_else(|| {
+                error::HubError::new(
+                    error::ErrorCode::RateLimited,
+                    format!(
+                        "{} guest sessions are open from {addr}; sign in or close one",
+                        self.cfg.guests_per_ip
+                    ),
+                )
+            })
+    }
 }
 
 /// Actors started after [`Shared`], reached through it.
@@ -131,6 +154,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         shutting_down: AtomicBool::new(false),
         services: std::sync::OnceLock::new(),
         cluster: cluster.clone(),
+        guests: Default::default(),
         store: writer.handle(),
         cfg,
     });

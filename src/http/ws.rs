@@ -57,7 +57,7 @@ pub async fn upgraded(
     } else {
         accept_key(&req).and_then(|key| Ok((key, admit(req.head(), &st.shared)?)))
     };
-    let (key, ident) = match accepted {
+    let (key, admitted) = match accepted {
         Ok(ok) => ok,
         Err(e) => {
             METRICS.error(e.code);
@@ -94,7 +94,7 @@ pub async fn upgraded(
         shared.clone(),
         st.hub.clone(),
         st.presence.clone(),
-        ident,
+        admitted,
         outbox,
         close_tx,
         Transport::WebSocket,

@@ -19,6 +19,7 @@ mod offline;
 mod pages;
 mod paths;
 mod presence;
+mod proxy;
 mod publish_options;
 mod recovery;
 mod rooms;
