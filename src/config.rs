@@ -311,7 +311,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_IDEMPOTENCY_KEYS", "SWITCHBOARD_IDEMPOTENCY_MS",
     "SWITCHBOARD_IDLE_HISTORY_BYTES", "SWITCHBOARD_IDLE_ROOM_CACHE",
     "SWITCHBOARD_JWT_AUDIENCE", "SWITCHBOARD_JWT_ISSUER", "SWITCHBOARD_JWT_JWKS_FILE",
-    "SWITCHBOARD_JWT_LEEWAY_MS",
+    "SWITCHBOARD_JWT_LEEWAY_MS", "SWITCHBOARD_LOG_FORMAT",
     "SWITCHBOARD_JWT_PUBLIC_KEY_FILE", "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_JWT_SECRET_FILE",
     "SWITCHBOARD_MAX_CONNECTIONS", "SWITCHBOARD_MAX_FRAME", "SWITCHBOARD_MONITOR_PUBLIC",
     "SWITCHBOARD_MQTT_CA_FILE", "SWITCHBOARD_MQTT_CLIENT_ID",
@@ -342,6 +342,12 @@ pub fn unknown_vars() -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `SWITCHBOARD_LOG_FORMAT`: `text` (default) or `json`. Read before the
+/// rest, as the logger starts first.
+pub fn log_format() -> Result<crate::logging::Format, String> {
+    crate::logging::Format::parse(var("SWITCHBOARD_LOG_FORMAT").as_deref())
 }
 
 /// Whether a variable is set (to anything, even blank).

@@ -44,8 +44,10 @@ pub async fn upgraded(
     mut req: Request,
     framed: Framed<TcpStream, h1::Codec>,
 ) -> Result<(), actix_web::Error> {
+    let start = std::time::Instant::now();
     let parts = framed.into_parts();
     let mut io = parts.io;
+    let client = super::client_addr(req.head(), &st.shared);
     // The same canonical path the router and CORS see (http::path).
     let accepted = if let Err(e) = super::path::canonicalise(req.head_mut()) {
         Err(e)
@@ -61,6 +63,13 @@ pub async fn upgraded(
         Ok(ok) => ok,
         Err(e) => {
             METRICS.error(e.code);
+            crate::logging::access(
+                req.method().as_str(),
+                req.path(),
+                e.code.http_status(),
+                start.elapsed(),
+                client,
+            );
             let _ = io.write_all(&error_response(&e)).await;
             let _ = io.shutdown().await;
             return Ok(());
@@ -70,6 +79,7 @@ pub async fn upgraded(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         String::from_utf8_lossy(&actix_http::ws::hash_key(key.as_bytes()))
     );
+    crate::logging::access("GET", "/ws", 101, start.elapsed(), client);
     if io.write_all(head.as_bytes()).await.is_err() {
         return Ok(());
     }

@@ -101,8 +101,8 @@ pub fn auth_failure(addr: Option<std::net::IpAddr>, message: &str) {
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match addr {
-        Some(a) => log::warn!("auth failure from {a}: {message}"),
-        None => log::warn!("auth failure: {message}"),
+        Some(a) => log::info!(target: "switchboard::auth", "auth failure from {a}: {message}"),
+        None => log::info!(target: "switchboard::auth", "auth failure: {message}"),
     }
     record(Event {
         addr,

@@ -14,6 +14,7 @@ mod fdlimit;
 mod hostile;
 mod http;
 mod limits;
+mod logs;
 mod notify;
 mod offline;
 mod pages;
