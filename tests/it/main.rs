@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod limits;
 mod logs;
+mod nginx;
 mod notify;
 mod offline;
 mod pages;
