@@ -79,3 +79,5 @@ need_apt redis-server redis-server
 need_apt sleep coreutils
 # Cuts the nodes' subscriptions in a test (tests/it/cluster/faults.rs).
 need_apt redis-cli redis-tools
+# deploy/nginx.conf in front of a hub (tests/it/nginx.rs).
+need_apt nginx nginx

@@ -230,13 +230,11 @@ impl Auth {
         })
     }
 
-    /// Verifies a token into an identity; every failure is `unauthorized`.
-    pub fn verify(&self, token: &str) -> Result<Identity, HubError> {
+    /// Verifies a token presented by the client at `from` into an identity;
+    /// every failure is `unauthorized` (and counted, logged and kept).
+    pub fn verify(&self, token: &str, from: std::net::IpAddr) -> Result<Identity, HubError> {
         let refuse = |why: String| {
-            crate::metrics::METRICS
-                .auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::monitor::events::auth_failure(&why);
+            crate::monitor::events::auth_failure(Some(from), &why);
             HubError::new(ErrorCode::Unauthorized, why)
         };
         let (key, validation) = self.key_for(token).map_err(refuse)?;

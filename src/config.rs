@@ -30,6 +30,12 @@ pub struct Config {
     pub dev: bool,
     /// `SWITCHBOARD_GUESTS` (default true).
     pub guests: bool,
+    /// `SWITCHBOARD_GUESTS_PER_IP` (default 0: no limit): guest sessions open at once
+    /// from one client address (see `trusted_proxies`).
+    pub guests_per_ip: usize,
+    /// `SWITCHBOARD_TRUSTED_PROXIES`: comma list of addresses and CIDR blocks whose
+    /// `X-Forwarded-For` names the client (default: none, the socket's peer is the client).
+    pub trusted_proxies: Vec<crate::clientaddr::Cidr>,
     /// `SWITCHBOARD_PUBLIC_ROOMS`: comma-separated patterns (`*` wildcard) guests may join.
     pub public_rooms: Vec<String>,
     /// `SWITCHBOARD_AUTH_GRACE_MS`: time to send an `auth` frame when connecting without a token.
@@ -303,13 +309,13 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_DOCS_PER_SESSION", "SWITCHBOARD_DOC_KEEP_OPS", "SWITCHBOARD_DOC_MAX_CHARS",
     "SWITCHBOARD_DOC_MAX_OP_PARTS", "SWITCHBOARD_DOC_SNAPSHOT_EVERY",
     "SWITCHBOARD_FAST_ACK_ROOMS", "SWITCHBOARD_FRAME_BURST", "SWITCHBOARD_FRAME_RATE",
-    "SWITCHBOARD_GUESTS", "SWITCHBOARD_GUEST_BURST", "SWITCHBOARD_GUEST_RATE",
+    "SWITCHBOARD_GUESTS", "SWITCHBOARD_GUESTS_PER_IP", "SWITCHBOARD_GUEST_BURST", "SWITCHBOARD_GUEST_RATE",
     "SWITCHBOARD_HARD_MAX_FRAME", "SWITCHBOARD_HEALTH_INTERVAL_MS", "SWITCHBOARD_HISTORY_BYTES",
     "SWITCHBOARD_HISTORY_SIZE", "SWITCHBOARD_HOST", "SWITCHBOARD_HTTP_SESSION_TIMEOUT_MS",
     "SWITCHBOARD_IDEMPOTENCY_KEYS", "SWITCHBOARD_IDEMPOTENCY_MS",
     "SWITCHBOARD_IDLE_HISTORY_BYTES", "SWITCHBOARD_IDLE_ROOM_CACHE",
     "SWITCHBOARD_JWT_AUDIENCE", "SWITCHBOARD_JWT_ISSUER", "SWITCHBOARD_JWT_JWKS_FILE",
-    "SWITCHBOARD_JWT_LEEWAY_MS",
+    "SWITCHBOARD_JWT_LEEWAY_MS", "SWITCHBOARD_LOG_FORMAT",
     "SWITCHBOARD_JWT_PUBLIC_KEY_FILE", "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_JWT_SECRET_FILE",
     "SWITCHBOARD_MAX_CONNECTIONS", "SWITCHBOARD_MAX_FRAME", "SWITCHBOARD_MONITOR_PUBLIC",
     "SWITCHBOARD_MQTT_CA_FILE", "SWITCHBOARD_MQTT_CLIENT_ID",
@@ -326,9 +332,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
     "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
     "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
-    "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST", "SWITCHBOARD_USER_RATE",
-    "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS", "SWITCHBOARD_WS_DEFLATE",
-    "SWITCHBOARD_WS_DEFLATE_LEVEL", "SWITCHBOARD_WS_DEFLATE_THRESHOLD",
+    "SWITCHBOARD_TRUSTED_PROXIES", "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST",
+    "SWITCHBOARD_USER_RATE", "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS",
+    "SWITCHBOARD_WS_DEFLATE", "SWITCHBOARD_WS_DEFLATE_LEVEL", "SWITCHBOARD_WS_DEFLATE_THRESHOLD",
     // Read by the test and simulation tools, not the server.
     "SWITCHBOARD_SIM_SEED", "SWITCHBOARD_SIM_SEEDS", "SWITCHBOARD_WRITE_GOLDEN",
 ];
@@ -341,6 +347,12 @@ pub fn unknown_vars() -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `SWITCHBOARD_LOG_FORMAT`: `text` (default) or `json`. Read before the
+/// rest, as the logger starts first.
+pub fn log_format() -> Result<crate::logging::Format, String> {
+    crate::logging::Format::parse(var("SWITCHBOARD_LOG_FORMAT").as_deref())
 }
 
 /// Whether a variable is set (to anything, even blank).
@@ -457,6 +469,10 @@ impl Config {
             jwt_issuer: comma_list(var("SWITCHBOARD_JWT_ISSUER")),
             jwt_leeway_s: num::<u64>("SWITCHBOARD_JWT_LEEWAY_MS", 30_000)?.div_ceil(1000),
             guests: flag("SWITCHBOARD_GUESTS", true)?,
+            guests_per_ip: num("SWITCHBOARD_GUESTS_PER_IP", 0)?,
+            trusted_proxies: crate::clientaddr::parse_list(
+                &var("SWITCHBOARD_TRUSTED_PROXIES").unwrap_or_default(),
+            )?,
             public_rooms: var("SWITCHBOARD_PUBLIC_ROOMS")
                 .unwrap_or_else(|| "general,random,lobby,public-*".into())
                 .split(',')

@@ -15,6 +15,7 @@
 //! Rooms run on their own arbiters (threads), sessions on the HTTP workers.
 
 pub mod auth;
+pub mod clientaddr;
 pub mod cluster;
 pub mod config;
 pub mod deflate;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod idempotency;
 pub mod ids;
+pub mod logging;
 pub mod mailbox;
 pub mod metrics;
 pub mod monitor;
@@ -64,6 +66,28 @@ pub struct Shared {
     pub cluster: Option<cluster::Cluster>,
     /// Users' notifications: in the embedded database or in Redis.
     pub notifications: notifications::Notifications,
+    /// Guest sessions open per client address (`SWITCHBOARD_GUESTS_PER_IP`).
+    pub guests: Arc<clientaddr::GuestCount>,
+}
+
+impl Shared {
+    /// A place for one more guest session from `addr`, or `rate_limited`.
+    pub fn guest_slot(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> Result<clientaddr::GuestSlot, error::HubError> {
+        self.guests
+            .take(addr, self.cfg.guests_per_ip)
+            .ok_or_else(|| {
+                error::HubError::new(
+                    error::ErrorCode::RateLimited,
+                    format!(
+                        "{} guest sessions are open from {addr}; sign in or close one",
+                        self.cfg.guests_per_ip
+                    ),
+                )
+            })
+    }
 }
 
 /// Actors started after [`Shared`], reached through it.
@@ -135,6 +159,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         shutting_down: AtomicBool::new(false),
         services: std::sync::OnceLock::new(),
         cluster: cluster.clone(),
+        guests: Default::default(),
         store: writer.handle(),
         notifications: notifications::Notifications::new(
             writer.handle(),
@@ -239,6 +264,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         )
         .listen("switchboard", listener, move || {
             let st = state.clone();
+            let trusted: Arc<[clientaddr::Cidr]> = state.shared.cfg.trusted_proxies.clone().into();
             let app = actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
                 .wrap_fn(http::cors::middleware)
@@ -260,12 +286,33 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
                 // router and every rule: the canonical path (http::path).
                 .finish(actix_service::apply_fn_factory(
                     actix_service::map_config(app, |_| actix_web::dev::AppConfig::default()),
-                    |mut req: actix_http::Request, srv| {
+                    move |mut req: actix_http::Request, srv| {
                         use actix_service::Service;
                         use futures_util::future::Either;
-                        match http::path::canonicalise(req.head_mut()) {
+                        let start = Instant::now();
+                        let client = clientaddr::of_request(req.head(), &trusted);
+                        let method = req.method().clone();
+                        // The path as routed, without its query string.
+                        let canonical = http::path::canonicalise(req.head_mut());
+                        let path = req.path().to_string();
+                        let answer = match canonical {
                             Ok(()) => Either::Left(srv.call(req)),
                             Err(e) => Either::Right(std::future::ready(Err(e.into()))),
+                        };
+                        async move {
+                            let res = answer.await;
+                            let status = match &res {
+                                Ok(r) => r.status(),
+                                Err(e) => e.as_response_error().status_code(),
+                            };
+                            logging::access(
+                                method.as_str(),
+                                &path,
+                                status.as_u16(),
+                                start.elapsed(),
+                                client,
+                            );
+                            res
                         }
                     },
                 ))

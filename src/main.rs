@@ -37,7 +37,13 @@ fn main() {
         Some("token") if args[1..].iter().any(help) => return println!("{TOKEN_USAGE}"),
         _ => {}
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match switchboard::config::log_format() {
+        Ok(f) => switchboard::logging::init(f),
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            std::process::exit(2);
+        }
+    }
     for name in switchboard::config::unknown_vars() {
         log::warn!("{name} is set but is not a Switchboard setting (a typo?); ignored");
     }

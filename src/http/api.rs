@@ -16,7 +16,10 @@ use serde_json::value::RawValue;
 /// The caller: the verified bearer token, or an anonymous guest-level identity.
 fn caller(req: &HttpRequest, st: &AppState) -> Result<Identity, HubError> {
     match bearer(req) {
-        Some(t) => st.shared.auth.verify(t),
+        Some(t) => st
+            .shared
+            .auth
+            .verify(t, super::client_addr(req.head(), &st.shared)),
         None => Ok(st.shared.auth.guest(Some("anonymous"))),
     }
 }

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 /// a Session with a Relay draining its queue. Returns the key.
 pub fn open(req: &HttpRequest, st: &AppState, kind: Kind) -> Result<(String, Entry), HubError> {
     let shared = &st.shared;
-    let ident = admit(req.head(), shared)?;
+    let admitted = admit(req.head(), shared)?;
     let key = relay::new_key();
     let ctx = Context::<Session>::new();
     let (outbox, close_tx, queue) = outbox::queue(shared.cfg.outbox, ctx.address().recipient());
@@ -29,7 +29,7 @@ pub fn open(req: &HttpRequest, st: &AppState, kind: Kind) -> Result<(String, Ent
         shared.clone(),
         st.hub.clone(),
         st.presence.clone(),
-        ident,
+        admitted,
         outbox,
         close_tx,
         transport,

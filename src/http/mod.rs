@@ -131,11 +131,24 @@ struct ConnectQuery {
     name: Option<String>,
 }
 
+/// The client's address for a request (see `clientaddr`).
+pub fn client_addr(head: &RequestHead, shared: &Shared) -> std::net::IpAddr {
+    crate::clientaddr::of_request(head, &shared.cfg.trusted_proxies)
+}
+
+/// Who a new session is: its identity if known at admission, and its
+/// client's address with, for a guest, its place in the per-address count.
+pub struct Admitted {
+    pub ident: Option<Identity>,
+    pub client: crate::session::Client,
+}
+
 /// Admission for a new session on any transport: refuses during shutdown and
 /// past the connection limit, then authenticates from `?token=` or a bearer
-/// header, or admits a guest named by `?name=`. `None`: the client may still
-/// send an `auth` frame within the grace period.
-pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, HubError> {
+/// header, or admits a guest named by `?name=` (unless its address has
+/// `SWITCHBOARD_GUESTS_PER_IP` guests open). `ident: None`: the client may
+/// still send an `auth` frame within the grace period.
+pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Admitted, HubError> {
     if shared.shutting_down.load(Ordering::Relaxed) {
         return Err(HubError::new(
             ErrorCode::Unavailable,
@@ -148,21 +161,24 @@ pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, Hub
             "connection limit reached",
         ));
     }
+    let addr = client_addr(req, shared);
     let q = web::Query::<ConnectQuery>::from_query(req.uri.query().unwrap_or(""))
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?
         .into_inner();
     let token = q.token.as_deref().or_else(|| bearer_in(req));
-    match (token, q.name.as_deref()) {
-        (Some(t), _) => Ok(Some(shared.auth.verify(t)?)),
-        (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),
-        (None, Some(_)) => {
-            METRICS.auth_failures.fetch_add(1, Ordering::Relaxed);
-            crate::monitor::events::auth_failure("guests are disabled: a token is required");
-            Err(HubError::new(
-                ErrorCode::Unauthorized,
-                "guests are disabled: a token is required",
-            ))
+    let mut client = crate::session::Client { addr, guest: None };
+    let ident = match (token, q.name.as_deref()) {
+        (Some(t), _) => Some(shared.auth.verify(t, addr)?),
+        (None, Some(name)) if shared.auth.guests => {
+            client.guest = Some(shared.guest_slot(addr)?);
+            Some(shared.auth.guest(Some(name)))
         }
-        (None, None) => Ok(None),
-    }
+        (None, Some(_)) => {
+            let why = "guests are disabled: a token is required";
+            crate::monitor::events::auth_failure(Some(addr), why);
+            return Err(HubError::new(ErrorCode::Unauthorized, why));
+        }
+        (None, None) => None,
+    };
+    Ok(Admitted { ident, client })
 }

@@ -26,7 +26,10 @@ pub async fn events(
     if !cfg.monitor.public {
         let token = bearer(&req)
             .ok_or_else(|| HubError::new(ErrorCode::Unauthorized, "an admin token is required"))?;
-        let who = st.shared.auth.verify(token)?;
+        let who = st
+            .shared
+            .auth
+            .verify(token, super::client_addr(req.head(), &st.shared))?;
         if !may_watch(&who, cfg) {
             return Err(HubError::new(
                 ErrorCode::Forbidden,

@@ -48,8 +48,10 @@ pub async fn upgraded(
     mut req: Request,
     framed: Framed<TcpStream, h1::Codec>,
 ) -> Result<(), actix_web::Error> {
+    let start = std::time::Instant::now();
     let parts = framed.into_parts();
     let mut io = parts.io;
+    let client = super::client_addr(req.head(), &st.shared);
     // The same canonical path the router and CORS see (http::path).
     let accepted = if let Err(e) = super::path::canonicalise(req.head_mut()) {
         Err(e)
@@ -61,10 +63,17 @@ pub async fn upgraded(
     } else {
         accept_key(&req).and_then(|key| Ok((key, admit(req.head(), &st.shared)?)))
     };
-    let (key, ident) = match accepted {
+    let (key, admitted) = match accepted {
         Ok(ok) => ok,
         Err(e) => {
             METRICS.error(e.code);
+            crate::logging::access(
+                req.method().as_str(),
+                req.path(),
+                e.code.http_status(),
+                start.elapsed(),
+                client,
+            );
             let _ = io.write_all(&error_response(&e)).await;
             let _ = io.shutdown().await;
             return Ok(());
@@ -78,6 +87,7 @@ pub async fn upgraded(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extensions}\r\n",
         String::from_utf8_lossy(&actix_http::ws::hash_key(key.as_bytes()))
     );
+    crate::logging::access("GET", "/ws", 101, start.elapsed(), client);
     if io.write_all(head.as_bytes()).await.is_err() {
         return Ok(());
     }
@@ -104,7 +114,7 @@ pub async fn upgraded(
         shared.clone(),
         st.hub.clone(),
         st.presence.clone(),
-        ident,
+        admitted,
         outbox,
         close_tx,
         Transport::WebSocket,

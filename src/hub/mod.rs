@@ -237,6 +237,8 @@ pub struct Connect {
     pub from: From,
     pub outbox: Outbox,
     pub addr: Addr<Session>,
+    /// The client's address, for the monitor.
+    pub client: std::net::IpAddr,
     pub guest: bool,
 }
 
@@ -247,6 +249,7 @@ impl Handler<Connect> for Hub {
         crate::monitor::events::record(crate::monitor::events::Event {
             session: Some(msg.session.to_string()),
             user: Some(msg.from.user.as_str()),
+            addr: Some(msg.client),
             ..crate::monitor::events::Event::new("connect", "session opened")
         });
         // With Redis, the user's channel brings both (`cluster_user_on`).

@@ -20,6 +20,9 @@ pub struct SysEvent {
     pub session: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The client's address (`connect` and `auth_failure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
     /// The error code, for `error` events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
@@ -41,6 +44,7 @@ pub struct Event<'a> {
     pub kind: &'static str,
     pub session: Option<String>,
     pub user: Option<&'a str>,
+    pub addr: Option<std::net::IpAddr>,
     pub code: Option<&'static str>,
     pub message: &'a str,
 }
@@ -51,6 +55,7 @@ impl<'a> Event<'a> {
             kind,
             session: None,
             user: None,
+            addr: None,
             code: None,
             message,
         }
@@ -72,6 +77,7 @@ pub fn record(e: Event) {
         kind: e.kind,
         session: e.session,
         user: e.user.map(str::to_string),
+        addr: e.addr.map(|a| a.to_string()),
         code: e.code,
         message: e.message.chars().take(300).collect(),
     });
@@ -89,8 +95,19 @@ pub fn error(code: crate::error::ErrorCode, message: &str) {
     });
 }
 
-pub fn auth_failure(message: &str) {
-    record(Event::new("auth_failure", message));
+/// A refused token or authentication: counted, logged and kept.
+pub fn auth_failure(addr: Option<std::net::IpAddr>, message: &str) {
+    crate::metrics::METRICS
+        .auth_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match addr {
+        Some(a) => log::info!(target: "switchboard::auth", "auth failure from {a}: {message}"),
+        None => log::info!(target: "switchboard::auth", "auth failure: {message}"),
+    }
+    record(Event {
+        addr,
+        ..Event::new("auth_failure", message)
+    });
 }
 
 /// Kept events with `id > since`, oldest first, at most `limit`.

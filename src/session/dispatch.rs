@@ -149,11 +149,13 @@ impl Session {
             );
             return;
         }
-        match self.shared.auth.verify(token) {
+        match self.shared.auth.verify(token, self.client.addr) {
             Err(e) => self.close(close::POLICY, &e.message, ctx),
             Ok(new) if new.user != current.user => {
-                METRICS.auth_failures.fetch_add(1, Relaxed);
-                crate::monitor::events::auth_failure("token refresh for another user");
+                crate::monitor::events::auth_failure(
+                    Some(self.client.addr),
+                    "token refresh for another user",
+                );
                 self.close(close::POLICY, "token is for another user", ctx)
             }
             Ok(new) => {

@@ -91,8 +91,16 @@ impl Transport {
     }
 }
 
+/// The client's address, and a guest's place in its count (released when
+/// the session ends).
+pub struct Client {
+    pub addr: std::net::IpAddr,
+    pub guest: Option<crate::clientaddr::GuestSlot>,
+}
+
 pub struct Session {
     id: SessionId,
+    client: Client,
     transport: Transport,
     /// `None` until the connection authenticates or becomes a guest.
     ident: Option<Identity>,
@@ -127,7 +135,7 @@ impl Session {
         shared: Arc<Shared>,
         hub: Addr<Hub>,
         presence: Addr<Presence>,
-        ident: Option<Identity>,
+        admitted: crate::http::Admitted,
         outbox: Outbox,
         close_tx: CloseSender,
         transport: Transport,
@@ -140,8 +148,9 @@ impl Session {
         );
         Session {
             id: SessionId::next(),
+            client: admitted.client,
             transport,
-            ident,
+            ident: admitted.ident,
             from: None,
             hub,
             presence,
@@ -191,6 +200,19 @@ impl Session {
     /// The connection now has an identity: register with the Hub, greet the
     /// client, and join the personal room.
     fn register(&mut self, ident: Identity, ctx: &mut Context<Self>) {
+        if ident.guest && self.client.guest.is_none() {
+            match self.shared.guest_slot(self.client.addr) {
+                Ok(slot) => self.client.guest = Some(slot),
+                Err(e) => {
+                    self.error(e.code, &e.message, None);
+                    return self.close(
+                        close::POLICY,
+                        "too many guest sessions from this address",
+                        ctx,
+                    );
+                }
+            }
+        }
         if ident.guest {
             self.messages = TokenBucket::new(self.shared.cfg.guest_rate, Instant::now());
         }
@@ -214,11 +236,13 @@ impl Session {
             from: from.clone(),
             outbox: self.outbox.clone(),
             addr: ctx.address(),
+            client: self.client.addr,
             guest: ident.guest,
         });
         log::debug!(
-            "session {} is {} ({})",
+            "session {} from {} is {} ({})",
             self.id,
+            self.client.addr,
             ident.user,
             if ident.guest {
                 "guest"
@@ -288,9 +312,8 @@ impl Session {
             // A bad auth frame (no token, token too long, stray fields) fails
             // authentication like a bad token: close 1008, never guest it.
             if protocol::frame_type(&text).as_deref() == Some("auth") {
-                METRICS.auth_failures.fetch_add(1, Relaxed);
                 let reason = format!("bad auth frame: {}", e.message);
-                crate::monitor::events::auth_failure(&reason);
+                crate::monitor::events::auth_failure(Some(self.client.addr), &reason);
                 return self.close(close::POLICY, &reason, ctx);
             }
         }
@@ -300,16 +323,23 @@ impl Session {
                     frame: ClientFrame::Auth { token },
                     ..
                 }) => {
-                    match self.shared.auth.verify(token) {
+                    match self.shared.auth.verify(token, self.client.addr) {
                         Ok(ident) => self.register(ident, ctx),
                         Err(e) => self.close(close::POLICY, &e.message, ctx),
                     }
                     return;
                 }
-                _ if self.shared.auth.guests => self.become_guest(ctx),
+                _ if self.shared.auth.guests => {
+                    self.become_guest(ctx);
+                    if self.closing {
+                        return;
+                    }
+                }
                 _ => {
-                    METRICS.auth_failures.fetch_add(1, Relaxed);
-                    crate::monitor::events::auth_failure("no auth frame and guests are disabled");
+                    crate::monitor::events::auth_failure(
+                        Some(self.client.addr),
+                        "no auth frame and guests are disabled",
+                    );
                     self.close(
                         close::POLICY,
                         "authentication required: send an auth frame first",
@@ -375,8 +405,10 @@ impl Actor for Session {
                         if act.shared.auth.guests {
                             act.become_guest(ctx);
                         } else {
-                            METRICS.auth_failures.fetch_add(1, Relaxed);
-                            crate::monitor::events::auth_failure("no auth frame in time");
+                            crate::monitor::events::auth_failure(
+                                Some(act.client.addr),
+                                "no auth frame in time",
+                            );
                             act.close(close::POLICY, "authentication timeout: no auth frame", ctx);
                         }
                     }
