@@ -26,6 +26,8 @@ pub enum Out {
     Text(Bytes),
     /// Several frames that must stay together (a join's replay); one queue slot.
     Batch(Vec<Bytes>),
+    /// A binary frame (Socket.IO attachments).
+    Binary(Bytes),
     Ping,
     Pong(Bytes),
 }
@@ -237,8 +239,9 @@ const CHUNK: usize = 64 * 1024;
 /// Drains a WebSocket session's queue into its socket until the session
 /// closes: every frame that is ready goes out in one write (up to 64 KiB), and
 /// the close frame follows whatever was queued before it. Holds no buffer
-/// while the queue is empty. `conn` counts the connection until this returns.
-pub async fn write_ws<W>(mut q: Queue, mut io: W, capacity: usize, conn: ConnGuard)
+/// while the queue is empty. `conn` counts the connection until this returns
+/// (a Socket.IO connection is counted by its Engine instead).
+pub async fn write_ws<W>(mut q: Queue, mut io: W, capacity: usize, conn: Option<ConnGuard>)
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -304,6 +307,7 @@ fn put_out(buf: &mut BytesMut, item: Out) {
     match item {
         Out::Text(b) => put_frame(buf, 0x1, &b),
         Out::Batch(v) => v.iter().for_each(|b| put_frame(buf, 0x1, b)),
+        Out::Binary(b) => put_frame(buf, 0x2, &b),
         Out::Ping => put_frame(buf, 0x9, b""),
         Out::Pong(b) => put_frame(buf, 0xA, &b),
     }

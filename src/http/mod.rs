@@ -83,6 +83,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/send", web::post().to(poll::send))
             .route("/close", web::post().to(poll::close)),
     )
+    // Socket.IO's Engine.IO long-polling (its WebSocket is an upgrade).
+    .service(
+        web::resource(["/socket.io/", "/socket.io"])
+            .wrap(Compress::default())
+            .route(web::get().to(crate::socketio::http::get))
+            .route(web::post().to(crate::socketio::http::post))
+            .default_service(web::to(crate::socketio::http::other)),
+    )
     .route("/healthz", web::get().to(ops::healthz))
     .route("/metrics", web::get().to(ops::metrics))
     .route("/api/publish", web::post().to(api::publish))
@@ -98,10 +106,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The token from `Authorization: Bearer …`, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    bearer_in(req.head())
+    bearer_of(req.head())
 }
 
-fn bearer_in(head: &RequestHead) -> Option<&str> {
+pub fn bearer_of(head: &RequestHead) -> Option<&str> {
     let v = head
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
@@ -117,11 +125,8 @@ struct ConnectQuery {
     name: Option<String>,
 }
 
-/// Admission for a new session on any transport: refuses during shutdown and
-/// past the connection limit, then authenticates from `?token=` or a bearer
-/// header, or admits a guest named by `?name=`. `None`: the client may still
-/// send an `auth` frame within the grace period.
-pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, HubError> {
+/// Refuses a new connection during shutdown and past the connection limit.
+pub fn admit_capacity(shared: &Shared) -> Result<(), HubError> {
     if shared.shutting_down.load(Ordering::Relaxed) {
         return Err(HubError::new(
             ErrorCode::Unavailable,
@@ -134,10 +139,19 @@ pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, Hub
             "connection limit reached",
         ));
     }
+    Ok(())
+}
+
+/// Admission for a new session on any transport: refuses during shutdown and
+/// past the connection limit, then authenticates from `?token=` or a bearer
+/// header, or admits a guest named by `?name=`. `None`: the client may still
+/// send an `auth` frame within the grace period.
+pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Option<Identity>, HubError> {
+    admit_capacity(shared)?;
     let q = web::Query::<ConnectQuery>::from_query(req.uri.query().unwrap_or(""))
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?
         .into_inner();
-    let token = q.token.as_deref().or_else(|| bearer_in(req));
+    let token = q.token.as_deref().or_else(|| bearer_of(req));
     match (token, q.name.as_deref()) {
         (Some(t), _) => Ok(Some(shared.auth.verify(t)?)),
         (None, Some(name)) if shared.auth.guests => Ok(Some(shared.auth.guest(Some(name)))),

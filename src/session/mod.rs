@@ -69,6 +69,8 @@ pub enum Transport {
     Polling {
         key: String,
     },
+    /// Socket.IO (namespace `/` of an Engine.IO connection, `src/socketio`).
+    SocketIo,
 }
 
 impl Transport {
@@ -77,12 +79,13 @@ impl Transport {
             Transport::WebSocket => "websocket",
             Transport::Sse { .. } => "sse",
             Transport::Polling { .. } => "polling",
+            Transport::SocketIo => "socket.io",
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
-            Transport::WebSocket => None,
+            Transport::WebSocket | Transport::SocketIo => None,
             Transport::Sse { key } | Transport::Polling { key } => Some(key),
         }
     }
