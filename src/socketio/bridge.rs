@@ -133,7 +133,8 @@ impl Engine {
                 self.connect_error(&p.nsp, &e, ctx);
             }
             Kind::Disconnect if main => {
-                self.sio.end_session(close::NORMAL, "client namespace disconnect");
+                self.sio
+                    .end_session(close::NORMAL, "client namespace disconnect");
             }
             Kind::Event | Kind::BinaryEvent if main && self.sio.session.is_some() => {
                 if p.attachments > 0 {
@@ -258,7 +259,11 @@ impl Engine {
         };
         if frame.windows(9).any(|w| w == b"\"$binary\"") {
             if let Some((json, bins)) = with_attachments(&ty, text, ack.is_some()) {
-                let kind = if ack.is_some() { Kind::BinaryAck } else { Kind::BinaryEvent };
+                let kind = if ack.is_some() {
+                    Kind::BinaryAck
+                } else {
+                    Kind::BinaryEvent
+                };
                 let head = parser::encode(kind, "/", ack, bins.len(), Some(&json));
                 self.send_sio(head, ctx);
                 for b in bins {
@@ -269,7 +274,13 @@ impl Engine {
         }
         let out = match ack {
             Some(n) => parser::encode(Kind::Ack, "/", Some(n), 0, Some(&format!("[{text}]"))),
-            None => parser::encode(Kind::Event, "/", None, 0, Some(&format!("[\"{ty}\",{text}]"))),
+            None => parser::encode(
+                Kind::Event,
+                "/",
+                None,
+                0,
+                Some(&format!("[\"{ty}\",{text}]")),
+            ),
         };
         self.send_sio(out, ctx);
     }
@@ -302,7 +313,10 @@ fn event_frame(
         &filled
     };
     let args: Vec<&RawValue> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-    let name = match args.first().map(|a| serde_json::from_str::<serde_json::Value>(a.get())) {
+    let name = match args
+        .first()
+        .map(|a| serde_json::from_str::<serde_json::Value>(a.get()))
+    {
         Some(Ok(serde_json::Value::String(s))) => s,
         Some(Ok(serde_json::Value::Number(n))) => n.to_string(),
         _ => return Err("the event needs a name".into()),
@@ -358,7 +372,9 @@ impl StreamHandler<FromSession> for Engine {
     fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
         match msg.q {
             Queued::Frame(outbox::Out::Text(b)) => self.on_frame(b, ctx),
-            Queued::Frame(outbox::Out::Batch(v)) => v.into_iter().for_each(|b| self.on_frame(b, ctx)),
+            Queued::Frame(outbox::Out::Batch(v)) => {
+                v.into_iter().for_each(|b| self.on_frame(b, ctx))
+            }
             Queued::Frame(_) => {}
             Queued::Closed(..) => self.on_session_closed(msg.gen, ctx),
         }
@@ -378,9 +394,15 @@ mod tests {
         let p = parser::parse(r#"23["room:join",{"room":"general","type":"x"}]"#).unwrap();
         let f = event_frame(&p, &[], |n| format!("sio:t:{n}")).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"room:join","id":"sio:t:3","room":"general"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"room:join","id":"sio:t:3","room":"general"})
+        );
         let p = parser::parse(r#"2["ping"]"#).unwrap();
-        assert_eq!(&event_frame(&p, &[], |_| String::new()).unwrap()[..], br#"{"type":"ping"}"#);
+        assert_eq!(
+            &event_frame(&p, &[], |_| String::new()).unwrap()[..],
+            br#"{"type":"ping"}"#
+        );
         let p = parser::parse(r#"2["message:send","hi"]"#).unwrap();
         assert!(event_frame(&p, &[], |_| String::new()).is_err());
         let p = parser::parse(r#"51-["up",{"data":{"_placeholder":true,"num":0}}]"#).unwrap();
@@ -392,7 +414,10 @@ mod tests {
     fn frames_with_binaries_become_attachments() {
         let (json, bins) =
             with_attachments("m", r#"{"type":"m","data":{"$binary":"aGk="}}"#, false).unwrap();
-        assert_eq!(json, r#"["m",{"data":{"_placeholder":true,"num":0},"type":"m"}]"#);
+        assert_eq!(
+            json,
+            r#"["m",{"data":{"_placeholder":true,"num":0},"type":"m"}]"#
+        );
         assert_eq!(bins, vec![Bytes::from_static(b"hi")]);
         assert!(with_attachments("m", r#"{"type":"m","data":{"$binary":"!"}}"#, false).is_none());
     }

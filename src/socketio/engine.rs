@@ -119,7 +119,10 @@ impl Engine {
         let (out, close, queue) = outbox::queue(self.cfg.queue, ctx.address().recipient());
         actix_web::rt::spawn(outbox::write_ws(queue, write, self.cfg.queue, None));
         let frames = WsFrames::new(read, self.cfg.max_payload, leftover)
-            .map(move |item| WsIn { gen, item: Some(item) })
+            .map(move |item| WsIn {
+                gen,
+                item: Some(item),
+            })
             .chain(futures_util::stream::iter([WsIn { gen, item: None }]));
         ctx.add_stream(frames);
         WsLink {
@@ -296,7 +299,7 @@ impl Engine {
             Ok(Packet::Message(Data::Binary(bytes)))
         };
         let active = self.ws.as_ref().is_some_and(|w| w.gen == gen);
-        if !active && !self.probe.as_ref().is_some_and(|(p, _)| p.gen == gen) {
+        if !active && self.probe.as_ref().is_none_or(|(p, _)| p.gen != gen) {
             return;
         }
         match parsed {

@@ -30,10 +30,7 @@ fn packets(body: bytes::Bytes) -> HttpResponse {
 
 /// The query, and the connection it names (if it names one), after the
 /// checks every request gets.
-fn lookup(
-    req: &HttpRequest,
-    st: &AppState,
-) -> Result<(EioQuery, Option<Addr<Engine>>), EioError> {
+fn lookup(req: &HttpRequest, st: &AppState) -> Result<(EioQuery, Option<Addr<Engine>>), EioError> {
     let q = EioQuery::parse(req.query_string())?;
     if q.transport()? != Transport::Polling {
         // A WebSocket is asked for with an upgrade, not a plain request.
@@ -74,10 +71,17 @@ fn handshake(req: &HttpRequest, st: &AppState, q: EioQuery) -> Result<HttpRespon
     crate::http::admit_capacity(&st.shared)?;
     let sid = crate::ids::random_hex(16);
     let hs = Handshake {
-        token: q.token.or_else(|| crate::http::bearer(req).map(str::to_string)),
+        token: q
+            .token
+            .or_else(|| crate::http::bearer(req).map(str::to_string)),
         name: q.name,
     };
-    let engine = Engine::new(sid.clone(), st.clone(), EngineConfig::of(&st.shared.cfg), hs);
+    let engine = Engine::new(
+        sid.clone(),
+        st.clone(),
+        EngineConfig::of(&st.shared.cfg),
+        hs,
+    );
     let open = packet::encode_payload([&engine.open_packet()]);
     st.engines.insert(sid, engine.start());
     Ok(packets(open))

@@ -143,8 +143,7 @@ pub struct EioQuery {
 
 impl EioQuery {
     pub fn parse(query: &str) -> Result<EioQuery, EioError> {
-        let pairs: Vec<(String, String)> =
-            query_pairs(query).ok_or(EioError::BadRequest)?;
+        let pairs: Vec<(String, String)> = query_pairs(query).ok_or(EioError::BadRequest)?;
         let mut q = EioQuery::default();
         for (k, v) in pairs {
             let slot = match k.as_str() {
@@ -204,6 +203,9 @@ mod tests {
         let q = EioQuery::parse("EIO=3&transport=flash").unwrap();
         assert_eq!(q.transport(), Err(EioError::UnknownTransport));
         assert_eq!(q.check_version(), Err(EioError::UnsupportedProtocolVersion));
-        assert_eq!(EioError::UnknownSid.body(), r#"{"code":1,"message":"Session ID unknown"}"#);
+        assert_eq!(
+            EioError::UnknownSid.body(),
+            r#"{"code":1,"message":"Session ID unknown"}"#
+        );
     }
 }

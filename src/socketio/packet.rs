@@ -116,7 +116,11 @@ impl Packet {
         match self {
             Packet::Message(Data::Binary(b)) => {
                 out.push(b'b');
-                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(b).as_bytes());
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(b)
+                        .as_bytes(),
+                );
             }
             p => match p.ws_frame() {
                 Ok(t) | Err(t) => out.extend_from_slice(&t),

@@ -162,7 +162,13 @@ fn check_shape(kind: Kind, data: Option<&RawValue>) -> Result<(), String> {
 }
 
 /// Encodes a packet; `data` is JSON text.
-pub fn encode(kind: Kind, nsp: &str, id: Option<u64>, attachments: usize, data: Option<&str>) -> String {
+pub fn encode(
+    kind: Kind,
+    nsp: &str,
+    id: Option<u64>,
+    attachments: usize,
+    data: Option<&str>,
+) -> String {
     let mut s = String::with_capacity(data.map_or(0, str::len) + 16);
     s.push(kind.digit());
     if matches!(kind, Kind::BinaryEvent | Kind::BinaryAck) {
@@ -245,13 +251,30 @@ mod tests {
         let p = parse(r#"2/admin,12["a"]"#).unwrap();
         assert_eq!((p.nsp.as_str(), p.id), ("/admin", Some(12)));
         let p = parse(r#"51-3["up",{"_placeholder":true,"num":0}]"#).unwrap();
-        assert_eq!((p.kind, p.attachments, p.id), (Kind::BinaryEvent, 1, Some(3)));
+        assert_eq!(
+            (p.kind, p.attachments, p.id),
+            (Kind::BinaryEvent, 1, Some(3))
+        );
         assert!(parse("0").unwrap().data.is_none());
         assert!(parse("1").is_ok());
         assert!(parse("/").is_err());
         for bad in [
-            "", "9", "2", "2{}", "2[]", r#"2["connect"]"#, "2[{}]", "0[]", "1{}", "3{}",
-            "4{}", "5[\"a\"]", "5x-[\"a\"]", "5999-[\"a\"]", "2[\"a\"", "21234567890123456[\"a\"]",
+            "",
+            "9",
+            "2",
+            "2{}",
+            "2[]",
+            r#"2["connect"]"#,
+            "2[{}]",
+            "0[]",
+            "1{}",
+            "3{}",
+            "4{}",
+            "5[\"a\"]",
+            "5x-[\"a\"]",
+            "5999-[\"a\"]",
+            "2[\"a\"",
+            "21234567890123456[\"a\"]",
             "5+1-[\"a\"]",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
@@ -274,7 +297,10 @@ mod tests {
 
     #[test]
     fn packets_encode() {
-        assert_eq!(encode(Kind::Event, "/", None, 0, Some("[\"a\"]")), "2[\"a\"]");
+        assert_eq!(
+            encode(Kind::Event, "/", None, 0, Some("[\"a\"]")),
+            "2[\"a\"]"
+        );
         assert_eq!(encode(Kind::Ack, "/x", Some(4), 0, Some("[]")), "3/x,4[]");
         assert_eq!(encode(Kind::BinaryEvent, "/", None, 2, Some("[]")), "52-[]");
         assert_eq!(encode(Kind::Disconnect, "/", None, 0, None), "1");

@@ -20,7 +20,11 @@ fn raw_response(status: u16, reason: &str, body: &str) -> Vec<u8> {
 }
 
 fn eio_refusal(e: EioError) -> Vec<u8> {
-    let reason = if e.status() == 403 { "Forbidden" } else { "Bad Request" };
+    let reason = if e.status() == 403 {
+        "Forbidden"
+    } else {
+        "Bad Request"
+    };
     raw_response(e.status(), reason, &e.body())
 }
 
@@ -57,8 +61,14 @@ pub async fn upgraded(st: AppState, req: Request, mut io: TcpStream, leftover: B
         }),
         Next::New(hs) => {
             let sid = crate::ids::random_hex(16);
-            let engine = Engine::new(sid.clone(), st.clone(), EngineConfig::of(&st.shared.cfg), hs);
-            st.engines.insert(sid, engine.start_ws(read, write, leftover));
+            let engine = Engine::new(
+                sid.clone(),
+                st.clone(),
+                EngineConfig::of(&st.shared.cfg),
+                hs,
+            );
+            st.engines
+                .insert(sid, engine.start_ws(read, write, leftover));
         }
     }
 }
