@@ -2,7 +2,7 @@
 
 mod api;
 pub mod cors;
-mod fallback;
+pub mod fallback;
 mod monitor;
 mod notify;
 mod ops;

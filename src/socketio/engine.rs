@@ -18,7 +18,7 @@ use crate::outbox::{self, CloseSender, ConnGuard, Evict, Out, Outbox};
 use crate::wsframes::WsFrames;
 use crate::AppState;
 use actix::prelude::*;
-use actix_http::ws::{Frame, Item, ProtocolError};
+use actix_http::ws::{Frame, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
@@ -66,7 +66,7 @@ pub struct Engine {
     pong_due: Option<SpawnHandle>,
     /// Set once the connection is closing, with why.
     closing: Option<String>,
-    fragments: Option<(bool, BytesMut)>,
+    fragments: crate::wsframes::Fragments,
     conn: Option<ConnGuard>,
     pub(super) sio: Sio,
 }
@@ -375,21 +375,10 @@ impl StreamHandler<WsIn> for Engine {
             Frame::Text(b) => self.on_ws_message(gen, true, b, ctx),
             Frame::Binary(b) => self.on_ws_message(gen, false, b, ctx),
             Frame::Continuation(item) if active => {
-                let (first, last, chunk) = match item {
-                    Item::FirstText(b) => (Some(true), false, b),
-                    Item::FirstBinary(b) => (Some(false), false, b),
-                    Item::Continue(b) => (None, false, b),
-                    Item::Last(b) => (None, true, b),
-                };
-                match (first, self.fragments.as_mut()) {
-                    (Some(text), None) => self.fragments = Some((text, BytesMut::from(&chunk[..]))),
-                    (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
-                    _ => return self.on_ws_end(gen, close::PROTOCOL, ctx),
-                }
-                if last {
-                    if let Some((text, buf)) = self.fragments.take() {
-                        self.on_ws_message(gen, text, buf.freeze(), ctx);
-                    }
+                match crate::wsframes::reassemble(&mut self.fragments, item) {
+                    Ok(Some((text, msg))) => self.on_ws_message(gen, text, msg, ctx),
+                    Ok(None) => {}
+                    Err(_) => self.on_ws_end(gen, close::PROTOCOL, ctx),
                 }
             }
             Frame::Continuation(_) => self.on_ws_end(gen, close::PROTOCOL, ctx),

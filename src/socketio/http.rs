@@ -9,7 +9,6 @@ use crate::error::HubError;
 use crate::AppState;
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 fn refuse(e: EioError) -> HttpResponse {
@@ -90,7 +89,7 @@ fn handshake(req: &HttpRequest, st: &AppState, q: EioQuery) -> Result<HttpRespon
 pub async fn post(
     req: HttpRequest,
     st: web::Data<AppState>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> Result<HttpResponse, HubError> {
     let engine = match lookup(&req, &st) {
         Ok((_, Some(e))) => e,
@@ -98,28 +97,14 @@ pub async fn post(
         Err(e) => return Ok(refuse(e)),
     };
     let max = st.shared.cfg.hard_max_frame;
-    let too_large = || {
-        engine.do_send(Kill("payload too large"));
-        Ok(HttpResponse::PayloadTooLarge().finish())
-    };
-    let announced = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
-        return too_large();
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            return Ok(refuse(EioError::BadRequest));
-        };
-        if buf.len() + chunk.len() > max {
-            return too_large();
+    let buf = match crate::http::fallback::read_body(&req, body, max).await {
+        Ok(b) => b,
+        Err(e) if e.code == crate::error::ErrorCode::TooLarge => {
+            engine.do_send(Kill("payload too large"));
+            return Ok(HttpResponse::PayloadTooLarge().finish());
         }
-        buf.extend_from_slice(&chunk);
-    }
+        Err(_) => return Ok(refuse(EioError::BadRequest)),
+    };
     let parsed = match packet::parse_payload(&buf) {
         Ok(p) => p,
         Err(e) => {
