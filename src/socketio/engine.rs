@@ -217,8 +217,9 @@ impl Engine {
             return;
         }
         log::debug!("engine.io {} closing: {reason}", self.sid);
+        // The sid stays known until the actor stops, so that a long-polling
+        // client's next GET still gets the close packet.
         self.closing = Some(reason.to_string());
-        self.st.engines.remove(&self.sid);
         self.sio.end_session(code, reason);
         self.conn = None;
         if let Some((mut p, _)) = self.probe.take() {
