@@ -43,6 +43,7 @@ pub mod relay;
 pub mod room;
 pub mod scrollback;
 pub mod session;
+pub mod socketio;
 pub mod static_files;
 pub mod store;
 pub mod wsframes;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub relays: Arc<relay::Registry>,
     /// The storage actor documents talk to (`docstore.rs`).
     pub store: Addr<store::Store>,
+    /// Live Socket.IO (Engine.IO) connections by sid.
+    pub engines: Arc<socketio::Registry>,
 }
 
 /// A listening socket with a deep accept backlog (bursts of thousands of
@@ -249,6 +252,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         presence,
         relays: Arc::new(relay::Registry::default()),
         store: doc_store,
+        engines: Arc::new(socketio::Registry::default()),
     };
 
     let user_timeout = cfg.tcp_user_timeout;

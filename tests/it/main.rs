@@ -30,6 +30,7 @@ mod rooms;
 mod scrollback;
 mod server_api;
 mod shutdown;
+mod socketio;
 
 mod broker;
 mod monitor;
