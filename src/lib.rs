@@ -39,6 +39,7 @@ pub mod relay;
 pub mod room;
 pub mod scrollback;
 pub mod session;
+pub mod state;
 pub mod static_files;
 pub mod store;
 pub mod wsframes;
@@ -159,6 +160,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
+    .with_state_limits(cfg.state)
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

@@ -63,6 +63,8 @@ pub struct Hub {
     /// Subscriptions to the channels of users with a session here.
     user_subs: HashMap<UserId, u64>,
     me: Option<Addr<Hub>>,
+    /// Bounds of every room's shared state.
+    state_limits: crate::state::StateLimits,
 }
 
 /// A user's stored direct messages on their way to the user's sessions.
@@ -124,7 +126,14 @@ impl Hub {
             cluster: None,
             user_subs: HashMap::new(),
             me: None,
+            state_limits: Default::default(),
         }
+    }
+
+    /// Sets the bounds of rooms' shared state.
+    pub fn with_state_limits(mut self, limits: crate::state::StateLimits) -> Hub {
+        self.state_limits = limits;
+        self
     }
 
     /// Uses embedded storage for rooms, notifications and offline messages.
@@ -204,6 +213,7 @@ impl Hub {
             let room = Room::new(room_name, hub, history, ttl)
                 .with_queue(queue)
                 .with_store(store, load)
+                .with_state_limits(self.state_limits)
                 .with_cluster(self.cluster.clone());
             let arbiter = if self.arbiters.is_empty() {
                 None
@@ -333,6 +343,8 @@ pub struct Join {
     pub since: Option<u64>,
     pub epoch: Option<String>,
     pub id: Option<String>,
+    /// `room:join` with `state: true`.
+    pub state: bool,
 }
 
 impl Handler<Join> for Hub {
@@ -368,6 +380,7 @@ impl Handler<Join> for Hub {
             since: msg.since,
             epoch: msg.epoch,
             id: msg.id,
+            state: msg.state,
         });
         if newly {
             if let Some(e) = self.sessions.get_mut(&msg.session) {

@@ -31,6 +31,7 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 mod dispatch;
 mod docs;
 mod scrollback;
+mod state;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -227,7 +228,7 @@ impl Session {
         self.arm_expiry(ident.exp, ctx);
         self.ident = Some(ident);
         self.from = Some(from);
-        self.join(personal, None, None, None, ctx);
+        self.join(personal, None, None, false, None, ctx);
     }
 
     fn arm_expiry(&mut self, exp: Option<u64>, ctx: &mut Context<Self>) {
