@@ -24,6 +24,7 @@ mod recovery;
 mod rooms;
 mod scrollback;
 mod shutdown;
+mod state;
 
 mod broker;
 mod monitor;
