@@ -58,13 +58,16 @@ export class StateHandle {
    * (undefined when absent) returning the new one: on a version conflict
    * it is applied again to the value the server reported, and the write is
    * retried (a `conflict` event each time). Resolves `{value, version}`.
-   * `ttlMs`: the key is deleted that long after the write.
+   * `ttlMs`: the key is deleted that long after the write. `version`: the
+   * version the first attempt is based on (default: this copy's), e.g. the
+   * one an edit started from, so a change made meanwhile is a conflict.
    */
-  async set(key, update, { ttlMs } = {}) {
+  async set(key, update, { ttlMs, version } = {}) {
     for (let attempt = 0; ; attempt++) {
       const cur = this.entries.get(key);
       const value = typeof update === "function" ? update(cur?.value) : update;
-      const frame = { type: "state:set", room: this.room, key, value, version: cur?.version ?? 0 };
+      const base = attempt === 0 && version != null ? version : (cur?.version ?? 0);
+      const frame = { type: "state:set", room: this.room, key, value, version: base };
       if (ttlMs != null) frame.ttl_ms = ttlMs;
       try {
         const { version } = await this.client.request(frame);

@@ -438,7 +438,7 @@ export class StateHandle {
   ready(): Promise<StateHandle>;
   fetch(keys?: string[]): Promise<StateHandle>;
   /** A value, or a function of the current value, re-applied after each conflict. */
-  set(key: string, update: Json | ((current: Json | undefined) => Json), options?: { ttlMs?: number }): Promise<{ value: Json; version: number }>;
+  set(key: string, update: Json | ((current: Json | undefined) => Json), options?: { ttlMs?: number; version?: number }): Promise<{ value: Json; version: number }>;
   delete(key: string): Promise<{ version: number } | null>;
   on<K extends keyof StateEvents>(type: K, fn: StateEvents[K]): this;
   off<K extends keyof StateEvents>(type: K, fn?: StateEvents[K]): this;
