@@ -98,7 +98,7 @@ impl Handler<StateOp> for Room {
                 ready(StateAnswer::Map(StateMap::new(self.state.rev, live)))
             }
             StateCall::Write { write, by } if self.cluster.is_some() => {
-                self.replica_state_write(write, by, msg.origin, ctx)
+                self.replica_state_write(write, &by, msg.origin, ctx)
             }
             StateCall::Write { write, by } => self.state_write(write, by, msg.origin, ctx),
         };

@@ -65,7 +65,7 @@ impl Room {
     pub(in crate::room) fn replica_state_write(
         &mut self,
         write: Write,
-        by: Box<RawValue>,
+        by: &RawValue,
         origin: StateOrigin,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<StateAnswer> {
