@@ -83,20 +83,20 @@ impl Handler<StateOp> for Room {
             }
         }
         let answer = match msg.call {
-            StateCall::Get { keys } => {
-                match &msg.origin {
-                    StateOrigin::Session { outbox, id, .. } => {
-                        outbox.push(self.state_snapshot(keys.as_deref(), id.as_deref()));
-                    }
-                    StateOrigin::Api => {}
+            StateCall::Get { keys } => match &msg.origin {
+                StateOrigin::Session { outbox, id, .. } => {
+                    outbox.push(self.state_snapshot(keys.as_deref(), id.as_deref()));
+                    ready(StateAnswer::Map(StateMap::default()))
                 }
-                let now = now_ms();
-                let live = self
-                    .state
-                    .live(keys.as_deref(), now)
-                    .map(|(k, e)| (k.clone(), e.clone()));
-                ready(StateAnswer::Map(StateMap::new(self.state.rev, live)))
-            }
+                StateOrigin::Api => {
+                    let now = now_ms();
+                    let live = self
+                        .state
+                        .live(keys.as_deref(), now)
+                        .map(|(k, e)| (k.clone(), e.clone()));
+                    ready(StateAnswer::Map(StateMap::new(self.state.rev, live)))
+                }
+            },
             StateCall::Write { write, by } if self.cluster.is_some() => {
                 self.replica_state_write(write, &by, msg.origin, ctx)
             }

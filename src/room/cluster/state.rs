@@ -51,6 +51,38 @@ fn frame_head(room: &str, key: &str, value: Option<&RawValue>) -> Vec<u8> {
     h.into_bytes()
 }
 
+/// The script's answer to a write: the new version, or why not.
+fn written(
+    v: Result<redis::Value, HubError>,
+    key: &str,
+    max_keys: usize,
+) -> Result<u64, Refusal> {
+    let v = v.map_err(|e| Refusal::Other(e.code, e.message.into_owned()))?;
+    let a = scripts::array(&v);
+    let version = || a.get(1).and_then(scripts::int).unwrap_or(0).max(0) as u64;
+    match a.first().and_then(scripts::bytes) {
+        Some(b"ok") => Ok(version()),
+        Some(b"conflict") => {
+            let stored = a.get(2).and_then(scripts::bytes).unwrap_or_default();
+            let value = map_of(0, &[Bytes::copy_from_slice(stored)])
+                .get(key, 0)
+                .map(|e| e.value.clone());
+            Err(Refusal::Conflict {
+                version: version(),
+                value,
+            })
+        }
+        Some(b"full") => Err(Refusal::Other(
+            ErrorCode::TooManyKeys,
+            format!("a room has at most {max_keys} keys"),
+        )),
+        _ => Err(Refusal::Other(
+            ErrorCode::Internal,
+            "unexpected answer from Redis".into(),
+        )),
+    }
+}
+
 impl Room {
     fn state_keys(&self) -> Vec<String> {
         let r = self.cluster.as_ref().expect("cluster room");
@@ -94,63 +126,44 @@ impl Room {
         ];
         let keys = self.state_keys();
         let fut = self.replica().c.script(Lua::StateWrite, keys, args);
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let max_keys = limits.max_keys;
+        if let StateOrigin::Api = origin {
+            // Answered without the actor: a room with no members may be
+            // freed while the script runs, and the write stands anyway.
+            return Box::pin(async move {
+                match written(fut.await, &key, max_keys) {
+                    Ok(version) => StateAnswer::Done { version },
+                    Err(Refusal::Conflict { version, value }) => {
+                        StateAnswer::Conflict { version, value }
+                    }
+                    Err(Refusal::Other(code, m)) => StateAnswer::Failed(HubError::new(code, m)),
+                }
+            });
+        }
+        // A session is a member: the room stays while the script runs.
         ctx.spawn(fut.into_actor(self).map(move |v, act, _| {
-            let _ = tx.send(act.state_written(v, &key, origin));
+            match written(v, &key, max_keys) {
+                Ok(version) => act.ack_state(origin, version),
+                Err(r) => {
+                    act.refuse_state(&key, r, &origin);
+                }
+            }
         }));
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                StateAnswer::Failed(HubError::new(ErrorCode::Unavailable, "the room has stopped"))
-            })
-        })
+        // Sessions are answered with frames; nobody waits on this.
+        Box::pin(std::future::ready(StateAnswer::Map(StateMap::default())))
     }
 
-    /// The script's answer to a write.
-    fn state_written(
-        &mut self,
-        v: Result<redis::Value, HubError>,
-        key: &str,
-        origin: StateOrigin,
-    ) -> StateAnswer {
-        let v = match v {
-            Ok(v) => v,
-            Err(e) => {
-                let r = Refusal::Other(e.code, e.message.into_owned());
-                return self.refuse_state(key, r, &origin);
-            }
-        };
-        let a = scripts::array(&v);
-        match a.first().and_then(scripts::bytes) {
-            Some(b"ok") => {
-                let version = a.get(1).and_then(scripts::int).unwrap_or(0) as u64;
-                if let StateOrigin::Session {
-                    outbox, id: Some(id), ..
-                } = origin
-                {
-                    if self.state.rev >= version {
-                        outbox.push(state::ack_frame(&id, version));
-                    } else {
-                        let acks = &mut self.replica().state.acks;
-                        acks.entry(version).or_default().push((outbox, id));
-                    }
-                }
-                StateAnswer::Done { version }
-            }
-            Some(b"conflict") => {
-                let version = a.get(1).and_then(scripts::int).unwrap_or(0) as u64;
-                let stored = a.get(2).and_then(scripts::bytes).unwrap_or_default();
-                let value = map_of(0, &[Bytes::copy_from_slice(stored)])
-                    .get(key, 0)
-                    .map(|e| e.value.clone());
-                self.refuse_state(key, Refusal::Conflict { version, value }, &origin)
-            }
-            Some(b"full") => {
-                let m = format!("a room has at most {} keys", self.state_limits.max_keys);
-                self.refuse_state(key, Refusal::Other(ErrorCode::TooManyKeys, m), &origin)
-            }
-            _ => {
-                let r = Refusal::Other(ErrorCode::Internal, "unexpected answer from Redis".into());
-                self.refuse_state(key, r, &origin)
+    /// A session's accepted write: its `ack` once its change is applied here.
+    fn ack_state(&mut self, origin: StateOrigin, version: u64) {
+        if let StateOrigin::Session {
+            outbox, id: Some(id), ..
+        } = origin
+        {
+            if self.state.rev >= version {
+                outbox.push(state::ack_frame(&id, version));
+            } else {
+                let acks = &mut self.replica().state.acks;
+                acks.entry(version).or_default().push((outbox, id));
             }
         }
     }
