@@ -585,7 +585,11 @@ pub fn loaded(v: &Value) -> Option<Loaded> {
         version: u64::try_from(int(a.get(3)?)?).ok()?,
         entries,
         members,
-        state_rev: a.get(6).and_then(int).and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+        state_rev: a
+            .get(6)
+            .and_then(int)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
         state: a
             .get(7)
             .map(array)

@@ -95,7 +95,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/rooms/{room}/state", web::get().to(state::list))
     .route("/api/rooms/{room}/state/{key}", web::get().to(state::get))
     .route("/api/rooms/{room}/state/{key}", web::put().to(state::put))
-    .route("/api/rooms/{room}/state/{key}", web::delete().to(state::delete))
+    .route(
+        "/api/rooms/{room}/state/{key}",
+        web::delete().to(state::delete),
+    )
     .route("/api/dev/token", web::get().to(api::dev_token))
     .route("/api/events", web::get().to(monitor::events))
     .default_service(web::to(ops::static_file));

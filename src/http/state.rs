@@ -37,7 +37,8 @@ pub async fn list(
     match ask(&st, room.clone(), StateCall::Get { keys: None }).await? {
         StateAnswer::Map(m) => {
             let now = crate::ids::now_ms();
-            let entries: Vec<EntryOut> = m.live(None, now).map(|(k, e)| EntryOut::of(k, e)).collect();
+            let entries: Vec<EntryOut> =
+                m.live(None, now).map(|(k, e)| EntryOut::of(k, e)).collect();
             Ok(HttpResponse::Ok().json(serde_json::json!({
                 "room": room, "rev": m.rev, "entries": entries,
             })))

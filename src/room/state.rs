@@ -58,7 +58,9 @@ pub enum StateAnswer {
     /// For `Get`: the live entries asked for.
     Map(StateMap),
     /// The write was accepted (and stored): the key's new version.
-    Done { version: u64 },
+    Done {
+        version: u64,
+    },
     Conflict {
         version: u64,
         value: Option<Box<RawValue>>,
@@ -75,7 +77,12 @@ impl Handler<StateOp> for Room {
         if api {
             self.hub_ops += 1;
         }
-        if let StateOrigin::Session { session, outbox, id } = &msg.origin {
+        if let StateOrigin::Session {
+            session,
+            outbox,
+            id,
+        } = &msg.origin
+        {
             if !self.members.contains_key(session) {
                 let m = format!("join {} before using its state", self.name);
                 outbox.push(error_frame(ErrorCode::NotMember, &m, id.as_deref(), None));
@@ -158,7 +165,13 @@ impl Room {
             Refusal::Conflict { version, value } => {
                 if let Some(o) = outbox {
                     let room = self.name.as_str();
-                    o.push(state::conflict_frame(room, key, version, value.as_deref(), origin.id()));
+                    o.push(state::conflict_frame(
+                        room,
+                        key,
+                        version,
+                        value.as_deref(),
+                        origin.id(),
+                    ));
                 }
                 StateAnswer::Conflict { version, value }
             }
@@ -188,7 +201,10 @@ impl Room {
             return Box::pin(std::future::ready(a));
         }
         if self.state_store.as_ref().is_some_and(|s| !s.reserve()) {
-            let r = Refusal::Other(ErrorCode::RateLimited, "storage is busy; retry shortly".into());
+            let r = Refusal::Other(
+                ErrorCode::RateLimited,
+                "storage is busy; retry shortly".into(),
+            );
             let a = self.refuse_state(&key, r, &origin);
             return Box::pin(std::future::ready(a));
         }
@@ -259,7 +275,11 @@ impl Room {
         // With Redis, a key the script found not yet expired (clocks
         // differ) is tried again a little later, not in a loop.
         let delay = Duration::from_millis(at.saturating_sub(now).max(
-            if self.cluster.is_some() && at <= now { 250 } else { 0 },
+            if self.cluster.is_some() && at <= now {
+                250
+            } else {
+                0
+            },
         ));
         self.state_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.state_timer = None;

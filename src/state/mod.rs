@@ -49,8 +49,7 @@ impl Default for StateLimits {
 pub fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= KEY_LEN_CAP
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
@@ -288,7 +287,10 @@ pub fn snapshot_frame(
     now: u64,
     id: Option<&str>,
 ) -> Bytes {
-    let entries = map.live(keys, now).map(|(k, e)| EntryOut::of(k, e)).collect();
+    let entries = map
+        .live(keys, now)
+        .map(|(k, e)| EntryOut::of(k, e))
+        .collect();
     encode(&Snapshot {
         ty: "state:snapshot",
         room,
@@ -508,7 +510,11 @@ mod tests {
     #[test]
     fn an_update_frame_reads_back_into_its_change() {
         let m = StateMap::default();
-        let c = m.change(set("k", r#"{"a":[1,2]}"#, 0), raw(r#"{"user":"u","name":"U"}"#), 7);
+        let c = m.change(
+            set("k", r#"{"a":[1,2]}"#, 0),
+            raw(r#"{"user":"u","name":"U"}"#),
+            7,
+        );
         let f = update_frame("r", &c);
         let back = change_of(&f).unwrap();
         assert_eq!(back.version, 1);

@@ -227,16 +227,49 @@ mod tests {
 
     #[test]
     fn hostile_frames_get_codes() {
-        assert_eq!(code(r#"{"type":"state:set","room":"r","key":"k","version":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:set","room":"r","key":"a b","value":1,"version":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:set","room":"r","key":"k","value":1,"version":-1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:set","room":"r","key":"k","value":1e999,"version":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:set","room":"r","key":"k","value":1,"version":0,"ttl_ms":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:delete","room":"r","key":"k","version":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:delete","room":"r","key":"k","version":1,"value":1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:get","room":"bad room"}"#), ErrorCode::InvalidRoom);
-        assert_eq!(code(r#"{"type":"state:get","room":"r","keys":[""]}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"type":"state:nope","room":"r"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"state:get","room":"r","extra":1}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"state:set","room":"r","key":"k","version":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:set","room":"r","key":"a b","value":1,"version":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:set","room":"r","key":"k","value":1,"version":-1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:set","room":"r","key":"k","value":1e999,"version":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:set","room":"r","key":"k","value":1,"version":0,"ttl_ms":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:delete","room":"r","key":"k","version":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:delete","room":"r","key":"k","version":1,"value":1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:get","room":"bad room"}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"state:get","room":"r","keys":[""]}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"state:nope","room":"r"}"#),
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            code(r#"{"type":"state:get","room":"r","extra":1}"#),
+            ErrorCode::BadRequest
+        );
     }
 }

@@ -61,11 +61,9 @@ impl Db {
     pub fn load_state(&self, room: &str, now: u64) -> SqlResult<StateMap> {
         let rev: i64 = self
             .conn
-            .query_row(
-                "SELECT rev FROM state_rev WHERE room = ?1",
-                [room],
-                |r| r.get(0),
-            )
+            .query_row("SELECT rev FROM state_rev WHERE room = ?1", [room], |r| {
+                r.get(0)
+            })
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(0),
                 e => Err(e),

@@ -52,11 +52,7 @@ fn frame_head(room: &str, key: &str, value: Option<&RawValue>) -> Vec<u8> {
 }
 
 /// The script's answer to a write: the new version, or why not.
-fn written(
-    v: Result<redis::Value, HubError>,
-    key: &str,
-    max_keys: usize,
-) -> Result<u64, Refusal> {
+fn written(v: Result<redis::Value, HubError>, key: &str, max_keys: usize) -> Result<u64, Refusal> {
     let v = v.map_err(|e| Refusal::Other(e.code, e.message.into_owned()))?;
     let a = scripts::array(&v);
     let version = || a.get(1).and_then(scripts::int).unwrap_or(0).max(0) as u64;
@@ -122,7 +118,11 @@ impl Room {
             by.get().as_bytes().to_vec(),
             write.ttl_ms.unwrap_or(0).to_string().into_bytes(),
             limits.max_keys.to_string().into_bytes(),
-            if write.value.is_none() { b"1".to_vec() } else { b"0".to_vec() },
+            if write.value.is_none() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
         ];
         let keys = self.state_keys();
         let fut = self.replica().c.script(Lua::StateWrite, keys, args);
@@ -141,14 +141,15 @@ impl Room {
             });
         }
         // A session is a member: the room stays while the script runs.
-        ctx.spawn(fut.into_actor(self).map(move |v, act, _| {
-            match written(v, &key, max_keys) {
-                Ok(version) => act.ack_state(origin, version),
-                Err(r) => {
-                    act.refuse_state(&key, r, &origin);
-                }
-            }
-        }));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |v, act, _| match written(v, &key, max_keys) {
+                    Ok(version) => act.ack_state(origin, version),
+                    Err(r) => {
+                        act.refuse_state(&key, r, &origin);
+                    }
+                }),
+        );
         // Sessions are answered with frames; nobody waits on this.
         Box::pin(std::future::ready(StateAnswer::Map(StateMap::default())))
     }
@@ -156,7 +157,9 @@ impl Room {
     /// A session's accepted write: its `ack` once its change is applied here.
     fn ack_state(&mut self, origin: StateOrigin, version: u64) {
         if let StateOrigin::Session {
-            outbox, id: Some(id), ..
+            outbox,
+            id: Some(id),
+            ..
         } = origin
         {
             if self.state.rev >= version {
@@ -172,7 +175,11 @@ impl Room {
     /// already have; the change arrives on the channel either way).
     pub(in crate::room) fn replica_state_expire(&mut self, key: &str, version: u64) {
         let head = frame_head(self.name.as_str(), key, None);
-        let args = vec![key.as_bytes().to_vec(), version.to_string().into_bytes(), head];
+        let args = vec![
+            key.as_bytes().to_vec(),
+            version.to_string().into_bytes(),
+            head,
+        ];
         let keys = self.state_keys();
         let fut = self.replica().c.script(Lua::StateExpire, keys, args);
         actix::spawn(async move {

@@ -8,15 +8,18 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn join_state(c: &mut Client, room: &str) -> Value {
-    c.send(json!({"type":"room:join","room":room,"state":true})).await;
+    c.send(json!({"type":"room:join","room":room,"state":true}))
+        .await;
     c.recv_type("room:joined").await;
     c.recv_type("state:snapshot").await
 }
 
 /// Increments counter `n` `rounds` times on version compare-and-set,
 /// merging on conflicts; answers the (version, value) pairs it won.
-async fn race(mut c: Client, tag: String, rounds: u64) -> (Client, Vec<(u64, u64)>) {
+async fn race(mut c: Client, tag: String, rounds: u64) -> (Client, Vec<(u64, u64)>, u64) {
     let (mut version, mut value, mut won, mut tries) = (0u64, 0u64, Vec::new(), 0);
+    // The newest state:update this member received.
+    let mut seen = 0;
     while (won.len() as u64) < rounds {
         tries += 1;
         assert!(tries < 2000, "no progress");
@@ -25,6 +28,9 @@ async fn race(mut c: Client, tag: String, rounds: u64) -> (Client, Vec<(u64, u64
             .await;
         let f = loop {
             let f = c.recv().await;
+            if f["type"] == "state:update" {
+                seen = seen.max(f["version"].as_u64().unwrap());
+            }
             if f["id"] == id.as_str() || f["ref"] == id.as_str() {
                 break f;
             }
@@ -40,12 +46,15 @@ async fn race(mut c: Client, tag: String, rounds: u64) -> (Client, Vec<(u64, u64
                 value = f["value"].as_u64().unwrap_or(0);
             }
             (_, Some("rate_limited")) => {
-                tokio::time::sleep(Duration::from_millis(f["retry_after_ms"].as_u64().unwrap_or(50))).await;
+                tokio::time::sleep(Duration::from_millis(
+                    f["retry_after_ms"].as_u64().unwrap_or(50),
+                ))
+                .await;
             }
             _ => panic!("unexpected answer {f}"),
         }
     }
-    (c, won)
+    (c, won, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -65,9 +74,9 @@ async fn concurrent_sets_from_two_nodes_have_one_winner_per_version() {
     let mut won = Vec::new();
     let mut clients = Vec::new();
     for t in tasks {
-        let (c, w) = t.await.unwrap();
+        let (c, w, seen) = t.await.unwrap();
         won.extend(w);
-        clients.push(c);
+        clients.push((c, seen));
     }
     let total = (2 * PER_NODE) as u64 * ROUNDS;
     let mut versions: Vec<u64> = won.iter().map(|w| w.0).collect();
@@ -77,10 +86,18 @@ async fn concurrent_sets_from_two_nodes_have_one_winner_per_version() {
     let mut values: Vec<u64> = won.iter().map(|w| w.1).collect();
     values.sort();
     assert_eq!(values, (1..=total).collect::<Vec<_>>());
-    // Every member, on either node, saw the updates up to the final value.
+    // Every member, on either node, gets the update of the final value
+    // (its node applies other nodes' changes a moment after their acks),
+    // and its node's copy then answers exactly that.
     let last = *versions.last().unwrap();
-    for c in clients.iter_mut() {
-        c.send(json!({"type":"state:get","room":"shared","id":"g"})).await;
+    for (c, seen) in clients.iter_mut() {
+        while *seen < last {
+            let u = c.recv_type("state:update").await;
+            *seen = u["version"].as_u64().unwrap();
+        }
+        assert_eq!(*seen, last);
+        c.send(json!({"type":"state:get","room":"shared","id":"g"}))
+            .await;
         let snap = loop {
             let f = c.recv().await;
             if f["type"] == "state:snapshot" && f["id"] == "g" {
@@ -96,11 +113,25 @@ async fn concurrent_sets_from_two_nodes_have_one_winner_per_version() {
     let snap = join_state(&mut late, "shared").await;
     assert_eq!(snap["entries"][0]["value"], total);
     let svc = token("svc", json!({"role":"service"}));
-    let (st, b) = nodes[0].get_json("/api/rooms/shared/state/n", Some(&svc)).await;
-    assert_eq!((st, b["entry"]["version"].clone()), (200, json!(last)), "{b}");
+    let (st, b) = nodes[0]
+        .get_json("/api/rooms/shared/state/n", Some(&svc))
+        .await;
+    assert_eq!(
+        (st, b["entry"]["version"].clone()),
+        (200, json!(last)),
+        "{b}"
+    );
     // A REST conflict is answered the same on any node.
     let r = nodes[1]
-        .request("PUT", "/api/rooms/shared/state/n", &[("Authorization", &format!("Bearer {svc}")), ("If-Match", "1")], Some(r#"{"value":0}"#))
+        .request(
+            "PUT",
+            "/api/rooms/shared/state/n",
+            &[
+                ("Authorization", &format!("Bearer {svc}")),
+                ("If-Match", "1"),
+            ],
+            Some(r#"{"value":0}"#),
+        )
         .await;
     assert_eq!((r.status, r.json()["value"].clone()), (409, json!(total)));
 }
@@ -119,7 +150,12 @@ async fn an_expiry_is_told_once_on_every_node() {
         let u = c.recv_type("state:update").await;
         assert_eq!(u["version"], 1, "{u}");
         let gone = c.recv_type("state:update").await;
-        assert_eq!((gone["expired"].clone(), gone["version"].clone()), (json!(true), json!(2)), "{gone}");
-        c.expect_no("state:update", Duration::from_millis(600)).await;
+        assert_eq!(
+            (gone["expired"].clone(), gone["version"].clone()),
+            (json!(true), json!(2)),
+            "{gone}"
+        );
+        c.expect_no("state:update", Duration::from_millis(600))
+            .await;
     }
 }
