@@ -102,6 +102,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `SWITCHBOARD_DOC_MAX_CHARS` (default 1048576): longest document, in code points.
     pub doc_max_chars: u64,
+    /// `SWITCHBOARD_STATE_MAX_KEYS` (1000), `SWITCHBOARD_STATE_MAX_VALUE_BYTES`
+    /// (16384), `SWITCHBOARD_STATE_MAX_KEY_LEN` (128): bounds of a room's shared state.
+    pub state: crate::state::StateLimits,
     /// `SWITCHBOARD_DOC_MAX_OP_PARTS` (default 4096): most parts in one op.
     pub doc_max_op_parts: usize,
     /// `SWITCHBOARD_DOCS_PER_SESSION` (default 20): documents open per connection.
@@ -331,7 +334,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_PING_INTERVAL_MS", "SWITCHBOARD_POLL_TIMEOUT_MS", "SWITCHBOARD_PONG_TIMEOUT_MS",
     "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
     "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
-    "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
+    "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS",
+    "SWITCHBOARD_STATE_MAX_KEYS", "SWITCHBOARD_STATE_MAX_KEY_LEN",
+    "SWITCHBOARD_STATE_MAX_VALUE_BYTES", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
     "SWITCHBOARD_TRUSTED_PROXIES", "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST",
     "SWITCHBOARD_USER_RATE", "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS",
     "SWITCHBOARD_WS_DEFLATE", "SWITCHBOARD_WS_DEFLATE_LEVEL", "SWITCHBOARD_WS_DEFLATE_THRESHOLD",
@@ -510,6 +515,11 @@ impl Config {
             shutdown_grace: millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 3_000)?,
             cors_origins: cors_origins(var("SWITCHBOARD_CORS_ORIGINS")),
             doc_max_chars: num("SWITCHBOARD_DOC_MAX_CHARS", 1 << 20)?,
+            state: crate::state::StateLimits {
+                max_keys: num("SWITCHBOARD_STATE_MAX_KEYS", 1000)?,
+                max_value_bytes: num("SWITCHBOARD_STATE_MAX_VALUE_BYTES", 16384)?,
+                max_key_len: num("SWITCHBOARD_STATE_MAX_KEY_LEN", 128)?,
+            },
             doc_max_op_parts: num("SWITCHBOARD_DOC_MAX_OP_PARTS", 4096)?,
             docs_per_session: num("SWITCHBOARD_DOCS_PER_SESSION", 20)?,
             doc_snapshot_every: num("SWITCHBOARD_DOC_SNAPSHOT_EVERY", 100)?,
@@ -538,6 +548,12 @@ impl Config {
                 "SWITCHBOARD_DOC_SNAPSHOT_EVERY and SWITCHBOARD_DOC_KEEP_OPS must be at least 1"
                     .into(),
             );
+        }
+        if !(1..=crate::state::KEY_LEN_CAP).contains(&self.state.max_key_len) {
+            return Err(format!(
+                "SWITCHBOARD_STATE_MAX_KEY_LEN must be 1 to {}",
+                crate::state::KEY_LEN_CAP
+            ));
         }
         if self.doc_max_chars > crate::ot::MAX_COUNT {
             return Err(format!(

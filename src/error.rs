@@ -36,10 +36,17 @@ pub enum ErrorCode {
     MqttQueueFull,
     /// The embedded database refused a write (full, locked, read-only, I/O error).
     StorageError,
+    // Shared state.
+    /// A `state:set`/`state:delete` whose `version` is not the key's current one.
+    VersionConflict,
+    /// A new key in a room that has `SWITCHBOARD_STATE_MAX_KEYS` already.
+    TooManyKeys,
+    /// REST only (HTTP 428): a state write without `If-Match`.
+    PreconditionRequired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -66,6 +73,9 @@ impl ErrorCode {
         ErrorCode::MqttUnavailable,
         ErrorCode::MqttQueueFull,
         ErrorCode::StorageError,
+        ErrorCode::VersionConflict,
+        ErrorCode::TooManyKeys,
+        ErrorCode::PreconditionRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +106,9 @@ impl ErrorCode {
             ErrorCode::MqttUnavailable => "mqtt_unavailable",
             ErrorCode::MqttQueueFull => "mqtt_queue_full",
             ErrorCode::StorageError => "storage_error",
+            ErrorCode::VersionConflict => "version_conflict",
+            ErrorCode::TooManyKeys => "too_many_keys",
+            ErrorCode::PreconditionRequired => "precondition_required",
         }
     }
 
@@ -125,6 +138,9 @@ impl ErrorCode {
             ErrorCode::NotSubscribed => 403,
             ErrorCode::MqttUnavailable => 503,
             ErrorCode::MqttQueueFull => 429,
+            ErrorCode::VersionConflict => 409,
+            ErrorCode::TooManyKeys => 413,
+            ErrorCode::PreconditionRequired => 428,
         }
     }
 }

@@ -44,6 +44,7 @@ pub mod room;
 pub mod scrollback;
 pub mod session;
 pub mod socketio;
+pub mod state;
 pub mod static_files;
 pub mod store;
 pub mod wsframes;
@@ -196,6 +197,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.typing_ttl,
         cfg.room_queue,
     )
+    .with_state_limits(cfg.state)
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

@@ -1,8 +1,10 @@
 // The demo chat page: everything it does goes through the SDK (switchboard.js).
-// The room's shared notes are in demo-doc.js, the notification bell in demo-bell.js.
+// The room's shared notes are in demo-doc.js, the notification bell in demo-bell.js,
+// the room's topic (shared state) in demo-state.js.
 import { connect } from "/switchboard.js";
 import { DocPane } from "/demo-doc.js";
 import { Bell } from "/demo-bell.js";
+import { TopicBar } from "/demo-state.js";
 
 const $ = (id) => document.getElementById(id);
 const SUGGESTED = ["general", "random", "lobby"];
@@ -19,6 +21,7 @@ const ERROR_TEXT = {
 
 let sb = null;
 let notes = null; // the shared-notes pane
+let topic = null; // the room topic bar (shared state)
 let current = null; // the room on screen
 const rooms = new Map(); // name → { messages: [], unread }
 
@@ -73,6 +76,7 @@ function start(auth) {
   $("app").hidden = false;
 
   notes = new DocPane(sb, { toast, color });
+  topic = new TopicBar(sb, { toast });
   new Bell(sb, { toast, textOf });
   sb.on("state", showConnection);
   sb.on("connected", (f) => {
@@ -144,6 +148,7 @@ async function joinRoom(name) {
   if (!name) return;
   if (!rooms.has(name)) {
     rooms.set(name, { messages: [], unread: 0 });
+    topic.watch(name);
     try {
       await sb.joinRoom(name, { history: 50 });
     } catch (e) {
@@ -161,6 +166,7 @@ function select(name) {
   $("room-title").textContent = `# ${name}`;
   $("leave").disabled = false;
   notes.setRoom(name);
+  topic.setRoom(name);
   renderRooms();
   renderMessages();
   renderMembers();
@@ -180,6 +186,7 @@ function leave() {
   $("room-sub").textContent = "";
   $("leave").disabled = true;
   notes.setRoom(null);
+  topic.setRoom(null);
   renderRooms();
   renderMessages();
   renderMembers();

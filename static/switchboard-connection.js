@@ -18,6 +18,8 @@ export class SwitchboardError extends Error {
 
   static from(frame) {
     const extra = frame.retry_after_ms != null ? { retryAfterMs: frame.retry_after_ms } : {};
+    // A state conflict carries the key's current version and value.
+    if (frame.code === "version_conflict") Object.assign(extra, { room: frame.room, key: frame.key, version: frame.version, value: frame.value });
     return new SwitchboardError(frame.code, frame.message, extra);
   }
 }

@@ -15,7 +15,7 @@ export const SERVER_FRAME_TYPES = [
   "presence:update", "broadcast", "error", "pong", "mqtt:message",
   "mqtt:subscribed", "mqtt:unsubscribed", "doc:snapshot", "doc:op", "doc:ack",
   "doc:cursor", "notification:new", "notification:count", "notification:page", "history:page",
-  "direct:offline", "health:update", "message:flow", "message",
+  "direct:offline", "health:update", "message:flow", "message", "state:snapshot", "state:update",
 ];
 
 function parse(text) {

@@ -41,6 +41,7 @@ export type ErrorCode =
   | "unauthorized" | "not_found" | "unavailable" | "internal" | "invalid_op" | "rev_too_old"
   | "rev_in_future" | "too_many_docs" | "invalid_topic" | "not_subscribed" | "too_many_filters"
   | "mqtt_unavailable" | "mqtt_queue_full" | "session_expired" | "resume_failed"
+  | "version_conflict" | "too_many_keys" | "precondition_required"
   // the client's own
   | "closed" | "queue_full" | "timeout" | "unconfirmed" | "disconnected" | "already_open";
 
@@ -79,7 +80,7 @@ export interface MessageFrame {
   ts: number;
   id?: string;
 }
-export interface AckFrame { type: "ack"; id: string; seq?: number; duplicate?: true; offline?: true }
+export interface AckFrame { type: "ack"; id: string; seq?: number; duplicate?: true; offline?: true; /** A state write: the key's new version. */ version?: number }
 export interface DirectFrame { type: "direct:receive"; from: Sender; data: Json; ts: number; id?: string }
 export interface MemberJoinedFrame { type: "room:member_joined"; room: string; user: Member }
 export interface MemberLeftFrame { type: "room:member_left"; room: string; user: Member }
@@ -102,6 +103,11 @@ export interface ErrorFrame {
   /** Document errors: the document, and the op's `seq`. */
   doc?: string;
   seq?: number;
+  /** `version_conflict`: the room and key, the key's current version (0: absent) and value. */
+  room?: string;
+  key?: string;
+  version?: number;
+  value?: Json;
 }
 export interface PongFrame { type: "pong"; id?: string }
 export interface NotificationNewFrame { type: "notification:new"; notification: Notification }
@@ -150,6 +156,37 @@ export interface DocCursorFrame {
   anchor: number | null;
   head: number | null;
 }
+/** A key of a room's shared state. */
+export interface StateEntry {
+  value: Json;
+  version: number;
+  by: Sender;
+  ts: number;
+  /** With `ttl_ms`: when it expires (ms since the epoch). */
+  expires?: number;
+}
+export interface StateSnapshotFrame {
+  type: "state:snapshot";
+  room: string;
+  /** The last version given out in the room. */
+  rev: number;
+  entries: (StateEntry & { key: string })[];
+  id?: string;
+}
+export interface StateUpdateFrame {
+  type: "state:update";
+  room: string;
+  key: string;
+  /** Absent with `deleted`. */
+  value?: Json;
+  version: number;
+  /** Absent for an expiry. */
+  by?: Sender;
+  ts: number;
+  expires?: number;
+  deleted?: true;
+  expired?: true;
+}
 export interface HealthUpdateFrame {
   type: "health:update";
   ts: number;
@@ -193,6 +230,8 @@ export interface ServerFrames {
   "doc:op": DocOpFrame;
   "doc:ack": DocAckFrame;
   "doc:cursor": DocCursorFrame;
+  "state:snapshot": StateSnapshotFrame;
+  "state:update": StateUpdateFrame;
   "health:update": HealthUpdateFrame;
   "message:flow": MessageFlowFrame;
 }
@@ -265,6 +304,10 @@ export class SwitchboardError extends Error {
   readonly code: ErrorCode;
   /** With `rate_limited`. */
   readonly retryAfterMs?: number;
+  /** With `version_conflict`: the key's current version (0: absent) and value. */
+  readonly version?: number;
+  readonly value?: Json;
+  readonly key?: string;
   static from(frame: ErrorFrame): SwitchboardError;
 }
 
@@ -304,6 +347,8 @@ export class Client {
   mqttUnsubscribe(filter: string): Promise<MqttUnsubscribedFrame>;
   mqttPublish(topic: string, payload: Json, options?: { qos?: 0 | 1; retain?: boolean }): Promise<{}>;
   openDocument(doc: string, options?: DocumentOptions): DocumentHandle;
+  /** The shared state of `room` (join the room too); every join then carries a fresh snapshot. */
+  sharedState(room: string): StateHandle;
   notifications(options?: { before?: number; limit?: number; unread?: boolean }): Promise<NotificationPage>;
   markRead(which: number | Array<number | Notification> | { all: true }): Promise<{}>;
   readonly unreadCount: number;
@@ -362,4 +407,39 @@ export class DocumentHandle {
   close(): void;
   on<K extends keyof DocumentEvents>(type: K, fn: DocumentEvents[K]): this;
   off<K extends keyof DocumentEvents>(type: K, fn?: DocumentEvents[K]): this;
+}
+
+// ---- shared state --------------------------------------------------------------
+
+export interface StateChange {
+  key: string;
+  value?: Json;
+  version: number;
+  by?: Sender;
+  deleted: boolean;
+  expired: boolean;
+}
+
+export interface StateEvents {
+  change: (change: StateChange) => void;
+  snapshot: (handle: StateHandle) => void;
+  conflict: (conflict: { key: string; version: number; value?: Json; attempt: number }) => void;
+}
+
+export class StateHandle {
+  readonly room: string;
+  /** The last version given out in the room, as far as this copy knows. */
+  readonly rev: number;
+  readonly loaded: boolean;
+  readonly entries: Map<string, StateEntry>;
+  get(key: string): Json | undefined;
+  entry(key: string): StateEntry | undefined;
+  toObject(): { [key: string]: Json };
+  ready(): Promise<StateHandle>;
+  fetch(keys?: string[]): Promise<StateHandle>;
+  /** A value, or a function of the current value, re-applied after each conflict. */
+  set(key: string, update: Json | ((current: Json | undefined) => Json), options?: { ttlMs?: number; version?: number }): Promise<{ value: Json; version: number }>;
+  delete(key: string): Promise<{ version: number } | null>;
+  on<K extends keyof StateEvents>(type: K, fn: StateEvents[K]): this;
+  off<K extends keyof StateEvents>(type: K, fn?: StateEvents[K]): this;
 }

@@ -9,10 +9,12 @@
 // docs/CLIENT.md describes the whole API; docs/PROTOCOL.md the frames.
 
 import { DocumentHandle } from "./switchboard-docs.js";
+import { StateHandle } from "./switchboard-state.js";
 import { ConnectionMethods, RESENDABLE, SwitchboardError } from "./switchboard-connection.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
 export { DocumentHandle } from "./switchboard-docs.js";
+export { StateHandle } from "./switchboard-state.js";
 export { SwitchboardError, backoffDelay } from "./switchboard-connection.js";
 
 const DEFAULTS = {
@@ -81,6 +83,7 @@ export class Client {
     this.byId = new Map(); // frame id → outbox entry or join request
     this.mqttFilters = new Set();
     this.docs = new Map(); // document name → DocumentHandle
+    this.states = new Map(); // room → StateHandle
     this.unread = 0; // the user's unread notifications
     this.presence = null;
     this.typingState = new Map();
@@ -245,6 +248,19 @@ export class Client {
     if (this.docs.has(doc)) throw new SwitchboardError("already_open", `${doc} is already open; close it first`);
     const h = new DocumentHandle(this, doc, options);
     if (!h.closed) this.docs.set(doc, h);
+    return h;
+  }
+
+  /** The shared state of `room` (a StateHandle, the same one each time;
+   * not `state`, which is the connection's state).
+   * From now on every join of the room asks for a fresh snapshot; call
+   * `joinRoom(room)` too (state needs membership). */
+  sharedState(room) {
+    let h = this.states.get(room);
+    if (!h) {
+      this.states.set(room, (h = new StateHandle(this, room)));
+      if (this.rooms.get(room)?.joined && this.session) h.fetch().catch(() => {});
+    }
     return h;
   }
 
@@ -415,6 +431,9 @@ export class Client {
 
   sendJoin(rs) {
     const frame = { type: "room:join", room: rs.name, id: this.nextId("j") };
+    // Shared state is current values, not a log: a fresh snapshot on
+    // every join loses nothing, whatever happened while away.
+    if (this.states.has(rs.name)) frame.state = true;
     rs.pendingSince = null;
     if (rs.epoch) {
       frame.since = rs.lastSeq;
@@ -702,6 +721,13 @@ export class Client {
       case "history:page":
         if (f.id) this.confirm(f.id, { room: f.room, epoch: f.epoch, messages: f.messages || [], more: !!f.more });
         break;
+      case "state:snapshot":
+        if (f.id) this.confirm(f.id, f);
+        else this.states.get(f.room)?.onSnapshot(f);
+        break;
+      case "state:update":
+        this.states.get(f.room)?.onUpdate(f);
+        break;
       case "doc:snapshot":
       case "doc:op":
       case "doc:ack":
@@ -718,6 +744,7 @@ export class Client {
     const e = this.byId.get(f.id);
     if (!e || !e.frame) return;
     if (e.frame.type === "direct:send") this.confirm(f.id, { delivered: !f.offline, offline: !!f.offline });
+    else if (f.version != null) this.confirm(f.id, { version: f.version });
     else this.confirm(f.id, f.seq == null ? {} : f.duplicate ? { seq: f.seq, duplicate: true } : { seq: f.seq });
   }
 

@@ -18,6 +18,7 @@ mod feed;
 mod lane;
 mod node;
 pub mod scripts;
+mod state_scripts;
 
 pub use feed::{Feed, FeedEvent};
 pub use scripts::Lua;

@@ -69,7 +69,9 @@ if ARGV[7] == '1' then redis.call('SET', KEYS[4], s .. ' ' .. e, 'PX', ARGV[6]) 
 return {'ok', s, e}
 "#;
 
-/// KEYS meta, stream, members. ARGV run, new epoch, entries wanted.
+/// KEYS meta, stream, members, state hash, state counter. ARGV run, new
+/// epoch, entries wanted. The shared state is read in the same call, so
+/// it is as of the same moment as the rest.
 const LOAD: &str = r#"
 local e, run = meta(KEYS[1], KEYS[2])
 if not e then return {'stale', run} end
@@ -78,7 +80,8 @@ local entries = {}
 if tonumber(ARGV[3]) > 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
 end
-return {'ok', e, tonumber(h[1]), tonumber(h[2] or '0'), entries, redis.call('HGETALL', KEYS[3])}
+return {'ok', e, tonumber(h[1]), tonumber(h[2] or '0'), entries, redis.call('HGETALL', KEYS[3]),
+  tonumber(redis.call('GET', KEYS[5]) or '0'), redis.call('HVALS', KEYS[4])}
 "#;
 
 /// KEYS meta, stream. ARGV run, first id (exclusive: `(N-1`), last id, count.
@@ -460,9 +463,11 @@ pub enum Lua {
     NoteList,
     NoteRead,
     NoteCount,
+    StateWrite,
+    StateExpire,
 }
 
-const ALL: [Lua; 21] = [
+const ALL: [Lua; 23] = [
     Lua::Publish,
     Lua::Load,
     Lua::Range,
@@ -484,6 +489,8 @@ const ALL: [Lua; 21] = [
     Lua::NoteList,
     Lua::NoteRead,
     Lua::NoteCount,
+    Lua::StateWrite,
+    Lua::StateExpire,
 ];
 
 impl Lua {
@@ -510,6 +517,8 @@ impl Lua {
             Lua::NoteList => NOTE_LIST,
             Lua::NoteRead => NOTE_READ,
             Lua::NoteCount => NOTE_COUNT,
+            Lua::StateWrite => super::state_scripts::STATE_WRITE,
+            Lua::StateExpire => super::state_scripts::STATE_EXPIRE,
         }
     }
 
@@ -639,6 +648,10 @@ pub struct Loaded {
     pub entries: Vec<(u64, Bytes)>,
     /// Member json by user.
     pub members: Vec<Bytes>,
+    /// The shared state: the last version given out, and the stored
+    /// entries (`<version> <expires> <state:update frame>`).
+    pub state_rev: u64,
+    pub state: Vec<Bytes>,
 }
 
 pub fn loaded(v: &Value) -> Option<Loaded> {
@@ -660,6 +673,18 @@ pub fn loaded(v: &Value) -> Option<Loaded> {
         version: u64::try_from(int(a.get(3)?)?).ok()?,
         entries,
         members,
+        state_rev: a
+            .get(6)
+            .and_then(int)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
+        state: a
+            .get(7)
+            .map(array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| bytes(v).map(Bytes::copy_from_slice))
+            .collect(),
     })
 }
 

@@ -41,7 +41,7 @@ pub(super) fn privileged(req: &HttpRequest, st: &AppState) -> Result<Identity, H
     Ok(who)
 }
 
-fn room_param(raw: &str) -> Result<RoomName, HubError> {
+pub(super) fn room_param(raw: &str) -> Result<RoomName, HubError> {
     RoomName::parse(raw).ok_or_else(|| {
         HubError::new(
             ErrorCode::InvalidRoom,
@@ -51,7 +51,7 @@ fn room_param(raw: &str) -> Result<RoomName, HubError> {
 }
 
 /// May the caller read this room? No token and no access is 401, else 403.
-fn readable(req: &HttpRequest, st: &AppState, room: &RoomName) -> Result<(), HubError> {
+pub(super) fn readable(req: &HttpRequest, st: &AppState, room: &RoomName) -> Result<(), HubError> {
     let who = caller(req, st)?;
     if st.shared.auth.can_join(&who, room) {
         Ok(())

@@ -9,6 +9,7 @@ mod ops;
 pub mod path;
 mod poll;
 mod sse;
+mod state;
 mod users;
 pub mod ws;
 
@@ -113,6 +114,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/rooms", web::get().to(api::rooms))
     .route("/api/rooms/{room}/history", web::get().to(api::history))
     .route("/api/rooms/{room}/presence", web::get().to(api::presence))
+    .route("/api/rooms/{room}/state", web::get().to(state::list))
+    .route("/api/rooms/{room}/state/{key}", web::get().to(state::get))
+    .route("/api/rooms/{room}/state/{key}", web::put().to(state::put))
+    .route(
+        "/api/rooms/{room}/state/{key}",
+        web::delete().to(state::delete),
+    )
     .route("/api/dev/token", web::get().to(api::dev_token))
     .route("/api/events", web::get().to(monitor::events))
     .default_service(web::to(ops::static_file));

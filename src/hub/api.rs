@@ -44,6 +44,33 @@ impl Handler<ApiPublish> for Hub {
     }
 }
 
+/// The REST state routes: a read or write of a room's shared state, by
+/// the room (started, with its state, if needed).
+#[derive(Message)]
+#[rtype(result = "room::StateAnswer")]
+pub struct ApiState {
+    pub room: RoomName,
+    pub call: room::StateCall,
+}
+
+impl Handler<ApiState> for Hub {
+    type Result = ResponseFuture<room::StateAnswer>;
+
+    fn handle(&mut self, msg: ApiState, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.room(&msg.room, ctx);
+        r.hub_ops += 1;
+        let fut = r.addr.send(room::StateOp {
+            call: msg.call,
+            origin: room::StateOrigin::Api,
+        });
+        Box::pin(async move {
+            fut.await.unwrap_or_else(|_| {
+                room::StateAnswer::Failed(HubError::new(ErrorCode::Internal, "room unavailable"))
+            })
+        })
+    }
+}
+
 /// A message from the MQTT broker for a mapped room; the room is started
 /// (with its kept history) if needed, like for a REST publish.
 #[derive(Message)]

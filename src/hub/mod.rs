@@ -65,6 +65,8 @@ pub struct Hub {
     /// whether Redis has confirmed each.
     user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
     me: Option<Addr<Hub>>,
+    /// Bounds of every room's shared state.
+    state_limits: crate::state::StateLimits,
 }
 
 /// A user's stored direct messages on their way to the user's sessions.
@@ -126,7 +128,14 @@ impl Hub {
             cluster: None,
             user_subs: HashMap::new(),
             me: None,
+            state_limits: Default::default(),
         }
+    }
+
+    /// Sets the bounds of rooms' shared state.
+    pub fn with_state_limits(mut self, limits: crate::state::StateLimits) -> Hub {
+        self.state_limits = limits;
+        self
     }
 
     /// Uses embedded storage for rooms, notifications and offline messages.
@@ -206,6 +215,7 @@ impl Hub {
             let room = Room::new(room_name, hub, history, ttl)
                 .with_queue(queue)
                 .with_store(store, load)
+                .with_state_limits(self.state_limits)
                 .with_cluster(self.cluster.clone());
             let arbiter = if self.arbiters.is_empty() {
                 None
@@ -342,6 +352,8 @@ pub struct Join {
     pub since: Option<u64>,
     pub epoch: Option<String>,
     pub id: Option<String>,
+    /// `room:join` with `state: true`.
+    pub state: bool,
 }
 
 impl Handler<Join> for Hub {
@@ -377,6 +389,7 @@ impl Handler<Join> for Hub {
             since: msg.since,
             epoch: msg.epoch,
             id: msg.id,
+            state: msg.state,
         });
         if newly {
             if let Some(e) = self.sessions.get_mut(&msg.session) {

@@ -53,6 +53,8 @@ pub enum ClientFrame {
         room: RoomName,
         since: Option<u64>,
         epoch: Option<String>,
+        /// `state: true`: a `state:snapshot` follows `room:joined`.
+        state: bool,
     },
     Leave {
         room: RoomName,
@@ -77,6 +79,8 @@ pub enum ClientFrame {
     Ping,
     /// A `doc:*` frame (collaborative editing), parsed by `document::wire`.
     Doc(crate::document::wire::DocRequest),
+    /// A `state:*` frame (shared state), parsed by `state::wire`.
+    State(crate::state::wire::StateRequest),
     /// `mqtt:subscribe`, `mqtt:unsubscribe`, `mqtt:publish`.
     Mqtt(crate::mqtt::session::MqttFrame),
     /// A page of the user's notifications, newest first.
@@ -128,7 +132,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 19] = [
+pub const CLIENT_TYPES: [&str; 22] = [
     "auth",
     "room:join",
     "room:leave",
@@ -148,6 +152,9 @@ pub const CLIENT_TYPES: [&str; 19] = [
     "notification:list",
     "notification:read",
     "history:get",
+    "state:get",
+    "state:set",
+    "state:delete",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -161,6 +168,7 @@ struct Wire<'a> {
     room: Option<String>,
     since: Option<u64>,
     epoch: Option<String>,
+    state: Option<bool>,
     #[serde(default, borrow, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     to: Option<String>,
@@ -210,6 +218,9 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     if let Some(doc) = crate::document::wire::parse(text) {
         return doc;
     }
+    if let Some(state) = crate::state::wire::parse(text) {
+        return state;
+    }
     let wire: Wire = match serde_json::from_slice(text) {
         Ok(w) => w,
         Err(e) => return Err(classify(text, e)),
@@ -225,8 +236,9 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 21] = [
+    let fields: [(&str, bool); 22] = [
         ("token", wire.token.is_some()),
+        ("state", wire.state.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
         ("epoch", wire.epoch.is_some()),
@@ -250,7 +262,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
-        "room:join" => &["room", "since", "epoch"],
+        "room:join" => &["room", "since", "epoch", "state"],
         "room:leave" | "typing:start" | "typing:stop" => &["room"],
         "message:send" => &["room", "data", "exclude_self", "idempotency_key"],
         "direct:send" => &["to", "data"],
@@ -316,6 +328,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             room: room(&wire)?,
             since: wire.since,
             epoch: wire.epoch.clone(),
+            state: wire.state.unwrap_or(false),
         },
         "room:leave" => ClientFrame::Leave { room: room(&wire)? },
         "typing:start" => ClientFrame::Typing {

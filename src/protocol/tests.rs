@@ -11,7 +11,9 @@ fn parses_each_frame() {
     let r = parse(br#"{"type":"room:join","room":"general","since":41,"id":"j1"}"#).unwrap();
     assert_eq!(r.id.as_deref(), Some("j1"));
     match r.frame {
-        ClientFrame::Join { room, since, epoch } => {
+        ClientFrame::Join {
+            room, since, epoch, ..
+        } => {
             assert_eq!(room.as_str(), "general");
             assert_eq!(since, Some(41));
             assert_eq!(epoch, None);

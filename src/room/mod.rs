@@ -12,11 +12,13 @@ use crate::store::{RoomMode, StoreHandle};
 
 mod cluster;
 mod publish;
+mod state;
 
 use actix::prelude::*;
 use bytes::Bytes;
 pub use cluster::read_history;
 pub use publish::{Accepted, MqttRelay, Origin, Publish};
+pub use state::{StateAnswer, StateCall, StateOp, StateOrigin};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -72,6 +74,12 @@ pub struct Room {
     reserving: bool,
     /// Shared with other nodes through Redis (`cluster.rs`).
     cluster: Option<cluster::Replica>,
+    /// The room's shared state (`state.rs`), its bounds, where it is
+    /// stored (whatever the room's mode; not with Redis), its expiry timer.
+    state: crate::state::StateMap,
+    state_limits: crate::state::StateLimits,
+    state_store: Option<StoreHandle>,
+    state_timer: Option<SpawnHandle>,
 }
 
 impl Actor for Room {
@@ -86,6 +94,7 @@ impl Actor for Room {
         if self.cluster.is_some() {
             return self.start_replica(ctx);
         }
+        self.load_state(ctx);
         if let (true, Some((store, _))) = (self.load, &self.storage) {
             // Nothing (no join, no message) is handled before the stored
             // history is in: a join never sees a partial history, and seq
@@ -143,7 +152,17 @@ impl Room {
             load: false,
             reserving: false,
             cluster: None,
+            state: Default::default(),
+            state_limits: Default::default(),
+            state_store: None,
+            state_timer: None,
         }
+    }
+
+    /// Sets the bounds of the room's shared state.
+    pub fn with_state_limits(mut self, limits: crate::state::StateLimits) -> Room {
+        self.state_limits = limits;
+        self
     }
 
     /// Shares the room with other nodes through Redis (no local storage).
@@ -161,6 +180,7 @@ impl Room {
         self.cluster = c.map(|c| cluster::Replica::new(c, &self.name, keep));
         if self.cluster.is_some() {
             self.storage = None;
+            self.state_store = None;
         }
         self
     }
@@ -169,6 +189,7 @@ impl Room {
     /// `load`, the stored history replaces the given one at start.
     pub fn with_store(mut self, store: Option<StoreHandle>, load: bool) -> Room {
         self.load = load;
+        self.state_store = store.clone();
         self.storage = store
             .map(|s| {
                 let mode = s.policy.mode(self.name.as_str());
@@ -363,6 +384,8 @@ pub struct Join {
     pub since: Option<u64>,
     pub epoch: Option<String>,
     pub id: Option<String>,
+    /// Send a `state:snapshot` after `room:joined`.
+    pub state: bool,
 }
 
 impl Handler<Join> for Room {
@@ -424,6 +447,9 @@ impl Handler<Join> for Room {
         batch.extend(replay);
         if !self.typing.is_empty() {
             batch.push(self.typing_frame());
+        }
+        if msg.state {
+            batch.push(self.state_snapshot(None, None));
         }
         let n = batch.len() as u64;
         if m.outbox.send(Out::Batch(batch)) {

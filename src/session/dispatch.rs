@@ -21,7 +21,12 @@ impl Session {
         let id = req.id;
         match req.frame {
             ClientFrame::Auth { token } => self.reauth(&token, id, ctx),
-            ClientFrame::Join { room, since, epoch } => self.join(room, since, epoch, id, ctx),
+            ClientFrame::Join {
+                room,
+                since,
+                epoch,
+                state,
+            } => self.join(room, since, epoch, state, id, ctx),
             ClientFrame::Leave { room } => self.leave(room, id),
             ClientFrame::Send { room, data, opts } => {
                 if self.limit_messages(now, id.as_deref()) {
@@ -87,6 +92,7 @@ impl Session {
                 self.notifications(req.frame, id)
             }
             ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
+            ClientFrame::State(req) => self.state(req, id, now),
         }
     }
 
@@ -175,6 +181,7 @@ impl Session {
         room: RoomName,
         since: Option<u64>,
         epoch: Option<String>,
+        state: bool,
         id: Option<String>,
         ctx: &mut Context<Self>,
     ) {
@@ -190,7 +197,7 @@ impl Session {
             );
             return;
         }
-        self.join_allowed(room, since, epoch, id, ctx);
+        self.join_allowed(room, since, epoch, state, id, ctx);
     }
 
     /// Joins a room the session may join (its token allows it, or the
@@ -200,6 +207,7 @@ impl Session {
         room: RoomName,
         since: Option<u64>,
         epoch: Option<String>,
+        state: bool,
         id: Option<String>,
         ctx: &mut Context<Self>,
     ) {
@@ -228,6 +236,7 @@ impl Session {
             since,
             epoch,
             id: id.clone(),
+            state,
         };
         // Read no further client frame until the Hub has answered: frames sent
         // right after a join then find the room joined, in order, with no

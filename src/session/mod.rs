@@ -34,6 +34,7 @@ mod scrollback;
 mod server;
 
 pub use server::{ServerJoin, ServerLeave};
+mod state;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -257,7 +258,7 @@ impl Session {
         self.arm_expiry(ident.exp, ctx);
         self.ident = Some(ident);
         self.from = Some(from);
-        self.join(personal, None, None, None, ctx);
+        self.join(personal, None, None, false, None, ctx);
     }
 
     fn arm_expiry(&mut self, exp: Option<u64>, ctx: &mut Context<Self>) {

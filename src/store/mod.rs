@@ -18,6 +18,8 @@
 pub mod db;
 mod docs;
 mod inbox;
+mod state;
+pub use state::StateJob;
 pub mod lock;
 mod notifications;
 pub mod reader;
@@ -220,6 +222,8 @@ pub enum Job {
         upto: u64,
         dropped: u64,
     },
+    /// Shared state: a room's load, or a change.
+    State(StateJob),
     /// Ends the writer after every job before it.
     Shutdown,
 }
@@ -229,7 +233,10 @@ impl Job {
     fn is_data(&self) -> bool {
         matches!(
             self,
-            Job::Message { .. } | Job::StoreDirect { .. } | Job::Duplicate { .. }
+            Job::Message { .. }
+                | Job::StoreDirect { .. }
+                | Job::Duplicate { .. }
+                | Job::State(StateJob::Write { .. })
         )
     }
 }

@@ -81,6 +81,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN idem TEXT;
     CREATE INDEX messages_idem ON messages (room, seq) WHERE idem IS NOT NULL;
     ",
+    // 5: shared state: a room's keys (`value` and `by` are JSON text, sent
+    // as stored) and the last version the room gave out, kept apart so a
+    // deleted key's version is never given again.
+    "
+    CREATE TABLE state (
+        room    TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        by      TEXT NOT NULL,
+        ts      INTEGER NOT NULL,
+        expires INTEGER,
+        PRIMARY KEY (room, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE state_rev (
+        room TEXT PRIMARY KEY,
+        rev  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -146,6 +165,8 @@ mod tests {
             "notifications",
             "rooms",
             "schema_version",
+            "state",
+            "state_rev",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

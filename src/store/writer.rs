@@ -53,10 +53,14 @@ enum Done {
     Page(Vec<NotificationRow>, bool, u64),
     Unread(u64),
     User(u64, Vec<(u64, Bytes)>, u64),
+    State(Option<crate::state::StateMap>),
 }
 
 impl Job {
     fn writes(&self) -> bool {
+        if let Job::State(s) = self {
+            return s.writes();
+        }
         !matches!(
             self,
             Job::LoadRoom { .. }
@@ -413,6 +417,7 @@ impl Writer {
                 db.delete_inbox(user.as_str(), *upto, *dropped)?;
                 Done::Nothing
             }
+            Job::State(s) => Done::State(s.execute(db)?),
             Job::Shutdown => Done::Nothing,
         })
     }
@@ -581,6 +586,10 @@ impl Writer {
                     log::warn!("storage: delivered messages of {user} stay stored (they will come again): {e}");
                 }
             }
+            Job::State(s) => s.finish(r.map(|d| match d {
+                Done::State(m) => m,
+                _ => None,
+            })),
             Job::Shutdown => {}
         }
     }

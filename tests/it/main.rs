@@ -31,6 +31,7 @@ mod scrollback;
 mod server_api;
 mod shutdown;
 mod socketio;
+mod state;
 
 mod broker;
 mod monitor;

@@ -462,4 +462,44 @@ test("Chromium negotiates permessage-deflate and exchanges compressed messages",
   assert.ok((await counter("switchboard_ws_inflated_total")) >= before.inflated + 3);
   assert.ok((await counter("switchboard_ws_deflated_total")) >= before.deflated + 2);
   await page.close();
+test("two pages share the room's topic: edits reach both, a concurrent edit is a visible conflict, +1 clicks all count", async () => {
+  const ann = await guestPage("Ann topic");
+  const bob = await guestPage("Bob topic");
+  for (const p of [ann, bob]) {
+    await p.click("#suggest button:has-text('random')");
+    await p.locator("#rooms li.active", { hasText: "random" }).waitFor();
+    await p.locator("#topic-bar:not([hidden])").waitFor();
+  }
+  // Ann sets the topic; Bob sees it with its version and author.
+  await ann.click("#topic-edit");
+  await ann.fill("#topic-input", "Release on Friday");
+  await ann.click("#topic-save");
+  await bob.locator("#topic-text", { hasText: "Release on Friday" }).waitFor();
+  assert.match(await bob.textContent("#topic-meta"), /v\d+ · set by Ann topic/);
+
+  // Both start editing from the same version; Bob saves first.
+  await ann.click("#topic-edit");
+  await bob.click("#topic-edit");
+  await bob.fill("#topic-input", "Release on Monday");
+  await bob.click("#topic-save");
+  await ann.locator("#topic-text", { hasText: "Release on Monday" }).waitFor();
+  await ann.fill("#topic-input", "Release on Thursday");
+  await ann.click("#topic-save");
+  const conflict = ann.locator("#topic-conflict:not([hidden])");
+  await conflict.waitFor();
+  assert.match(await conflict.textContent(), /Bob topic changed the topic to “Release on Monday”/);
+  assert.equal(await ann.inputValue("#topic-input"), "Release on Thursday", "her text is kept");
+  await shot(ann, "topic-conflict");
+  // Saving again overwrites, knowingly.
+  await ann.click("#topic-save");
+  await bob.locator("#topic-text", { hasText: "Release on Thursday" }).waitFor();
+  await ann.locator("#topic-conflict").waitFor({ state: "hidden" });
+
+  // Concurrent +1 clicks on a shared counter all count (set with a function).
+  await Promise.all([ann.click("#likes"), bob.click("#likes"), ann.click("#likes"), bob.click("#likes")]);
+  for (const p of [ann, bob]) await p.locator("#likes-count", { hasText: /^4$/ }).waitFor();
+  await shot(bob, "topic-bob");
+  assert.deepEqual([...ann.problems, ...bob.problems], []);
+  await ann.close();
+  await bob.close();
 });

@@ -9,9 +9,11 @@
 //! - `M<seq> <epoch> <excluded node/session or -> <frame>`: a message;
 //! - `J<v> <node> <session> <frame>`, `L<v> …`: a member joined / left
 //!   (`v` numbers member-list changes; the join's session is excluded);
-//! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing.
+//! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing;
+//! - `S<state:update frame>`: a change of the shared state (`state.rs`).
 
 mod publish;
+mod state;
 
 use super::{Member, Room, UserSlot};
 use crate::cluster::scripts::{self, Lua};
@@ -58,6 +60,8 @@ pub struct Replica {
     answers: BTreeMap<u64, publish::Answer>,
     /// Sessions per user on this node.
     local: HashMap<UserId, u32>,
+    /// Shared state (`state.rs`).
+    state: state::StateReplica,
 }
 
 impl Replica {
@@ -76,6 +80,7 @@ impl Replica {
             next_answer: 0,
             answers: BTreeMap::new(),
             local: HashMap::new(),
+            state: Default::default(),
         }
     }
 }
@@ -204,7 +209,9 @@ impl Room {
     /// Takes what Redis has: the numbering and its tail, the member list.
     /// With `announce`, members here are told of a new numbering (a
     /// `room:joined` with `recovered:false`) and given its messages.
-    fn apply_load(&mut self, l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
+    fn apply_load(&mut self, mut l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
+        let state = (l.state_rev, std::mem::take(&mut l.state));
+        self.state_loaded(state.0, &state.1, announce, ctx);
         let limits = self.history.limits();
         if !announce {
             self.history = History::restore(limits, &l.epoch, l.seq, l.entries);
@@ -498,6 +505,8 @@ fn load(
             c.room_key(room, "m"),
             c.room_key(room, "x"),
             c.room_key(room, "mem"),
+            c.room_key(room, "st"),
+            c.room_key(room, "sv"),
         ],
         vec![random_hex(8).into_bytes(), entries.to_string().into_bytes()],
     );
@@ -542,6 +551,7 @@ impl Handler<Feed> for Room {
             b'J' | b'L' => self.on_member(p[0] == b'J', &p, body),
             b'P' => self.on_status(&p, body),
             b'T' => self.on_typing(body, ctx),
+            b'S' => self.on_state(body, ctx),
             _ => {}
         }
     }

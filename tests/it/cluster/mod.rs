@@ -9,3 +9,4 @@ mod messages;
 mod mqtt;
 pub mod redis;
 mod soak;
+mod state;
