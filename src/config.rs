@@ -73,6 +73,9 @@ pub struct Config {
     pub guest_rate: RateSpec,
     /// `SWITCHBOARD_FRAME_RATE` / `SWITCHBOARD_FRAME_BURST`: any frame, per minute (flood guard).
     pub frame_rate: RateSpec,
+    /// `SWITCHBOARD_SIGNAL_RATE` / `SWITCHBOARD_SIGNAL_BURST` (default 600/min, burst 100):
+    /// `signal` frames per connection (a call's ICE candidates come in bursts).
+    pub signal_rate: RateSpec,
     /// `SWITCHBOARD_PING_INTERVAL_MS` (default 25000).
     pub ping_interval: Duration,
     /// `SWITCHBOARD_PONG_TIMEOUT_MS` (default 20000).
@@ -321,7 +324,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_PING_INTERVAL_MS", "SWITCHBOARD_POLL_TIMEOUT_MS", "SWITCHBOARD_PONG_TIMEOUT_MS",
     "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
     "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
-    "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
+    "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS",
+    "SWITCHBOARD_SIGNAL_BURST", "SWITCHBOARD_SIGNAL_RATE", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
     "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST", "SWITCHBOARD_USER_RATE",
     "SWITCHBOARD_VOLATILE_ROOMS", "SWITCHBOARD_WORKERS",
     // Read by the test and simulation tools, not the server.
@@ -476,6 +480,7 @@ impl Config {
             user_rate: rate("SWITCHBOARD_USER", 1200, 50)?,
             guest_rate: rate("SWITCHBOARD_GUEST", 20, 10)?,
             frame_rate: rate("SWITCHBOARD_FRAME", 6000, 200)?,
+            signal_rate: rate("SWITCHBOARD_SIGNAL", 600, 100)?,
             ping_interval: millis("SWITCHBOARD_PING_INTERVAL_MS", 25_000)?,
             pong_timeout: millis("SWITCHBOARD_PONG_TIMEOUT_MS", 20_000)?,
             presence_idle: millis("SWITCHBOARD_PRESENCE_IDLE_MS", 300_000)?,

@@ -39,6 +39,7 @@ pub mod relay;
 pub mod room;
 pub mod scrollback;
 pub mod session;
+pub mod signal;
 pub mod static_files;
 pub mod store;
 pub mod wsframes;

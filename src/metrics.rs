@@ -20,6 +20,8 @@ pub struct Metrics {
     pub direct_messages: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// `signal` frames delivered.
+    pub signals: AtomicU64,
     pub auth_failures: AtomicU64,
     /// Open documents (with a Document actor), and ops stored.
     pub documents: AtomicI64,
@@ -48,6 +50,7 @@ pub static METRICS: Metrics = Metrics {
     direct_messages: ZERO,
     deliveries: ZERO,
     slow_consumers: ZERO,
+    signals: ZERO,
     auth_failures: ZERO,
     documents: AtomicI64::new(0),
     doc_ops: ZERO,
@@ -135,6 +138,12 @@ impl Metrics {
             "counter",
             "Sessions closed with 4008.",
             self.slow_consumers.load(Relaxed).to_string(),
+        );
+        metric(
+            "switchboard_signals_total",
+            "counter",
+            "WebRTC signals delivered to their session.",
+            self.signals.load(Relaxed).to_string(),
         );
         metric(
             "switchboard_auth_failures_total",

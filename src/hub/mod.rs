@@ -503,6 +503,8 @@ mod api;
 mod cluster;
 mod direct;
 mod docs;
+mod signal;
 pub use api::*;
+pub use signal::Signal;
 pub use direct::*;
 pub use docs::*;

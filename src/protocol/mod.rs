@@ -94,6 +94,8 @@ pub enum ClientFrame {
         room: RoomName,
         page: crate::scrollback::PageRequest,
     },
+    /// WebRTC signaling to one session sharing `room` (`signal`).
+    Signal(crate::signal::Signal),
 }
 
 /// The options of a `message:send` (and, but for `exclude_self`, of
@@ -128,7 +130,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 19] = [
+pub const CLIENT_TYPES: [&str; 20] = [
     "auth",
     "room:join",
     "room:leave",
@@ -148,6 +150,7 @@ pub const CLIENT_TYPES: [&str; 19] = [
     "notification:list",
     "notification:read",
     "history:get",
+    "signal",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -180,6 +183,7 @@ struct Wire<'a> {
     all: Option<bool>,
     exclude_self: Option<bool>,
     idempotency_key: Option<String>,
+    kind: Option<String>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -225,7 +229,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 21] = [
+    let fields: [(&str, bool); 22] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -247,6 +251,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("all", wire.all.is_some()),
         ("exclude_self", wire.exclude_self.is_some()),
         ("idempotency_key", wire.idempotency_key.is_some()),
+        ("kind", wire.kind.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
@@ -261,6 +266,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "notification:list" => &["before", "limit", "unread"],
         "notification:read" => &["ids", "all"],
         "history:get" => &["room", "before", "limit"],
+        "signal" => &["to", "room", "kind", "data"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -431,6 +437,16 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             room: room(&wire)?,
             page: crate::scrollback::PageRequest::new(wire.before, wire.limit),
         },
+        "signal" => {
+            let fields = crate::signal::SignalFields {
+                to: wire.to.as_deref(),
+                kind: wire.kind.as_deref(),
+                data: wire.data,
+            };
+            let room = room(&wire)?;
+            let signal = crate::signal::Signal::parse(room, &fields);
+            ClientFrame::Signal(signal.map_err(|(code, m)| err(code, m, &id))?)
+        }
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })

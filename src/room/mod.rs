@@ -4,7 +4,7 @@
 
 use crate::history::{History, Recovery};
 use crate::hub::{Hub, RoomIdle};
-use crate::ids::{RoomName, SessionId, UserId};
+use crate::ids::{RoomName, SessionAddr, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::{Out, Outbox};
 use crate::protocol::{encode, From, MemberInfo, ServerFrame, Status};
@@ -34,7 +34,8 @@ pub struct Member {
 /// What removing a session leaves to announce.
 struct Detached {
     member: Member,
-    left: Option<Bytes>,
+    /// `room:session_left`, then `room:member_left` when it was the user's last.
+    left: Vec<Bytes>,
     was_typing: bool,
 }
 
@@ -235,7 +236,7 @@ impl Room {
         if d.was_typing {
             self.typing_changed();
         }
-        if let Some(f) = d.left {
+        for f in d.left {
             self.broadcast(&f, None);
         }
         Some(d.member)
@@ -250,7 +251,7 @@ impl Room {
             self.replica_leave(&member);
             return Some(Detached {
                 member,
-                left: None,
+                left: Vec::new(),
                 was_typing: false,
             });
         }
@@ -262,7 +263,13 @@ impl Room {
             Some(_) => self.users.remove(&member.user),
             None => None,
         };
-        let (mut left, mut was_typing) = (None, false);
+        let addr = crate::ids::SessionAddr::here(member.session);
+        let mut left = vec![encode(&ServerFrame::SessionLeft {
+            room: &self.name,
+            user: &member.user,
+            session: &addr,
+        })];
+        let mut was_typing = false;
         if let Some(slot) = gone {
             was_typing = self.typing.remove(&member.user).is_some();
             let info = MemberInfo {
@@ -270,8 +277,9 @@ impl Room {
                 name: slot.name,
                 status: slot.status,
                 activity: slot.activity,
+                sessions: Vec::new(),
             };
-            left = Some(encode(&ServerFrame::MemberLeft {
+            left.push(encode(&ServerFrame::MemberLeft {
                 room: &self.name,
                 user: &info,
             }));
@@ -284,6 +292,17 @@ impl Room {
     }
 
     fn members_info(&self) -> Vec<MemberInfo> {
+        // Sessions here, and (several nodes) those the room's channel told of.
+        let mut sessions: HashMap<&UserId, Vec<SessionAddr>> = HashMap::new();
+        for m in self.members.values() {
+            let a = SessionAddr::here(m.session);
+            sessions.entry(&m.user).or_default().push(a);
+        }
+        if let Some(r) = &self.cluster {
+            r.sessions().filter(|(a, _)| !a.is_here()).for_each(|(a, u)| {
+                sessions.entry(u).or_default().push(a.clone());
+            });
+        }
         let mut v: Vec<MemberInfo> = self
             .users
             .iter()
@@ -292,6 +311,10 @@ impl Room {
                 name: s.name.clone(),
                 status: s.status,
                 activity: s.activity.clone(),
+                sessions: sessions.remove(u).map_or_else(Vec::new, |mut v| {
+                    v.sort();
+                    v
+                }),
             })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
@@ -392,6 +415,7 @@ impl Handler<Join> for Room {
                 name: m.name.clone(),
                 status: Status::Online,
                 activity: None,
+                sessions: Vec::new(),
             };
             let frame = encode(&ServerFrame::MemberJoined {
                 room: &self.name,
@@ -402,6 +426,14 @@ impl Handler<Join> for Room {
             if let Some(slot) = self.users.get_mut(&m.user) {
                 slot.sessions += 1;
             }
+        }
+        if self.cluster.is_none() && !rejoin {
+            let frame = encode(&ServerFrame::SessionJoined {
+                room: &self.name,
+                user: &m.user,
+                session: &SessionAddr::here(m.session),
+            });
+            self.broadcast(&frame, Some(m.session));
         }
         let (recovered, replay) = match msg.since {
             None => (None, Vec::new()),

@@ -86,6 +86,7 @@ impl Session {
                 self.notifications(req.frame, id)
             }
             ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
+            ClientFrame::Signal(signal) => self.signal(signal, id, now),
         }
     }
 

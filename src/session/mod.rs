@@ -31,6 +31,7 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 mod dispatch;
 mod docs;
 mod scrollback;
+mod signal;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -104,6 +105,8 @@ pub struct Session {
     rooms: HashMap<RoomName, Addr<Room>>,
     messages: TokenBucket,
     frames: TokenBucket,
+    /// `signal` frames (`session/signal.rs`).
+    signals: TokenBucket,
     awaiting_pong: Option<Instant>,
     last_activity_report: Instant,
     exp_timer: Option<SpawnHandle>,
@@ -147,6 +150,7 @@ impl Session {
             rooms: HashMap::new(),
             messages,
             frames,
+            signals: TokenBucket::new(cfg.signal_rate, now),
             awaiting_pong: None,
             last_activity_report: now,
             exp_timer: None,
@@ -197,7 +201,7 @@ impl Session {
         };
         // Greet first, so nothing routed by the Hub can arrive before `connected`.
         self.push(encode(&ServerFrame::Connected {
-            session: self.id.to_string(),
+            session: crate::ids::SessionAddr::here(self.id).to_string(),
             user: &ident.user,
             name: &ident.name,
             guest: ident.guest,

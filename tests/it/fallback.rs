@@ -9,10 +9,10 @@ use tokio::net::TcpStream;
 
 /// One SSE event as read off the wire.
 #[derive(Debug, Clone)]
-struct Event {
-    id: String,
-    event: String,
-    data: Value,
+pub(crate) struct Event {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
 }
 
 impl Event {
@@ -22,7 +22,7 @@ impl Event {
 }
 
 /// A raw `GET /sse` stream, decoded chunk by chunk.
-struct Sse {
+pub(crate) struct Sse {
     sock: TcpStream,
     raw: Vec<u8>,
     text: String,
@@ -31,7 +31,7 @@ struct Sse {
 }
 
 impl Sse {
-    async fn open(s: &Server, path: &str, headers: &[(&str, &str)]) -> Sse {
+    pub(crate) async fn open(s: &Server, path: &str, headers: &[(&str, &str)]) -> Sse {
         let mut sock = TcpStream::connect(&s.addr).await.expect("connect");
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", s.addr);
         for (k, v) in headers {
@@ -65,7 +65,7 @@ impl Sse {
     }
 
     /// Opens a stream that must succeed and reads its `connected` frame.
-    async fn connect(s: &Server, path: &str) -> Sse {
+    pub(crate) async fn connect(s: &Server, path: &str) -> Sse {
         let mut sse = Sse::open(s, path, &[]).await;
         assert_eq!(sse.status, 200, "{path}");
         let hello = sse.recv_type("connected").await;
@@ -76,7 +76,7 @@ impl Sse {
     }
 
     /// The body so far, dechunked, then the next whole event (comments skipped).
-    async fn next(&mut self) -> Option<Event> {
+    pub(crate) async fn next(&mut self) -> Option<Event> {
         loop {
             while let Some(end) = self.text.find("\n\n") {
                 let block: String = self.text.drain(..end + 2).collect();
@@ -121,7 +121,7 @@ impl Sse {
         }
     }
 
-    async fn recv_type(&mut self, ty: &str) -> Event {
+    pub(crate) async fn recv_type(&mut self, ty: &str) -> Event {
         loop {
             let e = self
                 .next()
@@ -134,7 +134,7 @@ impl Sse {
         }
     }
 
-    async fn joined(&mut self, room: &str) -> Event {
+    pub(crate) async fn joined(&mut self, room: &str) -> Event {
         loop {
             let e = self.recv_type("room:joined").await;
             if e.data["room"] == room {
@@ -143,7 +143,7 @@ impl Sse {
         }
     }
 
-    async fn send(&self, s: &Server, frames: Value) -> u16 {
+    pub(crate) async fn send(&self, s: &Server, frames: Value) -> u16 {
         let path = format!("/sse/send?key={}", self.key);
         s.http("POST", &path, None, Some(&frames.to_string()))
             .await
@@ -153,14 +153,14 @@ impl Sse {
 
 /// A long-polling session. Frames of one answer that the test has not read
 /// yet wait in `pending`, so none is skipped.
-struct Poller {
+pub(crate) struct Poller {
     key: String,
     cursor: u64,
     pending: std::collections::VecDeque<Value>,
 }
 
 impl Poller {
-    async fn open(s: &Server, query: &str) -> Poller {
+    pub(crate) async fn open(s: &Server, query: &str) -> Poller {
         let (status, body) = s
             .http("POST", &format!("/poll/open?{query}"), None, None)
             .await;
@@ -175,7 +175,7 @@ impl Poller {
     }
 
     /// One poll at `cursor`, without moving ours.
-    async fn poll_at(&self, s: &Server, cursor: u64) -> HttpResponse {
+    pub(crate) async fn poll_at(&self, s: &Server, cursor: u64) -> HttpResponse {
         s.request(
             "GET",
             &format!("/poll?key={}&cursor={cursor}", self.key),
@@ -186,7 +186,7 @@ impl Poller {
     }
 
     /// The next frame, polling (and so acknowledging) as needed.
-    async fn next(&mut self, s: &Server) -> Value {
+    pub(crate) async fn next(&mut self, s: &Server) -> Value {
         let started = std::time::Instant::now();
         while started.elapsed() < WAIT * 3 {
             if let Some(f) = self.pending.pop_front() {
@@ -207,7 +207,7 @@ impl Poller {
     }
 
     /// Reads until a frame of type `ty`; returns it and what came before.
-    async fn recv_type(&mut self, s: &Server, ty: &str) -> (Value, Vec<Value>) {
+    pub(crate) async fn recv_type(&mut self, s: &Server, ty: &str) -> (Value, Vec<Value>) {
         let mut seen = Vec::new();
         loop {
             let f = self.next(s).await;
@@ -218,7 +218,7 @@ impl Poller {
         }
     }
 
-    async fn joined(&mut self, s: &Server, room: &str) -> Value {
+    pub(crate) async fn joined(&mut self, s: &Server, room: &str) -> Value {
         loop {
             let (f, _) = self.recv_type(s, "room:joined").await;
             if f["room"] == room {
@@ -227,7 +227,7 @@ impl Poller {
         }
     }
 
-    async fn send(&self, s: &Server, frames: Value) -> u16 {
+    pub(crate) async fn send(&self, s: &Server, frames: Value) -> u16 {
         let path = format!("/poll/send?key={}", self.key);
         s.http("POST", &path, None, Some(&frames.to_string()))
             .await

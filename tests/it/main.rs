@@ -24,6 +24,7 @@ mod recovery;
 mod rooms;
 mod scrollback;
 mod shutdown;
+mod signal;
 
 mod broker;
 mod monitor;

@@ -12,6 +12,7 @@
 //! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing.
 
 mod publish;
+mod sessions;
 
 use super::{Member, Room, UserSlot};
 use crate::cluster::scripts::{self, Lua};
@@ -58,9 +59,16 @@ pub struct Replica {
     answers: BTreeMap<u64, publish::Answer>,
     /// Sessions per user on this node.
     local: HashMap<UserId, u32>,
+    /// Every session in the room, on any node (`sessions.rs`).
+    sessions: BTreeMap<crate::ids::SessionAddr, UserId>,
 }
 
 impl Replica {
+    /// Every session in the room, with its user.
+    pub fn sessions(&self) -> impl Iterator<Item = (&crate::ids::SessionAddr, &UserId)> {
+        self.sessions.iter()
+    }
+
     pub fn new(c: Cluster, room: &crate::ids::RoomName, keep: u64) -> Replica {
         Replica {
             keep,
@@ -76,6 +84,7 @@ impl Replica {
             next_answer: 0,
             answers: BTreeMap::new(),
             local: HashMap::new(),
+            sessions: BTreeMap::new(),
         }
     }
 }
@@ -97,6 +106,7 @@ fn info_of(json: &[u8]) -> Option<MemberInfo> {
         name: w.name.into(),
         status: w.status,
         activity: w.activity.map(Into::into),
+        sessions: Vec::new(),
     })
 }
 
@@ -141,6 +151,7 @@ impl Room {
             name: s.name.clone(),
             status: s.status,
             activity: s.activity.clone(),
+            sessions: Vec::new(),
         });
         info.and_then(|i| serde_json::to_vec(&i).ok())
             .unwrap_or_default()
@@ -204,7 +215,8 @@ impl Room {
     /// Takes what Redis has: the numbering and its tail, the member list.
     /// With `announce`, members here are told of a new numbering (a
     /// `room:joined` with `recovered:false`) and given its messages.
-    fn apply_load(&mut self, l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
+    fn apply_load(&mut self, mut l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
+        self.apply_sessions(std::mem::take(&mut l.sessions));
         let limits = self.history.limits();
         if !announce {
             self.history = History::restore(limits, &l.epoch, l.seq, l.entries);
@@ -410,7 +422,7 @@ impl Room {
         let n = r.local.entry(m.user.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
-            return;
+            return self.session_event(m, true);
         }
         self.users
             .entry(m.user.clone())
@@ -421,11 +433,13 @@ impl Room {
                 sessions: 1,
             });
         self.register(&m.user, Some(m.session));
+        self.session_event(m, true);
     }
 
     /// A session left here: the user leaves the room when it was their last
     /// session on this node (and anywhere, for the announcement).
     pub(super) fn replica_leave(&mut self, m: &Member) {
+        self.session_event(m, false);
         let r = self.replica();
         let Some(n) = r.local.get_mut(&m.user) else {
             return;
@@ -498,6 +512,7 @@ fn load(
             c.room_key(room, "m"),
             c.room_key(room, "x"),
             c.room_key(room, "mem"),
+            c.room_key(room, "ses"),
         ],
         vec![random_hex(8).into_bytes(), entries.to_string().into_bytes()],
     );
@@ -518,7 +533,10 @@ pub fn read_history(
     let fut = load(c, room, limits.entries);
     async move {
         let l = fut.await.ok()?;
-        let members = l.members.iter().filter_map(|j| info_of(j)).collect();
+        let mut members: Vec<MemberInfo> = l.members.iter().filter_map(|j| info_of(j)).collect();
+        for m in &mut members {
+            m.sessions = l.sessions.iter().filter(|(_, u)| *u == m.user).map(|(a, _)| a.clone()).collect();
+        }
         Some((
             History::restore(limits, &l.epoch, l.seq, l.entries),
             members,
@@ -542,6 +560,7 @@ impl Handler<Feed> for Room {
             b'J' | b'L' => self.on_member(p[0] == b'J', &p, body),
             b'P' => self.on_status(&p, body),
             b'T' => self.on_typing(body, ctx),
+            b'S' => self.on_session(&p, body),
             _ => {}
         }
     }

@@ -7,5 +7,6 @@ mod faults;
 mod members;
 mod messages;
 mod mqtt;
+mod signal;
 pub mod redis;
 mod soak;
