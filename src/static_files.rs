@@ -25,6 +25,7 @@ pub const FILES: &[StaticFile] = &[
     file!("demo.js", "text/javascript"),
     file!("demo-doc.js", "text/javascript"),
     file!("demo-bell.js", "text/javascript"),
+    file!("demo-call.js", "text/javascript"),
     file!("switchboard.js", "text/javascript"),
     file!("switchboard-transports.js", "text/javascript"),
     file!("switchboard-connection.js", "text/javascript"),

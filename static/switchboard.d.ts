@@ -24,7 +24,13 @@ export interface Member {
   name: string;
   status: Status;
   activity?: string;
+  /** The user's sessions in the room (ids for `signal`); absent in
+   * `room:member_joined` / `room:member_left` frames. */
+  sessions?: string[];
 }
+
+/** What a `signal` carries (the server does not interpret it). */
+export type SignalKind = "offer" | "answer" | "ice" | "bye";
 
 export interface Notification {
   id: number;
@@ -83,6 +89,17 @@ export interface AckFrame { type: "ack"; id: string; seq?: number; duplicate?: t
 export interface DirectFrame { type: "direct:receive"; from: Sender; data: Json; ts: number; id?: string }
 export interface MemberJoinedFrame { type: "room:member_joined"; room: string; user: Member }
 export interface MemberLeftFrame { type: "room:member_left"; room: string; user: Member }
+export interface SessionJoinedFrame { type: "room:session_joined"; room: string; user: string; session: string }
+export interface SessionLeftFrame { type: "room:session_left"; room: string; user: string; session: string }
+/** WebRTC signaling from `session` of `from`, a member of `room`. */
+export interface SignalFrame {
+  type: "signal";
+  room: string;
+  from: Sender;
+  session: string;
+  kind: SignalKind;
+  data: Json;
+}
 export interface TypingFrame { type: "typing:update"; room: string; users: Sender[] }
 export interface PresenceFrame {
   type: "presence:update";
@@ -176,6 +193,9 @@ export interface ServerFrames {
   "direct:receive": DirectFrame;
   "room:member_joined": MemberJoinedFrame;
   "room:member_left": MemberLeftFrame;
+  "room:session_joined": SessionJoinedFrame;
+  "room:session_left": SessionLeftFrame;
+  signal: SignalFrame;
   "typing:update": TypingFrame;
   "presence:update": PresenceFrame;
   broadcast: BroadcastFrame;
@@ -298,6 +318,10 @@ export class Client {
   leaveRoom(room: string): Promise<{ room: string }>;
   send(room: string, data: Json, options?: { excludeSelf?: boolean; idempotencyKey?: string }): Promise<SendResult>;
   sendTo(user: string, data: Json): Promise<DirectResult>;
+  /** WebRTC signaling to one session sharing `room`; resolves once handed to it. */
+  signal(room: string, to: string, kind: SignalKind, data?: Json): Promise<{}>;
+  /** This connection's session id, once connected. */
+  readonly sessionId: string | null;
   typing(room: string, active?: boolean): Promise<void>;
   setPresence(status: "online" | "away" | "busy", activity?: string): Promise<void>;
   mqttSubscribe(filter: string): Promise<MqttSubscribedFrame>;

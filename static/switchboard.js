@@ -182,6 +182,20 @@ export class Client {
     return this.request({ type: "direct:send", to: user, data });
   }
 
+  /** WebRTC signaling: sends `{kind, data}` to the one session `to` (an id
+   * from `members(room)[i].sessions`) that shares `room` with this one.
+   * `kind` is "offer", "answer", "ice" or "bye". Resolves `{}` once it was
+   * handed to that session; rejects `forbidden` / `not_found` when it is
+   * not in the room or gone. Received signals are `signal` events. */
+  signal(room, to, kind, data = null) {
+    return this.request({ type: "signal", to, room, kind, data });
+  }
+
+  /** This connection's session id (what others `signal`), once connected. */
+  get sessionId() {
+    return this.session?.session ?? null;
+  }
+
   /** Says whether the user is typing in `room`. `typing(room)` refreshes;
    * it stops by itself 4 s after the last call, or with `typing(room, false)`.
    * The server does not answer typing: resolves at once. */
@@ -681,6 +695,8 @@ export class Client {
       }
       case "room:member_joined":
       case "room:member_left":
+      case "room:session_joined":
+      case "room:session_left":
       case "presence:update":
         this.trackMember(f);
         break;
@@ -724,9 +740,14 @@ export class Client {
   trackMember(f) {
     const rs = this.rooms.get(f.room);
     if (!rs) return;
-    if (f.type === "room:member_joined") rs.members.set(f.user.user, f.user);
+    if (f.type === "room:member_joined") rs.members.set(f.user.user, { sessions: [], ...f.user });
     else if (f.type === "room:member_left") rs.members.delete(f.user.user);
-    else {
+    else if (f.type === "room:session_joined" || f.type === "room:session_left") {
+      const m = rs.members.get(f.user);
+      if (!m) return;
+      const others = (m.sessions || []).filter((s) => s !== f.session);
+      m.sessions = f.type === "room:session_joined" ? [...others, f.session].sort() : others;
+    } else {
       const m = rs.members.get(f.user);
       if (!m) return;
       m.status = f.status;
