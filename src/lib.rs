@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod docstore;
 pub mod document;
 pub mod error;

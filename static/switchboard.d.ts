@@ -76,15 +76,23 @@ export interface RoomJoinedFrame {
   id?: string;
 }
 export interface RoomLeftFrame { type: "room:left"; room: string; id?: string }
+export type Priority = "critical" | "high" | "normal" | "low";
 export interface MessageFrame {
   type: "message:receive";
   room: string;
+  /** Absent for a volatile message. */
   seq: number;
   from: Sender;
   data: Json;
   ts: number;
   id?: string;
+  /** Absent for `normal`. */
+  priority?: Priority;
+  /** Not numbered, not kept, dropped first under pressure. */
+  volatile?: true;
 }
+/** Frames this session's queue dropped under pressure, by class. */
+export interface DroppedFrame { type: "dropped"; counts: { low?: number; volatile?: number } }
 export interface AckFrame { type: "ack"; id: string; seq?: number; duplicate?: true; offline?: true }
 export interface DirectFrame { type: "direct:receive"; from: Sender; data: Json; ts: number; id?: string }
 export interface MemberJoinedFrame { type: "room:member_joined"; room: string; user: Member }
@@ -196,6 +204,7 @@ export interface ServerFrames {
   "room:session_joined": SessionJoinedFrame;
   "room:session_left": SessionLeftFrame;
   signal: SignalFrame;
+  dropped: DroppedFrame;
   "typing:update": TypingFrame;
   "presence:update": PresenceFrame;
   broadcast: BroadcastFrame;
@@ -289,6 +298,7 @@ export class SwitchboardError extends Error {
 }
 
 export interface SendResult { seq: number; duplicate?: true }
+export interface SendOptions { excludeSelf?: boolean; idempotencyKey?: string; priority?: Priority }
 export interface DirectResult {
   /** Handed to the user's open sessions. */
   delivered: boolean;
@@ -316,7 +326,9 @@ export class Client {
   ready(): Promise<ConnectedFrame>;
   joinRoom(room: string, options?: { history?: number }): Promise<RoomJoinedFrame>;
   leaveRoom(room: string): Promise<{ room: string }>;
-  send(room: string, data: Json, options?: { excludeSelf?: boolean; idempotencyKey?: string }): Promise<SendResult>;
+  send(room: string, data: Json, options?: SendOptions & { volatile?: false }): Promise<SendResult>;
+  /** A volatile message takes no seq (and no idempotency key): resolves `{}`. */
+  send(room: string, data: Json, options: Omit<SendOptions, "idempotencyKey"> & { volatile: true }): Promise<{}>;
   sendTo(user: string, data: Json): Promise<DirectResult>;
   /** WebRTC signaling to one session sharing `room`; resolves once handed to it. */
   signal(room: string, to: string, kind: SignalKind, data?: Json): Promise<{}>;

@@ -167,10 +167,12 @@ export class Client {
    * when `idempotencyKey` was already accepted) once the room accepted it
    * (even across a reconnect); rejects with a SwitchboardError.
    * `excludeSelf`: this connection does not receive its own message. */
-  send(room, data, { excludeSelf, idempotencyKey } = {}) {
+  send(room, data, { excludeSelf, idempotencyKey, priority, volatile } = {}) {
     const frame = { type: "message:send", room, data };
     if (excludeSelf) frame.exclude_self = true;
     if (idempotencyKey != null) frame.idempotency_key = idempotencyKey;
+    if (priority != null) frame.priority = priority;
+    if (volatile) frame.volatile = true;
     return this.request(frame);
   }
 
@@ -515,14 +517,22 @@ export class Client {
   }
 
   deliver(rs, m) {
-    if (m.id) this.confirm(m.id, { seq: m.seq });
+    if (m.id) this.confirm(m.id, m.seq == null ? {} : { seq: m.seq });
     // Live before our rejoin is answered (the personal room, which the server
     // joins by itself): the rejoin's replay or backfill brings it again, in
     // order, so showing it now would make the replay look like duplicates.
     if (rs.pendingSince != null) return;
     if (rs.backfill) return rs.backfill.buffer.push(m);
-    if (m.seq <= rs.lastSeq) return; // already shown
+    // Volatile: no seq, never replayed.
+    if (m.seq == null) return this.emit("message:receive", m);
+    if (m.seq <= rs.lastSeq || rs.ahead?.has(m.seq)) return; // already shown
+    if (m.priority === "critical" && m.seq > rs.lastSeq + 1) {
+      // It jumped the server's queue: shown now, counted once the ones before it came.
+      (rs.ahead ||= new Set()).add(m.seq);
+      return this.emit("message:receive", m);
+    }
     rs.lastSeq = m.seq;
+    while (rs.ahead?.delete(rs.lastSeq + 1)) rs.lastSeq++;
     if (rs.firstSeq == null || m.seq < rs.firstSeq) rs.firstSeq = m.seq;
     this.emit("message:receive", m);
     if (rs.replayUntil && m.seq >= rs.replayUntil) {

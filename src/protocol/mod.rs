@@ -107,6 +107,34 @@ pub struct PublishOptions {
     /// A publish with a key the room accepted within the window is answered
     /// with the first one's seq, not delivered again (`idempotency.rs`).
     pub key: Option<crate::idempotency::IdemKey>,
+    /// How outboxes treat it under pressure (`delivery.rs`).
+    pub priority: crate::delivery::Priority,
+    /// Not numbered, not kept, dropped first.
+    pub volatile: bool,
+}
+
+impl PublishOptions {
+    pub fn class(&self) -> crate::delivery::Class {
+        crate::delivery::Class::of(self.priority, self.volatile)
+    }
+
+    /// Reads `priority` and `volatile` into the options (`message:send`,
+    /// `POST /api/publish`).
+    pub fn with_class(
+        mut self,
+        priority: Option<&str>,
+        volatile: Option<bool>,
+    ) -> Result<PublishOptions, String> {
+        if let Some(p) = priority {
+            self.priority = crate::delivery::Priority::parse(p)
+                .ok_or("priority must be critical, high, normal or low")?;
+        }
+        self.volatile = volatile.unwrap_or(false);
+        if self.volatile && self.key.is_some() {
+            return Err("a volatile message takes no idempotency_key (it is not kept)".into());
+        }
+        Ok(self)
+    }
 }
 
 /// Default and largest page of `notification:list`.
@@ -184,6 +212,8 @@ struct Wire<'a> {
     exclude_self: Option<bool>,
     idempotency_key: Option<String>,
     kind: Option<String>,
+    priority: Option<String>,
+    volatile: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -229,7 +259,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 22] = [
+    let fields: [(&str, bool); 24] = [
         ("token", wire.token.is_some()),
         ("room", wire.room.is_some()),
         ("since", wire.since.is_some()),
@@ -252,12 +282,21 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("exclude_self", wire.exclude_self.is_some()),
         ("idempotency_key", wire.idempotency_key.is_some()),
         ("kind", wire.kind.is_some()),
+        ("priority", wire.priority.is_some()),
+        ("volatile", wire.volatile.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
         "room:join" => &["room", "since", "epoch"],
         "room:leave" | "typing:start" | "typing:stop" => &["room"],
-        "message:send" => &["room", "data", "exclude_self", "idempotency_key"],
+        "message:send" => &[
+            "room",
+            "data",
+            "exclude_self",
+            "idempotency_key",
+            "priority",
+            "volatile",
+        ],
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
@@ -337,15 +376,20 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
                 .idempotency_key
                 .as_deref()
                 .map(crate::idempotency::IdemKey::parse);
+            let opts = PublishOptions {
+                exclude_self: wire.exclude_self.unwrap_or(false),
+                key: key
+                    .transpose()
+                    .map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
+                ..Default::default()
+            };
+            let opts = opts
+                .with_class(wire.priority.as_deref(), wire.volatile)
+                .map_err(|m| err(ErrorCode::BadRequest, m, &id))?;
             ClientFrame::Send {
                 room: room(&wire)?,
                 data: data(&wire)?,
-                opts: PublishOptions {
-                    exclude_self: wire.exclude_self.unwrap_or(false),
-                    key: key
-                        .transpose()
-                        .map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
-                },
+                opts,
             }
         }
         "direct:send" => {

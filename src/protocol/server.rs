@@ -92,7 +92,27 @@ pub enum ServerFrame<'a> {
         ts: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
+        /// Absent for `normal`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<crate::delivery::Priority>,
     },
+    /// A volatile room message: no `seq`, not kept, dropped first.
+    #[serde(rename = "message:receive")]
+    VolatileMessage {
+        room: &'a RoomName,
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<crate::delivery::Priority>,
+        volatile: bool,
+    },
+    /// Frames this session's queue dropped under pressure since the last
+    /// `dropped`, by class (sent once the queue has drained).
+    #[serde(rename = "dropped")]
+    Dropped { counts: crate::delivery::Dropped },
     #[serde(rename = "ack")]
     Ack {
         id: &'a str,

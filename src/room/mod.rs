@@ -2,6 +2,7 @@
 //! fan-out. A message is encoded once here and the same bytes are queued to
 //! every member's outbox; the Hub is not on this path.
 
+use crate::delivery::Class;
 use crate::history::{History, Recovery};
 use crate::hub::{Hub, RoomIdle};
 use crate::ids::{RoomName, SessionAddr, SessionId, UserId};
@@ -187,14 +188,19 @@ impl Room {
 
     /// Queues `frame` to every member (but `except`). Returns how many got it
     /// and the sessions whose queue was full or closed.
-    fn deliver(&self, frame: &Bytes, except: Option<SessionId>) -> (usize, Vec<SessionId>) {
+    fn deliver(
+        &self,
+        frame: &Bytes,
+        except: Option<SessionId>,
+        class: Class,
+    ) -> (usize, Vec<SessionId>) {
         let mut failed = Vec::new();
         let mut sent = 0;
         for m in self.members.values() {
             if Some(m.session) == except {
                 continue;
             }
-            if m.outbox.push(frame.clone()) {
+            if m.outbox.push_as(frame.clone(), class) {
                 sent += 1;
             } else {
                 failed.push(m.session);
@@ -209,7 +215,12 @@ impl Room {
     /// queue, never by recursion: thousands of members dropping at once must
     /// not grow the stack. Returns how many got `frame`.
     fn broadcast(&mut self, frame: &Bytes, except: Option<SessionId>) -> usize {
-        let (sent, mut failed) = self.deliver(frame, except);
+        self.broadcast_as(frame, except, Class::Normal)
+    }
+
+    /// `broadcast` of a frame of a delivery class (`delivery.rs`).
+    fn broadcast_as(&mut self, frame: &Bytes, except: Option<SessionId>, class: Class) -> usize {
+        let (sent, mut failed) = self.deliver(frame, except, class);
         let mut announce = std::collections::VecDeque::new();
         let mut typing_dirty = false;
         loop {
@@ -225,7 +236,7 @@ impl Room {
                 None if std::mem::take(&mut typing_dirty) => self.typing_frame(),
                 None => break,
             };
-            failed = self.deliver(&next, None).1;
+            failed = self.deliver(&next, None, Class::Normal).1;
         }
         sent
     }

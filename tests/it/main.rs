@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod collab;
 mod crash;
+mod delivery;
 mod deps;
 mod fallback;
 mod fdlimit;

@@ -407,3 +407,24 @@ test("signal: one session of a member gets it, member lists track sessions", asy
   assert.equal(got.length, 1);
   await Promise.all([ann.close(), bob.close(), bob2.close()]);
 });
+
+test("send with priority and volatile: volatile messages have no seq and do not disturb the numbering", async () => {
+  const [ann, bob] = [server.client({ token: () => server.token("ann-cls") }), server.client({ token: () => server.token("bob-cls") })];
+  await Promise.all([ann.ready(), bob.ready()]);
+  await ann.joinRoom("cls");
+  await bob.joinRoom("cls");
+  const got = [];
+  bob.on("message:receive", (m) => m.room === "cls" && got.push(m));
+  assert.deepEqual(await ann.send("cls", { n: 1 }), { seq: 1 });
+  assert.deepEqual(await ann.send("cls", { n: 2 }, { volatile: true }), {});
+  assert.deepEqual(await ann.send("cls", { n: 3 }, { priority: "critical" }), { seq: 2 });
+  await ann.send("cls", { n: 4 }, { priority: "low" });
+  await until(() => got.length === 4, "bob got all four");
+  assert.deepEqual(got.map((m) => [m.data.n, m.seq ?? null, m.priority ?? null, m.volatile ?? null]), [
+    [1, 1, null, null],
+    [2, null, null, true],
+    [3, 2, "critical", null],
+    [4, 3, "low", null],
+  ]);
+  await Promise.all([ann.close(), bob.close()]);
+});

@@ -287,7 +287,7 @@ impl Room {
             return;
         }
         self.history.push(seq, frame.clone());
-        self.broadcast(&frame, except);
+        self.broadcast_as(&frame, except, crate::delivery::Class::of_frame(&frame));
         let r = self.replica();
         let done: Vec<u64> = r.acks.range(..=seq).map(|(s, _)| *s).collect();
         for s in done {
@@ -561,6 +561,13 @@ impl Handler<Feed> for Room {
             b'P' => self.on_status(&p, body),
             b'T' => self.on_typing(body, ctx),
             b'S' => self.on_session(&p, body),
+            b'V' => {
+                if let Some((excluded, frame)) = word(body) {
+                    let except = self.excluded(excluded);
+                    let class = crate::delivery::Class::Volatile;
+                    self.broadcast_as(&p.slice_ref(frame), except, class);
+                }
+            }
             _ => {}
         }
     }
