@@ -83,6 +83,9 @@ pub struct Config {
     pub guest_rate: RateSpec,
     /// `SWITCHBOARD_FRAME_RATE` / `SWITCHBOARD_FRAME_BURST`: any frame, per minute (flood guard).
     pub frame_rate: RateSpec,
+    /// `SWITCHBOARD_SIGNAL_RATE` / `SWITCHBOARD_SIGNAL_BURST` (default 600/min, burst 100):
+    /// `signal` frames per connection (a call's ICE candidates come in bursts).
+    pub signal_rate: RateSpec,
     /// `SWITCHBOARD_PING_INTERVAL_MS` (default 25000).
     pub ping_interval: Duration,
     /// `SWITCHBOARD_PONG_TIMEOUT_MS` (default 20000).
@@ -335,6 +338,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "SWITCHBOARD_PRESENCE_IDLE_MS", "SWITCHBOARD_PUBLIC_ROOMS", "SWITCHBOARD_RETENTION_COUNT",
     "SWITCHBOARD_RETENTION_MS", "SWITCHBOARD_RETENTION_RULES", "SWITCHBOARD_ROOMS_PER_SESSION",
     "SWITCHBOARD_ROOM_QUEUE", "SWITCHBOARD_SHUTDOWN_GRACE_MS",
+    "SWITCHBOARD_SIGNAL_BURST", "SWITCHBOARD_SIGNAL_RATE",
     "SWITCHBOARD_STATE_MAX_KEYS", "SWITCHBOARD_STATE_MAX_KEY_LEN",
     "SWITCHBOARD_STATE_MAX_VALUE_BYTES", "SWITCHBOARD_TCP_USER_TIMEOUT_MS",
     "SWITCHBOARD_TRUSTED_PROXIES", "SWITCHBOARD_TYPING_TTL_MS", "SWITCHBOARD_USER_BURST",
@@ -507,6 +511,7 @@ impl Config {
             user_rate: rate("SWITCHBOARD_USER", 1200, 50)?,
             guest_rate: rate("SWITCHBOARD_GUEST", 20, 10)?,
             frame_rate: rate("SWITCHBOARD_FRAME", 6000, 200)?,
+            signal_rate: rate("SWITCHBOARD_SIGNAL", 600, 100)?,
             ping_interval: millis("SWITCHBOARD_PING_INTERVAL_MS", 25_000)?,
             pong_timeout: millis("SWITCHBOARD_PONG_TIMEOUT_MS", 20_000)?,
             presence_idle: millis("SWITCHBOARD_PRESENCE_IDLE_MS", 300_000)?,

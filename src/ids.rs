@@ -129,6 +129,80 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// This node's id when nodes share state through Redis: session addresses
+/// then name it (`s<n>@<node>`), so they are unique cluster-wide.
+static NODE: std::sync::OnceLock<Box<str>> = std::sync::OnceLock::new();
+
+/// Names this node in session addresses (called once, when the cluster starts).
+pub fn set_node(node: &str) {
+    let _ = NODE.set(node.into());
+}
+
+/// Where a session can be reached: `s<n>` on one node, `s<n>@<node>` with
+/// several. What `connected.session` and member lists show, and what
+/// `signal.to` names.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SessionAddr {
+    pub session: SessionId,
+    /// `None`: this node (single-node addresses carry no node).
+    pub node: Option<Box<str>>,
+}
+
+impl SessionAddr {
+    /// A session of this node.
+    pub fn here(session: SessionId) -> SessionAddr {
+        SessionAddr {
+            session,
+            node: NODE.get().cloned(),
+        }
+    }
+
+    /// Reads `s<n>` or `s<n>@<node>` (a node id: 1-64 of `A-Za-z0-9_.-`).
+    pub fn parse(s: &str) -> Option<SessionAddr> {
+        let rest = s.strip_prefix('s')?;
+        let (n, node) = match rest.split_once('@') {
+            Some((n, node)) => (n, Some(node)),
+            None => (rest, None),
+        };
+        if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let ok_node = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        };
+        if node.is_some_and(|v| !ok_node(v)) {
+            return None;
+        }
+        Some(SessionAddr {
+            session: SessionId(n.parse().ok()?),
+            node: node.map(Into::into),
+        })
+    }
+
+    /// Whether it names a session of this node.
+    pub fn is_here(&self) -> bool {
+        self.node.as_deref() == NODE.get().map(|n| &**n)
+    }
+}
+
+impl fmt::Display for SessionAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.node {
+            Some(node) => write!(f, "s{}@{node}", self.session.0),
+            None => write!(f, "s{}", self.session.0),
+        }
+    }
+}
+
+impl serde::Serialize for SessionAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// `n` random bytes as lowercase hex (OS randomness).
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
@@ -157,6 +231,26 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_addresses_round_trip_and_refuse_junk() {
+        for ok in ["s1", "s42@node-a", "s7@a.b_c"] {
+            assert_eq!(SessionAddr::parse(ok).unwrap().to_string(), ok);
+        }
+        for bad in [
+            "",
+            "s",
+            "1",
+            "sx",
+            "s1@",
+            "s1@a b",
+            "s-1",
+            "s99999999999999999999",
+            "s1@é",
+        ] {
+            assert!(SessionAddr::parse(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn names_are_validated() {

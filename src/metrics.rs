@@ -20,6 +20,11 @@ pub struct Metrics {
     pub direct_messages: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// `signal` frames delivered.
+    pub signals: AtomicU64,
+    /// Frames dropped from outboxes under pressure: low priority, volatile.
+    pub dropped_low: AtomicU64,
+    pub dropped_volatile: AtomicU64,
     pub auth_failures: AtomicU64,
     /// Open documents (with a Document actor), and ops stored.
     pub documents: AtomicI64,
@@ -53,6 +58,9 @@ pub static METRICS: Metrics = Metrics {
     direct_messages: ZERO,
     deliveries: ZERO,
     slow_consumers: ZERO,
+    signals: ZERO,
+    dropped_low: ZERO,
+    dropped_volatile: ZERO,
     auth_failures: ZERO,
     documents: AtomicI64::new(0),
     doc_ops: ZERO,
@@ -72,6 +80,15 @@ pub static METRICS: Metrics = Metrics {
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
         self.errors[code.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A frame of `class` dropped from a session's queue.
+    pub fn dropped(&self, class: crate::delivery::Class) {
+        let n = match class {
+            crate::delivery::Class::Volatile => &self.dropped_volatile,
+            _ => &self.dropped_low,
+        };
+        n.fetch_add(1, Relaxed);
     }
 
     pub fn errors_of(&self, code: ErrorCode) -> u64 {
@@ -163,6 +180,12 @@ impl Metrics {
             self.slow_consumers.load(Relaxed).to_string(),
         );
         metric(
+            "switchboard_signals_total",
+            "counter",
+            "WebRTC signals delivered to their session.",
+            self.signals.load(Relaxed).to_string(),
+        );
+        metric(
             "switchboard_auth_failures_total",
             "counter",
             "Rejected tokens and auth frames.",
@@ -212,6 +235,18 @@ impl Metrics {
                 "switchboard_errors_total{{code=\"{}\"}} {}",
                 code.as_str(),
                 self.errors_of(code)
+            );
+        }
+
+        out.push_str("# HELP switchboard_dropped_frames_total Frames dropped from session queues under pressure, by class.\n# TYPE switchboard_dropped_frames_total counter\n");
+        for (class, n) in [
+            ("low", &self.dropped_low),
+            ("volatile", &self.dropped_volatile),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchboard_dropped_frames_total{{class=\"{class}\"}} {}",
+                n.load(Relaxed)
             );
         }
 

@@ -12,6 +12,7 @@
 //! reading.
 
 use crate::deflate::Outbound;
+use crate::delivery::{Class, Dropped};
 use crate::metrics::METRICS;
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -25,6 +26,8 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub enum Out {
     Text(Bytes),
+    /// A low-priority or volatile frame: dropped first (`delivery.rs`).
+    Droppable(Bytes, Class),
     /// Several frames that must stay together (a join's replay); one queue slot.
     Batch(Vec<Bytes>),
     /// A binary frame (Socket.IO attachments).
@@ -77,6 +80,56 @@ struct State {
     waker: Option<Waker>,
     /// The receiver is gone: pushes fail.
     closed: bool,
+    /// Critical frames at the front of `items`.
+    critical: usize,
+    /// `Out::Droppable` frames in `items`.
+    droppable: usize,
+    /// Frames dropped and not yet told to the client.
+    dropped: Dropped,
+}
+
+impl State {
+    /// Drops one queued droppable frame (volatile before low, oldest
+    /// first) to make room; `false` when there is none.
+    fn make_room(&mut self) -> bool {
+        if self.droppable == 0 {
+            return false;
+        }
+        let pick = |c: Class| {
+            let at = |o: &Out| matches!(o, Out::Droppable(_, k) if *k == c);
+            self.items.iter().position(at)
+        };
+        let Some(i) = pick(Class::Volatile).or_else(|| pick(Class::Low)) else {
+            return false;
+        };
+        if let Some(Out::Droppable(_, class)) = self.items.remove(i) {
+            self.droppable -= 1;
+            self.dropped.count(class);
+        }
+        true
+    }
+
+    /// Takes the front item, keeping the counts.
+    fn pop(&mut self) -> Option<Out> {
+        let item = self.items.pop_front()?;
+        if self.critical > 0 {
+            self.critical -= 1;
+        }
+        if matches!(item, Out::Droppable(..)) {
+            self.droppable -= 1;
+        }
+        Some(item)
+    }
+
+    /// Once the queue is down to a quarter of `capacity`, the client is
+    /// told what it missed (one `dropped` frame, behind what is queued).
+    fn tell_dropped(&mut self, capacity: usize) {
+        if self.dropped.any() && self.items.len() <= capacity / 4 {
+            let counts = std::mem::take(&mut self.dropped);
+            let frame = crate::protocol::encode(&crate::protocol::ServerFrame::Dropped { counts });
+            self.items.push_back(Out::Text(frame));
+        }
+    }
 }
 
 impl Inner {
@@ -94,12 +147,49 @@ impl Outbox {
         self.send(Out::Text(frame))
     }
 
+    /// Queues one frame of a delivery class (`delivery.rs`). `false` means
+    /// the session is gone or too slow (and is being evicted); a dropped
+    /// low or volatile frame is counted and answers `true`.
+    pub fn push_as(&self, frame: Bytes, class: Class) -> bool {
+        if class == Class::Normal {
+            return self.send(Out::Text(frame));
+        }
+        let mut st = self.inner.lock();
+        if st.closed {
+            return false;
+        }
+        let cap = self.inner.capacity;
+        if class.droppable() {
+            if st.items.len() >= cap / 2 {
+                st.dropped.count(class);
+                return true;
+            }
+            st.items.push_back(Out::Droppable(frame, class));
+            st.droppable += 1;
+        } else {
+            if st.items.len() >= cap && !st.make_room() {
+                drop(st);
+                self.inner.evict.do_send(Evict);
+                return false;
+            }
+            let at = st.critical;
+            st.items.insert(at, Out::Text(frame));
+            st.critical += 1;
+        }
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
     pub fn send(&self, item: Out) -> bool {
         let mut st = self.inner.lock();
         if st.closed {
             return false;
         }
-        if st.items.len() >= self.inner.capacity {
+        if st.items.len() >= self.inner.capacity && !st.make_room() {
             drop(st);
             self.inner.evict.do_send(Evict);
             return false;
@@ -126,7 +216,8 @@ pub struct Empty;
 impl Receiver {
     pub fn try_recv(&mut self) -> Result<Out, Empty> {
         let mut st = self.inner.lock();
-        let item = st.items.pop_front().ok_or(Empty)?;
+        let item = st.pop().ok_or(Empty)?;
+        st.tell_dropped(self.inner.capacity);
         if st.items.is_empty() {
             // Release a grown buffer once the queue is drained.
             st.items = VecDeque::new();
@@ -137,8 +228,9 @@ impl Receiver {
     /// The next item; never ends (the close signal ends a session's queue).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Out>> {
         let mut st = self.inner.lock();
-        match st.items.pop_front() {
+        match st.pop() {
             Some(item) => {
+                st.tell_dropped(self.inner.capacity);
                 if st.items.is_empty() {
                     st.items = VecDeque::new();
                 }
@@ -164,7 +256,11 @@ impl Receiver {
                 st.waker = Some(cx.waker().clone());
                 Poll::Pending
             } else {
-                Poll::Ready(std::mem::take(&mut st.items))
+                let items = std::mem::take(&mut st.items);
+                (st.critical, st.droppable) = (0, 0);
+                // Everything is taken: the pressure is off.
+                st.tell_dropped(self.inner.capacity);
+                Poll::Ready(items)
             }
         })
         .await
@@ -223,6 +319,9 @@ pub fn queue(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, 
             items: VecDeque::new(),
             waker: None,
             closed: false,
+            critical: 0,
+            droppable: 0,
+            dropped: Dropped::default(),
         }),
         capacity,
         evict,
@@ -340,7 +439,7 @@ fn put_text(buf: &mut BytesMut, msg: &Bytes, deflate: Option<&Outbound>) -> u64 
 /// Appends an item's frames; returns how many went compressed.
 fn put_out(buf: &mut BytesMut, item: Out, deflate: Option<&Outbound>) -> u64 {
     match item {
-        Out::Text(b) => put_text(buf, &b, deflate),
+        Out::Text(b) | Out::Droppable(b, _) => put_text(buf, &b, deflate),
         Out::Batch(v) => v.iter().map(|b| put_text(buf, b, deflate)).sum(),
         Out::Binary(b) => {
             put_frame(buf, 0x2, &b);
@@ -372,6 +471,44 @@ fn put_close(buf: &mut BytesMut, code: u16, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn low_and_volatile_go_first_critical_jumps_and_only_a_full_queue_of_the_rest_evicts() {
+        actix::System::new().block_on(async {
+            let sink = Sink.start().recipient::<Evict>();
+            let (outbox, _close, mut q) = queue(8, sink);
+            let f = |s: &'static str| Bytes::from_static(s.as_bytes());
+            assert!(outbox.push(f("n1")));
+            for _ in 0..5 {
+                assert!(outbox.push_as(f("v"), Class::Volatile));
+                assert!(outbox.push_as(f("l"), Class::Low));
+            }
+            // At half (4 queued) the other low and volatile ones were dropped.
+            assert!(outbox.push_as(f("c1"), Class::Critical));
+            assert!(outbox.push_as(f("c2"), Class::Critical));
+            assert!(outbox.push(f("n2")));
+            assert!(outbox.push(f("n3")));
+            // Full (8): a normal frame takes the place of the oldest queued volatile.
+            assert!(outbox.push(f("n4")));
+            let mut got = Vec::new();
+            while let Ok(Out::Text(b) | Out::Droppable(b, _)) = q.rx.try_recv() {
+                got.push(String::from_utf8(b.to_vec()).unwrap());
+            }
+            let last = got.pop().unwrap();
+            assert_eq!(got, ["c1", "c2", "n1", "l", "v", "n2", "n3", "n4"]);
+            assert_eq!(
+                last,
+                r#"{"type":"dropped","counts":{"low":4,"volatile":4}}"#
+            );
+            // Full of frames none of which may be dropped: eviction.
+            for _ in 0..8 {
+                assert!(outbox.push(f("n")));
+            }
+            assert!(!outbox.push_as(f("c"), Class::Critical));
+            assert!(!outbox.push(f("n")));
+            assert!(outbox.push_as(f("l"), Class::Low), "dropped, not evicted");
+        });
+    }
 
     #[test]
     fn frame_lengths() {

@@ -284,7 +284,7 @@ impl Relay {
 
     fn on_out(&mut self, item: Out, ctx: &mut Context<Self>) {
         match item {
-            Out::Text(b) => self.push(b, ctx),
+            Out::Text(b) | Out::Droppable(b, _) => self.push(b, ctx),
             Out::Batch(v) => v.into_iter().for_each(|b| self.push(b, ctx)),
             Out::Binary(_) | Out::Ping | Out::Pong(_) => {}
         }

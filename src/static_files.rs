@@ -26,6 +26,7 @@ pub const FILES: &[StaticFile] = &[
     file!("demo-doc.js", "text/javascript"),
     file!("demo-bell.js", "text/javascript"),
     file!("demo-state.js", "text/javascript"),
+    file!("demo-call.js", "text/javascript"),
     file!("switchboard.js", "text/javascript"),
     file!("switchboard-transports.js", "text/javascript"),
     file!("switchboard-connection.js", "text/javascript"),

@@ -5,6 +5,7 @@ import { connect } from "/switchboard.js";
 import { DocPane } from "/demo-doc.js";
 import { Bell } from "/demo-bell.js";
 import { TopicBar } from "/demo-state.js";
+import { Calls } from "/demo-call.js";
 
 const $ = (id) => document.getElementById(id);
 const SUGGESTED = ["general", "random", "lobby"];
@@ -22,6 +23,7 @@ const ERROR_TEXT = {
 let sb = null;
 let notes = null; // the shared-notes pane
 let topic = null; // the room topic bar (shared state)
+let calls = null; // video calls (demo-call.js)
 let current = null; // the room on screen
 const rooms = new Map(); // name → { messages: [], unread }
 
@@ -78,6 +80,7 @@ function start(auth) {
   notes = new DocPane(sb, { toast, color });
   topic = new TopicBar(sb, { toast });
   new Bell(sb, { toast, textOf });
+  calls = new Calls(sb, { toast });
   sb.on("state", showConnection);
   sb.on("connected", (f) => {
     $("me").textContent = `${f.name}${f.guest ? " (guest)" : ""}`;
@@ -348,6 +351,12 @@ function renderMembers() {
       who.append(el("span", { textContent: m.name + (m.user === me ? " (you)" : "") }));
       if (m.activity) who.append(el("span", { className: "activity", textContent: m.activity }));
       li.append(el("span", { className: `dot ${m.status}`, title: m.status }), who, el("span", { className: "status", textContent: m.status }));
+      if (m.user !== me && m.sessions?.length) {
+        const room = current;
+        const call = el("button", { type: "button", className: "call ghost", textContent: "Call", title: `Video call with ${m.name}` });
+        call.onclick = () => calls.call(room, m);
+        li.append(call);
+      }
       return li;
     }),
   );

@@ -16,6 +16,7 @@ export const SERVER_FRAME_TYPES = [
   "mqtt:subscribed", "mqtt:unsubscribed", "doc:snapshot", "doc:op", "doc:ack",
   "doc:cursor", "notification:new", "notification:count", "notification:page", "history:page",
   "direct:offline", "health:update", "message:flow", "message", "state:snapshot", "state:update",
+  "room:session_joined", "room:session_left", "signal", "dropped",
 ];
 
 function parse(text) {

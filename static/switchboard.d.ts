@@ -24,7 +24,13 @@ export interface Member {
   name: string;
   status: Status;
   activity?: string;
+  /** The user's sessions in the room (ids for `signal`); absent in
+   * `room:member_joined` / `room:member_left` frames. */
+  sessions?: string[];
 }
+
+/** What a `signal` carries (the server does not interpret it). */
+export type SignalKind = "offer" | "answer" | "ice" | "bye";
 
 export interface Notification {
   id: number;
@@ -71,19 +77,38 @@ export interface RoomJoinedFrame {
   id?: string;
 }
 export interface RoomLeftFrame { type: "room:left"; room: string; id?: string }
+export type Priority = "critical" | "high" | "normal" | "low";
 export interface MessageFrame {
   type: "message:receive";
   room: string;
+  /** Absent for a volatile message. */
   seq: number;
   from: Sender;
   data: Json;
   ts: number;
   id?: string;
+  /** Absent for `normal`. */
+  priority?: Priority;
+  /** Not numbered, not kept, dropped first under pressure. */
+  volatile?: true;
 }
+/** Frames this session's queue dropped under pressure, by class. */
+export interface DroppedFrame { type: "dropped"; counts: { low?: number; volatile?: number } }
 export interface AckFrame { type: "ack"; id: string; seq?: number; duplicate?: true; offline?: true; /** A state write: the key's new version. */ version?: number }
 export interface DirectFrame { type: "direct:receive"; from: Sender; data: Json; ts: number; id?: string }
 export interface MemberJoinedFrame { type: "room:member_joined"; room: string; user: Member }
 export interface MemberLeftFrame { type: "room:member_left"; room: string; user: Member }
+export interface SessionJoinedFrame { type: "room:session_joined"; room: string; user: string; session: string }
+export interface SessionLeftFrame { type: "room:session_left"; room: string; user: string; session: string }
+/** WebRTC signaling from `session` of `from`, a member of `room`. */
+export interface SignalFrame {
+  type: "signal";
+  room: string;
+  from: Sender;
+  session: string;
+  kind: SignalKind;
+  data: Json;
+}
 export interface TypingFrame { type: "typing:update"; room: string; users: Sender[] }
 export interface PresenceFrame {
   type: "presence:update";
@@ -213,6 +238,10 @@ export interface ServerFrames {
   "direct:receive": DirectFrame;
   "room:member_joined": MemberJoinedFrame;
   "room:member_left": MemberLeftFrame;
+  "room:session_joined": SessionJoinedFrame;
+  "room:session_left": SessionLeftFrame;
+  signal: SignalFrame;
+  dropped: DroppedFrame;
   "typing:update": TypingFrame;
   "presence:update": PresenceFrame;
   broadcast: BroadcastFrame;
@@ -312,6 +341,7 @@ export class SwitchboardError extends Error {
 }
 
 export interface SendResult { seq: number; duplicate?: true }
+export interface SendOptions { excludeSelf?: boolean; idempotencyKey?: string; priority?: Priority }
 export interface DirectResult {
   /** Handed to the user's open sessions. */
   delivered: boolean;
@@ -339,8 +369,14 @@ export class Client {
   ready(): Promise<ConnectedFrame>;
   joinRoom(room: string, options?: { history?: number }): Promise<RoomJoinedFrame>;
   leaveRoom(room: string): Promise<{ room: string }>;
-  send(room: string, data: Json, options?: { excludeSelf?: boolean; idempotencyKey?: string }): Promise<SendResult>;
+  send(room: string, data: Json, options?: SendOptions & { volatile?: false }): Promise<SendResult>;
+  /** A volatile message takes no seq (and no idempotency key): resolves `{}`. */
+  send(room: string, data: Json, options: Omit<SendOptions, "idempotencyKey"> & { volatile: true }): Promise<{}>;
   sendTo(user: string, data: Json): Promise<DirectResult>;
+  /** WebRTC signaling to one session sharing `room`; resolves once handed to it. */
+  signal(room: string, to: string, kind: SignalKind, data?: Json): Promise<{}>;
+  /** This connection's session id, once connected. */
+  readonly sessionId: string | null;
   typing(room: string, active?: boolean): Promise<void>;
   setPresence(status: "online" | "away" | "busy", activity?: string): Promise<void>;
   mqttSubscribe(filter: string): Promise<MqttSubscribedFrame>;

@@ -170,10 +170,12 @@ export class Client {
    * when `idempotencyKey` was already accepted) once the room accepted it
    * (even across a reconnect); rejects with a SwitchboardError.
    * `excludeSelf`: this connection does not receive its own message. */
-  send(room, data, { excludeSelf, idempotencyKey } = {}) {
+  send(room, data, { excludeSelf, idempotencyKey, priority, volatile } = {}) {
     const frame = { type: "message:send", room, data };
     if (excludeSelf) frame.exclude_self = true;
     if (idempotencyKey != null) frame.idempotency_key = idempotencyKey;
+    if (priority != null) frame.priority = priority;
+    if (volatile) frame.volatile = true;
     return this.request(frame);
   }
 
@@ -183,6 +185,20 @@ export class Client {
    * connection. */
   sendTo(user, data) {
     return this.request({ type: "direct:send", to: user, data });
+  }
+
+  /** WebRTC signaling: sends `{kind, data}` to the one session `to` (an id
+   * from `members(room)[i].sessions`) that shares `room` with this one.
+   * `kind` is "offer", "answer", "ice" or "bye". Resolves `{}` once it was
+   * handed to that session; rejects `forbidden` / `not_found` when it is
+   * not in the room or gone. Received signals are `signal` events. */
+  signal(room, to, kind, data = null) {
+    return this.request({ type: "signal", to, room, kind, data });
+  }
+
+  /** This connection's session id (what others `signal`), once connected. */
+  get sessionId() {
+    return this.session?.session ?? null;
   }
 
   /** Says whether the user is typing in `room`. `typing(room)` refreshes;
@@ -520,14 +536,22 @@ export class Client {
   }
 
   deliver(rs, m) {
-    if (m.id) this.confirm(m.id, { seq: m.seq });
+    if (m.id) this.confirm(m.id, m.seq == null ? {} : { seq: m.seq });
     // Live before our rejoin is answered (the personal room, which the server
     // joins by itself): the rejoin's replay or backfill brings it again, in
     // order, so showing it now would make the replay look like duplicates.
     if (rs.pendingSince != null) return;
     if (rs.backfill) return rs.backfill.buffer.push(m);
-    if (m.seq <= rs.lastSeq) return; // already shown
+    // Volatile: no seq, never replayed.
+    if (m.seq == null) return this.emit("message:receive", m);
+    if (m.seq <= rs.lastSeq || rs.ahead?.has(m.seq)) return; // already shown
+    if (m.priority === "critical" && m.seq > rs.lastSeq + 1) {
+      // It jumped the server's queue: shown now, counted once the ones before it came.
+      (rs.ahead ||= new Set()).add(m.seq);
+      return this.emit("message:receive", m);
+    }
     rs.lastSeq = m.seq;
+    while (rs.ahead?.delete(rs.lastSeq + 1)) rs.lastSeq++;
     if (rs.firstSeq == null || m.seq < rs.firstSeq) rs.firstSeq = m.seq;
     this.emit("message:receive", m);
     if (rs.replayUntil && m.seq >= rs.replayUntil) {
@@ -700,6 +724,8 @@ export class Client {
       }
       case "room:member_joined":
       case "room:member_left":
+      case "room:session_joined":
+      case "room:session_left":
       case "presence:update":
         this.trackMember(f);
         break;
@@ -751,9 +777,14 @@ export class Client {
   trackMember(f) {
     const rs = this.rooms.get(f.room);
     if (!rs) return;
-    if (f.type === "room:member_joined") rs.members.set(f.user.user, f.user);
+    if (f.type === "room:member_joined") rs.members.set(f.user.user, { sessions: [], ...f.user });
     else if (f.type === "room:member_left") rs.members.delete(f.user.user);
-    else {
+    else if (f.type === "room:session_joined" || f.type === "room:session_left") {
+      const m = rs.members.get(f.user);
+      if (!m) return;
+      const others = (m.sessions || []).filter((s) => s !== f.session);
+      m.sessions = f.type === "room:session_joined" ? [...others, f.session].sort() : others;
+    } else {
       const m = rs.members.get(f.user);
       if (!m) return;
       m.status = f.status;

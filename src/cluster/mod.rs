@@ -240,6 +240,7 @@ pub fn unavailable() -> HubError {
 pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
     let client =
         redis::Client::open(cfg.url.as_str()).map_err(|e| format!("SWITCHBOARD_REDIS_URL: {e}"))?;
+    crate::ids::set_node(&cfg.node);
     let arbiter = Arbiter::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (lane_tx, lane_rx) = mpsc::unbounded_channel();

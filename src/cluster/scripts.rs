@@ -69,9 +69,9 @@ if ARGV[7] == '1' then redis.call('SET', KEYS[4], s .. ' ' .. e, 'PX', ARGV[6]) 
 return {'ok', s, e}
 "#;
 
-/// KEYS meta, stream, members, state hash, state counter. ARGV run, new
-/// epoch, entries wanted. The shared state is read in the same call, so
-/// it is as of the same moment as the rest.
+/// KEYS meta, stream, members, state hash, state counter, sessions. ARGV
+/// run, new epoch, entries wanted. The shared state and the sessions are
+/// read in the same call, so they are as of the same moment as the rest.
 const LOAD: &str = r#"
 local e, run = meta(KEYS[1], KEYS[2])
 if not e then return {'stale', run} end
@@ -81,7 +81,8 @@ if tonumber(ARGV[3]) > 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
 end
 return {'ok', e, tonumber(h[1]), tonumber(h[2] or '0'), entries, redis.call('HGETALL', KEYS[3]),
-  tonumber(redis.call('GET', KEYS[5]) or '0'), redis.call('HVALS', KEYS[4])}
+  tonumber(redis.call('GET', KEYS[5]) or '0'), redis.call('HVALS', KEYS[4]),
+  redis.call('HGETALL', KEYS[6])}
 "#;
 
 /// KEYS meta, stream. ARGV run, first id (exclusive: `(N-1`), last id, count.
@@ -242,7 +243,40 @@ for _, f in ipairs(fields) do
   end
 end
 redis.call('DEL', idx)
+local tail = '@' .. ARGV[2]
+local done = {}
+for _, f in ipairs(fields) do
+  local tab = string.find(f, '\t', 1, true)
+  local r = tab and string.sub(f, 1, tab - 1)
+  if r and not done[r] then
+    done[r] = true
+    local ses = p .. ':{r:' .. r .. '}:ses'
+    local kv = redis.call('HGETALL', ses)
+    for k = 1, #kv, 2 do
+      local a, u = kv[k], kv[k + 1]
+      if string.sub(a, -#tail) == tail then
+        redis.call('HDEL', ses, a)
+        redis.call('PUBLISH', p .. ':{r:' .. r .. '}:c', 'E0 ' .. a .. ' ' .. u ..
+          ' {"type":"room:session_left","room":"' .. r .. '","user":"' .. u ..
+          '","session":"' .. a .. '"}')
+      end
+    end
+  end
+end
 return #fields + 1
+"#;
+
+/// KEYS sessions, channel. ARGV run, session address, user, '1' joined or
+/// '0' left, frame. Records the session in the room's sessions (or
+/// removes it) and says so on the room's channel.
+const SESSION: &str = r#"
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+elseif redis.call('HDEL', KEYS[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('PUBLISH', KEYS[2], 'E' .. ARGV[4] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[5])
+return 1
 "#;
 
 /// KEYS lease. ARGV run, node, ttl ms. Takes the lease when free, renews
@@ -465,9 +499,10 @@ pub enum Lua {
     NoteCount,
     StateWrite,
     StateExpire,
+    Session,
 }
 
-const ALL: [Lua; 23] = [
+const ALL: [Lua; 24] = [
     Lua::Publish,
     Lua::Load,
     Lua::Range,
@@ -491,6 +526,7 @@ const ALL: [Lua; 23] = [
     Lua::NoteCount,
     Lua::StateWrite,
     Lua::StateExpire,
+    Lua::Session,
 ];
 
 impl Lua {
@@ -519,6 +555,7 @@ impl Lua {
             Lua::NoteCount => NOTE_COUNT,
             Lua::StateWrite => super::state_scripts::STATE_WRITE,
             Lua::StateExpire => super::state_scripts::STATE_EXPIRE,
+            Lua::Session => SESSION,
         }
     }
 
@@ -652,6 +689,8 @@ pub struct Loaded {
     /// entries (`<version> <expires> <state:update frame>`).
     pub state_rev: u64,
     pub state: Vec<Bytes>,
+    /// Every session in the room, on any node, with its user.
+    pub sessions: Vec<(crate::ids::SessionAddr, crate::ids::UserId)>,
 }
 
 pub fn loaded(v: &Value) -> Option<Loaded> {
@@ -667,7 +706,15 @@ pub fn loaded(v: &Value) -> Option<Loaded> {
         .filter(|kv| kv.len() == 2 && bytes(&kv[0]).is_some_and(|k| k.starts_with(b"j:")))
         .filter_map(|kv| bytes(&kv[1]).map(Bytes::copy_from_slice))
         .collect();
+    let sessions = array(a.get(8)?)
+        .chunks(2)
+        .filter_map(|kv| {
+            let addr = crate::ids::SessionAddr::parse(text(kv.first()?)?)?;
+            Some((addr, crate::ids::UserId::parse(text(kv.get(1)?)?)?))
+        })
+        .collect();
     Some(Loaded {
+        sessions,
         epoch: text(a.get(1)?)?.to_string(),
         seq: u64::try_from(int(a.get(2)?)?).ok()?,
         version: u64::try_from(int(a.get(3)?)?).ok()?,

@@ -76,10 +76,13 @@ pub struct PublishBody {
     id: Option<String>,
     idempotency_key: Option<String>,
     exclude_self: Option<bool>,
+    priority: Option<String>,
+    volatile: Option<bool>,
 }
 
-/// `POST /api/publish {room, data, id?, idempotency_key?}` → `{room, seq}`
-/// (and `"duplicate": true` when the key named an earlier message).
+/// `POST /api/publish {room, data, id?, idempotency_key?, priority?, volatile?}`
+/// → `{room, seq}` (and `"duplicate": true` when the key named an earlier
+/// message), or `{room, volatile: true}`.
 pub async fn publish(
     req: HttpRequest,
     st: web::Data<AppState>,
@@ -103,6 +106,14 @@ pub async fn publish(
         .map(crate::idempotency::IdemKey::parse)
         .transpose()
         .map_err(|m| HubError::new(ErrorCode::BadRequest, m))?;
+    let opts = crate::protocol::PublishOptions {
+        key,
+        ..Default::default()
+    };
+    let opts = opts
+        .with_class(body.priority.as_deref(), body.volatile)
+        .map_err(|m| HubError::new(ErrorCode::BadRequest, m))?;
+    let volatile = opts.volatile;
     super::check_data(&body.data, &st)?;
     let msg = hub::ApiPublish {
         room: room.clone(),
@@ -112,13 +123,16 @@ pub async fn publish(
         },
         data: body.data,
         id: body.id,
-        key,
+        opts,
     };
     let done = st
         .hub
         .send(msg)
         .await
         .map_err(|_| HubError::new(ErrorCode::Internal, "hub unavailable"))??;
+    if volatile {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "room": room, "volatile": true })));
+    }
     let mut answer = serde_json::json!({ "room": room, "seq": done.seq });
     if done.duplicate {
         answer["duplicate"] = true.into();

@@ -11,7 +11,8 @@ pub struct ApiPublish {
     pub from: From,
     pub data: Box<RawValue>,
     pub id: Option<String>,
-    pub key: Option<crate::idempotency::IdemKey>,
+    /// `idempotency_key`, `priority`, `volatile` (no `exclude_self`).
+    pub opts: crate::protocol::PublishOptions,
 }
 
 impl Handler<ApiPublish> for Hub {
@@ -30,10 +31,7 @@ impl Handler<ApiPublish> for Hub {
             from: msg.from,
             data: msg.data,
             id: msg.id,
-            opts: crate::protocol::PublishOptions {
-                exclude_self: false,
-                key: msg.key,
-            },
+            opts: msg.opts,
             origin: Origin::Api,
             received: Instant::now(),
         });

@@ -23,6 +23,13 @@ impl Hub {
                 log::warn!("broadcast channel: {}", e.message);
             }
         }));
+        let chan = super::signal::signal_chan(c, c.node());
+        let (_, sub) = c.subscribe(chan, ctx.address().recipient());
+        ctx.wait(sub.into_actor(self).map(|r, _, _| {
+            if let Err(e) = r {
+                log::warn!("signal channel: {}", e.message);
+            }
+        }));
     }
 
     /// The first session of `user` here: subscribe to their channel, then
@@ -190,6 +197,9 @@ impl Handler<Feed> for Hub {
                 self.deliver_all(&f);
             }
             return;
+        }
+        if *msg.chan == super::signal::signal_chan(c, c.node()) {
+            return self.on_signal_feed(msg);
         }
         let user = msg
             .chan

@@ -98,6 +98,8 @@ pub enum ClientFrame {
         room: RoomName,
         page: crate::scrollback::PageRequest,
     },
+    /// WebRTC signaling to one session sharing `room` (`signal`).
+    Signal(crate::signal::Signal),
 }
 
 /// The options of a `message:send` (and, but for `exclude_self`, of
@@ -109,6 +111,34 @@ pub struct PublishOptions {
     /// A publish with a key the room accepted within the window is answered
     /// with the first one's seq, not delivered again (`idempotency.rs`).
     pub key: Option<crate::idempotency::IdemKey>,
+    /// How outboxes treat it under pressure (`delivery.rs`).
+    pub priority: crate::delivery::Priority,
+    /// Not numbered, not kept, dropped first.
+    pub volatile: bool,
+}
+
+impl PublishOptions {
+    pub fn class(&self) -> crate::delivery::Class {
+        crate::delivery::Class::of(self.priority, self.volatile)
+    }
+
+    /// Reads `priority` and `volatile` into the options (`message:send`,
+    /// `POST /api/publish`).
+    pub fn with_class(
+        mut self,
+        priority: Option<&str>,
+        volatile: Option<bool>,
+    ) -> Result<PublishOptions, String> {
+        if let Some(p) = priority {
+            self.priority = crate::delivery::Priority::parse(p)
+                .ok_or("priority must be critical, high, normal or low")?;
+        }
+        self.volatile = volatile.unwrap_or(false);
+        if self.volatile && self.key.is_some() {
+            return Err("a volatile message takes no idempotency_key (it is not kept)".into());
+        }
+        Ok(self)
+    }
 }
 
 /// Default and largest page of `notification:list`.
@@ -132,7 +162,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 22] = [
+pub const CLIENT_TYPES: [&str; 23] = [
     "auth",
     "room:join",
     "room:leave",
@@ -155,6 +185,7 @@ pub const CLIENT_TYPES: [&str; 22] = [
     "state:get",
     "state:set",
     "state:delete",
+    "signal",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -188,6 +219,9 @@ struct Wire<'a> {
     all: Option<bool>,
     exclude_self: Option<bool>,
     idempotency_key: Option<String>,
+    kind: Option<String>,
+    priority: Option<String>,
+    volatile: Option<bool>,
 }
 
 /// `data` may be any JSON, `null` included: a present field is always `Some`.
@@ -236,7 +270,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
     }
     let ty = wire.ty.as_ref();
-    let fields: [(&str, bool); 22] = [
+    let fields: [(&str, bool); 25] = [
         ("token", wire.token.is_some()),
         ("state", wire.state.is_some()),
         ("room", wire.room.is_some()),
@@ -259,12 +293,22 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("all", wire.all.is_some()),
         ("exclude_self", wire.exclude_self.is_some()),
         ("idempotency_key", wire.idempotency_key.is_some()),
+        ("kind", wire.kind.is_some()),
+        ("priority", wire.priority.is_some()),
+        ("volatile", wire.volatile.is_some()),
     ];
     let allowed: &[&str] = match ty {
         "auth" => &["token"],
         "room:join" => &["room", "since", "epoch", "state"],
         "room:leave" | "typing:start" | "typing:stop" => &["room"],
-        "message:send" => &["room", "data", "exclude_self", "idempotency_key"],
+        "message:send" => &[
+            "room",
+            "data",
+            "exclude_self",
+            "idempotency_key",
+            "priority",
+            "volatile",
+        ],
         "direct:send" => &["to", "data"],
         "presence:update" => &["status", "activity"],
         "ping" => &[],
@@ -273,6 +317,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "notification:list" => &["before", "limit", "unread"],
         "notification:read" => &["ids", "all"],
         "history:get" => &["room", "before", "limit"],
+        "signal" => &["to", "room", "kind", "data"],
         other => {
             return Err(err(
                 ErrorCode::UnknownType,
@@ -344,15 +389,20 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
                 .idempotency_key
                 .as_deref()
                 .map(crate::idempotency::IdemKey::parse);
+            let opts = PublishOptions {
+                exclude_self: wire.exclude_self.unwrap_or(false),
+                key: key
+                    .transpose()
+                    .map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
+                ..Default::default()
+            };
+            let opts = opts
+                .with_class(wire.priority.as_deref(), wire.volatile)
+                .map_err(|m| err(ErrorCode::BadRequest, m, &id))?;
             ClientFrame::Send {
                 room: room(&wire)?,
                 data: data(&wire)?,
-                opts: PublishOptions {
-                    exclude_self: wire.exclude_self.unwrap_or(false),
-                    key: key
-                        .transpose()
-                        .map_err(|m| err(ErrorCode::BadRequest, m, &id))?,
-                },
+                opts,
             }
         }
         "direct:send" => {
@@ -444,6 +494,16 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             room: room(&wire)?,
             page: crate::scrollback::PageRequest::new(wire.before, wire.limit),
         },
+        "signal" => {
+            let fields = crate::signal::SignalFields {
+                to: wire.to.as_deref(),
+                kind: wire.kind.as_deref(),
+                data: wire.data,
+            };
+            let room = room(&wire)?;
+            let signal = crate::signal::Signal::parse(room, &fields);
+            ClientFrame::Signal(signal.map_err(|(code, m)| err(code, m, &id))?)
+        }
         _ => ClientFrame::Ping,
     };
     Ok(Request { frame, id })

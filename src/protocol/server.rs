@@ -23,6 +23,10 @@ pub struct MemberInfo {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<std::sync::Arc<str>>,
+    /// The user's sessions in the room (`room:joined`, the presence API),
+    /// for `signal`; not carried by `room:member_joined`/`_left`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<crate::ids::SessionAddr>,
 }
 
 /// A notification as clients see it (`notification:new`, `notification:page`).
@@ -88,7 +92,27 @@ pub enum ServerFrame<'a> {
         ts: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
+        /// Absent for `normal`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<crate::delivery::Priority>,
     },
+    /// A volatile room message: no `seq`, not kept, dropped first.
+    #[serde(rename = "message:receive")]
+    VolatileMessage {
+        room: &'a RoomName,
+        from: &'a From,
+        data: &'a RawValue,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<crate::delivery::Priority>,
+        volatile: bool,
+    },
+    /// Frames this session's queue dropped under pressure since the last
+    /// `dropped`, by class (sent once the queue has drained).
+    #[serde(rename = "dropped")]
+    Dropped { counts: crate::delivery::Dropped },
     #[serde(rename = "ack")]
     Ack {
         id: &'a str,
@@ -170,6 +194,31 @@ pub enum ServerFrame<'a> {
         id: &'a str,
         seq: u64,
         duplicate: bool,
+    },
+    /// One more session of `user` in the room (after its `room:member_joined`
+    /// when it is the user's first).
+    #[serde(rename = "room:session_joined")]
+    SessionJoined {
+        room: &'a RoomName,
+        user: &'a UserId,
+        session: &'a crate::ids::SessionAddr,
+    },
+    /// A session of `user` left the room (before its `room:member_left`
+    /// when it was the user's last).
+    #[serde(rename = "room:session_left")]
+    SessionLeft {
+        room: &'a RoomName,
+        user: &'a UserId,
+        session: &'a crate::ids::SessionAddr,
+    },
+    /// WebRTC signaling from `session` (of `from`), a member of `room`.
+    #[serde(rename = "signal")]
+    Signal {
+        room: &'a RoomName,
+        from: &'a From,
+        session: &'a crate::ids::SessionAddr,
+        kind: crate::signal::Kind,
+        data: &'a RawValue,
     },
     /// The `ack` of a direct message stored for a user with no session.
     #[serde(rename = "ack")]

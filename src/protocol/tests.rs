@@ -239,11 +239,52 @@ fn encodes_raw_data_verbatim() {
         data: &data,
         ts: 1,
         id: Some("c1"),
+        priority: None,
     });
     assert_eq!(
         std::str::from_utf8(&b).unwrap(),
         r#"{"type":"message:receive","room":"general","seq":58,"from":{"user":"u1","name":"U"},"data":{"text":"hé \"q\""},"ts":1,"id":"c1"}"#
     );
+    // The class is the frame's last field, read back by a suffix compare
+    // (several nodes); an `id` or `data` that looks like one is not taken.
+    use crate::delivery::{Class, Priority};
+    assert_eq!(Class::of_frame(&b), Class::Normal);
+    for (p, want) in [
+        (Priority::Critical, Class::Critical),
+        (Priority::Low, Class::Low),
+        (Priority::High, Class::Normal),
+    ] {
+        let f = encode(&ServerFrame::Message {
+            room: &room,
+            seq: 1,
+            from: &from,
+            data: &data,
+            ts: 1,
+            id: Some(r#"x","priority":"low"}"#),
+            priority: Some(p),
+        });
+        assert_eq!(Class::of_frame(&f), want);
+    }
+    let tricky = encode(&ServerFrame::Message {
+        room: &room,
+        seq: 1,
+        from: &from,
+        data: &data,
+        ts: 1,
+        id: Some(r#","priority":"critical"}"#),
+        priority: None,
+    });
+    assert_eq!(Class::of_frame(&tricky), Class::Normal);
+    let v = encode(&ServerFrame::VolatileMessage {
+        room: &room,
+        from: &from,
+        data: &data,
+        ts: 1,
+        id: None,
+        priority: Some(Priority::Critical),
+        volatile: true,
+    });
+    assert_eq!(Class::of_frame(&v), Class::Volatile);
 }
 
 #[test]

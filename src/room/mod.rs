@@ -2,9 +2,10 @@
 //! fan-out. A message is encoded once here and the same bytes are queued to
 //! every member's outbox; the Hub is not on this path.
 
+use crate::delivery::Class;
 use crate::history::{History, Recovery};
 use crate::hub::{Hub, RoomIdle};
-use crate::ids::{RoomName, SessionId, UserId};
+use crate::ids::{RoomName, SessionAddr, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::{Out, Outbox};
 use crate::protocol::{encode, From, MemberInfo, ServerFrame, Status};
@@ -36,7 +37,8 @@ pub struct Member {
 /// What removing a session leaves to announce.
 struct Detached {
     member: Member,
-    left: Option<Bytes>,
+    /// `room:session_left`, then `room:member_left` when it was the user's last.
+    left: Vec<Bytes>,
     was_typing: bool,
 }
 
@@ -207,14 +209,19 @@ impl Room {
 
     /// Queues `frame` to every member (but `except`). Returns how many got it
     /// and the sessions whose queue was full or closed.
-    fn deliver(&self, frame: &Bytes, except: Option<SessionId>) -> (usize, Vec<SessionId>) {
+    fn deliver(
+        &self,
+        frame: &Bytes,
+        except: Option<SessionId>,
+        class: Class,
+    ) -> (usize, Vec<SessionId>) {
         let mut failed = Vec::new();
         let mut sent = 0;
         for m in self.members.values() {
             if Some(m.session) == except {
                 continue;
             }
-            if m.outbox.push(frame.clone()) {
+            if m.outbox.push_as(frame.clone(), class) {
                 sent += 1;
             } else {
                 failed.push(m.session);
@@ -229,7 +236,12 @@ impl Room {
     /// queue, never by recursion: thousands of members dropping at once must
     /// not grow the stack. Returns how many got `frame`.
     fn broadcast(&mut self, frame: &Bytes, except: Option<SessionId>) -> usize {
-        let (sent, mut failed) = self.deliver(frame, except);
+        self.broadcast_as(frame, except, Class::Normal)
+    }
+
+    /// `broadcast` of a frame of a delivery class (`delivery.rs`).
+    fn broadcast_as(&mut self, frame: &Bytes, except: Option<SessionId>, class: Class) -> usize {
+        let (sent, mut failed) = self.deliver(frame, except, class);
         let mut announce = std::collections::VecDeque::new();
         let mut typing_dirty = false;
         loop {
@@ -245,7 +257,7 @@ impl Room {
                 None if std::mem::take(&mut typing_dirty) => self.typing_frame(),
                 None => break,
             };
-            failed = self.deliver(&next, None).1;
+            failed = self.deliver(&next, None, Class::Normal).1;
         }
         sent
     }
@@ -256,7 +268,7 @@ impl Room {
         if d.was_typing {
             self.typing_changed();
         }
-        if let Some(f) = d.left {
+        for f in d.left {
             self.broadcast(&f, None);
         }
         Some(d.member)
@@ -271,7 +283,7 @@ impl Room {
             self.replica_leave(&member);
             return Some(Detached {
                 member,
-                left: None,
+                left: Vec::new(),
                 was_typing: false,
             });
         }
@@ -283,7 +295,13 @@ impl Room {
             Some(_) => self.users.remove(&member.user),
             None => None,
         };
-        let (mut left, mut was_typing) = (None, false);
+        let addr = crate::ids::SessionAddr::here(member.session);
+        let mut left = vec![encode(&ServerFrame::SessionLeft {
+            room: &self.name,
+            user: &member.user,
+            session: &addr,
+        })];
+        let mut was_typing = false;
         if let Some(slot) = gone {
             was_typing = self.typing.remove(&member.user).is_some();
             let info = MemberInfo {
@@ -291,8 +309,9 @@ impl Room {
                 name: slot.name,
                 status: slot.status,
                 activity: slot.activity,
+                sessions: Vec::new(),
             };
-            left = Some(encode(&ServerFrame::MemberLeft {
+            left.push(encode(&ServerFrame::MemberLeft {
                 room: &self.name,
                 user: &info,
             }));
@@ -305,6 +324,19 @@ impl Room {
     }
 
     fn members_info(&self) -> Vec<MemberInfo> {
+        // Sessions here, and (several nodes) those the room's channel told of.
+        let mut sessions: HashMap<&UserId, Vec<SessionAddr>> = HashMap::new();
+        for m in self.members.values() {
+            let a = SessionAddr::here(m.session);
+            sessions.entry(&m.user).or_default().push(a);
+        }
+        if let Some(r) = &self.cluster {
+            r.sessions()
+                .filter(|(a, _)| !a.is_here())
+                .for_each(|(a, u)| {
+                    sessions.entry(u).or_default().push(a.clone());
+                });
+        }
         let mut v: Vec<MemberInfo> = self
             .users
             .iter()
@@ -313,6 +345,10 @@ impl Room {
                 name: s.name.clone(),
                 status: s.status,
                 activity: s.activity.clone(),
+                sessions: sessions.remove(u).map_or_else(Vec::new, |mut v| {
+                    v.sort();
+                    v
+                }),
             })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
@@ -415,6 +451,7 @@ impl Handler<Join> for Room {
                 name: m.name.clone(),
                 status: Status::Online,
                 activity: None,
+                sessions: Vec::new(),
             };
             let frame = encode(&ServerFrame::MemberJoined {
                 room: &self.name,
@@ -425,6 +462,14 @@ impl Handler<Join> for Room {
             if let Some(slot) = self.users.get_mut(&m.user) {
                 slot.sessions += 1;
             }
+        }
+        if self.cluster.is_none() && !rejoin {
+            let frame = encode(&ServerFrame::SessionJoined {
+                room: &self.name,
+                user: &m.user,
+                session: &SessionAddr::here(m.session),
+            });
+            self.broadcast(&frame, Some(m.session));
         }
         let (recovered, replay) = match msg.since {
             None => (None, Vec::new()),

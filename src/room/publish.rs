@@ -291,6 +291,9 @@ impl Room {
             Origin::Api => self.hub_ops += 1,
         }
         let ts = now_ms();
+        if msg.opts.volatile {
+            return self.publish_volatile(msg, ts);
+        }
         if let Some(first) = msg
             .opts
             .key
@@ -307,6 +310,7 @@ impl Room {
             data: &msg.data,
             ts,
             id: msg.id.as_deref(),
+            priority: msg.opts.priority.shown(),
         });
         // A slot in the writer's queue is taken before the fan-out, so a
         // message refused because storage is busy is never seen by anyone.
@@ -323,7 +327,7 @@ impl Room {
             Origin::Session { session, .. } if msg.opts.exclude_self => Some(*session),
             _ => None,
         };
-        self.broadcast(&frame, except);
+        self.broadcast_as(&frame, except, msg.opts.class());
         METRICS.delivery_latency(msg.received.elapsed());
         // Only now the writer: the fan-out never waits for it, not even to wake it.
         let written = self.persist(seq, ts, &frame, &msg);
@@ -343,6 +347,37 @@ impl Room {
             Some(rx) => Published::AfterWrite(accepted, rx),
             None => Published::Now(Ok(accepted)),
         }
+    }
+
+    /// A volatile message: delivered to the members now, dropped first by
+    /// their queues, given no seq, kept nowhere (a rejoin with `since`
+    /// cannot bring it back). The sender's `ack` has no `seq`.
+    fn publish_volatile(&mut self, msg: Publish, ts: u64) -> Published {
+        let frame = encode(&ServerFrame::VolatileMessage {
+            room: &self.name,
+            from: &msg.from,
+            data: &msg.data,
+            ts,
+            id: msg.id.as_deref(),
+            priority: msg.opts.priority.shown(),
+            volatile: true,
+        });
+        let except = match &msg.origin {
+            Origin::Session { session, .. } if msg.opts.exclude_self => Some(*session),
+            _ => None,
+        };
+        self.broadcast_as(&frame, except, msg.opts.class());
+        match (&msg.origin, &msg.id) {
+            (Origin::Session { outbox, .. }, Some(id)) => {
+                outbox.push(encode(&ServerFrame::Ack { id, seq: None }));
+            }
+            (Origin::Api, _) => self.report_if_idle(),
+            _ => {}
+        }
+        Published::Now(Ok(Accepted {
+            seq: 0,
+            duplicate: false,
+        }))
     }
 
     /// Refuses a publish because the writer's queue is full: nobody saw it.

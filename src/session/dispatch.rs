@@ -93,6 +93,7 @@ impl Session {
             }
             ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
             ClientFrame::State(req) => self.state(req, id, now),
+            ClientFrame::Signal(signal) => self.signal(signal, id, now),
         }
     }
 

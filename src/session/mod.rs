@@ -34,6 +34,7 @@ mod scrollback;
 mod server;
 
 pub use server::{ServerJoin, ServerLeave};
+mod signal;
 mod state;
 
 /// The Hub's answer to a join or open, or why there is none.
@@ -119,6 +120,8 @@ pub struct Session {
     rooms: HashMap<RoomName, Addr<Room>>,
     messages: TokenBucket,
     frames: TokenBucket,
+    /// `signal` frames (`session/signal.rs`).
+    signals: TokenBucket,
     awaiting_pong: Option<Instant>,
     last_activity_report: Instant,
     exp_timer: Option<SpawnHandle>,
@@ -163,6 +166,7 @@ impl Session {
             rooms: HashMap::new(),
             messages,
             frames,
+            signals: TokenBucket::new(cfg.signal_rate, now),
             awaiting_pong: None,
             last_activity_report: now,
             exp_timer: None,
@@ -226,7 +230,7 @@ impl Session {
         };
         // Greet first, so nothing routed by the Hub can arrive before `connected`.
         self.push(encode(&ServerFrame::Connected {
-            session: self.id.to_string(),
+            session: crate::ids::SessionAddr::here(self.id).to_string(),
             user: &ident.user,
             name: &ident.name,
             guest: ident.guest,

@@ -617,3 +617,19 @@ pub async fn raw_upgrade_with(addr: &str, path: &str, extra: &str) -> (TcpStream
     }
     (sock, String::from_utf8_lossy(&head).to_string())
 }
+
+/// A member list with each member's `sessions` taken out (asserted to be a
+/// non-empty list of session ids), for comparing the rest exactly.
+pub fn without_sessions(members: &Value) -> Value {
+    let mut v = members.clone();
+    for m in v.as_array_mut().expect("a member list") {
+        let s = m.as_object_mut().expect("a member").remove("sessions");
+        let ok = s.as_ref().and_then(Value::as_array).is_some_and(|a| {
+            !a.is_empty()
+                && a.iter()
+                    .all(|x| x.as_str().is_some_and(|x| x.starts_with('s')))
+        });
+        assert!(ok, "a member lists their sessions: {s:?}");
+    }
+    v
+}

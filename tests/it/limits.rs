@@ -542,6 +542,7 @@ async fn hostile_frames_never_kill_the_connection() {
     h.join("h").await;
     o.join("h").await;
     h.recv_type("room:member_joined").await;
+    h.recv_type("room:session_joined").await;
 
     let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
     let hostile: Vec<(String, &[&str])> = vec![

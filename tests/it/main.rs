@@ -10,6 +10,7 @@ mod cluster;
 mod collab;
 mod crash;
 mod deflate;
+mod delivery;
 mod deps;
 mod fallback;
 mod fdlimit;
@@ -30,6 +31,7 @@ mod rooms;
 mod scrollback;
 mod server_api;
 mod shutdown;
+mod signal;
 mod socketio;
 mod state;
 

@@ -388,7 +388,7 @@ async fn presence_api_lists_members_and_follows_access_rules() {
     let (st, body) = s.get_json("/api/rooms/general/presence", None).await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(
-        body,
+        json!({"room": body["room"], "members": without_sessions(&body["members"])}),
         json!({"room": "general", "members": [
             {"user": "alice", "name": "alice name", "status": "online"},
             {"user": "bob", "name": "bob name", "status": "busy"},
@@ -647,7 +647,7 @@ async fn presence_updates_name_their_room_and_are_not_duplicated() {
         .cloned()
         .unwrap();
     assert_eq!(
-        bob,
+        without_sessions(&json!([bob]))[0],
         json!({"user": "bob", "name": "bob name", "status": "busy", "activity": "call"})
     );
 }

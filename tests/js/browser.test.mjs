@@ -5,38 +5,25 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { Server, ROOT, WAIT } from "./helpers.mjs";
+import { launch } from "./chromium.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const OUT = path.join(ROOT, "test-output");
-const FLAGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 const NO_WEBSOCKET = "Object.defineProperty(window, 'WebSocket', { value: undefined });";
 const NO_EVENTSOURCE = "Object.defineProperty(window, 'EventSource', { value: undefined });";
 
-let server, browser, profile;
+let server, chromium, browser;
 before(async () => {
   mkdirSync(OUT, { recursive: true });
   server = await Server.start();
-  profile = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: FLAGS,
-    viewport: { width: 1200, height: 760 },
-  });
-  browser.setDefaultTimeout(WAIT);
+  chromium = await launch();
+  browser = chromium.browser;
 });
 after(async () => {
-  await browser?.close();
+  await chromium?.close();
   await server?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 /** A page of the demo, signed in as a guest named `name`. */

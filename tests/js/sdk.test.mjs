@@ -380,3 +380,51 @@ test("loadEarlier pages back from the oldest message the client has, on each tra
     c.close();
   }
 });
+
+test("signal: one session of a member gets it, member lists track sessions", async () => {
+  const tok = (sub) => server.token(sub);
+  const [ann, bob, bob2] = [
+    server.client({ token: () => tok("ann-sig") }),
+    server.client({ token: () => tok("bob-sig") }),
+    server.client({ token: () => tok("bob-sig") }),
+  ];
+  await Promise.all([ann.ready(), bob.ready(), bob2.ready()]);
+  await ann.joinRoom("sig");
+  await bob.joinRoom("sig");
+  await until(() => ann.members("sig").find((m) => m.sessions?.includes(bob.sessionId)), "bob's session listed at ann");
+  const got = [];
+  bob.on("signal", (f) => got.push(f));
+  bob2.on("signal", (f) => got.push({ wrong: f }));
+  assert.deepEqual(await ann.signal("sig", bob.sessionId, "offer", { sdp: "v=0" }), {});
+  await until(() => got.length === 1, "bob got the offer");
+  assert.equal(got[0].session, ann.sessionId);
+  assert.deepEqual([got[0].kind, got[0].data], ["offer", { sdp: "v=0" }]);
+  // bob2 is not in the room: refused, and nothing reaches it.
+  const refused = await ann.signal("sig", bob2.sessionId, "ice", {}).catch((e) => e.code);
+  assert.equal(refused, "forbidden");
+  await bob.leaveRoom("sig");
+  await until(() => !ann.members("sig").some((m) => m.sessions?.includes(bob.sessionId)), "bob's session gone at ann");
+  assert.equal(got.length, 1);
+  await Promise.all([ann.close(), bob.close(), bob2.close()]);
+});
+
+test("send with priority and volatile: volatile messages have no seq and do not disturb the numbering", async () => {
+  const [ann, bob] = [server.client({ token: () => server.token("ann-cls") }), server.client({ token: () => server.token("bob-cls") })];
+  await Promise.all([ann.ready(), bob.ready()]);
+  await ann.joinRoom("cls");
+  await bob.joinRoom("cls");
+  const got = [];
+  bob.on("message:receive", (m) => m.room === "cls" && got.push(m));
+  assert.deepEqual(await ann.send("cls", { n: 1 }), { seq: 1 });
+  assert.deepEqual(await ann.send("cls", { n: 2 }, { volatile: true }), {});
+  assert.deepEqual(await ann.send("cls", { n: 3 }, { priority: "critical" }), { seq: 2 });
+  await ann.send("cls", { n: 4 }, { priority: "low" });
+  await until(() => got.length === 4, "bob got all four");
+  assert.deepEqual(got.map((m) => [m.data.n, m.seq ?? null, m.priority ?? null, m.volatile ?? null]), [
+    [1, 1, null, null],
+    [2, null, null, true],
+    [3, 2, "critical", null],
+    [4, 3, "low", null],
+  ]);
+  await Promise.all([ann.close(), bob.close()]);
+});

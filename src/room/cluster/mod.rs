@@ -11,8 +11,11 @@
 //!   (`v` numbers member-list changes; the join's session is excluded);
 //! - `P<v> <frame>`: a presence change; `T<node> <user> <0|1>`: typing;
 //! - `S<state:update frame>`: a change of the shared state (`state.rs`).
+//! - `E<1|0> <session> <user> <frame>`: a session joined / left (`sessions.rs`);
+//! - `V<excluded> <frame>`: a volatile message (no seq, not stored).
 
 mod publish;
+mod sessions;
 mod state;
 
 use super::{Member, Room, UserSlot};
@@ -62,9 +65,16 @@ pub struct Replica {
     local: HashMap<UserId, u32>,
     /// Shared state (`state.rs`).
     state: state::StateReplica,
+    /// Every session in the room, on any node (`sessions.rs`).
+    sessions: BTreeMap<crate::ids::SessionAddr, UserId>,
 }
 
 impl Replica {
+    /// Every session in the room, with its user.
+    pub fn sessions(&self) -> impl Iterator<Item = (&crate::ids::SessionAddr, &UserId)> {
+        self.sessions.iter()
+    }
+
     pub fn new(c: Cluster, room: &crate::ids::RoomName, keep: u64) -> Replica {
         Replica {
             keep,
@@ -81,6 +91,7 @@ impl Replica {
             answers: BTreeMap::new(),
             local: HashMap::new(),
             state: Default::default(),
+            sessions: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +113,7 @@ fn info_of(json: &[u8]) -> Option<MemberInfo> {
         name: w.name.into(),
         status: w.status,
         activity: w.activity.map(Into::into),
+        sessions: Vec::new(),
     })
 }
 
@@ -146,6 +158,7 @@ impl Room {
             name: s.name.clone(),
             status: s.status,
             activity: s.activity.clone(),
+            sessions: Vec::new(),
         });
         info.and_then(|i| serde_json::to_vec(&i).ok())
             .unwrap_or_default()
@@ -212,6 +225,7 @@ impl Room {
     fn apply_load(&mut self, mut l: scripts::Loaded, announce: bool, ctx: &mut Context<Self>) {
         let state = (l.state_rev, std::mem::take(&mut l.state));
         self.state_loaded(state.0, &state.1, announce, ctx);
+        self.apply_sessions(std::mem::take(&mut l.sessions));
         let limits = self.history.limits();
         if !announce {
             self.history = History::restore(limits, &l.epoch, l.seq, l.entries);
@@ -282,7 +296,7 @@ impl Room {
             return;
         }
         self.history.push(seq, frame.clone());
-        self.broadcast(&frame, except);
+        self.broadcast_as(&frame, except, crate::delivery::Class::of_frame(&frame));
         let r = self.replica();
         let done: Vec<u64> = r.acks.range(..=seq).map(|(s, _)| *s).collect();
         for s in done {
@@ -417,7 +431,7 @@ impl Room {
         let n = r.local.entry(m.user.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
-            return;
+            return self.session_event(m, true);
         }
         self.users
             .entry(m.user.clone())
@@ -428,11 +442,13 @@ impl Room {
                 sessions: 1,
             });
         self.register(&m.user, Some(m.session));
+        self.session_event(m, true);
     }
 
     /// A session left here: the user leaves the room when it was their last
     /// session on this node (and anywhere, for the announcement).
     pub(super) fn replica_leave(&mut self, m: &Member) {
+        self.session_event(m, false);
         let r = self.replica();
         let Some(n) = r.local.get_mut(&m.user) else {
             return;
@@ -507,6 +523,7 @@ fn load(
             c.room_key(room, "mem"),
             c.room_key(room, "st"),
             c.room_key(room, "sv"),
+            c.room_key(room, "ses"),
         ],
         vec![random_hex(8).into_bytes(), entries.to_string().into_bytes()],
     );
@@ -527,7 +544,15 @@ pub fn read_history(
     let fut = load(c, room, limits.entries);
     async move {
         let l = fut.await.ok()?;
-        let members = l.members.iter().filter_map(|j| info_of(j)).collect();
+        let mut members: Vec<MemberInfo> = l.members.iter().filter_map(|j| info_of(j)).collect();
+        for m in &mut members {
+            m.sessions = l
+                .sessions
+                .iter()
+                .filter(|(_, u)| *u == m.user)
+                .map(|(a, _)| a.clone())
+                .collect();
+        }
         Some((
             History::restore(limits, &l.epoch, l.seq, l.entries),
             members,
@@ -552,6 +577,14 @@ impl Handler<Feed> for Room {
             b'P' => self.on_status(&p, body),
             b'T' => self.on_typing(body, ctx),
             b'S' => self.on_state(body, ctx),
+            b'E' => self.on_session(&p, body),
+            b'V' => {
+                if let Some((excluded, frame)) = word(body) {
+                    let except = self.excluded(excluded);
+                    let class = crate::delivery::Class::Volatile;
+                    self.broadcast_as(&p.slice_ref(frame), except, class);
+                }
+            }
             _ => {}
         }
     }

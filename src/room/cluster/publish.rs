@@ -70,6 +70,9 @@ impl Room {
                 None
             }
         };
+        if msg.opts.volatile {
+            return self.replica_volatile(msg, outbox);
+        }
         let frame = encode(&ServerFrame::Message {
             room: &self.name,
             seq: u64::MAX,
@@ -77,6 +80,7 @@ impl Room {
             data: &msg.data,
             ts: now_ms(),
             id: msg.id.as_deref(),
+            priority: msg.opts.priority.shown(),
         });
         let excluded = match &msg.origin {
             Origin::Session { session, .. } if msg.opts.exclude_self => {
@@ -169,6 +173,51 @@ impl Room {
     }
 
     /// Runs the publish script for `frame` (with the placeholder seq).
+    /// A volatile message goes straight to the room's channel
+    /// (`V<excluded> <frame>`): no seq, not in the stream.
+    fn replica_volatile(
+        &mut self,
+        msg: Publish,
+        outbox: Option<crate::outbox::Outbox>,
+    ) -> ResponseFuture<Result<Accepted, HubError>> {
+        let frame = encode(&ServerFrame::VolatileMessage {
+            room: &self.name,
+            from: &msg.from,
+            data: &msg.data,
+            ts: now_ms(),
+            id: msg.id.as_deref(),
+            priority: msg.opts.priority.shown(),
+            volatile: true,
+        });
+        let r = self.replica();
+        let excluded = match &msg.origin {
+            Origin::Session { session, .. } if msg.opts.exclude_self => {
+                format!("{}/{}", r.c.node(), session.0)
+            }
+            _ => "-".to_string(),
+        };
+        let mut payload = format!("V{excluded} ").into_bytes();
+        payload.extend_from_slice(&frame);
+        let fut =
+            r.c.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
+        let id = msg.id;
+        Box::pin(async move {
+            if let Err(e) = fut.await {
+                if let Some(outbox) = &outbox {
+                    outbox.push(error_frame(e.code, &e.message, id.as_deref(), Some(500)));
+                }
+                return Err(e);
+            }
+            if let (Some(outbox), Some(id)) = (outbox, &id) {
+                outbox.push(encode(&ServerFrame::Ack { id, seq: None }));
+            }
+            Ok(Accepted {
+                seq: 0,
+                duplicate: false,
+            })
+        })
+    }
+
     fn publish_frame(
         &self,
         frame: &[u8],

@@ -8,5 +8,6 @@ mod members;
 mod messages;
 mod mqtt;
 pub mod redis;
+mod signal;
 mod soak;
 mod state;
