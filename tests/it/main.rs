@@ -32,7 +32,6 @@ mod scrollback;
 mod server_api;
 mod shutdown;
 mod signal;
-mod socketio;
 mod state;
 
 mod broker;
