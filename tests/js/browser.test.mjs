@@ -449,6 +449,8 @@ test("Chromium negotiates permessage-deflate and exchanges compressed messages",
   assert.ok((await counter("switchboard_ws_inflated_total")) >= before.inflated + 3);
   assert.ok((await counter("switchboard_ws_deflated_total")) >= before.deflated + 2);
   await page.close();
+});
+
 test("two pages share the room's topic: edits reach both, a concurrent edit is a visible conflict, +1 clicks all count", async () => {
   const ann = await guestPage("Ann topic");
   const bob = await guestPage("Bob topic");
