@@ -14,9 +14,11 @@
 //! connection, re-established and re-subscribed after a drop, after which
 //! every subscriber is told to check its position).
 
+mod doc_scripts;
 mod feed;
 mod lane;
 mod node;
+mod note_scripts;
 pub mod scripts;
 mod state_scripts;
 

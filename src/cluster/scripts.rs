@@ -327,153 +327,6 @@ for _, it in ipairs(e) do redis.call('PUBLISH', KEYS[2], it[2][2]) end
 return {#e, d}
 "#;
 
-/// A user's notifications (src/notifications.rs). Keys share the user's
-/// hash tag: `nm` (hash: `c` the last id), `nx` (stream, id `<id>-1`,
-/// fields `f` sender json, `d` data json, `t` ts), `nu` (set of unread ids),
-/// and the user's channel, where the frames go to every node holding a
-/// session of theirs, in the order the script ran.
-///
-/// KEYS nm, nx, nu, channel. ARGV run, sender, data, ts, most kept.
-/// Answers {id, unread}.
-const NOTE_ADD: &str = r#"
-local id = redis.call('HINCRBY', KEYS[1], 'c', 1)
-redis.call('XADD', KEYS[2], id .. '-1', 'f', ARGV[2], 'd', ARGV[3], 't', ARGV[4])
-redis.call('SADD', KEYS[3], id)
-local extra = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[5])
-if extra > 0 then
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', extra)) do
-    redis.call('SREM', KEYS[3], string.match(e[1], '^%d+'))
-    redis.call('XDEL', KEYS[2], e[1])
-  end
-end
-local n = redis.call('SCARD', KEYS[3])
-redis.call('PUBLISH', KEYS[4], '{"type":"notification:new","notification":{"id":' .. id ..
-  ',"from":' .. ARGV[2] .. ',"data":' .. ARGV[3] .. ',"ts":' .. ARGV[4] .. ',"read":false}}')
-redis.call('PUBLISH', KEYS[4], '{"type":"notification:count","unread":' .. n .. '}')
-return {id, n}
-"#;
-
-/// KEYS nu, channel. ARGV run, `<node> <session>`. Sends the unread count,
-/// when not zero, to that one session (`S<node> <session> <frame>`, in
-/// order with the user's other frames). Answers the count.
-const NOTE_COUNT: &str = r#"
-local n = redis.call('SCARD', KEYS[1])
-if n > 0 then
-  redis.call('PUBLISH', KEYS[2], 'S' .. ARGV[2] .. ' {"type":"notification:count","unread":' .. n .. '}')
-end
-return n
-"#;
-
-/// KEYS nx, nu. ARGV run, before (0: the newest), limit, unread only ('1').
-/// Answers {{id, sender, data, ts, unread}…, more, unread count}, newest first.
-const NOTE_LIST: &str = r#"
-local hi = '+'
-if ARGV[2] ~= '0' then hi = '(' .. ARGV[2] .. '-0' end
-local limit, only = tonumber(ARGV[3]), ARGV[4] == '1'
-local out, more = {}, 0
-while more == 0 do
-  local batch = redis.call('XREVRANGE', KEYS[1], hi, '-', 'COUNT', 128)
-  if #batch == 0 then break end
-  for _, e in ipairs(batch) do
-    local id = string.match(e[1], '^%d+')
-    local unread = redis.call('SISMEMBER', KEYS[2], id)
-    if not only or unread == 1 then
-      if #out == limit then more = 1 break end
-      local f = e[2]
-      out[#out + 1] = {tonumber(id), f[2], f[4], f[6], unread}
-    end
-  end
-  hi = '(' .. batch[#batch][1]
-end
-return {out, more, redis.call('SCARD', KEYS[2])}
-"#;
-
-/// KEYS nu, channel. ARGV run, all ('1'), then ids. Marks them read and
-/// sends the unread count to the user's sessions. Answers {changed, unread}.
-const NOTE_READ: &str = r#"
-local changed = 0
-if ARGV[2] == '1' then
-  changed = redis.call('SCARD', KEYS[1])
-  redis.call('DEL', KEYS[1])
-else
-  for i = 3, #ARGV do changed = changed + redis.call('SREM', KEYS[1], ARGV[i]) end
-end
-local n = redis.call('SCARD', KEYS[1])
-redis.call('PUBLISH', KEYS[2], '{"type":"notification:count","unread":' .. n .. '}')
-return {changed, n}
-"#;
-
-/// A document (src/document/cluster.rs). Keys: `h` (hash: `r` head rev,
-/// `sr`/`st` snapshot rev and text), `x` (stream of ops, id `<rev>-1`,
-/// field `j`: the op's json), `cl`/`cz` (per client id its last `seq rev`,
-/// and the same ids by rev to bound them), `c` (channel).
-///
-/// KEYS h, x. ARGV run, ops kept before the snapshot.
-/// Answers {'ok', head, snapshot rev, snapshot text, entries from the
-/// oldest kept op}.
-const DOC_LOAD: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'r', 'sr', 'st')
-local sr = tonumber(h[2] or '0')
-local from = sr - tonumber(ARGV[2]) + 1
-if from < 1 then from = 1 end
-return {'ok', tonumber(h[1] or '0'), sr, h[3] or '',
-  redis.call('XRANGE', KEYS[2], from .. '-0', '+')}
-"#;
-
-/// KEYS h, x. ARGV run, first rev wanted, count. Answers {'ok', head, entries}.
-const DOC_RANGE: &str = r#"
-local r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
-return {'ok', r, redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])}
-"#;
-
-/// KEYS h, x, cl, cz, c. ARGV run, the head the ops follow, client ids
-/// kept, then per op: client id, seq, json. Appends them only if the head
-/// is still the expected one ({'conflict', head} otherwise) and none was
-/// stored before ({'dup', index, seq, rev}: that client's last op), and
-/// publishes each (`O<json>`). Answers {'ok', head}.
-const DOC_APPEND: &str = r#"
-local head = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
-if head ~= tonumber(ARGV[2]) then return {'conflict', head} end
-local n = (#ARGV - 3) / 3
-for i = 0, n - 1 do
-  local old = redis.call('HGET', KEYS[3], ARGV[4 + 3 * i])
-  if old then
-    local sp = string.find(old, ' ', 1, true)
-    local s = tonumber(string.sub(old, 1, sp - 1))
-    if s >= tonumber(ARGV[5 + 3 * i]) then
-      return {'dup', i, s, tonumber(string.sub(old, sp + 1))}
-    end
-  end
-end
-for i = 0, n - 1 do
-  local cid, j = ARGV[4 + 3 * i], ARGV[6 + 3 * i]
-  head = head + 1
-  redis.call('XADD', KEYS[2], head .. '-1', 'j', j)
-  redis.call('HSET', KEYS[3], cid, ARGV[5 + 3 * i] .. ' ' .. head)
-  redis.call('ZADD', KEYS[4], head, cid)
-  redis.call('PUBLISH', KEYS[5], 'O' .. j)
-end
-redis.call('HSET', KEYS[1], 'r', head)
-local extra = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[3])
-if extra > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[4], extra)
-  for k = 1, #old, 2 do redis.call('HDEL', KEYS[3], old[k]) end
-end
-return {'ok', head}
-"#;
-
-/// KEYS h, x. ARGV run, rev, text, ops kept before it. Stores a snapshot
-/// newer than the stored one and trims the stream to the ops after it
-/// and the kept ones. Answers 1 if stored.
-const DOC_SNAPSHOT: &str = r#"
-local rev = tonumber(ARGV[2])
-if rev <= tonumber(redis.call('HGET', KEYS[1], 'sr') or '0') then return 0 end
-redis.call('HSET', KEYS[1], 'sr', rev, 'st', ARGV[3])
-local min = rev - tonumber(ARGV[4]) + 1
-if min > 1 then redis.call('XTRIM', KEYS[2], 'MINID', min .. '-0') end
-return 1
-"#;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lua {
     Publish,
@@ -545,14 +398,14 @@ impl Lua {
             Lua::Claim => CLAIM,
             Lua::Lease => LEASE,
             Lua::Release => RELEASE,
-            Lua::DocLoad => DOC_LOAD,
-            Lua::DocRange => DOC_RANGE,
-            Lua::DocAppend => DOC_APPEND,
-            Lua::DocSnapshot => DOC_SNAPSHOT,
-            Lua::NoteAdd => NOTE_ADD,
-            Lua::NoteList => NOTE_LIST,
-            Lua::NoteRead => NOTE_READ,
-            Lua::NoteCount => NOTE_COUNT,
+            Lua::DocLoad => super::doc_scripts::DOC_LOAD,
+            Lua::DocRange => super::doc_scripts::DOC_RANGE,
+            Lua::DocAppend => super::doc_scripts::DOC_APPEND,
+            Lua::DocSnapshot => super::doc_scripts::DOC_SNAPSHOT,
+            Lua::NoteAdd => super::note_scripts::NOTE_ADD,
+            Lua::NoteList => super::note_scripts::NOTE_LIST,
+            Lua::NoteRead => super::note_scripts::NOTE_READ,
+            Lua::NoteCount => super::note_scripts::NOTE_COUNT,
             Lua::StateWrite => super::state_scripts::STATE_WRITE,
             Lua::StateExpire => super::state_scripts::STATE_EXPIRE,
             Lua::Session => SESSION,
