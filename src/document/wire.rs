@@ -79,33 +79,12 @@ fn valid_cid(s: &str) -> bool {
 /// Parses `text` if it is a `doc:*` frame; `None` leaves it to the general
 /// parser. Frames that cannot be documents cost one byte scan.
 pub fn parse(text: &[u8]) -> Option<Result<Request, FrameError>> {
-    if !text.windows(5).any(|w| w == b"\"doc:") {
-        return None;
-    }
-    let wire = match serde_json::from_slice::<Wire>(text) {
-        Ok(w) if w.ty.starts_with("doc:") => w,
-        Ok(_) => return None,
-        Err(e) => {
-            let ty = crate::protocol::frame_type(text)?;
-            if !ty.starts_with("doc:") {
-                return None;
-            }
-            let id = probe_id(text);
-            return Some(Err(err(ErrorCode::BadRequest, e.to_string(), &id)));
-        }
-    };
-    Some(build(wire))
+    Some(crate::protocol::parse_family::<Wire>(text, "doc:")?.and_then(build))
 }
 
-fn probe_id(text: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(text).ok()?.id {
-        Some(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s),
-        _ => None,
+impl crate::protocol::Typed for Wire<'_> {
+    fn frame_type(&self) -> &str {
+        &self.ty
     }
 }
 

@@ -648,7 +648,9 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
     }
 }
 
+mod family;
 mod server;
+pub use family::{parse_family, Typed};
 pub use server::*;
 
 #[cfg(test)]

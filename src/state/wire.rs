@@ -53,38 +53,18 @@ fn err(code: ErrorCode, message: impl Into<String>, id: &Option<String>) -> Fram
     }
 }
 
-const KEY_RULE: &str = "keys are 1-1024 characters from A-Z a-z 0-9 _ - . : @";
+const KEY_RULE: &str =
+    "keys are 1 to SWITCHBOARD_STATE_MAX_KEY_LEN (default 128) characters from A-Z a-z 0-9 _ - . : @";
 
 /// Parses `text` if it is a `state:*` frame; `None` leaves it to the
 /// general parser. Frames that cannot be state frames cost one byte scan.
 pub fn parse(text: &[u8]) -> Option<Result<Request, FrameError>> {
-    if !text.windows(7).any(|w| w == b"\"state:") {
-        return None;
-    }
-    let wire = match serde_json::from_slice::<Wire>(text) {
-        Ok(w) if w.ty.starts_with("state:") => w,
-        Ok(_) => return None,
-        Err(e) => {
-            let ty = crate::protocol::frame_type(text)?;
-            if !ty.starts_with("state:") {
-                return None;
-            }
-            let id = probe_id(text);
-            return Some(Err(err(ErrorCode::BadRequest, e.to_string(), &id)));
-        }
-    };
-    Some(build(wire))
+    Some(crate::protocol::parse_family::<Wire>(text, "state:")?.and_then(build))
 }
 
-fn probe_id(text: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(text).ok()?.id {
-        Some(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s),
-        _ => None,
+impl crate::protocol::Typed for Wire<'_> {
+    fn frame_type(&self) -> &str {
+        &self.ty
     }
 }
 
