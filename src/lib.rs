@@ -36,6 +36,7 @@ pub mod monitor;
 pub mod mqtt;
 pub mod notifications;
 pub mod ot;
+pub mod outbound;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
