@@ -39,6 +39,7 @@ pub mod ot;
 pub mod outbound;
 pub mod outbox;
 pub mod presence;
+pub mod procstat;
 pub mod protocol;
 pub mod ratelimit;
 pub mod relay;

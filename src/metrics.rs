@@ -11,8 +11,14 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// The transports sessions are counted by (`Transport::name`).
+pub const TRANSPORTS: [&str; 3] = ["websocket", "sse", "polling"];
+
 pub struct Metrics {
     pub connections: AtomicI64,
+    /// Open sessions and sessions opened, by transport ([`TRANSPORTS`]).
+    sessions: [AtomicI64; TRANSPORTS.len()],
+    sessions_total: [AtomicU64; TRANSPORTS.len()],
     pub connections_total: AtomicU64,
     pub rooms: AtomicI64,
     pub frames_in: AtomicU64,
@@ -49,8 +55,13 @@ pub struct Metrics {
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
 
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_I: AtomicI64 = AtomicI64::new(0);
+
 pub static METRICS: Metrics = Metrics {
     connections: AtomicI64::new(0),
+    sessions: [ZERO_I; TRANSPORTS.len()],
+    sessions_total: [ZERO; TRANSPORTS.len()],
     connections_total: ZERO,
     rooms: AtomicI64::new(0),
     frames_in: ZERO,
@@ -76,6 +87,28 @@ pub static METRICS: Metrics = Metrics {
     latency_count: ZERO,
     latency_sum_us: ZERO,
 };
+
+/// Counts a session in `switchboard_sessions{transport}` for as long as
+/// it lives (held by the session actor).
+pub struct SessionCount(usize);
+
+impl SessionCount {
+    pub fn new(transport: &str) -> SessionCount {
+        let i = TRANSPORTS
+            .iter()
+            .position(|t| *t == transport)
+            .expect("a transport listed in metrics::TRANSPORTS");
+        METRICS.sessions[i].fetch_add(1, Relaxed);
+        METRICS.sessions_total[i].fetch_add(1, Relaxed);
+        SessionCount(i)
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        METRICS.sessions[self.0].fetch_sub(1, Relaxed);
+    }
+}
 
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
@@ -228,6 +261,22 @@ impl Metrics {
             metric(name, "counter", help, v.load(Relaxed).to_string());
         }
 
+        out.push_str("# HELP switchboard_sessions Open sessions (authenticated, guest or awaiting auth), by transport.\n# TYPE switchboard_sessions gauge\n");
+        for (t, n) in TRANSPORTS.iter().zip(&self.sessions) {
+            let _ = writeln!(
+                out,
+                "switchboard_sessions{{transport=\"{t}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP switchboard_sessions_total Sessions opened since start, by transport.\n# TYPE switchboard_sessions_total counter\n");
+        for (t, n) in TRANSPORTS.iter().zip(&self.sessions_total) {
+            let _ = writeln!(
+                out,
+                "switchboard_sessions_total{{transport=\"{t}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
         out.push_str("# HELP switchboard_errors_total Error frames and responses sent, by code.\n# TYPE switchboard_errors_total counter\n");
         for code in ErrorCode::ALL {
             let _ = writeln!(

@@ -104,6 +104,8 @@ pub struct Session {
     id: SessionId,
     client: Client,
     transport: Transport,
+    /// `switchboard_sessions{transport}` while the session lives.
+    _counted: crate::metrics::SessionCount,
     /// `None` until the connection authenticates or becomes a guest.
     ident: Option<Identity>,
     from: Option<From>,
@@ -153,6 +155,7 @@ impl Session {
         Session {
             id: SessionId::next(),
             client: admitted.client,
+            _counted: crate::metrics::SessionCount::new(transport.name()),
             transport,
             ident: admitted.ident,
             from: None,

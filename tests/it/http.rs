@@ -757,3 +757,58 @@ fn a_port_in_use_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// `/metrics` counts sessions by transport while they live, and reports the
+/// process's own figures and the build (docs/PROTOCOL.md, HTTP endpoints).
+#[tokio::test]
+async fn sessions_are_counted_by_transport_with_process_figures() {
+    use crate::fallback::{Poller, Sse};
+    let s = Server::start();
+    let ws = s.user("metered").await;
+    let _sse = Sse::connect(&s, "/sse?name=sse-guest").await;
+    let _poll = Poller::open(&s, "name=poll-guest").await;
+    let by = |t: &str| format!("switchboard_sessions{{transport=\"{t}\"}}");
+    let m = metrics_until(&s, |m| {
+        ["websocket", "sse", "polling"]
+            .iter()
+            .all(|t| sample(m, &by(t)) == 1.0)
+    })
+    .await;
+    for t in ["websocket", "sse", "polling"] {
+        assert_eq!(sample(&m, &by(t)), 1.0, "{t}");
+        let total = format!("switchboard_sessions_total{{transport=\"{t}\"}}");
+        assert_eq!(sample(&m, &total), 1.0, "{t}");
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let build = format!("switchboard_build_info{{version=\"{version}\"}}");
+    assert_eq!(sample(&m, &build), 1.0);
+    assert!(sample(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(
+        sample(&m, "process_virtual_memory_bytes") >= sample(&m, "process_resident_memory_bytes")
+    );
+    let fds = sample(&m, "process_open_fds");
+    assert!(
+        fds >= 6.0,
+        "listener, three client sockets, database: {fds}"
+    );
+    assert!(sample(&m, "process_max_fds") >= fds);
+    assert!(sample(&m, "process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = sample(&m, "process_start_time_seconds");
+    assert!(
+        started <= now + 2.0 && started > now - 300.0,
+        "start {started}, now {now}"
+    );
+
+    ws.close().await;
+    let m = metrics_until(&s, |m| sample(m, &by("websocket")) == 0.0).await;
+    assert_eq!(
+        sample(&m, &by("websocket")),
+        0.0,
+        "a closed session is uncounted"
+    );
+    assert_eq!(sample(&m, &by("sse")), 1.0);
+}

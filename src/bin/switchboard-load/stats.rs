@@ -40,36 +40,13 @@ pub struct ProcSample {
     pub rss_kib: u64,
 }
 
-/// Reads /proc/<pid>/stat (utime + stime) and /proc/<pid>/status (VmRSS).
+/// The server's CPU time and resident memory (src/procstat.rs).
 pub fn proc_sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let hz = clock_ticks();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let s = switchboard::procstat::sample(Some(pid))?;
     Some(ProcSample {
-        cpu: Duration::from_secs_f64(ticks as f64 / hz as f64),
-        rss_kib,
+        cpu: s.cpu,
+        rss_kib: s.rss_kib,
     })
-}
-
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 {
-        v as u64
-    } else {
-        100
-    }
 }
 
 /// Raises the open-file limit to the hard maximum; returns the new soft limit.
