@@ -32,6 +32,7 @@ const COVERED: &[&str] = &[
     "/api/publish",
     "/api/broadcast",
     "/api/notify",
+    "/api/openapi.json",
 ];
 
 /// Does CORS apply to this (canonical) path at all?

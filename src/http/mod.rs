@@ -43,6 +43,44 @@ pub fn check_data(
     }
 }
 
+/// Declares the REST routes once: registers them ([`rest`]) and lists them
+/// in [`REST_ROUTES`], which `docs/openapi.json` (served at
+/// `/api/openapi.json`) must match path for path and method for method (a
+/// test checks both ways). The transports (`/ws`, `/sse`, `/poll`) are the
+/// realtime protocol, documented in docs/PROTOCOL.md instead.
+macro_rules! rest_routes {
+    ($($method:ident $path:literal => $handler:expr;)*) => {
+        /// Every REST route: method (lower case) and path template.
+        pub const REST_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn rest(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+rest_routes! {
+    get "/healthz" => ops::healthz;
+    get "/metrics" => ops::metrics;
+    get "/api/openapi.json" => ops::openapi;
+    post "/api/publish" => api::publish;
+    post "/api/broadcast" => api::broadcast;
+    post "/api/notify" => notify::notify;
+    post "/api/users/{user}/disconnect" => users::disconnect;
+    get "/api/users/{user}/presence" => users::presence;
+    put "/api/users/{user}/rooms/{room}" => users::subscribe;
+    delete "/api/users/{user}/rooms/{room}" => users::unsubscribe;
+    get "/api/rooms" => api::rooms;
+    get "/api/rooms/{room}/history" => api::history;
+    get "/api/rooms/{room}/presence" => api::presence;
+    get "/api/rooms/{room}/state" => state::list;
+    get "/api/rooms/{room}/state/{key}" => state::get;
+    put "/api/rooms/{room}/state/{key}" => state::put;
+    delete "/api/rooms/{room}/state/{key}" => state::delete;
+    get "/api/dev/token" => api::dev_token;
+    get "/api/events" => monitor::events;
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -85,36 +123,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/send", web::post().to(poll::send))
             .route("/close", web::post().to(poll::close)),
     )
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/api/publish", web::post().to(api::publish))
-    .route("/api/broadcast", web::post().to(api::broadcast))
-    .route("/api/notify", web::post().to(notify::notify))
-    .route(
-        "/api/users/{user}/disconnect",
-        web::post().to(users::disconnect),
-    )
-    .route("/api/users/{user}/presence", web::get().to(users::presence))
-    .route(
-        "/api/users/{user}/rooms/{room}",
-        web::put().to(users::subscribe),
-    )
-    .route(
-        "/api/users/{user}/rooms/{room}",
-        web::delete().to(users::unsubscribe),
-    )
-    .route("/api/rooms", web::get().to(api::rooms))
-    .route("/api/rooms/{room}/history", web::get().to(api::history))
-    .route("/api/rooms/{room}/presence", web::get().to(api::presence))
-    .route("/api/rooms/{room}/state", web::get().to(state::list))
-    .route("/api/rooms/{room}/state/{key}", web::get().to(state::get))
-    .route("/api/rooms/{room}/state/{key}", web::put().to(state::put))
-    .route(
-        "/api/rooms/{room}/state/{key}",
-        web::delete().to(state::delete),
-    )
-    .route("/api/dev/token", web::get().to(api::dev_token))
-    .route("/api/events", web::get().to(monitor::events))
+    .configure(rest)
     .default_service(web::to(ops::static_file));
 }
 

@@ -50,6 +50,7 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let mut body = METRICS.render();
     crate::monitor::render_metrics(&st.shared, &mut body);
+    crate::procstat::render(&mut body);
     if let Some(c) = &st.shared.cluster {
         use std::fmt::Write;
         let _ = write!(
@@ -102,5 +103,56 @@ pub async fn static_file(req: HttpRequest) -> HttpResponse {
 impl From<crate::error::HubError> for HttpResponse {
     fn from(e: crate::error::HubError) -> HttpResponse {
         actix_web::ResponseError::error_response(&e)
+    }
+}
+
+/// The REST API's OpenAPI 3 document (docs/openapi.json, compiled in).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// docs/openapi.json lists exactly the routes the server registers
+    /// (`http::REST_ROUTES`), each operation once, with the crate's version.
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.0.3");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let mut documented = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                documented.insert((method.clone(), path.clone()));
+                let id = op["operationId"].as_str().expect("operationId");
+                assert!(ids.insert(id.to_string()), "operationId {id} twice");
+                assert!(
+                    op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                    "{method} {path}: no responses"
+                );
+            }
+        }
+        let routes: BTreeSet<(String, String)> = super::super::REST_ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        let missing: Vec<_> = routes.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routes).collect();
+        assert!(
+            missing.is_empty(),
+            "routes not in docs/openapi.json: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "documented routes that do not exist: {extra:?}"
+        );
     }
 }

@@ -21,6 +21,7 @@ mod logs;
 mod nginx;
 mod notify;
 mod offline;
+mod openapi;
 mod pages;
 mod paths;
 mod presence;
