@@ -44,7 +44,7 @@ pub fn check_data(
 }
 
 /// Declares the REST routes once: registers them ([`rest`]) and lists them
-/// in [`REST_ROUTES`], which `docs/openapi.json` (served at
+/// in [`REST_ROUTES`], which `src/http/openapi.json` (served at
 /// `/api/openapi.json`) must match path for path and method for method (a
 /// test checks both ways). The transports (`/ws`, `/sse`, `/poll`) are the
 /// realtime protocol, documented in docs/PROTOCOL.md instead.

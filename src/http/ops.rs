@@ -106,8 +106,8 @@ impl From<crate::error::HubError> for HttpResponse {
     }
 }
 
-/// The REST API's OpenAPI 3 document (docs/openapi.json, compiled in).
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+/// The REST API's OpenAPI 3 document (src/http/openapi.json, compiled in).
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// `GET /api/openapi.json`.
 pub async fn openapi() -> HttpResponse {
@@ -120,7 +120,7 @@ pub async fn openapi() -> HttpResponse {
 mod tests {
     use std::collections::BTreeSet;
 
-    /// docs/openapi.json lists exactly the routes the server registers
+    /// src/http/openapi.json lists exactly the routes the server registers
     /// (`http::REST_ROUTES`), each operation once, with the crate's version.
     #[test]
     fn the_openapi_document_matches_the_routes() {
@@ -148,7 +148,7 @@ mod tests {
         let extra: Vec<_> = documented.difference(&routes).collect();
         assert!(
             missing.is_empty(),
-            "routes not in docs/openapi.json: {missing:?}"
+            "routes not in src/http/openapi.json: {missing:?}"
         );
         assert!(
             extra.is_empty(),

@@ -131,3 +131,69 @@ fn the_scan_finds_commands_in_each_form() {
         ["cargo", "node"]
     );
 }
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The container build (deploy/Dockerfile) copies only some of the tree
+/// into its context; every file the server's code includes at compile time
+/// (`include_str!`/`include_bytes!` with a literal path, outside test
+/// modules) must be among them, or the image does not build.
+#[test]
+fn the_container_build_has_every_file_the_compiler_reads() {
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(copied.contains(&"src"), "{copied:?}");
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Test modules are not built in the image.
+        let built = text.split("#[cfg(test)]").next().unwrap();
+        for marker in ["include_str!(\"", "include_bytes!(\""] {
+            for lit in literals_after(built, marker) {
+                let full = f.parent().unwrap().join(lit);
+                let full = full
+                    .canonicalize()
+                    .unwrap_or_else(|_| panic!("{}: {lit}", f.display()));
+                let rel = full.strip_prefix(root().canonicalize().unwrap()).unwrap();
+                let first = rel
+                    .components()
+                    .next()
+                    .unwrap()
+                    .as_os_str()
+                    .to_str()
+                    .unwrap();
+                assert!(
+                    copied.contains(&first),
+                    "{} includes {}, which deploy/Dockerfile does not copy ({copied:?})",
+                    f.display(),
+                    rel.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no compile-time include found: the scan is broken"
+    );
+}
