@@ -36,6 +36,7 @@ mod signal;
 mod state;
 
 mod broker;
+mod metrics;
 mod monitor;
 mod mqtt;
 mod storage;
