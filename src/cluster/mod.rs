@@ -214,14 +214,7 @@ impl Cluster {
                 done: tx,
             })
             .is_ok();
-        let fut = async move {
-            if sent && rx.await.unwrap_or(false) {
-                Ok(())
-            } else {
-                Err(unavailable())
-            }
-        };
-        (token, fut)
+        (token, confirmed(sent, rx))
     }
 
     /// Stops routing the channel, unless a newer subscription took it over.
@@ -245,18 +238,25 @@ impl Cluster {
             done: tx,
         };
         let sent = self.inner.subs.send(cmd).is_ok();
-        let fut = async move {
-            if sent && rx.await.unwrap_or(false) {
-                Ok(())
-            } else {
-                Err(unavailable())
-            }
-        };
-        (token, fut)
+        (token, confirmed(sent, rx))
     }
 
     pub fn punsubscribe(&self, pattern: String, token: u64) {
         let _ = self.inner.subs.send(feed::Cmd::PUnsub { pattern, token });
+    }
+}
+
+/// Resolves once the subscriber confirmed a (pattern) subscription.
+fn confirmed(
+    sent: bool,
+    rx: oneshot::Receiver<bool>,
+) -> impl Future<Output = Result<(), HubError>> + 'static {
+    async move {
+        if sent && rx.await.unwrap_or(false) {
+            Ok(())
+        } else {
+            Err(unavailable())
+        }
     }
 }
 

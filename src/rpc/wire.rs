@@ -4,7 +4,7 @@
 use super::Target;
 use crate::error::ErrorCode;
 use crate::ids::{SessionAddr, UserId};
-use crate::protocol::{ClientFrame, FrameError, Request, MAX_ID_LEN};
+use crate::protocol::{check_fields, check_id, ClientFrame, FrameError, Request};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -115,10 +115,7 @@ fn code_ok(c: &str) -> bool {
 
 fn build(w: Wire) -> Result<Request, FrameError> {
     let id = w.id.clone();
-    if id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
-        let msg = format!("id is longer than {MAX_ID_LEN} bytes");
-        return Err(err(ErrorCode::BadRequest, msg, &None));
-    }
+    check_id(&id)?;
     let ty = w.ty.as_ref();
     let allowed: &[&str] = match ty {
         "rpc:call" => &["to", "method", "params", "timeout_ms"],
@@ -137,10 +134,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         ("result", w.result.is_some()),
         ("error", w.error.is_some()),
     ];
-    if let Some((name, _)) = fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
-        let m = format!("field `{name}` is not allowed in {ty}");
-        return Err(err(ErrorCode::BadRequest, m, &id));
-    }
+    check_fields(ty, allowed, &fields, &id)?;
     if id.is_none() {
         let m = match ty {
             "rpc:call" => "rpc:call needs an `id` (its result carries it)",

@@ -17,7 +17,7 @@ use crate::delivery::Class;
 use crate::error::ErrorCode;
 use crate::ids::{RoomName, SessionId};
 use crate::outbox::Outbox;
-use crate::protocol::{ClientFrame, FrameError, Request, MAX_ID_LEN};
+use crate::protocol::{ClientFrame, FrameError, Request};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -90,10 +90,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         message: m,
         id: id.clone(),
     };
-    if id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
-        let m = format!("id is longer than {MAX_ID_LEN} bytes");
-        return Err(err(ErrorCode::BadRequest, m, &None));
-    }
+    crate::protocol::check_id(&id)?;
     let ty = w.ty.as_ref();
     if ty != "room:watch" && ty != "room:unwatch" {
         let m = format!("unknown frame type {ty:?}; did you mean room:watch or room:unwatch?");
