@@ -113,6 +113,10 @@ pub struct Config {
     /// `SWITCHBOARD_STATE_MAX_KEYS` (1000), `SWITCHBOARD_STATE_MAX_VALUE_BYTES`
     /// (16384), `SWITCHBOARD_STATE_MAX_KEY_LEN` (128): bounds of a room's shared state.
     pub state: crate::state::StateLimits,
+    /// `SWITCHBOARD_RPC_*`: bounds of tool calls (`rpc.rs`).
+    pub rpc: crate::rpc::RpcLimits,
+    /// `SWITCHBOARD_WATCH_PATTERNS` (default 16): `room:watch` patterns per session.
+    pub watch_patterns: usize,
     /// `SWITCHBOARD_DOC_MAX_OP_PARTS` (default 4096): most parts in one op.
     pub doc_max_op_parts: usize,
     /// `SWITCHBOARD_DOCS_PER_SESSION` (default 20): documents open per connection.
@@ -475,6 +479,14 @@ impl Config {
                 max_value_bytes: num("SWITCHBOARD_STATE_MAX_VALUE_BYTES", 16384)?,
                 max_key_len: num("SWITCHBOARD_STATE_MAX_KEY_LEN", 128)?,
             },
+            rpc: crate::rpc::RpcLimits {
+                rate: rate("SWITCHBOARD_RPC", 600, 100)?,
+                in_flight: num("SWITCHBOARD_RPC_IN_FLIGHT", 32)?,
+                max_params: num("SWITCHBOARD_RPC_MAX_PARAMS", 32768)?,
+                timeout_ms: num("SWITCHBOARD_RPC_TIMEOUT_MS", 10_000)?,
+                max_timeout_ms: num("SWITCHBOARD_RPC_MAX_TIMEOUT_MS", 60_000)?,
+            },
+            watch_patterns: num("SWITCHBOARD_WATCH_PATTERNS", 16)?,
             doc_max_op_parts: num("SWITCHBOARD_DOC_MAX_OP_PARTS", 4096)?,
             docs_per_session: num("SWITCHBOARD_DOCS_PER_SESSION", 20)?,
             doc_snapshot_every: num("SWITCHBOARD_DOC_SNAPSHOT_EVERY", 100)?,

@@ -43,10 +43,17 @@ pub enum ErrorCode {
     TooManyKeys,
     /// REST only (HTTP 428): a state write without `If-Match`.
     PreconditionRequired,
+    // Tool calls (`rpc:*`).
+    /// No `rpc:result` within the call's `timeout_ms`.
+    RpcTimeout,
+    /// The called session closed before answering.
+    RpcDisconnected,
+    /// The caller's (or the target's) calls in flight are at `SWITCHBOARD_RPC_IN_FLIGHT`.
+    TooManyCalls,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -76,6 +83,9 @@ impl ErrorCode {
         ErrorCode::VersionConflict,
         ErrorCode::TooManyKeys,
         ErrorCode::PreconditionRequired,
+        ErrorCode::RpcTimeout,
+        ErrorCode::RpcDisconnected,
+        ErrorCode::TooManyCalls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +119,9 @@ impl ErrorCode {
             ErrorCode::VersionConflict => "version_conflict",
             ErrorCode::TooManyKeys => "too_many_keys",
             ErrorCode::PreconditionRequired => "precondition_required",
+            ErrorCode::RpcTimeout => "rpc_timeout",
+            ErrorCode::RpcDisconnected => "rpc_disconnected",
+            ErrorCode::TooManyCalls => "too_many_calls",
         }
     }
 
@@ -141,6 +154,9 @@ impl ErrorCode {
             ErrorCode::VersionConflict => 409,
             ErrorCode::TooManyKeys => 413,
             ErrorCode::PreconditionRequired => 428,
+            ErrorCode::RpcTimeout => 504,
+            ErrorCode::RpcDisconnected => 502,
+            ErrorCode::TooManyCalls => 429,
         }
     }
 }

@@ -203,6 +203,13 @@ impl serde::Serialize for SessionAddr {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SessionAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<str>>::deserialize(d)?;
+        SessionAddr::parse(&s).ok_or_else(|| serde::de::Error::custom("not a session id"))
+    }
+}
+
 /// `n` random bytes as lowercase hex (OS randomness).
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];

@@ -44,12 +44,14 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod relay;
 pub mod room;
+pub mod rpc;
 pub mod scrollback;
 pub mod session;
 pub mod signal;
 pub mod state;
 pub mod static_files;
 pub mod store;
+pub mod watch;
 pub mod wsframes;
 
 use actix::prelude::*;

@@ -48,6 +48,7 @@ export type ErrorCode =
   | "rev_in_future" | "too_many_docs" | "invalid_topic" | "not_subscribed" | "too_many_filters"
   | "mqtt_unavailable" | "mqtt_queue_full" | "session_expired" | "resume_failed"
   | "version_conflict" | "too_many_keys" | "precondition_required"
+  | "rpc_timeout" | "rpc_disconnected" | "too_many_calls"
   // the client's own
   | "closed" | "queue_full" | "timeout" | "unconfirmed" | "disconnected" | "already_open";
 
@@ -109,6 +110,30 @@ export interface SignalFrame {
   kind: SignalKind;
   data: Json;
 }
+/** A tool call for this session (answer it with `onCall`). */
+export interface RpcCallFrame {
+  type: "rpc:call";
+  /** The server's id of the call at this session. */
+  id: string;
+  method: string;
+  params: Json;
+  from: Sender;
+  /** The caller's session. */
+  session: string;
+  timeout_ms: number;
+}
+/** The answer to one of this client's calls. */
+export interface RpcResultFrame {
+  type: "rpc:result";
+  id: string;
+  /** The session that answered. */
+  session: string;
+  result?: Json;
+  error?: { code: string; message: string };
+}
+/** A service's `room:watch` / `room:unwatch` took effect. */
+export interface RoomWatchingFrame { type: "room:watching"; pattern: string; id?: string }
+export interface RoomUnwatchedFrame { type: "room:unwatched"; pattern: string; id?: string }
 export interface TypingFrame { type: "typing:update"; room: string; users: Sender[] }
 export interface PresenceFrame {
   type: "presence:update";
@@ -241,6 +266,10 @@ export interface ServerFrames {
   "room:session_joined": SessionJoinedFrame;
   "room:session_left": SessionLeftFrame;
   signal: SignalFrame;
+  "rpc:call": RpcCallFrame;
+  "rpc:result": RpcResultFrame;
+  "room:watching": RoomWatchingFrame;
+  "room:unwatched": RoomUnwatchedFrame;
   dropped: DroppedFrame;
   "typing:update": TypingFrame;
   "presence:update": PresenceFrame;
@@ -269,6 +298,18 @@ export type ServerFrameType = keyof ServerFrames;
 export const SERVER_FRAME_TYPES: string[];
 
 // ---- the client ---------------------------------------------------------------
+
+export interface CallOptions {
+  /** The server answers `rpc_timeout` after this long (default 10000). */
+  timeoutMs?: number;
+}
+export interface CallInfo {
+  from: Sender;
+  /** The caller's session. */
+  session: string;
+  method: string;
+}
+export type CallHandler = (params: any, info: CallInfo) => Json | undefined | Promise<Json | undefined>;
 
 export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
 export type Quality = "excellent" | "good" | "fair" | "poor";
@@ -377,6 +418,14 @@ export class Client {
   signal(room: string, to: string, kind: SignalKind, data?: Json): Promise<{}>;
   /** This connection's session id, once connected. */
   readonly sessionId: string | null;
+  /** A tool call to a session id, or to one session of a user: resolves with
+   * the target's result; rejects with its error code or the server's
+   * (`rpc_timeout`, `rpc_disconnected`, `not_found`, `user_offline`, …). */
+  call<T = Json>(to: string, method: string, params?: Json, options?: CallOptions): Promise<T>;
+  /** Answers calls of `method` with what `handler` returns (or resolves
+   * to); a throw answers its `code` (else `handler_error`). Returns a
+   * function that removes the handler. */
+  onCall(method: string, handler: CallHandler): () => void;
   typing(room: string, active?: boolean): Promise<void>;
   setPresence(status: "online" | "away" | "busy", activity?: string): Promise<void>;
   mqttSubscribe(filter: string): Promise<MqttSubscribedFrame>;

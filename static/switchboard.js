@@ -11,6 +11,7 @@
 import { DocumentHandle } from "./switchboard-docs.js";
 import { StateHandle } from "./switchboard-state.js";
 import { ConnectionMethods, RESENDABLE, SwitchboardError } from "./switchboard-connection.js";
+import { RpcMethods } from "./switchboard-rpc.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
 export { DocumentHandle } from "./switchboard-docs.js";
@@ -589,8 +590,8 @@ export class Client {
    * every room is rejoined after a reconnect, or (`now`) sent on the
    * session as it is. A refusal rejects the promise and is not also an
    * `error` event: each error is reported once. */
-  request(frame, { now = false } = {}) {
-    const entry = { frame: { ...frame, id: this.nextId("c") }, sentOn: null };
+  request(frame, { now = false, wait } = {}) {
+    const entry = { frame: { ...frame, id: this.nextId("c") }, sentOn: null, wait };
     const p = this.reportUnobserved(new Observed((resolve, reject) => Object.assign(entry, { resolve, reject })));
     if (this.stopped) {
       entry.reject(new SwitchboardError("closed", "client is closed"));
@@ -626,7 +627,7 @@ export class Client {
   transmitEntry(e) {
     e.sentOn = this.session.session;
     clearTimeout(e.timer);
-    e.timer = setTimeout(() => this.settle(e, new SwitchboardError("timeout", "no answer from the server")), this.opts.ackTimeout);
+    e.timer = setTimeout(() => this.settle(e, new SwitchboardError("timeout", "no answer from the server")), e.wait ?? this.opts.ackTimeout);
     this.transmit([e.frame]);
   }
 
@@ -754,6 +755,12 @@ export class Client {
       case "state:update":
         this.states.get(f.room)?.onUpdate(f);
         break;
+      case "rpc:call":
+        this.onRpcCall(f);
+        break;
+      case "rpc:result":
+        this.onRpcResult(f);
+        break;
       case "doc:snapshot":
       case "doc:op":
       case "doc:ack":
@@ -817,4 +824,4 @@ export class Client {
   }
 }
 
-Object.assign(Client.prototype, ConnectionMethods);
+Object.assign(Client.prototype, ConnectionMethods, RpcMethods);

@@ -27,7 +27,28 @@ pub enum FeedEvent {
     Resync,
 }
 
+/// A message on a channel matching a subscribed pattern (`PSUBSCRIBE`).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct PatternFeed {
+    pub pattern: Arc<str>,
+    pub chan: Arc<str>,
+    pub payload: Bytes,
+}
+
 pub enum Cmd {
+    /// Pattern subscriptions (`room:watch`): one target per pattern, no
+    /// `Resync` (what they carry is live only).
+    PSub {
+        pattern: String,
+        target: Recipient<PatternFeed>,
+        token: u64,
+        done: oneshot::Sender<bool>,
+    },
+    PUnsub {
+        pattern: String,
+        token: u64,
+    },
     Sub {
         chan: String,
         target: Recipient<Feed>,
@@ -48,6 +69,7 @@ struct Route {
 
 pub async fn run(c: Cluster, client: redis::Client, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     let mut routes: HashMap<String, Route> = HashMap::new();
+    let mut patterns: HashMap<String, (Recipient<PatternFeed>, u64, Arc<str>)> = HashMap::new();
     let mut first = true;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -69,6 +91,11 @@ pub async fn run(c: Cluster, client: redis::Client, mut rx: mpsc::UnboundedRecei
                 log::warn!("Redis subscriber: {e}");
                 ok = false;
                 break;
+            }
+        }
+        for p in patterns.keys() {
+            if ok && sink.psubscribe(p).await.is_err() {
+                ok = false;
             }
         }
         if !ok {
@@ -93,6 +120,16 @@ pub async fn run(c: Cluster, client: redis::Client, mut rx: mpsc::UnboundedRecei
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
+                    if let Ok(Some(p)) = msg.get_pattern::<Option<String>>() {
+                        if let Some((target, _, name)) = patterns.get(&p) {
+                            target.do_send(PatternFeed {
+                                pattern: name.clone(),
+                                chan: msg.get_channel_name().into(),
+                                payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+                            });
+                        }
+                        continue;
+                    }
                     if let Some(r) = routes.get(msg.get_channel_name()) {
                         r.target.do_send(Feed {
                             chan: r.name.clone(),
@@ -103,6 +140,19 @@ pub async fn run(c: Cluster, client: redis::Client, mut rx: mpsc::UnboundedRecei
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return };
                     match cmd {
+                        Cmd::PSub { pattern, target, token, done } => {
+                            let fresh = !patterns.contains_key(&pattern);
+                            let name: Arc<str> = pattern.as_str().into();
+                            patterns.insert(pattern.clone(), (target, token, name));
+                            let ok = !fresh || sink.psubscribe(&pattern).await.is_ok();
+                            let _ = done.send(ok);
+                        }
+                        Cmd::PUnsub { pattern, token } => {
+                            if patterns.get(&pattern).is_some_and(|p| p.1 == token) {
+                                patterns.remove(&pattern);
+                                let _ = sink.punsubscribe(&pattern).await;
+                            }
+                        }
                         Cmd::Sub { chan, target, token, done } => {
                             let fresh = !routes.contains_key(&chan);
                             let name: Arc<str> = chan.as_str().into();

@@ -22,7 +22,7 @@ mod note_scripts;
 pub mod scripts;
 mod state_scripts;
 
-pub use feed::{Feed, FeedEvent};
+pub use feed::{Feed, FeedEvent, PatternFeed};
 pub use scripts::Lua;
 
 use crate::config::ClusterConfig;
@@ -214,19 +214,49 @@ impl Cluster {
                 done: tx,
             })
             .is_ok();
-        let fut = async move {
-            if sent && rx.await.unwrap_or(false) {
-                Ok(())
-            } else {
-                Err(unavailable())
-            }
-        };
-        (token, fut)
+        (token, confirmed(sent, rx))
     }
 
     /// Stops routing the channel, unless a newer subscription took it over.
     pub fn unsubscribe(&self, chan: String, token: u64) {
         let _ = self.inner.subs.send(feed::Cmd::Unsub { chan, token });
+    }
+
+    /// Routes the messages of every channel matching the Redis glob
+    /// `pattern` to `target`, like [`Cluster::subscribe`].
+    pub fn psubscribe(
+        &self,
+        pattern: String,
+        target: Recipient<feed::PatternFeed>,
+    ) -> (u64, impl Future<Output = Result<(), HubError>> + 'static) {
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let cmd = feed::Cmd::PSub {
+            pattern,
+            target,
+            token,
+            done: tx,
+        };
+        let sent = self.inner.subs.send(cmd).is_ok();
+        (token, confirmed(sent, rx))
+    }
+
+    pub fn punsubscribe(&self, pattern: String, token: u64) {
+        let _ = self.inner.subs.send(feed::Cmd::PUnsub { pattern, token });
+    }
+}
+
+/// Resolves once the subscriber confirmed a (pattern) subscription.
+fn confirmed(
+    sent: bool,
+    rx: oneshot::Receiver<bool>,
+) -> impl Future<Output = Result<(), HubError>> + 'static {
+    async move {
+        if sent && rx.await.unwrap_or(false) {
+            Ok(())
+        } else {
+            Err(unavailable())
+        }
     }
 }
 

@@ -155,7 +155,8 @@ impl Hub {
                     s.outbox.push(p.slice_ref(&text[sp + 1..]));
                 }
             }
-            _ => {}
+            // Tool calls share the channel (`rpc.rs`).
+            _ => self.on_rpc_feed(&p),
         }
     }
 }

@@ -54,3 +54,34 @@ fn probe_id(text: &[u8]) -> Option<String> {
         _ => None,
     }
 }
+
+/// Refuses an `id` over [`MAX_ID_LEN`] (the error names no id: it is not echoed).
+pub fn check_id(id: &Option<String>) -> Result<(), FrameError> {
+    match id {
+        Some(i) if i.len() > MAX_ID_LEN => Err(FrameError {
+            code: ErrorCode::BadRequest,
+            message: format!("id is longer than {MAX_ID_LEN} bytes"),
+            id: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses the first field that is set (`fields`: name, set) but not
+/// `allowed` in a frame of type `ty`.
+pub fn check_fields(
+    ty: &str,
+    allowed: &[&str],
+    fields: &[(&str, bool)],
+    id: &Option<String>,
+) -> Result<(), FrameError> {
+    match fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
+        Some((name, _)) => Err(FrameError {
+            code: ErrorCode::BadRequest,
+            message: format!("field `{name}` is not allowed in {ty}"),
+            id: id.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+

@@ -100,6 +100,10 @@ pub enum ClientFrame {
     },
     /// WebRTC signaling to one session sharing `room` (`signal`).
     Signal(crate::signal::Signal),
+    /// `rpc:call`, `rpc:result` (tool calls), parsed by `rpc::wire`.
+    Rpc(crate::rpc::wire::RpcRequest),
+    /// `room:watch`, `room:unwatch` (services), parsed by `watch`.
+    Watch(crate::watch::WatchRequest),
 }
 
 /// The options of a `message:send` (and, but for `exclude_self`, of
@@ -162,7 +166,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 23] = [
+pub const CLIENT_TYPES: [&str; 27] = [
     "auth",
     "room:join",
     "room:leave",
@@ -186,6 +190,10 @@ pub const CLIENT_TYPES: [&str; 23] = [
     "state:set",
     "state:delete",
     "signal",
+    "rpc:call",
+    "rpc:result",
+    "room:watch",
+    "room:unwatch",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.
@@ -254,6 +262,12 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     }
     if let Some(state) = crate::state::wire::parse(text) {
         return state;
+    }
+    if let Some(rpc) = crate::rpc::wire::parse(text) {
+        return rpc;
+    }
+    if let Some(watch) = crate::watch::parse(text) {
+        return watch;
     }
     let wire: Wire = match serde_json::from_slice(text) {
         Ok(w) => w,
@@ -650,7 +664,7 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
 
 mod family;
 mod server;
-pub use family::{parse_family, Typed};
+pub use family::{check_fields, check_id, parse_family, Typed};
 pub use server::*;
 
 #[cfg(test)]

@@ -328,6 +328,7 @@ impl Room {
             _ => None,
         };
         self.broadcast_as(&frame, except, msg.opts.class());
+        crate::watch::deliver(&self.name, &frame, except, msg.opts.class());
         METRICS.delivery_latency(msg.received.elapsed());
         // Only now the writer: the fan-out never waits for it, not even to wake it.
         let written = self.persist(seq, ts, &frame, &msg);
@@ -367,6 +368,7 @@ impl Room {
             _ => None,
         };
         self.broadcast_as(&frame, except, msg.opts.class());
+        crate::watch::deliver(&self.name, &frame, except, msg.opts.class());
         match (&msg.origin, &msg.id) {
             (Origin::Session { outbox, .. }, Some(id)) => {
                 outbox.push(encode(&ServerFrame::Ack { id, seq: None }));
@@ -461,6 +463,7 @@ impl Room {
         self.history.push(seq, frame.clone());
         METRICS.messages_published.fetch_add(1, Relaxed);
         self.broadcast(&frame, None);
+        crate::watch::deliver(&self.name, &frame, None, crate::delivery::Class::Normal);
         if let Some((store, _)) = &self.storage {
             store.send(Job::Message {
                 room: self.name.clone(),

@@ -94,6 +94,8 @@ impl Session {
             ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
             ClientFrame::State(req) => self.state(req, id, now),
             ClientFrame::Signal(signal) => self.signal(signal, id, now),
+            ClientFrame::Rpc(req) => self.rpc(req, id, now, ctx),
+            ClientFrame::Watch(req) => self.watch(req, id, ctx),
         }
     }
 

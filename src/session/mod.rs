@@ -34,8 +34,10 @@ mod scrollback;
 mod server;
 
 pub use server::{ServerJoin, ServerLeave};
+mod rpc;
 mod signal;
 mod state;
+mod watch;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -134,6 +136,11 @@ pub struct Session {
     watching: bool,
     /// `history:get` pages being read (at most `PAGES_IN_FLIGHT`).
     pages: usize,
+    /// Tool calls both ways (`session/rpc.rs`), and their rate.
+    rpc: crate::rpc::SessionRpc,
+    calls: TokenBucket,
+    /// `room:watch` patterns (`session/watch.rs`).
+    watches: Vec<crate::watch::Pattern>,
 }
 
 impl Session {
@@ -176,6 +183,9 @@ impl Session {
             mqtt: Default::default(),
             watching: false,
             pages: 0,
+            rpc: Default::default(),
+            calls: TokenBucket::new(cfg.rpc.rate, now),
+            watches: Vec::new(),
             shared,
         }
     }
@@ -437,6 +447,8 @@ impl Actor for Session {
                 });
             }
         }
+        self.rpc_closing();
+        self.unwatch_all();
         if self.from.is_some() {
             self.hub.do_send(hub::Disconnect { session: self.id });
         }

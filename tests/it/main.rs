@@ -29,11 +29,13 @@ mod proxy;
 mod publish_options;
 mod recovery;
 mod rooms;
+mod rpc;
 mod scrollback;
 mod server_api;
 mod shutdown;
 mod signal;
 mod state;
+mod watch;
 
 mod broker;
 mod metrics;

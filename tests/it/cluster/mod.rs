@@ -8,6 +8,7 @@ mod members;
 mod messages;
 mod mqtt;
 pub mod redis;
+mod rpc;
 mod signal;
 mod soak;
 mod state;
