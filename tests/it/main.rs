@@ -32,6 +32,7 @@ mod scrollback;
 mod server_api;
 mod shutdown;
 mod signal;
+mod socketio;
 mod state;
 
 mod broker;
