@@ -374,11 +374,17 @@ pub struct FromSession {
 impl StreamHandler<FromSession> for Engine {
     fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
         match msg.q {
-            Queued::Frame(outbox::Out::Text(b)) => self.on_frame(b, ctx),
+            // Low and volatile frames (delivery classes) are frames like any
+            // other once the session's queue let them through.
+            Queued::Frame(outbox::Out::Text(b) | outbox::Out::Droppable(b, _)) => {
+                self.on_frame(b, ctx)
+            }
             Queued::Frame(outbox::Out::Batch(v)) => {
                 v.into_iter().for_each(|b| self.on_frame(b, ctx))
             }
-            Queued::Frame(_) => {}
+            // The session pings only a WebSocket of its own; binary frames
+            // are the engine's, never the session's.
+            Queued::Frame(outbox::Out::Binary(_) | outbox::Out::Ping | outbox::Out::Pong(_)) => {}
             Queued::Closed(..) => self.on_session_closed(msg.gen, ctx),
         }
     }

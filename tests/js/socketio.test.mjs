@@ -2,11 +2,14 @@
 // binary, over long-polling then WebSocket (upgrade), WebSocket only and
 // long-polling only, next to clients of our own protocol in the same rooms.
 
-import { test, before, after } from "node:test";
+import { test as nodeTest, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
-import { Server, next, until, WAIT } from "./helpers.mjs";
+import { Server, next, until, within, WAIT } from "./helpers.mjs";
+
+/** Every test is bounded: a lost answer fails the test, never hangs the file. */
+const test = (name, fn) => nodeTest(name, { timeout: 4 * WAIT }, fn);
 
 let server;
 before(async () => {
@@ -16,19 +19,31 @@ after(async () => {
   await server?.stop();
 });
 
+// Every client this file opens, closed at the end whatever happened.
 const sockets = [];
+const natives = [];
 function sio(options = {}) {
   const s = io(server.url, { reconnection: false, timeout: WAIT, ...options });
   sockets.push(s);
   return s;
 }
-after(() => sockets.forEach((s) => s.disconnect()));
+after(() => {
+  sockets.forEach((s) => s.disconnect());
+  natives.forEach((c) => c.ws.terminate());
+});
 
+/** Resolves once `s` is connected to its namespace, also if it already is:
+ * a WebSocket-only client can be connected before an `await` in the test
+ * returns (listening for `connect` only then waited forever). */
 function connected(s) {
-  return new Promise((resolve, reject) => {
-    s.once("connect", resolve);
-    s.once("connect_error", reject);
-  });
+  if (s.connected) return Promise.resolve();
+  return within(
+    new Promise((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("connect_error", reject);
+    }),
+    "connect",
+  );
 }
 
 /** emitWithAck, bounded. */
@@ -40,6 +55,7 @@ function ask(s, event, arg) {
 async function native(token) {
   const ws = new WebSocket(`${server.url.replace("http", "ws")}/ws?token=${token}`);
   const frames = [];
+  natives.push({ ws });
   const waiters = [];
   ws.on("message", (d) => {
     const f = JSON.parse(d.toString());
@@ -100,6 +116,11 @@ test("long-polling then WebSocket: a token in auth, join with an ack, messages b
   const atBob = await bob.next("message:receive", (f) => f.from.user === "ann");
   assert.deepEqual(atBob.data, { text: "hi bob" });
   assert.equal(atBob.seq, ack.seq);
+
+  // A low-priority message (a droppable delivery class) arrives like any other.
+  const low = next(s, "message:receive", (f) => f.room === "sio-both" && f.priority === "low");
+  bob.send({ type: "message:send", room: "sio-both", data: { text: "fyi" }, priority: "low" });
+  assert.deepEqual((await low).data, { text: "fyi" });
   bob.ws.close();
 });
 
@@ -199,7 +220,7 @@ test("a server-side close (token expired) arrives as a server disconnect", async
   const t = await server.token("short", "Short", { ttl: "2" });
   const s = sio({ transports: ["websocket"], auth: { token: t } });
   await connected(s);
-  const reason = await new Promise((ok) => s.once("disconnect", ok));
+  const reason = await next(s, "disconnect");
   assert.equal(reason, "io server disconnect");
 });
 
