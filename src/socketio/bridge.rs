@@ -16,6 +16,7 @@
 use super::engine::Engine;
 use super::packet::{Data, Packet};
 use super::parser::{self, Kind, SioPacket};
+use super::recovery::{self, Tracker};
 use crate::error::{close, ErrorCode, HubError};
 use crate::outbox;
 use crate::protocol::error_frame;
@@ -42,11 +43,22 @@ pub struct Sio {
     acks: BTreeSet<u64>,
     /// A binary packet waiting for its attachments (`None` packet: discard).
     partial: Option<(Option<SioPacket>, usize, Vec<Bytes>)>,
+    /// Recovery: what the session sent (with a `pid`; not for guests).
+    track: Option<Tracker>,
+    /// Recovery: the room joins sent for a recovered connection, unanswered.
+    rejoins: usize,
 }
 
 impl Sio {
     pub fn ever_connected(&self) -> bool {
         self.gen > 0
+    }
+
+    /// What this connection knew, for a client that comes back (its
+    /// session must be running: a closed one was left on purpose).
+    pub fn take_tracker(&mut self) -> Option<Tracker> {
+        self.session.as_ref()?;
+        self.track.take()
     }
 
     /// Ends namespace `/`'s session, if one is running.
@@ -57,6 +69,11 @@ impl Sio {
                 reason: reason.to_string(),
             });
         }
+    }
+
+    /// The id of the room joins of a recovery.
+    fn rejoin_id(&self) -> String {
+        format!("sio:{}:rejoin", self.tag)
     }
 
     fn ack_id(&self, n: u64) -> String {
@@ -77,6 +94,10 @@ impl Sio {
 struct ConnectAuth {
     token: Option<String>,
     name: Option<String>,
+    /// Recovery (socket.io-client v4.6+): the private session id we gave,
+    /// and the last offset the client saw (absent if it saw none).
+    pid: Option<String>,
+    offset: Option<String>,
 }
 
 /// The correlation id of a server frame: `id`, or `ref` in an `error`.
@@ -160,12 +181,14 @@ impl Engine {
             None => ConnectAuth {
                 token: None,
                 name: None,
+                pid: None,
+                offset: None,
             },
             Some(Ok(a)) => a,
             Some(Err(_)) => {
                 let e = HubError::new(
                     ErrorCode::BadRequest,
-                    "auth: `token` and `name` must be strings",
+                    "auth: `token`, `name`, `pid` and `offset` must be strings",
                 );
                 return self.connect_error("/", &e, ctx);
             }
@@ -194,9 +217,15 @@ impl Engine {
         if self.sio.tag.is_empty() {
             self.sio.tag = crate::ids::random_hex(4);
         }
+        let (track, rejoins) = self.recover(&ident, auth.pid, auth.offset);
         // The CONNECT answer goes out before anything the session sends.
-        let sid = serde_json::json!({ "sid": crate::ids::random_hex(10) }).to_string();
-        self.send_sio(parser::encode(Kind::Connect, "/", None, 0, Some(&sid)), ctx);
+        let mut answer = serde_json::json!({ "sid": crate::ids::random_hex(10) });
+        if let Some(t) = &track {
+            answer["pid"] = t.pid.clone().into();
+        }
+        let answer = answer.to_string();
+        self.send_sio(parser::encode(Kind::Connect, "/", None, 0, Some(&answer)), ctx);
+        self.sio.track = track;
         self.sio.gen += 1;
         let gen = self.sio.gen;
         let sctx = Context::<Session>::new();
@@ -215,7 +244,48 @@ impl Engine {
             close_tx,
             Transport::SocketIo,
         ));
+        // The recovered rooms, rejoined from where the client was: our
+        // history replays what it missed (the session reads these after
+        // its own greeting and personal room).
+        self.sio.rejoins = rejoins.len();
+        for r in rejoins {
+            let mut join = serde_json::json!({
+                "type": "room:join", "room": r.room, "since": r.since, "id": self.sio.rejoin_id(),
+            });
+            if let Some(e) = r.epoch {
+                join["epoch"] = e.into();
+            }
+            addr.do_send(session::Inbound(Bytes::from(join.to_string())));
+        }
         self.sio.session = Some((gen, addr));
+    }
+
+    /// The recovery state of a new connection, and the rooms to rejoin
+    /// when the client's `pid` and `offset` recover an earlier one.
+    fn recover(
+        &mut self,
+        ident: &crate::auth::Identity,
+        pid: Option<String>,
+        offset: Option<String>,
+    ) -> (Option<Tracker>, Vec<recovery::Rejoin>) {
+        if self.cfg.recovery.is_zero() || ident.guest {
+            return (None, Vec::new());
+        }
+        let user = ident.user.as_str().to_string();
+        let offset = match offset {
+            None => Some(0),
+            Some(o) => o.parse::<u64>().ok(),
+        };
+        let old = pid.and_then(|p| self.st.engines.saved.take(&p, &user));
+        if let Some(mut t) = old {
+            if let Some(plan) = offset.and_then(|o| t.plan(o)) {
+                let mut fresh = Tracker::new(std::mem::take(&mut t.pid), user, self.cfg.queue);
+                plan.iter().for_each(|r| fresh.resume(r));
+                return (Some(fresh), plan);
+            }
+        }
+        let pid = crate::ids::random_hex(16);
+        (Some(Tracker::new(pid, user, self.cfg.queue)), Vec::new())
     }
 
     /// An event for namespace `/` (its attachments, if any, all there).
@@ -225,7 +295,7 @@ impl Engine {
             Err(msg) => {
                 // Answered as our protocol answers a bad frame.
                 let err = error_frame(ErrorCode::BadRequest, &msg, None, None);
-                return self.emit_frame(err, p.id, ctx);
+                return self.emit_frame(err, p.id, None, ctx);
             }
         };
         if let Some(id) = p.id {
@@ -243,25 +313,51 @@ impl Engine {
     fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
         let ty = crate::relay::event_name(&frame);
         let mut ack = None;
-        if !self.sio.acks.is_empty() && !is_delivery(ty) {
+        if (!self.sio.acks.is_empty() || self.sio.rejoins > 0) && !is_delivery(ty) {
             if let Ok(ids) = serde_json::from_slice::<ReplyIds>(&frame) {
                 let id = if ty == "error" { ids.reference } else { ids.id };
+                if self.sio.rejoins > 0 && id.as_deref() == Some(self.sio.rejoin_id().as_str()) {
+                    self.sio.rejoins -= 1;
+                    // A rejoin that replays what was missed is silent, as
+                    // a recovery is; `recovered:false` or an error is told.
+                    let whole = ty == "room:joined"
+                        && serde_json::from_slice::<serde_json::Value>(&frame)
+                            .is_ok_and(|v| v["recovered"] == true);
+                    if whole {
+                        if let Some(t) = self.sio.track.as_mut() {
+                            t.observe(ty, &frame);
+                        }
+                        return;
+                    }
+                }
                 ack = id
                     .and_then(|id| self.sio.ack_of(&id))
                     .filter(|n| self.sio.acks.remove(n));
             }
         }
-        self.emit_frame(frame, ack, ctx);
+        // A join's reply (an ack) is seen too: it starts the room's count.
+        let offset = match &mut self.sio.track {
+            Some(t) => t.observe(ty, &frame).filter(|_| ack.is_none()),
+            None => None,
+        };
+        self.emit_frame(frame, ack, offset, ctx);
     }
 
-    /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`.
-    fn emit_frame(&mut self, frame: Bytes, ack: Option<u64>, ctx: &mut Context<Self>) {
+    /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`
+    /// (`[type, frame, "offset"]` with a recovery offset).
+    fn emit_frame(
+        &mut self,
+        frame: Bytes,
+        ack: Option<u64>,
+        offset: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
         let ty = crate::relay::event_name(&frame).to_string();
         let Ok(text) = std::str::from_utf8(&frame) else {
             return;
         };
         if frame.windows(9).any(|w| w == b"\"$binary\"") {
-            if let Some((json, bins)) = with_attachments(&ty, text, ack.is_some()) {
+            if let Some((json, bins)) = with_attachments(&ty, text, ack.is_some(), offset) {
                 let kind = if ack.is_some() {
                     Kind::BinaryAck
                 } else {
@@ -277,13 +373,13 @@ impl Engine {
         }
         let out = match ack {
             Some(n) => parser::encode(Kind::Ack, "/", Some(n), 0, Some(&format!("[{text}]"))),
-            None => parser::encode(
-                Kind::Event,
-                "/",
-                None,
-                0,
-                Some(&format!("[\"{ty}\",{text}]")),
-            ),
+            None => {
+                let args = match offset {
+                    Some(o) => format!("[\"{ty}\",{text},\"{o}\"]"),
+                    None => format!("[\"{ty}\",{text}]"),
+                };
+                parser::encode(Kind::Event, "/", None, 0, Some(&args))
+            }
         };
         self.send_sio(out, ctx);
     }
@@ -353,12 +449,17 @@ fn event_frame(
 
 /// `[type, frame]` (or `[frame]` for an ack) with its `$binary` objects as
 /// placeholders, and their bytes; `None` if there were none after all.
-fn with_attachments(ty: &str, frame: &str, ack: bool) -> Option<(String, Vec<Bytes>)> {
+fn with_attachments(
+    ty: &str,
+    frame: &str,
+    ack: bool,
+    offset: Option<u64>,
+) -> Option<(String, Vec<Bytes>)> {
     let frame: serde_json::Value = serde_json::from_str(frame).ok()?;
-    let mut args = if ack {
-        serde_json::json!([frame])
-    } else {
-        serde_json::json!([ty, frame])
+    let mut args = match (ack, offset) {
+        (true, _) => serde_json::json!([frame]),
+        (false, Some(o)) => serde_json::json!([ty, frame, o.to_string()]),
+        (false, None) => serde_json::json!([ty, frame]),
     };
     let mut bins = Vec::new();
     parser::take_binaries(&mut args, &mut bins);
@@ -422,13 +523,15 @@ mod tests {
     #[test]
     fn frames_with_binaries_become_attachments() {
         let (json, bins) =
-            with_attachments("m", r#"{"type":"m","data":{"$binary":"aGk="}}"#, false).unwrap();
+            with_attachments("m", r#"{"type":"m","data":{"$binary":"aGk="}}"#, false, None)
+                .unwrap();
         assert_eq!(
             json,
             r#"["m",{"data":{"_placeholder":true,"num":0},"type":"m"}]"#
         );
         assert_eq!(bins, vec![Bytes::from_static(b"hi")]);
-        assert!(with_attachments("m", r#"{"type":"m","data":{"$binary":"!"}}"#, false).is_none());
+        let bad = r#"{"type":"m","data":{"$binary":"!"}}"#;
+        assert!(with_attachments("m", bad, false, None).is_none());
     }
 
     #[test]

@@ -222,6 +222,12 @@ impl Engine {
         // The sid stays known until the actor stops, so that a long-polling
         // client's next GET still gets the close packet.
         self.closing = Some(reason.to_string());
+        // A link lost (not a close asked for by either side) may come back.
+        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT) && !self.cfg.recovery.is_zero() {
+            if let Some(t) = self.sio.take_tracker() {
+                self.st.engines.saved.save(t, self.cfg.recovery);
+            }
+        }
         self.sio.end_session(code, reason);
         self.conn = None;
         if let Some((mut p, _)) = self.probe.take() {
@@ -252,7 +258,9 @@ impl Engine {
                     ctx.cancel_future(h);
                 }
             }
-            Packet::Close => self.close("client close", close::NORMAL, ctx),
+            // As a lost link (the reference server says "transport close"):
+            // a client leaving for good says DISCONNECT first.
+            Packet::Close => self.close("transport close", close::GOING_AWAY, ctx),
             Packet::Message(data) => self.on_message(data, ctx),
             // Pings come from the server in v4; upgrades only on the probe.
             Packet::Ping(_) | Packet::Noop | Packet::Upgrade | Packet::Open(_) => {}

@@ -8,6 +8,7 @@
 //! - `parser.rs`: Socket.IO packets and binary placeholders;
 //! - `engine.rs`: the Engine actor (one per connection) and its transports;
 //! - `bridge.rs`: namespace `/` as a Session;
+//! - `recovery.rs`: connection state recovery (`pid` and `offset`);
 //! - `http.rs`: the long-polling routes; `ws.rs`: the WebSocket upgrade.
 
 pub mod bridge;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod http;
 pub mod packet;
 pub mod parser;
+pub mod recovery;
 pub mod ws;
 
 use actix::Addr;
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub upgrade_timeout: Duration,
     /// Packets waiting for the client, at most (then: slow consumer).
     pub queue: usize,
+    /// How long a dropped connection's state is kept for recovery (zero:
+    /// no recovery, no `pid` and no offsets).
+    pub recovery: Duration,
 }
 
 impl EngineConfig {
@@ -47,6 +52,7 @@ impl EngineConfig {
             connect_timeout: cfg.auth_grace,
             upgrade_timeout: Duration::from_secs(10),
             queue: cfg.outbox,
+            recovery: cfg.http_session_timeout,
         }
     }
 }
@@ -99,9 +105,11 @@ impl EioError {
 }
 
 /// Every live Engine.IO connection by sid. Held only for one map operation.
+/// Also what dropped connections left for recovery, by `pid`.
 #[derive(Default)]
 pub struct Registry {
     map: Mutex<HashMap<String, Addr<Engine>>>,
+    pub saved: recovery::Saved,
 }
 
 impl Registry {

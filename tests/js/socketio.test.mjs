@@ -232,3 +232,73 @@ test("the connection shows in /healthz sessions and ends with the client", async
   s.disconnect();
   await until(async () => (await (await fetch(`${server.url}/healthz`)).json()).sessions === before, "the session to end");
 });
+
+const sessions = async () => (await (await fetch(`${server.url}/healthz`)).json()).sessions;
+
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`recovery over ${transports[0]}: after a dropped link the rooms come back and what was missed arrives once, in order`, async () => {
+    const s = sio({ transports, auth: { token: await server.token("rec-" + transports[0]) } });
+    const got = [];
+    s.on("message:receive", (m, offset) => {
+      if (m.room === "sio-rec") got.push({ n: m.data.n, seq: m.seq, offset });
+    });
+    const joins = [];
+    s.on("room:joined", (f) => joins.push(f.room));
+    await connected(s);
+    assert.equal(s.recovered, false);
+    await ask(s, "room:join", { room: "sio-rec" });
+    const bob = await native(await server.token("rec-bob"));
+    bob.send({ type: "room:join", room: "sio-rec", id: "j" });
+    await bob.next("room:joined");
+    const say = async (n) => {
+      bob.send({ type: "message:send", room: "sio-rec", data: { n }, id: `m${n}` });
+      return (await bob.next("ack", (f) => f.id === `m${n}`)).seq;
+    };
+    await say(1);
+    await until(() => got.length === 1, "message 1");
+    assert.equal(typeof got[0].offset, "string", "a room message carries its offset");
+
+    // Drop the link (no DISCONNECT: the engine's transport closes).
+    const before = await sessions();
+    const gone = next(s, "disconnect");
+    s.io.engine.close();
+    assert.equal(await gone, "forced close");
+    await until(async () => (await sessions()) === before - 1, "the old session to end");
+    const missed = [await say(2), await say(3)];
+
+    s.connect();
+    await connected(s);
+    assert.equal(s.recovered, true, "socket.recovered");
+    await until(() => got.length === 3, "the missed messages");
+    assert.deepEqual(got.map((g) => g.n), [1, 2, 3]);
+    assert.deepEqual(got.slice(1).map((g) => g.seq), missed);
+    // The room is joined again, silently: live messages arrive, once.
+    await say(4);
+    await until(() => got.length === 4, "message 4");
+    assert.deepEqual(got.map((g) => g.n), [1, 2, 3, 4]);
+    assert.ok(!joins.slice(2).includes("sio-rec"), `no second room:joined: ${joins}`);
+    bob.ws.close();
+  });
+}
+
+test("no recovery for another user's pid, nor for a client that disconnected itself", async () => {
+  const s = sio({ transports: ["websocket"], auth: { token: await server.token("rec-self") } });
+  await connected(s);
+  const pid = s._pid;
+  assert.equal(typeof pid, "string");
+  s.disconnect();
+  s.connect();
+  await connected(s);
+  assert.equal(s.recovered, false, "a DISCONNECT ends the session for good");
+
+  const other = sio({ transports: ["websocket"], auth: { token: await server.token("rec-other") } });
+  await connected(other);
+  const before = await sessions();
+  other.io.engine.close();
+  await until(async () => (await sessions()) === before - 1, "the session to end");
+  // Someone else presenting that pid is a new session.
+  const thief = sio({ transports: ["websocket"], auth: { token: await server.token("rec-thief"), pid: other._pid } });
+  await connected(thief);
+  assert.notEqual(thief._pid, other._pid);
+  assert.equal(thief.recovered, false);
+});
