@@ -103,7 +103,7 @@ test("long-polling then WebSocket: a token in auth, join with an ack, messages b
 
   const bob = await native(await server.token("bob", "Bob"));
   bob.send({ type: "room:join", room: "sio-both", id: "j" });
-  await bob.next("room:joined");
+  await bob.next("room:joined", (f) => f.room === "sio-both");
   const fromBob = next(s, "message:receive", (m) => m.room === "sio-both");
   bob.send({ type: "message:send", room: "sio-both", data: { text: "hi ann" }, id: "b1" });
   const m = await fromBob;
@@ -195,7 +195,7 @@ test("binary attachments round trip; native clients see them as $binary", async 
   await ask(b, "room:join", { room: "sio-bin" });
   const n = await native(await server.token("bin-n"));
   n.send({ type: "room:join", room: "sio-bin" });
-  await n.next("room:joined");
+  await n.next("room:joined", (f) => f.room === "sio-bin");
 
   const bytes = Buffer.from([0, 1, 2, 250, 255]);
   const atB = next(b, "message:receive", (m) => m.room === "sio-bin");
@@ -249,7 +249,7 @@ for (const transports of [["websocket"], ["polling"]]) {
     await ask(s, "room:join", { room: "sio-rec" });
     const bob = await native(await server.token("rec-bob"));
     bob.send({ type: "room:join", room: "sio-rec", id: "j" });
-    await bob.next("room:joined");
+    await bob.next("room:joined", (f) => f.room === "sio-rec");
     const say = async (n) => {
       bob.send({ type: "message:send", room: "sio-rec", data: { n }, id: `m${n}` });
       return (await bob.next("ack", (f) => f.id === `m${n}`)).seq;
