@@ -224,7 +224,10 @@ impl Engine {
             answer["pid"] = t.pid.clone().into();
         }
         let answer = answer.to_string();
-        self.send_sio(parser::encode(Kind::Connect, "/", None, 0, Some(&answer)), ctx);
+        self.send_sio(
+            parser::encode(Kind::Connect, "/", None, 0, Some(&answer)),
+            ctx,
+        );
         self.sio.track = track;
         self.sio.gen += 1;
         let gen = self.sio.gen;
@@ -522,9 +525,13 @@ mod tests {
 
     #[test]
     fn frames_with_binaries_become_attachments() {
-        let (json, bins) =
-            with_attachments("m", r#"{"type":"m","data":{"$binary":"aGk="}}"#, false, None)
-                .unwrap();
+        let (json, bins) = with_attachments(
+            "m",
+            r#"{"type":"m","data":{"$binary":"aGk="}}"#,
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             json,
             r#"["m",{"data":{"_placeholder":true,"num":0},"type":"m"}]"#

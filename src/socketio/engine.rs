@@ -223,7 +223,9 @@ impl Engine {
         // client's next GET still gets the close packet.
         self.closing = Some(reason.to_string());
         // A link lost (not a close asked for by either side) may come back.
-        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT) && !self.cfg.recovery.is_zero() {
+        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT)
+            && !self.cfg.recovery.is_zero()
+        {
             if let Some(t) = self.sio.take_tracker() {
                 self.st.engines.saved.save(t, self.cfg.recovery);
             }

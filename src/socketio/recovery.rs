@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 /// Where a connection is in one room.
 #[derive(Clone, Debug, PartialEq)]
 struct RoomPos {
+    /// The room's name, shared by its entries in the ring.
+    name: Arc<str>,
     epoch: Option<String>,
     /// The last `seq` sent to the client.
     seq: u64,
@@ -80,6 +82,7 @@ impl Tracker {
     /// A rejoined room starts where the client was (its replay follows).
     pub fn resume(&mut self, r: &Rejoin) {
         let pos = RoomPos {
+            name: Arc::from(r.room.as_str()),
             epoch: r.epoch.clone(),
             seq: r.since,
         };
@@ -109,6 +112,7 @@ impl Tracker {
                 // where it starts (a rejoin of ours), not the room's last seq.
                 if !(known && seen.recovered == Some(true)) {
                     let pos = RoomPos {
+                        name: Arc::from(room.as_ref()),
                         epoch: seen.epoch,
                         seq: seen.seq.unwrap_or(0),
                     };
@@ -124,7 +128,7 @@ impl Tracker {
                 if self.ring.len() == self.cap {
                     self.ring.pop_front();
                 }
-                self.ring.push_back((self.offset, Arc::from(room.as_ref()), seq));
+                self.ring.push_back((self.offset, pos.name.clone(), seq));
                 Some(self.offset)
             }
         }
@@ -253,7 +257,10 @@ mod tests {
     #[test]
     fn saved_state_is_taken_once_and_expires() {
         let s = Saved::default();
-        s.save(Tracker::new("p1".into(), "u".into(), 4), Duration::from_secs(60));
+        s.save(
+            Tracker::new("p1".into(), "u".into(), 4),
+            Duration::from_secs(60),
+        );
         s.save(Tracker::new("p2".into(), "u".into(), 4), Duration::ZERO);
         assert!(s.take("p1", "v").is_none(), "another user's");
         assert!(s.take("p1", "u").is_some());
