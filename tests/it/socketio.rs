@@ -129,7 +129,10 @@ async fn polling_connects_joins_and_meets_a_native_client() {
         (200, "ok".into())
     );
     let connect = rx.next(&s, &sid, "40").await;
-    assert!(connect.starts_with(r#"40{"sid":"#), "{connect}");
+    let answer: Value = serde_json::from_str(&connect[2..]).unwrap();
+    assert!(answer["sid"].is_string(), "{connect}");
+    // A user (not a guest) gets a pid for connection state recovery.
+    assert_eq!(answer["pid"].as_str().map(str::len), Some(32), "{connect}");
     let hello = rx.next(&s, &sid, r#"42["connected""#).await;
     assert!(hello.contains(r#""user":"sio-ann""#), "{hello}");
 
