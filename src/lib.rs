@@ -48,6 +48,7 @@ pub mod rpc;
 pub mod scrollback;
 pub mod session;
 pub mod signal;
+pub mod socketio;
 pub mod state;
 pub mod static_files;
 pub mod store;
@@ -114,6 +115,8 @@ pub struct AppState {
     pub relays: Arc<relay::Registry>,
     /// The storage actor documents talk to (`docstore.rs`).
     pub store: Addr<store::Store>,
+    /// Live Socket.IO (Engine.IO) connections by sid.
+    pub engines: Arc<socketio::Registry>,
 }
 
 /// A listening socket with a deep accept backlog (bursts of thousands of
@@ -257,6 +260,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         presence,
         relays: Arc::new(relay::Registry::default()),
         store: doc_store,
+        engines: Arc::new(socketio::Registry::default()),
     };
 
     let user_timeout = cfg.tcp_user_timeout;

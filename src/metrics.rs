@@ -12,7 +12,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// The transports sessions are counted by (`Transport::name`).
-pub const TRANSPORTS: [&str; 3] = ["websocket", "sse", "polling"];
+pub const TRANSPORTS: [&str; 4] = ["websocket", "sse", "polling", "socket.io"];
 
 pub struct Metrics {
     pub connections: AtomicI64,
@@ -320,5 +320,31 @@ impl Metrics {
         );
         let _ = writeln!(out, "switchboard_delivery_latency_seconds_count {count}");
         out
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use crate::session::Transport;
+
+    /// Every transport a session can have is one `/metrics` counts by (a
+    /// new variant fails to compile here until it is listed).
+    #[test]
+    fn every_transport_is_counted() {
+        let all = [
+            Transport::WebSocket,
+            Transport::Sse { key: String::new() },
+            Transport::Polling { key: String::new() },
+            Transport::SocketIo,
+        ];
+        for t in all {
+            match t {
+                Transport::WebSocket
+                | Transport::Sse { .. }
+                | Transport::Polling { .. }
+                | Transport::SocketIo => {}
+            }
+            assert!(super::TRANSPORTS.contains(&t.name()), "{}", t.name());
+        }
     }
 }

@@ -30,6 +30,8 @@ pub enum Out {
     Droppable(Bytes, Class),
     /// Several frames that must stay together (a join's replay); one queue slot.
     Batch(Vec<Bytes>),
+    /// A binary frame (Socket.IO attachments).
+    Binary(Bytes),
     Ping,
     Pong(Bytes),
 }
@@ -337,14 +339,15 @@ const CHUNK: usize = 64 * 1024;
 /// Drains a WebSocket session's queue into its socket until the session
 /// closes: every frame that is ready goes out in one write (up to 64 KiB), and
 /// the close frame follows whatever was queued before it. Holds no buffer
-/// while the queue is empty. `conn` counts the connection until this returns.
+/// while the queue is empty. `conn` counts the connection until this returns
+/// (a Socket.IO connection is counted by its Engine instead).
 /// With `deflate` (permessage-deflate negotiated), text messages within its
 /// bounds go out compressed (RSV1 set), shared with other connections.
 pub async fn write_ws<W>(
     mut q: Queue,
     mut io: W,
     capacity: usize,
-    conn: ConnGuard,
+    conn: Option<ConnGuard>,
     deflate: Option<Outbound>,
 ) where
     W: tokio::io::AsyncWrite + Unpin,
@@ -438,6 +441,10 @@ fn put_out(buf: &mut BytesMut, item: Out, deflate: Option<&Outbound>) -> u64 {
     match item {
         Out::Text(b) | Out::Droppable(b, _) => put_text(buf, &b, deflate),
         Out::Batch(v) => v.iter().map(|b| put_text(buf, b, deflate)).sum(),
+        Out::Binary(b) => {
+            put_frame(buf, 0x2, &b);
+            0
+        }
         Out::Ping => {
             put_frame(buf, 0x9, b"");
             0

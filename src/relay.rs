@@ -286,7 +286,7 @@ impl Relay {
         match item {
             Out::Text(b) | Out::Droppable(b, _) => self.push(b, ctx),
             Out::Batch(v) => v.into_iter().for_each(|b| self.push(b, ctx)),
-            Out::Ping | Out::Pong(_) => {}
+            Out::Binary(_) | Out::Ping | Out::Pong(_) => {}
         }
     }
 
@@ -310,11 +310,7 @@ impl Actor for Relay {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(usize::MAX >> 4);
         if let Some(q) = self.queue.take() {
-            ctx.add_stream(QueueStream {
-                q,
-                closing: None,
-                left: self.cap,
-            });
+            ctx.add_stream(QueueStream::new(q, self.cap));
         }
         let tick = (self.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
@@ -347,17 +343,28 @@ impl Actor for Relay {
 }
 
 /// What the session's queue yields to its relay: frames, then (once) the close.
-enum Queued {
+pub enum Queued {
     Frame(Out),
     Closed(u16, String),
 }
 
 /// The session's queue as one ordered stream: every frame queued before the
 /// close comes before it (at most `left` of them, as a WebSocket flushes).
-struct QueueStream {
+pub struct QueueStream {
     q: Queue,
     closing: Option<(u16, String)>,
     left: usize,
+}
+
+impl QueueStream {
+    /// The stream of `q`; at most `cap` frames are flushed after the close.
+    pub fn new(q: Queue, cap: usize) -> QueueStream {
+        QueueStream {
+            q,
+            closing: None,
+            left: cap,
+        }
+    }
 }
 
 impl futures_core::Stream for QueueStream {
@@ -529,7 +536,7 @@ impl Handler<End> for Relay {
 
 /// The frame's `type`, read from the front of an encoded server frame (they
 /// all start with it); `message` for anything else.
-fn event_name(frame: &[u8]) -> &str {
+pub fn event_name(frame: &[u8]) -> &str {
     const PREFIX: &[u8] = br#"{"type":""#;
     frame
         .strip_prefix(PREFIX)

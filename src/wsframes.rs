@@ -140,6 +140,38 @@ pub fn admit(header: Header, message: Option<usize>, cap: usize) -> Result<(), P
     Ok(())
 }
 
+/// A fragmented message being put back together: whether it is text, and
+/// its bytes so far. `WsFrames` has already refused one past the hard cap.
+pub type Fragments = Option<(bool, BytesMut)>;
+
+/// A continuation frame out of sequence (RFC 6455 §5.4).
+#[derive(Debug)]
+pub struct BadSequence;
+
+/// Adds a continuation frame to `fragments`: `Ok(Some((text, message)))`
+/// once the last one is in.
+pub fn reassemble(
+    fragments: &mut Fragments,
+    item: Item,
+) -> Result<Option<(bool, bytes::Bytes)>, BadSequence> {
+    let (first, last, chunk) = match item {
+        Item::FirstText(b) => (Some(true), false, b),
+        Item::FirstBinary(b) => (Some(false), false, b),
+        Item::Continue(b) => (None, false, b),
+        Item::Last(b) => (None, true, b),
+    };
+    match (first, fragments.as_mut()) {
+        (Some(text), None) => *fragments = Some((text, BytesMut::from(&chunk[..]))),
+        (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
+        _ => return Err(BadSequence),
+    }
+    Ok(if last {
+        fragments.take().map(|(text, buf)| (text, buf.freeze()))
+    } else {
+        None
+    })
+}
+
 impl<R> WsFrames<R> {
     /// `max_size` is the hard cap: a larger frame or fragmented message yields
     /// `ProtocolError::Overflow`. `leftover` is what was read past the upgrade

@@ -2,7 +2,7 @@
 
 mod api;
 pub mod cors;
-mod fallback;
+pub mod fallback;
 mod monitor;
 mod notify;
 mod ops;
@@ -123,16 +123,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/send", web::post().to(poll::send))
             .route("/close", web::post().to(poll::close)),
     )
+    // Socket.IO's Engine.IO long-polling (its WebSocket is an upgrade).
+    .service(
+        web::resource(["/socket.io/", "/socket.io"])
+            .wrap(Compress::default())
+            .route(web::get().to(crate::socketio::http::get))
+            .route(web::post().to(crate::socketio::http::post))
+            .default_service(web::to(crate::socketio::http::other)),
+    )
     .configure(rest)
     .default_service(web::to(ops::static_file));
 }
 
 /// The token from `Authorization: Bearer …`, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    bearer_in(req.head())
+    bearer_of(req.head())
 }
 
-fn bearer_in(head: &RequestHead) -> Option<&str> {
+pub fn bearer_of(head: &RequestHead) -> Option<&str> {
     let v = head
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
@@ -146,6 +154,23 @@ fn bearer_in(head: &RequestHead) -> Option<&str> {
 struct ConnectQuery {
     token: Option<String>,
     name: Option<String>,
+}
+
+/// Refuses a new connection during shutdown and past the connection limit.
+pub fn admit_capacity(shared: &Shared) -> Result<(), HubError> {
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        return Err(HubError::new(
+            ErrorCode::Unavailable,
+            "server is shutting down",
+        ));
+    }
+    if METRICS.connections.load(Ordering::Relaxed) >= shared.cfg.max_connections as i64 {
+        return Err(HubError::new(
+            ErrorCode::Unavailable,
+            "connection limit reached",
+        ));
+    }
+    Ok(())
 }
 
 /// The client's address for a request (see `clientaddr`).
@@ -166,23 +191,12 @@ pub struct Admitted {
 /// `SWITCHBOARD_GUESTS_PER_IP` guests open). `ident: None`: the client may
 /// still send an `auth` frame within the grace period.
 pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Admitted, HubError> {
-    if shared.shutting_down.load(Ordering::Relaxed) {
-        return Err(HubError::new(
-            ErrorCode::Unavailable,
-            "server is shutting down",
-        ));
-    }
-    if METRICS.connections.load(Ordering::Relaxed) >= shared.cfg.max_connections as i64 {
-        return Err(HubError::new(
-            ErrorCode::Unavailable,
-            "connection limit reached",
-        ));
-    }
+    admit_capacity(shared)?;
     let addr = client_addr(req, shared);
     let q = web::Query::<ConnectQuery>::from_query(req.uri.query().unwrap_or(""))
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?
         .into_inner();
-    let token = q.token.as_deref().or_else(|| bearer_in(req));
+    let token = q.token.as_deref().or_else(|| bearer_of(req));
     let mut client = crate::session::Client { addr, guest: None };
     let ident = match (token, q.name.as_deref()) {
         (Some(t), _) => Some(shared.auth.verify(t, addr)?),

@@ -53,7 +53,12 @@ pub async fn upgraded(
     let mut io = parts.io;
     let client = super::client_addr(req.head(), &st.shared);
     // The same canonical path the router and CORS see (http::path).
-    let accepted = if let Err(e) = super::path::canonicalise(req.head_mut()) {
+    let canonical = super::path::canonicalise(req.head_mut());
+    if canonical.is_ok() && matches!(req.path(), "/socket.io/" | "/socket.io") {
+        crate::socketio::ws::upgraded(st, req, io, parts.read_buf).await;
+        return Ok(());
+    }
+    let accepted = if let Err(e) = canonical {
         Err(e)
     } else if req.path() != "/ws" {
         Err(HubError::new(
@@ -100,7 +105,7 @@ pub async fn upgraded(
         queue,
         write,
         shared.cfg.outbox,
-        ConnGuard::new(),
+        Some(ConnGuard::new()),
         deflate.map(|a| a.outbound(&shared.cfg.ws_deflate)),
     ));
     let mut ctx = ctx;
@@ -141,7 +146,7 @@ fn negotiate_deflate(req: &Request, settings: &deflate::Settings) -> Option<offe
 }
 
 /// Checks the handshake headers; returns `Sec-WebSocket-Key`.
-fn accept_key(req: &Request) -> Result<String, HubError> {
+pub fn accept_key(req: &Request) -> Result<String, HubError> {
     actix_http::ws::verify_handshake(req.head())
         .map_err(|e| HubError::new(ErrorCode::BadRequest, e.to_string()))?;
     req.head()
@@ -153,7 +158,7 @@ fn accept_key(req: &Request) -> Result<String, HubError> {
 }
 
 /// A complete HTTP/1.1 error response that closes the connection.
-fn error_response(e: &HubError) -> Vec<u8> {
+pub fn error_response(e: &HubError) -> Vec<u8> {
     let status = actix_web::http::StatusCode::from_u16(e.code.http_status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let body = e.body().to_string();

@@ -17,8 +17,8 @@ use crate::room::{self, Origin, Room};
 use crate::wsframes::FrameError;
 use crate::Shared;
 use actix::prelude::*;
-use actix_http::ws::{Frame, Item};
-use bytes::{Bytes, BytesMut};
+use actix_http::ws::Frame;
+use bytes::Bytes;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -76,6 +76,8 @@ pub enum Transport {
     Polling {
         key: String,
     },
+    /// Socket.IO (namespace `/` of an Engine.IO connection, `src/socketio`).
+    SocketIo,
 }
 
 impl Transport {
@@ -84,12 +86,13 @@ impl Transport {
             Transport::WebSocket => "websocket",
             Transport::Sse { .. } => "sse",
             Transport::Polling { .. } => "polling",
+            Transport::SocketIo => "socket.io",
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
-            Transport::WebSocket => None,
+            Transport::WebSocket | Transport::SocketIo => None,
             Transport::Sse { key } | Transport::Polling { key } => Some(key),
         }
     }
@@ -126,7 +129,7 @@ pub struct Session {
     awaiting_pong: Option<Instant>,
     last_activity_report: Instant,
     exp_timer: Option<SpawnHandle>,
-    fragments: Option<(bool, BytesMut)>,
+    fragments: crate::wsframes::Fragments,
     closing: bool,
     /// Documents open, with their actors (see `session/docs.rs`).
     docs: HashMap<RoomName, Addr<crate::document::Document>>,
@@ -472,27 +475,15 @@ impl StreamHandler<Result<Frame, FrameError>> for Session {
                 None,
             ),
             Ok(Frame::Continuation(item)) => {
-                let (first, last, chunk) = match item {
-                    Item::FirstText(b) => (Some(true), false, b),
-                    Item::FirstBinary(b) => (Some(false), false, b),
-                    Item::Continue(b) => (None, false, b),
-                    Item::Last(b) => (None, true, b),
-                };
-                // `WsFrames` has already refused a message past the hard cap.
-                match (first, self.fragments.as_mut()) {
-                    (Some(text), None) => self.fragments = Some((text, BytesMut::from(&chunk[..]))),
-                    (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
-                    _ => return self.close(close::PROTOCOL, "bad fragment sequence", ctx),
-                }
-                if last {
-                    match self.fragments.take() {
-                        Some((true, buf)) => self.on_ws_text(buf.freeze(), ctx),
-                        _ => self.error(
-                            ErrorCode::BadRequest,
-                            "binary frames are not supported; send JSON text",
-                            None,
-                        ),
-                    }
+                match crate::wsframes::reassemble(&mut self.fragments, item) {
+                    Err(_) => self.close(close::PROTOCOL, "bad fragment sequence", ctx),
+                    Ok(None) => {}
+                    Ok(Some((true, text))) => self.on_ws_text(text, ctx),
+                    Ok(Some((false, _))) => self.error(
+                        ErrorCode::BadRequest,
+                        "binary frames are not supported; send JSON text",
+                        None,
+                    ),
                 }
             }
             Ok(Frame::Ping(b)) => {

@@ -34,6 +34,7 @@ mod scrollback;
 mod server_api;
 mod shutdown;
 mod signal;
+mod socketio;
 mod state;
 mod watch;
 

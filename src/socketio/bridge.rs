@@ -1,0 +1,554 @@
+//! Socket.IO on the hub: namespace `/` of a connection is a [`Session`]
+//! like any other, fed with our JSON frames and drained into events.
+//!
+//! - `CONNECT /` authenticates (`auth.token`, else the handshake's `?token=`
+//!   or bearer header, else a guest if guests are allowed) and starts the
+//!   session; a refusal is `CONNECT_ERROR {message, data:{code}}`. Other
+//!   namespaces get `CONNECT_ERROR "Invalid namespace"`.
+//! - `EVENT [name, {…}]` becomes the frame `{"type":name, …}`; with an ack
+//!   id, the frame gets `"id":"sio:<tag>:<ack id>"` and the reply our
+//!   protocol sends for that id (`ack`, `room:joined`, `error` with `ref`, …)
+//!   goes back as the `ACK`, its one argument the whole frame.
+//! - every other frame the session sends is `EVENT [type, frame]`.
+//! - binary attachments become `{"$binary":"<base64>"}` in frames, and such
+//!   objects in frames going out become attachments again.
+
+use super::engine::Engine;
+use super::packet::{Data, Packet};
+use super::parser::{self, Kind, SioPacket};
+use super::recovery::{self, Tracker};
+use crate::error::{close, ErrorCode, HubError};
+use crate::outbox;
+use crate::protocol::error_frame;
+use crate::relay::{QueueStream, Queued};
+use crate::session::{self, Session, Transport};
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::{BTreeSet, HashMap};
+
+/// Most ack ids awaiting their reply; past it the oldest is forgotten.
+const MAX_PENDING_ACKS: usize = 4096;
+
+/// The Socket.IO state of one connection.
+#[derive(Default)]
+pub struct Sio {
+    /// Namespace `/`: the session and the generation of its queue stream.
+    session: Option<(u64, Addr<Session>)>,
+    gen: u64,
+    /// A random tag in our ack ids, so no other client's ids can match.
+    tag: String,
+    acks: BTreeSet<u64>,
+    /// A binary packet waiting for its attachments (`None` packet: discard).
+    partial: Option<(Option<SioPacket>, usize, Vec<Bytes>)>,
+    /// Recovery: what the session sent (with a `pid`; not for guests).
+    track: Option<Tracker>,
+    /// Recovery: the room joins sent for a recovered connection, unanswered.
+    rejoins: usize,
+}
+
+impl Sio {
+    pub fn ever_connected(&self) -> bool {
+        self.gen > 0
+    }
+
+    /// What this connection knew, for a client that comes back (its
+    /// session must be running: a closed one was left on purpose).
+    pub fn take_tracker(&mut self) -> Option<Tracker> {
+        self.session.as_ref()?;
+        self.track.take()
+    }
+
+    /// Ends namespace `/`'s session, if one is running.
+    pub fn end_session(&mut self, code: u16, reason: &str) {
+        if let Some((_, s)) = self.session.take() {
+            s.do_send(session::Close {
+                code,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// The id of the room joins of a recovery.
+    fn rejoin_id(&self) -> String {
+        format!("sio:{}:rejoin", self.tag)
+    }
+
+    fn ack_id(&self, n: u64) -> String {
+        format!("sio:{}:{n}", self.tag)
+    }
+
+    /// The client's ack id in one of our frame ids.
+    fn ack_of(&self, id: &str) -> Option<u64> {
+        id.strip_prefix("sio:")?
+            .strip_prefix(self.tag.as_str())?
+            .strip_prefix(':')?
+            .parse()
+            .ok()
+    }
+}
+
+#[derive(Deserialize)]
+struct ConnectAuth {
+    token: Option<String>,
+    name: Option<String>,
+    /// Recovery (socket.io-client v4.6+): the private session id we gave,
+    /// and the last offset the client saw (absent if it saw none).
+    pid: Option<String>,
+    offset: Option<String>,
+}
+
+/// The correlation id of a server frame: `id`, or `ref` in an `error`.
+#[derive(Deserialize)]
+struct ReplyIds<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "ref", borrow)]
+    reference: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Frames that carry a sender's id but are deliveries, not replies.
+fn is_delivery(ty: &str) -> bool {
+    matches!(ty, "message:receive" | "direct:receive")
+}
+
+impl Engine {
+    fn send_sio(&mut self, text: String, ctx: &mut Context<Self>) {
+        self.send(Packet::Message(Data::Text(text)), ctx);
+    }
+
+    fn connect_error(&mut self, nsp: &str, e: &HubError, ctx: &mut Context<Self>) {
+        let body = serde_json::json!({"message": e.message, "data": {"code": e.code.as_str()}});
+        let text = parser::encode(Kind::ConnectError, nsp, None, 0, Some(&body.to_string()));
+        self.send_sio(text, ctx);
+    }
+
+    /// An Engine.IO message: a Socket.IO packet or one of its attachments.
+    pub(super) fn on_message(&mut self, data: Data, ctx: &mut Context<Self>) {
+        if let Some((_, want, got)) = self.sio.partial.as_mut() {
+            let Data::Binary(b) = data else {
+                return self.close("parse error: attachment expected", close::PROTOCOL, ctx);
+            };
+            got.push(b);
+            if got.len() == *want {
+                if let Some((Some(p), _, got)) = self.sio.partial.take() {
+                    self.on_event(p, &got, ctx);
+                }
+            }
+            return;
+        }
+        let Data::Text(text) = data else {
+            return self.close("parse error: unexpected binary", close::PROTOCOL, ctx);
+        };
+        let p = match parser::parse(&text) {
+            Ok(p) => p,
+            Err(e) => return self.close(&format!("parse error: {e}"), close::PROTOCOL, ctx),
+        };
+        let main = p.nsp == "/";
+        match p.kind {
+            Kind::Connect if main => self.on_connect(p.data.as_deref(), ctx),
+            Kind::Connect => {
+                let e = HubError::new(ErrorCode::NotFound, "Invalid namespace");
+                self.connect_error(&p.nsp, &e, ctx);
+            }
+            Kind::Disconnect if main => {
+                self.sio
+                    .end_session(close::NORMAL, "client namespace disconnect");
+            }
+            Kind::Event | Kind::BinaryEvent if main && self.sio.session.is_some() => {
+                if p.attachments > 0 {
+                    let n = p.attachments;
+                    self.sio.partial = Some((Some(p), n, Vec::new()));
+                } else {
+                    self.on_event(p, &[], ctx);
+                }
+            }
+            // Acks of ours (we ask none) and packets for namespaces not
+            // connected are dropped, their attachments too.
+            _ if p.attachments > 0 => self.sio.partial = Some((None, p.attachments, Vec::new())),
+            _ => {}
+        }
+    }
+
+    fn on_connect(&mut self, auth: Option<&RawValue>, ctx: &mut Context<Self>) {
+        if self.sio.session.is_some() {
+            let e = HubError::new(ErrorCode::BadRequest, "already connected to /");
+            return self.connect_error("/", &e, ctx);
+        }
+        let auth = match auth.map(|a| serde_json::from_str::<ConnectAuth>(a.get())) {
+            None => ConnectAuth {
+                token: None,
+                name: None,
+                pid: None,
+                offset: None,
+            },
+            Some(Ok(a)) => a,
+            Some(Err(_)) => {
+                let e = HubError::new(
+                    ErrorCode::BadRequest,
+                    "auth: `token`, `name`, `pid` and `offset` must be strings",
+                );
+                return self.connect_error("/", &e, ctx);
+            }
+        };
+        let shared = self.st.shared.clone();
+        let token = auth.token.or_else(|| self.handshake.token.clone());
+        let name = auth.name.or_else(|| self.handshake.name.clone());
+        let addr = self.handshake.addr;
+        let mut client = crate::session::Client { addr, guest: None };
+        let ident = match token {
+            Some(t) => shared.auth.verify(&t, addr),
+            None if shared.auth.guests => shared.guest_slot(addr).map(|slot| {
+                client.guest = Some(slot);
+                shared.auth.guest(name.as_deref())
+            }),
+            None => {
+                let why = "guests are disabled: a token is required";
+                crate::monitor::events::auth_failure(Some(addr), why);
+                Err(HubError::new(ErrorCode::Unauthorized, why))
+            }
+        };
+        let ident = match ident {
+            Ok(i) => i,
+            Err(e) => return self.connect_error("/", &e, ctx),
+        };
+        if self.sio.tag.is_empty() {
+            self.sio.tag = crate::ids::random_hex(4);
+        }
+        let (track, rejoins) = self.recover(&ident, auth.pid, auth.offset);
+        // The CONNECT answer goes out before anything the session sends.
+        let mut answer = serde_json::json!({ "sid": crate::ids::random_hex(10) });
+        if let Some(t) = &track {
+            answer["pid"] = t.pid.clone().into();
+        }
+        let answer = answer.to_string();
+        self.send_sio(
+            parser::encode(Kind::Connect, "/", None, 0, Some(&answer)),
+            ctx,
+        );
+        self.sio.track = track;
+        self.sio.gen += 1;
+        let gen = self.sio.gen;
+        let sctx = Context::<Session>::new();
+        let cap = shared.cfg.outbox;
+        let (outbox, close_tx, queue) = outbox::queue(cap, sctx.address().recipient());
+        ctx.add_stream(QueueStream::new(queue, cap).map(move |q| FromSession { gen, q }));
+        let addr = sctx.run(Session::new(
+            shared,
+            self.st.hub.clone(),
+            self.st.presence.clone(),
+            crate::http::Admitted {
+                ident: Some(ident),
+                client,
+            },
+            outbox,
+            close_tx,
+            Transport::SocketIo,
+        ));
+        // The recovered rooms, rejoined from where the client was: our
+        // history replays what it missed (the session reads these after
+        // its own greeting and personal room).
+        self.sio.rejoins = rejoins.len();
+        for r in rejoins {
+            let mut join = serde_json::json!({
+                "type": "room:join", "room": r.room, "since": r.since, "id": self.sio.rejoin_id(),
+            });
+            if let Some(e) = r.epoch {
+                join["epoch"] = e.into();
+            }
+            addr.do_send(session::Inbound(Bytes::from(join.to_string())));
+        }
+        self.sio.session = Some((gen, addr));
+    }
+
+    /// The recovery state of a new connection, and the rooms to rejoin
+    /// when the client's `pid` and `offset` recover an earlier one.
+    fn recover(
+        &mut self,
+        ident: &crate::auth::Identity,
+        pid: Option<String>,
+        offset: Option<String>,
+    ) -> (Option<Tracker>, Vec<recovery::Rejoin>) {
+        if self.cfg.recovery.is_zero() || ident.guest {
+            return (None, Vec::new());
+        }
+        let user = ident.user.as_str().to_string();
+        let offset = match offset {
+            None => Some(0),
+            Some(o) => o.parse::<u64>().ok(),
+        };
+        let old = pid.and_then(|p| self.st.engines.saved.take(&p, &user));
+        if let Some(mut t) = old {
+            if let Some(plan) = offset.and_then(|o| t.plan(o)) {
+                let mut fresh = Tracker::new(std::mem::take(&mut t.pid), user, self.cfg.queue);
+                plan.iter().for_each(|r| fresh.resume(r));
+                return (Some(fresh), plan);
+            }
+        }
+        let pid = crate::ids::random_hex(16);
+        (Some(Tracker::new(pid, user, self.cfg.queue)), Vec::new())
+    }
+
+    /// An event for namespace `/` (its attachments, if any, all there).
+    fn on_event(&mut self, p: SioPacket, attachments: &[Bytes], ctx: &mut Context<Self>) {
+        let frame = match event_frame(&p, attachments, |n| self.sio.ack_id(n)) {
+            Ok(f) => f,
+            Err(msg) => {
+                // Answered as our protocol answers a bad frame.
+                let err = error_frame(ErrorCode::BadRequest, &msg, None, None);
+                return self.emit_frame(err, p.id, None, ctx);
+            }
+        };
+        if let Some(id) = p.id {
+            self.sio.acks.insert(id);
+            if self.sio.acks.len() > MAX_PENDING_ACKS {
+                self.sio.acks.pop_first();
+            }
+        }
+        if let Some((_, s)) = &self.sio.session {
+            s.do_send(session::Inbound(frame));
+        }
+    }
+
+    /// A frame from the session: the ack it answers, or an event.
+    fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        let ty = crate::relay::event_name(&frame);
+        let mut ack = None;
+        if (!self.sio.acks.is_empty() || self.sio.rejoins > 0) && !is_delivery(ty) {
+            if let Ok(ids) = serde_json::from_slice::<ReplyIds>(&frame) {
+                let id = if ty == "error" { ids.reference } else { ids.id };
+                if self.sio.rejoins > 0 && id.as_deref() == Some(self.sio.rejoin_id().as_str()) {
+                    self.sio.rejoins -= 1;
+                    // A rejoin that replays what was missed is silent, as
+                    // a recovery is; `recovered:false` or an error is told.
+                    let whole = ty == "room:joined"
+                        && serde_json::from_slice::<serde_json::Value>(&frame)
+                            .is_ok_and(|v| v["recovered"] == true);
+                    if whole {
+                        if let Some(t) = self.sio.track.as_mut() {
+                            t.observe(ty, &frame);
+                        }
+                        return;
+                    }
+                }
+                ack = id
+                    .and_then(|id| self.sio.ack_of(&id))
+                    .filter(|n| self.sio.acks.remove(n));
+            }
+        }
+        // A join's reply (an ack) is seen too: it starts the room's count.
+        let offset = match &mut self.sio.track {
+            Some(t) => t.observe(ty, &frame).filter(|_| ack.is_none()),
+            None => None,
+        };
+        self.emit_frame(frame, ack, offset, ctx);
+    }
+
+    /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`
+    /// (`[type, frame, "offset"]` with a recovery offset).
+    fn emit_frame(
+        &mut self,
+        frame: Bytes,
+        ack: Option<u64>,
+        offset: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
+        let ty = crate::relay::event_name(&frame).to_string();
+        let Ok(text) = std::str::from_utf8(&frame) else {
+            return;
+        };
+        if frame.windows(9).any(|w| w == b"\"$binary\"") {
+            if let Some((json, bins)) = with_attachments(&ty, text, ack.is_some(), offset) {
+                let kind = if ack.is_some() {
+                    Kind::BinaryAck
+                } else {
+                    Kind::BinaryEvent
+                };
+                let head = parser::encode(kind, "/", ack, bins.len(), Some(&json));
+                self.send_sio(head, ctx);
+                for b in bins {
+                    self.send(Packet::Message(Data::Binary(b)), ctx);
+                }
+                return;
+            }
+        }
+        let out = match ack {
+            Some(n) => parser::encode(Kind::Ack, "/", Some(n), 0, Some(&format!("[{text}]"))),
+            None => {
+                let args = match offset {
+                    Some(o) => format!("[\"{ty}\",{text},\"{o}\"]"),
+                    None => format!("[\"{ty}\",{text}]"),
+                };
+                parser::encode(Kind::Event, "/", None, 0, Some(&args))
+            }
+        };
+        self.send_sio(out, ctx);
+    }
+
+    /// Namespace `/`'s session ended on the server's side: `DISCONNECT`,
+    /// then the connection closes.
+    fn on_session_closed(&mut self, gen: u64, ctx: &mut Context<Self>) {
+        if self.sio.session.as_ref().is_some_and(|(g, _)| *g == gen) {
+            self.sio.session = None;
+            self.send_sio(parser::encode(Kind::Disconnect, "/", None, 0, None), ctx);
+            self.close("server namespace disconnect", close::NORMAL, ctx);
+        }
+    }
+}
+
+/// Our frame for an event: `{"type":name,"id"?:…, …first argument}`.
+fn event_frame(
+    p: &SioPacket,
+    attachments: &[Bytes],
+    ack_id: impl Fn(u64) -> String,
+) -> Result<Bytes, String> {
+    let raw = p.data.as_ref().map_or("[]", |d| d.get());
+    let filled;
+    let raw = if attachments.is_empty() {
+        raw
+    } else {
+        let mut v: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        parser::fill_placeholders(&mut v, attachments)?;
+        filled = v.to_string();
+        &filled
+    };
+    let args: Vec<&RawValue> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    let name = match args
+        .first()
+        .map(|a| serde_json::from_str::<serde_json::Value>(a.get()))
+    {
+        Some(Ok(serde_json::Value::String(s))) => s,
+        Some(Ok(serde_json::Value::Number(n))) => n.to_string(),
+        _ => return Err("the event needs a name".into()),
+    };
+    let fields: HashMap<String, &RawValue> = match args.get(1) {
+        // `emit(name)` with an ack sends `[name, null]`... or nothing at all.
+        None => HashMap::new(),
+        Some(a) if a.get() == "null" => HashMap::new(),
+        Some(a) => serde_json::from_str(a.get())
+            .map_err(|_| "the event's argument must be an object (the frame without `type`)")?,
+    };
+    let mut out = String::with_capacity(raw.len() + 48);
+    out.push_str("{\"type\":");
+    out.push_str(&serde_json::Value::String(name).to_string());
+    if let Some(n) = p.id {
+        out.push_str(",\"id\":");
+        out.push_str(&serde_json::Value::String(ack_id(n)).to_string());
+    }
+    for (k, v) in &fields {
+        if k == "type" || (k == "id" && p.id.is_some()) {
+            continue;
+        }
+        out.push(',');
+        out.push_str(&serde_json::Value::String(k.clone()).to_string());
+        out.push(':');
+        out.push_str(v.get());
+    }
+    out.push('}');
+    Ok(Bytes::from(out))
+}
+
+/// `[type, frame]` (or `[frame]` for an ack) with its `$binary` objects as
+/// placeholders, and their bytes; `None` if there were none after all.
+fn with_attachments(
+    ty: &str,
+    frame: &str,
+    ack: bool,
+    offset: Option<u64>,
+) -> Option<(String, Vec<Bytes>)> {
+    let frame: serde_json::Value = serde_json::from_str(frame).ok()?;
+    let mut args = match (ack, offset) {
+        (true, _) => serde_json::json!([frame]),
+        (false, Some(o)) => serde_json::json!([ty, frame, o.to_string()]),
+        (false, None) => serde_json::json!([ty, frame]),
+    };
+    let mut bins = Vec::new();
+    parser::take_binaries(&mut args, &mut bins);
+    (!bins.is_empty()).then(|| (args.to_string(), bins))
+}
+
+/// What namespace `/`'s session of generation `gen` sends.
+pub struct FromSession {
+    gen: u64,
+    q: Queued,
+}
+
+impl StreamHandler<FromSession> for Engine {
+    fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
+        match msg.q {
+            // Low and volatile frames (delivery classes) are frames like any
+            // other once the session's queue let them through.
+            Queued::Frame(outbox::Out::Text(b) | outbox::Out::Droppable(b, _)) => {
+                self.on_frame(b, ctx)
+            }
+            Queued::Frame(outbox::Out::Batch(v)) => {
+                v.into_iter().for_each(|b| self.on_frame(b, ctx))
+            }
+            // The session pings only a WebSocket of its own; binary frames
+            // are the engine's, never the session's.
+            Queued::Frame(outbox::Out::Binary(_) | outbox::Out::Ping | outbox::Out::Pong(_)) => {}
+            Queued::Closed(..) => self.on_session_closed(msg.gen, ctx),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The session's stream ends after its close; the connection goes on.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_become_frames() {
+        let p = parser::parse(r#"23["room:join",{"room":"general","type":"x"}]"#).unwrap();
+        let f = event_frame(&p, &[], |n| format!("sio:t:{n}")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"room:join","id":"sio:t:3","room":"general"})
+        );
+        let p = parser::parse(r#"2["ping"]"#).unwrap();
+        assert_eq!(
+            &event_frame(&p, &[], |_| String::new()).unwrap()[..],
+            br#"{"type":"ping"}"#
+        );
+        let p = parser::parse(r#"2["message:send","hi"]"#).unwrap();
+        assert!(event_frame(&p, &[], |_| String::new()).is_err());
+        let p = parser::parse(r#"51-["up",{"data":{"_placeholder":true,"num":0}}]"#).unwrap();
+        let f = event_frame(&p, &[Bytes::from_static(b"hi")], |_| String::new()).unwrap();
+        assert_eq!(&f[..], br#"{"type":"up","data":{"$binary":"aGk="}}"#);
+    }
+
+    #[test]
+    fn frames_with_binaries_become_attachments() {
+        let (json, bins) = with_attachments(
+            "m",
+            r#"{"type":"m","data":{"$binary":"aGk="}}"#,
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"["m",{"data":{"_placeholder":true,"num":0},"type":"m"}]"#
+        );
+        assert_eq!(bins, vec![Bytes::from_static(b"hi")]);
+        let bad = r#"{"type":"m","data":{"$binary":"!"}}"#;
+        assert!(with_attachments("m", bad, false, None).is_none());
+    }
+
+    #[test]
+    fn ack_ids_carry_the_tag() {
+        let s = Sio {
+            tag: "ab".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.ack_of(&s.ack_id(7)), Some(7));
+        assert_eq!(s.ack_of("sio:cd:7"), None);
+        assert_eq!(s.ack_of("sio:ab:x"), None);
+    }
+}

@@ -1,0 +1,527 @@
+//! One Engine actor per Engine.IO connection: its transports (long-polling,
+//! WebSocket, the upgrade between them), the heartbeat, and the packets in
+//! both directions. What the messages mean is the Socket.IO layer's
+//! business (`bridge.rs`, on the same actor).
+//!
+//! Outgoing packets go straight to the WebSocket's queue (drained by
+//! `outbox::write_ws`, as for `/ws`) once the connection is on WebSocket;
+//! on long-polling they wait in `pending` for the next `GET`, which takes
+//! them all. Incoming packets come from `POST` bodies ([`Post`]) or from the
+//! WebSocket's frames ([`WsIn`]), parsed once by `packet.rs`.
+
+use super::bridge::Sio;
+use super::packet::{self, Data, Packet};
+use super::{EioError, EngineConfig};
+use crate::error::close;
+use crate::metrics::METRICS;
+use crate::outbox::{self, CloseSender, ConnGuard, Evict, Out, Outbox};
+use crate::wsframes::WsFrames;
+use crate::AppState;
+use actix::prelude::*;
+use actix_http::ws::Frame;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+/// A WebSocket attached to the connection: its queue and its close.
+struct WsLink {
+    gen: u64,
+    out: Outbox,
+    close: Option<CloseSender>,
+}
+
+impl WsLink {
+    fn shut(&mut self, code: u16) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send((code, String::new()));
+        }
+    }
+}
+
+/// What the handshake request said about the client (for the Socket.IO CONNECT).
+#[derive(Clone)]
+pub struct Handshake {
+    pub token: Option<String>,
+    pub name: Option<String>,
+    /// The client's address (`SWITCHBOARD_TRUSTED_PROXIES`).
+    pub addr: std::net::IpAddr,
+}
+
+pub struct Engine {
+    pub(super) sid: String,
+    pub(super) st: AppState,
+    pub(super) cfg: EngineConfig,
+    pub(super) handshake: Handshake,
+    /// The WebSocket carrying packets: set for a direct WebSocket connection
+    /// and after an upgrade. `None`: long-polling.
+    ws: Option<WsLink>,
+    /// A WebSocket being probed for the upgrade, and whether it sent `2probe`.
+    probe: Option<(WsLink, bool)>,
+    gen: u64,
+    /// Long-polling: packets waiting for the next `GET`.
+    pending: VecDeque<Packet>,
+    waiter: Option<oneshot::Sender<Result<Bytes, EioError>>>,
+    flush_scheduled: bool,
+    pong_due: Option<SpawnHandle>,
+    /// Set once the connection is closing, with why.
+    closing: Option<String>,
+    fragments: crate::wsframes::Fragments,
+    conn: Option<ConnGuard>,
+    pub(super) sio: Sio,
+}
+
+impl Engine {
+    pub fn new(sid: String, st: AppState, cfg: EngineConfig, handshake: Handshake) -> Engine {
+        Engine {
+            sid,
+            st,
+            cfg,
+            handshake,
+            ws: None,
+            probe: None,
+            gen: 0,
+            pending: VecDeque::new(),
+            waiter: None,
+            flush_scheduled: false,
+            pong_due: None,
+            closing: None,
+            fragments: None,
+            conn: Some(ConnGuard::new()),
+            sio: Sio::default(),
+        }
+    }
+
+    /// The handshake packet.
+    pub fn open_packet(&self) -> Packet {
+        Packet::Open(
+            serde_json::json!({
+                "sid": self.sid,
+                "upgrades": if self.ws.is_some() { vec![] } else { vec!["websocket"] },
+                "pingInterval": self.cfg.ping_interval.as_millis() as u64,
+                "pingTimeout": self.cfg.ping_timeout.as_millis() as u64,
+                "maxPayload": self.cfg.max_payload,
+            })
+            .to_string(),
+        )
+    }
+
+    /// Starts reading and writing an upgraded socket; returns its link.
+    fn attach_ws(
+        &mut self,
+        read: OwnedReadHalf,
+        write: OwnedWriteHalf,
+        leftover: BytesMut,
+        ctx: &mut Context<Self>,
+    ) -> WsLink {
+        self.gen += 1;
+        let gen = self.gen;
+        let (out, close, queue) = outbox::queue(self.cfg.queue, ctx.address().recipient());
+        actix_web::rt::spawn(outbox::write_ws(queue, write, self.cfg.queue, None, None));
+        let frames = WsFrames::new(read, self.cfg.max_payload, leftover)
+            .map(move |item| WsIn {
+                gen,
+                item: Some(item),
+            })
+            .chain(futures_util::stream::iter([WsIn { gen, item: None }]));
+        ctx.add_stream(frames);
+        WsLink {
+            gen,
+            out,
+            close: Some(close),
+        }
+    }
+
+    /// Serves a direct WebSocket connection (no long-polling before it).
+    pub fn start_ws(
+        mut self,
+        read: OwnedReadHalf,
+        write: OwnedWriteHalf,
+        leftover: BytesMut,
+    ) -> Addr<Engine> {
+        Engine::create(move |ctx| {
+            let link = self.attach_ws(read, write, leftover, ctx);
+            self.ws = Some(link);
+            let open = self.open_packet();
+            self.send(open, ctx);
+            self
+        })
+    }
+
+    /// Queues a packet for the client.
+    pub(super) fn send(&mut self, p: Packet, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(ws) = &self.ws {
+            let item = match p.ws_frame() {
+                Ok(text) => Out::Text(text),
+                Err(bin) => Out::Binary(bin),
+            };
+            ws.out.send(item);
+            return;
+        }
+        if self.pending.len() >= self.cfg.queue {
+            METRICS.slow_consumers.fetch_add(1, Relaxed);
+            return self.close("slow consumer", close::SLOW_CONSUMER, ctx);
+        }
+        self.pending.push_back(p);
+        self.schedule_flush(ctx);
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.waiter.is_some() && !self.flush_scheduled {
+            // Answer on the next turn, so a burst goes out in one response.
+            self.flush_scheduled = true;
+            ctx.run_later(std::time::Duration::ZERO, |act, _| {
+                act.flush_scheduled = false;
+                act.answer_poll();
+            });
+        }
+    }
+
+    /// Answers the waiting `GET` with everything pending (a `noop` if
+    /// nothing is, to release it).
+    fn answer_poll(&mut self) {
+        let Some(reply) = self.waiter.take() else {
+            return;
+        };
+        if self.pending.is_empty() {
+            self.pending.push_back(Packet::Noop);
+        }
+        let body = packet::encode_payload(self.pending.iter());
+        if reply.send(Ok(body)).is_ok() {
+            self.pending.clear();
+        } else if self.pending.back() == Some(&Packet::Noop) {
+            self.pending.pop_back();
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.pong_due.is_some() || self.closing.is_some() {
+            return;
+        }
+        self.send(Packet::Ping(String::new()), ctx);
+        self.pong_due = Some(ctx.run_later(self.cfg.ping_timeout, |act, ctx| {
+            act.pong_due = None;
+            act.close("ping timeout", close::HEARTBEAT_TIMEOUT, ctx);
+        }));
+    }
+
+    /// Ends the connection: the session (if any) with `code`, the
+    /// WebSockets with a close frame, a waiting `GET` with a `close` packet.
+    /// On long-polling with no `GET` waiting, the next one (within the ping
+    /// timeout) still gets the `close` packet.
+    pub(super) fn close(&mut self, reason: &str, code: u16, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        log::debug!("engine.io {} closing: {reason}", self.sid);
+        // The sid stays known until the actor stops, so that a long-polling
+        // client's next GET still gets the close packet.
+        self.closing = Some(reason.to_string());
+        // A link lost (not a close asked for by either side) may come back.
+        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT)
+            && !self.cfg.recovery.is_zero()
+        {
+            if let Some(t) = self.sio.take_tracker() {
+                self.st.engines.saved.save(t, self.cfg.recovery);
+            }
+        }
+        self.sio.end_session(code, reason);
+        self.conn = None;
+        if let Some((mut p, _)) = self.probe.take() {
+            p.shut(close::NORMAL);
+        }
+        match self.ws.as_mut() {
+            Some(ws) => {
+                ws.shut(close::NORMAL);
+                ctx.stop();
+            }
+            None => {
+                self.pending.push_back(Packet::Close);
+                if self.waiter.is_some() {
+                    self.answer_poll();
+                    ctx.stop();
+                } else {
+                    ctx.run_later(self.cfg.ping_timeout, |_, ctx| ctx.stop());
+                }
+            }
+        }
+    }
+
+    /// A packet from the client, on its current transport.
+    fn on_packet(&mut self, p: Packet, ctx: &mut Context<Self>) {
+        match p {
+            Packet::Pong(_) => {
+                if let Some(h) = self.pong_due.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+            // As a lost link (the reference server says "transport close"):
+            // a client leaving for good says DISCONNECT first.
+            Packet::Close => self.close("transport close", close::GOING_AWAY, ctx),
+            Packet::Message(data) => self.on_message(data, ctx),
+            // Pings come from the server in v4; upgrades only on the probe.
+            Packet::Ping(_) | Packet::Noop | Packet::Upgrade | Packet::Open(_) => {}
+        }
+    }
+
+    /// A packet on the WebSocket being probed.
+    fn on_probe_packet(&mut self, p: Packet, ctx: &mut Context<Self>) {
+        let Some((probe, pinged)) = self.probe.as_mut() else {
+            return;
+        };
+        match p {
+            Packet::Ping(d) if d == "probe" => {
+                *pinged = true;
+                if let Ok(t) = Packet::Pong("probe".into()).ws_frame() {
+                    probe.out.send(Out::Text(t));
+                }
+                // Release the waiting GET so the client can pause polling.
+                self.answer_poll();
+            }
+            Packet::Upgrade if *pinged => {
+                let Some((link, _)) = self.probe.take() else {
+                    return;
+                };
+                self.answer_poll();
+                self.ws = Some(link);
+                for p in std::mem::take(&mut self.pending) {
+                    self.send(p, ctx);
+                }
+            }
+            _ => {
+                if let Some((mut p, _)) = self.probe.take() {
+                    p.shut(close::PROTOCOL);
+                }
+            }
+        }
+    }
+
+    /// A whole WebSocket message on the socket of generation `gen`.
+    fn on_ws_message(&mut self, gen: u64, text: bool, bytes: Bytes, ctx: &mut Context<Self>) {
+        let parsed = if text {
+            match std::str::from_utf8(&bytes) {
+                Ok(s) => packet::parse_text(s),
+                Err(_) => Err(packet::PacketError::NotUtf8),
+            }
+        } else {
+            Ok(Packet::Message(Data::Binary(bytes)))
+        };
+        let active = self.ws.as_ref().is_some_and(|w| w.gen == gen);
+        if !active && self.probe.as_ref().is_none_or(|(p, _)| p.gen != gen) {
+            return;
+        }
+        match parsed {
+            Ok(p) if active => self.on_packet(p, ctx),
+            Ok(p) => self.on_probe_packet(p, ctx),
+            Err(e) if active => self.close(&format!("parse error: {e}"), close::PROTOCOL, ctx),
+            Err(_) => {
+                if let Some((mut p, _)) = self.probe.take() {
+                    p.shut(close::PROTOCOL);
+                }
+            }
+        }
+    }
+
+    /// The WebSocket of generation `gen` ended (or broke with `code`).
+    fn on_ws_end(&mut self, gen: u64, code: u16, ctx: &mut Context<Self>) {
+        if self.ws.as_ref().is_some_and(|w| w.gen == gen) {
+            if let Some(ws) = self.ws.as_mut() {
+                ws.shut(code);
+            }
+            self.close("transport close", close::GOING_AWAY, ctx);
+        } else if self.probe.as_ref().is_some_and(|(p, _)| p.gen == gen) {
+            if let Some((mut p, _)) = self.probe.take() {
+                p.shut(code);
+            }
+        }
+    }
+}
+
+impl Actor for Engine {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(usize::MAX >> 4);
+        ctx.run_interval(self.cfg.ping_interval, |act, ctx| act.heartbeat(ctx));
+        ctx.run_later(self.cfg.connect_timeout, |act, ctx| {
+            if !act.sio.ever_connected() {
+                act.close("connect timeout", close::POLICY, ctx);
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.st.engines.remove(&self.sid);
+        self.sio.end_session(close::GOING_AWAY, "transport closed");
+        if let Some(reply) = self.waiter.take() {
+            let _ = reply.send(Ok(packet::encode_payload([&Packet::Close])));
+        }
+        Running::Stop
+    }
+}
+
+/// A frame (or the end, `None`) from the WebSocket of generation `gen`.
+pub struct WsIn {
+    gen: u64,
+    item: Option<Result<Frame, crate::wsframes::FrameError>>,
+}
+
+impl StreamHandler<WsIn> for Engine {
+    fn handle(&mut self, msg: WsIn, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        let gen = msg.gen;
+        let active = self.ws.as_ref().is_some_and(|w| w.gen == gen);
+        let frame = match msg.item {
+            None => return self.on_ws_end(gen, close::GOING_AWAY, ctx),
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return self.on_ws_end(gen, e.close().0, ctx),
+        };
+        match frame {
+            Frame::Text(b) => self.on_ws_message(gen, true, b, ctx),
+            Frame::Binary(b) => self.on_ws_message(gen, false, b, ctx),
+            Frame::Continuation(item) if active => {
+                match crate::wsframes::reassemble(&mut self.fragments, item) {
+                    Ok(Some((text, msg))) => self.on_ws_message(gen, text, msg, ctx),
+                    Ok(None) => {}
+                    Err(_) => self.on_ws_end(gen, close::PROTOCOL, ctx),
+                }
+            }
+            Frame::Continuation(_) => self.on_ws_end(gen, close::PROTOCOL, ctx),
+            Frame::Ping(b) => {
+                let link = match &self.ws {
+                    Some(w) if w.gen == gen => Some(w),
+                    _ => self.probe.as_ref().map(|(p, _)| p).filter(|p| p.gen == gen),
+                };
+                if let Some(l) = link {
+                    l.out.send(Out::Pong(b));
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(_) => self.on_ws_end(gen, close::NORMAL, ctx),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Each stream ends with its own `None` item; the engine goes on.
+    }
+}
+
+/// A WebSocket's queue overflowed: the client does not read.
+impl Handler<Evict> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, _: Evict, ctx: &mut Context<Self>) {
+        if self.closing.is_none() {
+            METRICS.slow_consumers.fetch_add(1, Relaxed);
+            self.close("slow consumer", close::SLOW_CONSUMER, ctx);
+        }
+    }
+}
+
+/// A long-polling `GET`: answered with the pending packets, at once or when
+/// some arrive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Poll(pub oneshot::Sender<Result<Bytes, EioError>>);
+
+impl Handler<Poll> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, Poll(reply): Poll, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            self.waiter = Some(reply);
+            self.answer_poll();
+            return ctx.stop();
+        }
+        if self.ws.is_some() {
+            // The connection is on WebSocket now.
+            let _ = reply.send(Err(EioError::BadRequest));
+            return;
+        }
+        if self.waiter.is_some() {
+            // Two GETs at once: the reference server closes the session.
+            let _ = reply.send(Err(EioError::BadRequest));
+            return self.close("overlapping polls", close::PROTOCOL, ctx);
+        }
+        self.waiter = Some(reply);
+        let probing = self.probe.as_ref().is_some_and(|(_, pinged)| *pinged);
+        if !self.pending.is_empty() || probing {
+            self.answer_poll();
+        }
+    }
+}
+
+/// The packets of a long-polling `POST`.
+#[derive(Message)]
+#[rtype(result = "Result<(), EioError>")]
+pub struct Post(pub Vec<Packet>);
+
+impl Handler<Post> for Engine {
+    type Result = Result<(), EioError>;
+
+    fn handle(&mut self, Post(packets): Post, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing.is_some() {
+            return Err(EioError::UnknownSid);
+        }
+        if self.ws.is_some() {
+            return Err(EioError::BadRequest);
+        }
+        for p in packets {
+            if self.closing.is_some() {
+                break;
+            }
+            self.on_packet(p, ctx);
+        }
+        Ok(())
+    }
+}
+
+/// Closes the connection (a refused request: too large, unreadable).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Kill(pub &'static str);
+
+impl Handler<Kill> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, Kill(why): Kill, ctx: &mut Context<Self>) {
+        self.close(why, close::PROTOCOL, ctx);
+    }
+}
+
+/// A WebSocket for the upgrade of a long-polling connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Probe {
+    pub read: OwnedReadHalf,
+    pub write: OwnedWriteHalf,
+    pub leftover: BytesMut,
+}
+
+impl Handler<Probe> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, msg: Probe, ctx: &mut Context<Self>) {
+        let mut link = self.attach_ws(msg.read, msg.write, msg.leftover, ctx);
+        if self.closing.is_some() || self.ws.is_some() || self.probe.is_some() {
+            link.shut(close::POLICY);
+            return;
+        }
+        let gen = link.gen;
+        self.probe = Some((link, false));
+        ctx.run_later(self.cfg.upgrade_timeout, move |act, _| {
+            if act.probe.as_ref().is_some_and(|(p, _)| p.gen == gen) {
+                if let Some((mut p, _)) = act.probe.take() {
+                    p.shut(close::POLICY);
+                }
+            }
+        });
+    }
+}
