@@ -49,6 +49,7 @@ pub mod signal;
 pub mod state;
 pub mod static_files;
 pub mod store;
+pub mod webhooks;
 pub mod wsframes;
 
 use actix::prelude::*;
@@ -148,6 +149,13 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
+    // After the writer (which migrates the database), before any session.
+    let hooks = cfg
+        .webhooks
+        .as_ref()
+        .map(|w| webhooks::start(w, &cfg.storage))
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let (cluster, redis_arbiter) = match &cfg.cluster {
         Some(c) => {
             let (cl, arb) = cluster::start(c).map_err(std::io::Error::other)?;
@@ -379,6 +387,10 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     }
     // Everything handed to storage before this point is written.
     writer.stop(Duration::from_secs(10));
+    // Sessions have closed (their session.closed events are in the channel).
+    if let Some(h) = hooks {
+        h.stop(Duration::from_secs(5));
+    }
     log::info!("stopped");
     result
 }

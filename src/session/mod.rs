@@ -124,6 +124,8 @@ pub struct Session {
     exp_timer: Option<SpawnHandle>,
     fragments: Option<(bool, BytesMut)>,
     closing: bool,
+    /// The close code and reason sent (none: the connection was lost).
+    closed: Option<(u16, String)>,
     /// Documents open, with their actors (see `session/docs.rs`).
     docs: HashMap<RoomName, Addr<crate::document::Document>>,
     /// MQTT subscriptions and publishes (`mqtt::session`).
@@ -169,6 +171,7 @@ impl Session {
             exp_timer: None,
             fragments: None,
             closing: false,
+            closed: None,
             docs: HashMap::new(),
             mqtt: Default::default(),
             watching: false,
@@ -191,6 +194,7 @@ impl Session {
             return;
         }
         self.closing = true;
+        self.closed = Some((code, reason.to_string()));
         log::debug!("session {} closing: {code} {reason}", self.id);
         if let Some(tx) = self.close_tx.take() {
             let _ = tx.send((code, reason.to_string()));
@@ -434,8 +438,21 @@ impl Actor for Session {
                 });
             }
         }
-        if self.from.is_some() {
+        if let Some(from) = &self.from {
             self.hub.do_send(hub::Disconnect { session: self.id });
+            if crate::webhooks::on() {
+                let (code, reason) = self
+                    .closed
+                    .clone()
+                    .unwrap_or((1006, "connection lost".into()));
+                crate::webhooks::emit(crate::webhooks::Event::SessionClosed {
+                    session: &crate::ids::SessionAddr::here(self.id).to_string(),
+                    user: from.user.as_str(),
+                    transport: self.transport.name(),
+                    code,
+                    reason: &reason,
+                });
+            }
         }
         for doc in self.docs.values() {
             doc.do_send(crate::document::Close { session: self.id });

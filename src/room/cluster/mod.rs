@@ -418,9 +418,16 @@ impl Room {
             ],
         );
         let room = self.name.clone();
+        let (user, name) = (user.clone(), self.users.get(user).map(|s| s.name.clone()));
         actix::spawn(async move {
-            if let Err(e) = fut.await {
-                log::warn!("room {room}: membership not registered: {}", e.message);
+            match fut.await {
+                // This node's script made them a member cluster-wide: its webhook events.
+                Ok(redis::Value::Int(n @ 1..)) => {
+                    let name = name.as_deref().unwrap_or(user.as_str());
+                    crate::webhooks::member_joined(&room, user.as_str(), name, n == 2);
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("room {room}: membership not registered: {}", e.message),
             }
         });
     }
@@ -480,10 +487,14 @@ impl Room {
                 self.name.as_str().as_bytes().to_vec(),
             ],
         );
-        let room = self.name.clone();
+        let (room, user) = (self.name.clone(), m.user.clone());
         actix::spawn(async move {
-            if let Err(e) = fut.await {
-                log::warn!("room {room}: leave not registered: {}", e.message);
+            match fut.await {
+                Ok(redis::Value::Int(n @ 1..)) => {
+                    crate::webhooks::member_left(&room, user.as_str(), n == 2)
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("room {room}: leave not registered: {}", e.message),
             }
         });
     }
