@@ -29,6 +29,7 @@ pub mod http;
 pub mod hub;
 pub mod idempotency;
 pub mod ids;
+pub mod jwks;
 pub mod logging;
 pub mod mailbox;
 pub mod metrics;
@@ -351,6 +352,9 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
+    if let Some(keys) = shared.auth.remote_keys() {
+        actix_web::rt::spawn(keys.keep_fresh());
+    }
     let server = server.run();
     let handle = server.handle();
     let grace = cfg.shutdown_grace;
