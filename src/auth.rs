@@ -213,7 +213,10 @@ impl Auth {
         let (keys, encoding) = if let Some(url) = &cfg.jwt_jwks_url {
             let c = cfg.clone();
             let parse = Box::new(move |set: &JwkSet, source: &str| set_entries(&c, set, source));
-            (Keys::Remote(crate::jwks::RemoteKeys::new(url.clone(), parse)), None)
+            (
+                Keys::Remote(crate::jwks::RemoteKeys::new(url.clone(), parse)),
+                None,
+            )
         } else if let Some(path) = &cfg.jwt_jwks_file {
             (jwks_keys(cfg, path)?, None)
         } else if let Some(path) = &cfg.jwt_public_key_file {
@@ -317,7 +320,6 @@ impl Auth {
             mqtt,
         })
     }
-
 
     /// A new guest with a random id and the given nickname (or a generated one).
     pub fn guest(&self, nickname: Option<&str>) -> Identity {
