@@ -108,6 +108,8 @@ enum Keys {
     /// A JWKS file: the key whose `kid` the token's header names, each with
     /// its own algorithm (the token's `alg` must match it).
     Set(Vec<KeyEntry>),
+    /// A JWKS URL (`jwks.rs`): as a file, fetched and refreshed.
+    Remote(Arc<crate::jwks::RemoteKeys>),
 }
 
 pub struct Auth {
@@ -141,7 +143,7 @@ fn validation(cfg: &Config, alg: Algorithm) -> Validation {
     v
 }
 
-type KeyEntry = (Option<String>, DecodingKey, Validation);
+type KeyEntry = crate::jwks::KeyEntry;
 
 /// One signing key of a JWKS, or why it cannot verify tokens.
 fn jwk_entry(cfg: &Config, jwk: &jsonwebtoken::jwk::Jwk) -> Result<KeyEntry, String> {
@@ -175,26 +177,47 @@ fn jwks_keys(cfg: &Config, path: &str) -> Result<Keys, String> {
     let what = |e: &dyn std::fmt::Display| format!("SWITCHBOARD_JWT_JWKS_FILE {path}: {e}");
     let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
     let set: JwkSet = serde_json::from_str(&text).map_err(|e| what(&e))?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let named = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
-        match jwk_entry(cfg, jwk) {
-            Ok(entry) => keys.push(entry),
-            // Providers publish encryption keys (Keycloak's RSA-OAEP) next to signing keys.
-            Err(why) => log::warn!("SWITCHBOARD_JWT_JWKS_FILE {path}: key {named} skipped: {why}"),
-        }
-    }
+    let keys = set_entries(cfg, &set, &format!("SWITCHBOARD_JWT_JWKS_FILE {path}"));
     if keys.is_empty() {
         return Err(what(&"the set has no usable signing keys"));
     }
     Ok(Keys::Set(keys))
 }
 
+/// A set's usable signing keys; the others are logged (`source` names the set).
+fn set_entries(cfg: &Config, set: &JwkSet, source: &str) -> Vec<KeyEntry> {
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let named = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
+        match jwk_entry(cfg, jwk) {
+            Ok(entry) => keys.push(entry),
+            // Providers publish encryption keys (Keycloak's RSA-OAEP) next to signing keys.
+            Err(why) => log::warn!("{source}: key {named} skipped: {why}"),
+        }
+    }
+    keys
+}
+
 impl Auth {
+    /// The JWKS URL's keys, to be kept fresh by [`crate::jwks::RemoteKeys::keep_fresh`].
+    pub fn remote_keys(&self) -> Option<Arc<crate::jwks::RemoteKeys>> {
+        match &self.keys {
+            Keys::Remote(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
     /// Builds the verifier. Without a secret or key, a random secret is used and
     /// only tokens minted by this process (dev route, never valid elsewhere) pass.
     pub fn from_config(cfg: &Config) -> Result<Auth, String> {
-        let (keys, encoding) = if let Some(path) = &cfg.jwt_jwks_file {
+        let (keys, encoding) = if let Some(url) = &cfg.jwt_jwks_url {
+            let c = cfg.clone();
+            let parse = Box::new(move |set: &JwkSet, source: &str| set_entries(&c, set, source));
+            (
+                Keys::Remote(crate::jwks::RemoteKeys::new(url.clone(), parse)),
+                None,
+            )
+        } else if let Some(path) = &cfg.jwt_jwks_file {
             (jwks_keys(cfg, path)?, None)
         } else if let Some(path) = &cfg.jwt_public_key_file {
             let pem = std::fs::read(path)
@@ -237,7 +260,30 @@ impl Auth {
             crate::monitor::events::auth_failure(Some(from), &why);
             HubError::new(ErrorCode::Unauthorized, why)
         };
-        let (key, validation) = self.key_for(token).map_err(refuse)?;
+        let remote;
+        let set = match &self.keys {
+            Keys::One(_) => None,
+            Keys::Set(set) => Some(&set[..]),
+            Keys::Remote(r) => {
+                remote = r.current().ok_or_else(|| {
+                    refuse("the key set (SWITCHBOARD_JWT_JWKS_URL) has not been fetched yet".into())
+                })?;
+                Some(&remote[..])
+            }
+        };
+        let (key, validation) = match (set, &self.keys) {
+            (Some(set), keys) => key_in(set, token).map_err(|why| {
+                // A key the provider has just rotated in: fetch the set again.
+                if let (Keys::Remote(r), KidProblem::Unknown) = (keys, &why) {
+                    if r.unknown_kid() {
+                        return refuse(format!("{why}; the key set is being fetched again, retry"));
+                    }
+                }
+                refuse(why.to_string())
+            })?,
+            (None, Keys::One(kv)) => (&kv.0, &kv.1),
+            (None, _) => return Err(refuse("no key".into())),
+        };
         let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             refuse(match e.kind() {
@@ -273,25 +319,6 @@ impl Auth {
             exp: Some(c.exp),
             mqtt,
         })
-    }
-
-    /// The key (and checks) for `token`: the one key, or the JWKS key its
-    /// header's `kid` names (a token without `kid` only passes a one-key set).
-    fn key_for(&self, token: &str) -> Result<(&DecodingKey, &Validation), String> {
-        let set = match &self.keys {
-            Keys::One(kv) => return Ok((&kv.0, &kv.1)),
-            Keys::Set(set) => set,
-        };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("invalid token: {e}"))?;
-        let found = match header.kid.as_deref() {
-            Some(kid) => set.iter().find(|(k, _, _)| k.as_deref() == Some(kid)),
-            None if set.len() == 1 => set.first(),
-            None => return Err("token has no `kid` and the key set has several keys".into()),
-        };
-        found
-            .map(|(_, k, v)| (k, v))
-            .ok_or_else(|| "token `kid` names no known key".to_string())
     }
 
     /// A new guest with a random id and the given nickname (or a generated one).
@@ -347,6 +374,39 @@ impl Auth {
             None => true,
         }
     }
+}
+
+/// Why a key set has no key for a token.
+enum KidProblem {
+    Header(String),
+    NoKid,
+    Unknown,
+}
+
+impl std::fmt::Display for KidProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KidProblem::Header(e) => write!(f, "invalid token: {e}"),
+            KidProblem::NoKid => f.write_str("token has no `kid` and the key set has several keys"),
+            KidProblem::Unknown => f.write_str("token `kid` names no known key"),
+        }
+    }
+}
+
+/// The JWKS key (and checks) the token's header's `kid` names (a token
+/// without `kid` only passes a one-key set).
+fn key_in<'a>(
+    set: &'a [KeyEntry],
+    token: &str,
+) -> Result<(&'a DecodingKey, &'a Validation), KidProblem> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| KidProblem::Header(e.to_string()))?;
+    let found = match header.kid.as_deref() {
+        Some(kid) => set.iter().find(|(k, _, _)| k.as_deref() == Some(kid)),
+        None if set.len() == 1 => set.first(),
+        None => return Err(KidProblem::NoKid),
+    };
+    found.map(|(_, k, v)| (k, v)).ok_or(KidProblem::Unknown)
 }
 
 /// Claims for a token valid `ttl_s` seconds from now.

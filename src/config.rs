@@ -5,8 +5,10 @@ use std::time::Duration;
 
 mod mqtt;
 mod vars;
+mod webhooks;
 pub use mqtt::{Broker, MqttConfig};
 pub use vars::{unknown_vars, KNOWN_VARS};
+pub use webhooks::{JwksUrlConfig, WebhookConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +25,8 @@ pub struct Config {
     pub jwt_public_key_file: Option<String>,
     /// `SWITCHBOARD_JWT_JWKS_FILE`: a JSON Web Key Set; tokens are RS256/ES256, key chosen by `kid`.
     pub jwt_jwks_file: Option<String>,
+    /// `SWITCHBOARD_JWT_JWKS_URL` and its refresh settings (`config/webhooks.rs`).
+    pub jwt_jwks_url: Option<JwksUrlConfig>,
     /// `SWITCHBOARD_JWT_AUDIENCE`: comma list; when set, a token's `aud` must name one of
     /// them. Empty: any `aud` (or none) is accepted.
     pub jwt_audience: Vec<String>,
@@ -132,6 +136,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Embedded storage (`SWITCHBOARD_DB` and friends; see [`StorageConfig`]).
     pub storage: StorageConfig,
+    /// Webhooks (`SWITCHBOARD_WEBHOOK_*`); off without `SWITCHBOARD_WEBHOOK_URL`.
+    pub webhooks: Option<WebhookConfig>,
     /// Several nodes sharing rooms through Redis (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<ClusterConfig>,
 }
@@ -405,9 +411,17 @@ impl Config {
         let jwt_secret = jwt_secret()?;
         let jwt_public_key_file = var("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
         let jwt_jwks_file = var("SWITCHBOARD_JWT_JWKS_FILE");
-        if jwt_public_key_file.is_some() && jwt_jwks_file.is_some() {
+        let jwt_jwks_url = JwksUrlConfig::from_env()?;
+        let keys = [
+            jwt_public_key_file.is_some(),
+            jwt_jwks_file.is_some(),
+            jwt_jwks_url.is_some(),
+        ];
+        if keys.iter().filter(|k| **k).count() > 1 {
             return Err(
-                "set one of SWITCHBOARD_JWT_PUBLIC_KEY_FILE and SWITCHBOARD_JWT_JWKS_FILE".into(),
+                "set one of SWITCHBOARD_JWT_PUBLIC_KEY_FILE, SWITCHBOARD_JWT_JWKS_FILE \
+                 and SWITCHBOARD_JWT_JWKS_URL"
+                    .into(),
             );
         }
         let cores = std::thread::available_parallelism()
@@ -415,7 +429,7 @@ impl Config {
             .unwrap_or(2);
         let dev = flag(
             "SWITCHBOARD_DEV",
-            jwt_secret.is_none() && jwt_public_key_file.is_none() && jwt_jwks_file.is_none(),
+            jwt_secret.is_none() && !keys.contains(&true),
         )?;
         let cfg = Config {
             // Dev mode mints admin tokens for anyone who asks: unless told
@@ -428,6 +442,7 @@ impl Config {
             jwt_secret,
             jwt_public_key_file,
             jwt_jwks_file,
+            jwt_jwks_url,
             jwt_audience: comma_list(var("SWITCHBOARD_JWT_AUDIENCE")),
             jwt_issuer: comma_list(var("SWITCHBOARD_JWT_ISSUER")),
             jwt_leeway_s: num::<u64>("SWITCHBOARD_JWT_LEEWAY_MS", 30_000)?.div_ceil(1000),
@@ -494,6 +509,7 @@ impl Config {
             mqtt: MqttConfig::from_env()?,
             monitor: MonitorConfig::from_env()?,
             storage: StorageConfig::from_env()?,
+            webhooks: WebhookConfig::from_env()?,
             cluster: ClusterConfig::from_env()?,
         };
         cfg.validate()?;

@@ -29,6 +29,7 @@ pub mod http;
 pub mod hub;
 pub mod idempotency;
 pub mod ids;
+pub mod jwks;
 pub mod logging;
 pub mod mailbox;
 pub mod metrics;
@@ -53,6 +54,7 @@ pub mod state;
 pub mod static_files;
 pub mod store;
 pub mod watch;
+pub mod webhooks;
 pub mod wsframes;
 
 use actix::prelude::*;
@@ -154,6 +156,13 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let writer = store::start(&cfg.storage).map_err(std::io::Error::other)?;
+    // After the writer (which migrates the database), before any session.
+    let hooks = cfg
+        .webhooks
+        .as_ref()
+        .map(|w| webhooks::start(w, &cfg.storage))
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let (cluster, redis_arbiter) = match &cfg.cluster {
         Some(c) => {
             let (cl, arb) = cluster::start(c).map_err(std::io::Error::other)?;
@@ -350,6 +359,9 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
+    if let Some(keys) = shared.auth.remote_keys() {
+        actix_web::rt::spawn(keys.keep_fresh());
+    }
     let server = server.run();
     let handle = server.handle();
     let grace = cfg.shutdown_grace;
@@ -386,6 +398,10 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     }
     // Everything handed to storage before this point is written.
     writer.stop(Duration::from_secs(10));
+    // Sessions have closed (their session.closed events are in the channel).
+    if let Some(h) = hooks {
+        h.stop(Duration::from_secs(5));
+    }
     log::info!("stopped");
     result
 }

@@ -87,9 +87,30 @@ impl Presence {
             args,
         );
         let user = user.clone();
+        let activity = p.and_then(|p| p.activity.clone());
         actix::spawn(async move {
-            if let Err(e) = fut.await {
-                log::warn!("presence of {user} not shared: {}", e.message);
+            match fut.await {
+                // The status across nodes changed here: this node tells the webhook.
+                Ok(redis::Value::Array(v)) => {
+                    let text = |i: usize| match v.get(i) {
+                        Some(redis::Value::BulkString(b)) => {
+                            String::from_utf8_lossy(b).into_owned()
+                        }
+                        _ => String::new(),
+                    };
+                    let (before, after) = (text(0), text(1));
+                    let status =
+                        serde_json::from_value::<Status>(serde_json::Value::String(after.clone()));
+                    if let (Ok(status), true) = (status, before != after || force) {
+                        crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
+                            user: user.as_str(),
+                            status,
+                            activity: activity.as_deref().filter(|_| status != Status::Offline),
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("presence of {user} not shared: {}", e.message),
             }
         });
     }
@@ -111,6 +132,11 @@ impl Presence {
         }
         if let Some(p) = self.users.get(user) {
             let update = Self::update(user, p);
+            crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
+                user: user.as_str(),
+                status: update.status,
+                activity: update.activity.as_deref().filter(|_| p.sessions > 0),
+            });
             for (addr, _) in p.rooms.values() {
                 addr.do_send(update.clone());
             }
@@ -176,6 +202,12 @@ impl Handler<Opened> for Presence {
             self.announce(&msg.user);
         } else if first && self.cluster.is_some() {
             self.share(&msg.user, false, Vec::new());
+        } else if first {
+            crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
+                user: msg.user.as_str(),
+                status: Status::Online,
+                activity: None,
+            });
         }
     }
 }

@@ -59,8 +59,11 @@ async fn beat(c: &Cluster, first: &mut bool) {
                     vec![node.clone().into_bytes(), c.prefix().as_bytes().to_vec()],
                 );
                 match reap.await {
-                    Ok(redis::Value::Int(n)) if n > 0 => {
-                        log::info!("node {node} is gone: removed {} memberships", n - 1)
+                    Ok(redis::Value::Array(v)) => {
+                        if let Some(redis::Value::Int(n)) = v.first() {
+                            log::info!("node {node} is gone: removed {} memberships", n - 1)
+                        }
+                        crate::webhooks::reaped(&v[1..]);
                     }
                     Ok(_) => {}
                     Err(e) => log::warn!("cannot remove node {node}: {}", e.message),

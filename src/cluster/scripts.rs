@@ -104,11 +104,15 @@ return {'ok', h[1], tonumber(h[2]),
 
 /// KEYS members, meta, channel, node index, user's rooms, user's presence.
 /// ARGV run, user, member json, index field, node, session, room, prefix.
-/// The member's status is the user's status across nodes.
+/// The member's status is the user's status across nodes. Answers 0, or 1
+/// when the user became a member (cluster-wide), 2 when they are also the
+/// room's only member (it was empty): the caller's webhook events.
 const JOIN: &str = r#"
+local res = 0
 if redis.call('HSETNX', KEYS[4], ARGV[4], '1') == 1 then
   local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], 1)
   if n == 1 then
+    res = 1
     local st = agg(KEYS[6])
     local j = ARGV[3]
     if st ~= 'offline' then
@@ -125,17 +129,22 @@ if redis.call('HSETNX', KEYS[4], ARGV[4], '1') == 1 then
     if tail and (st ~= 'online' or string.find(tail, '"activity"', 1, true)) then
       announce(ARGV[8], ARGV[2], st, tail, {ARGV[7]})
     end
+    if redis.call('HLEN', KEYS[1]) == 2 then res = 2 end
   end
 end
-return 1
+return res
 "#;
 
 /// KEYS members, meta, channel, node index, user's rooms.
-/// ARGV run, user, index field, node, session, room.
+/// ARGV run, user, index field, node, session, room. Answers 0, or 1 when
+/// the user stopped being a member (cluster-wide), 2 when the room is now
+/// empty: the caller's webhook events.
 const LEAVE: &str = r#"
+local res = 0
 if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then
   local n = redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[2], -1)
   if n <= 0 then
+    res = 1
     local j = redis.call('HGET', KEYS[1], 'j:' .. ARGV[2])
     redis.call('HDEL', KEYS[1], 'c:' .. ARGV[2], 'j:' .. ARGV[2])
     redis.call('SREM', KEYS[5], ARGV[6])
@@ -144,9 +153,10 @@ if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then
       redis.call('PUBLISH', KEYS[3], 'L' .. v .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] ..
         ' {"type":"room:member_left","room":"' .. ARGV[6] .. '","user":' .. j .. '}')
     end
+    if redis.call('HLEN', KEYS[1]) == 0 then res = 2 end
   end
 end
-return 1
+return res
 "#;
 
 /// Publishes `user`'s status `st` to each room of `rooms` (once each),
@@ -206,10 +216,13 @@ return {added, redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))}
 /// KEYS nodes. ARGV run, dead node, prefix. Its users' statuses are
 /// removed (offline announced where it was a user's last node), then its
 /// memberships leave their rooms (announced likewise). Answers 0 when
-/// another node did it first, else 1 + the memberships removed.
+/// another node did it first, else {1 + the memberships removed, what
+/// changed cluster-wide for webhooks: `P\t<user>` offline, `L\t<room>\t<user>`
+/// left, `V\t<room>` vacated}.
 const REAP: &str = r#"
 if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 local p = ARGV[3]
+local ev = {}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local users = p .. ':node:' .. ARGV[2] .. ':users'
@@ -218,6 +231,7 @@ for _, u in ipairs(redis.call('SMEMBERS', users)) do
   redis.call('HDEL', key, ARGV[2])
   if agg(key) == 'offline' then
     redis.call('DEL', key)
+    table.insert(ev, 'P\t' .. u)
     announce(p, u, 'offline', tostring(now), redis.call('SMEMBERS', p .. ':{u:' .. u .. '}:rooms'))
   end
 end
@@ -239,6 +253,8 @@ for _, f in ipairs(fields) do
         redis.call('PUBLISH', p .. ':{r:' .. r .. '}:c', 'L' .. v .. ' ' .. ARGV[2] ..
           ' - {"type":"room:member_left","room":"' .. r .. '","user":' .. j .. '}')
       end
+      table.insert(ev, 'L\t' .. r .. '\t' .. u)
+      if redis.call('HLEN', mem) == 0 then table.insert(ev, 'V\t' .. r) end
     end
   end
 end
@@ -263,7 +279,8 @@ for _, f in ipairs(fields) do
     end
   end
 end
-return #fields + 1
+table.insert(ev, 1, #fields + 1)
+return ev
 "#;
 
 /// KEYS sessions, channel. ARGV run, session address, user, '1' joined or

@@ -51,6 +51,7 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let mut body = METRICS.render();
     crate::monitor::render_metrics(&st.shared, &mut body);
     crate::procstat::render(&mut body);
+    crate::webhooks::render_metrics(&mut body);
     if let Some(c) = &st.shared.cluster {
         use std::fmt::Write;
         let _ = write!(

@@ -303,6 +303,8 @@ impl Room {
         })];
         let mut was_typing = false;
         if let Some(slot) = gone {
+            let vacated = self.users.is_empty();
+            crate::webhooks::member_left(&self.name, member.user.as_str(), vacated);
             was_typing = self.typing.remove(&member.user).is_some();
             let info = MemberInfo {
                 user: member.user.clone(),
@@ -437,6 +439,8 @@ impl Handler<Join> for Room {
                 self.replica_join(&m);
             }
         } else if new_user {
+            let occupied = self.users.is_empty();
+            crate::webhooks::member_joined(&self.name, m.user.as_str(), &m.name, occupied);
             self.users.insert(
                 m.user.clone(),
                 UserSlot {

@@ -323,6 +323,15 @@ impl Room {
             self.history.remember_key(key.clone(), seq, ts);
         }
         METRICS.messages_published.fetch_add(1, Relaxed);
+        if crate::webhooks::messages_of(self.name.as_str()) {
+            crate::webhooks::emit(crate::webhooks::Event::MessagePublished {
+                room: self.name.as_str(),
+                seq,
+                user: msg.from.user.as_str(),
+                name: &msg.from.name,
+                data: &msg.data,
+            });
+        }
         let except = match &msg.origin {
             Origin::Session { session, .. } if msg.opts.exclude_self => Some(*session),
             _ => None,

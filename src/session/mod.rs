@@ -131,6 +131,8 @@ pub struct Session {
     exp_timer: Option<SpawnHandle>,
     fragments: crate::wsframes::Fragments,
     closing: bool,
+    /// The close code and reason sent (none: the connection was lost).
+    closed: Option<(u16, String)>,
     /// Documents open, with their actors (see `session/docs.rs`).
     docs: HashMap<RoomName, Addr<crate::document::Document>>,
     /// MQTT subscriptions and publishes (`mqtt::session`).
@@ -182,6 +184,7 @@ impl Session {
             exp_timer: None,
             fragments: None,
             closing: false,
+            closed: None,
             docs: HashMap::new(),
             mqtt: Default::default(),
             watching: false,
@@ -207,6 +210,7 @@ impl Session {
             return;
         }
         self.closing = true;
+        self.closed = Some((code, reason.to_string()));
         log::debug!("session {} closing: {code} {reason}", self.id);
         if let Some(tx) = self.close_tx.take() {
             let _ = tx.send((code, reason.to_string()));
@@ -452,8 +456,21 @@ impl Actor for Session {
         }
         self.rpc_closing();
         self.unwatch_all();
-        if self.from.is_some() {
+        if let Some(from) = &self.from {
             self.hub.do_send(hub::Disconnect { session: self.id });
+            if crate::webhooks::on() {
+                let (code, reason) = self
+                    .closed
+                    .clone()
+                    .unwrap_or((1006, "connection lost".into()));
+                crate::webhooks::emit(crate::webhooks::Event::SessionClosed {
+                    session: &crate::ids::SessionAddr::here(self.id).to_string(),
+                    user: from.user.as_str(),
+                    transport: self.transport.name(),
+                    code,
+                    reason: &reason,
+                });
+            }
         }
         for doc in self.docs.values() {
             doc.do_send(crate::document::Close { session: self.id });

@@ -25,6 +25,7 @@ mod notifications;
 pub mod reader;
 pub mod schema;
 pub mod status;
+mod webhooks;
 mod writer;
 
 pub use db::{Mark, Retention, RoomTail};

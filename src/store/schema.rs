@@ -100,6 +100,14 @@ const MIGRATIONS: &[&str] = &[
         rev  INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 6: webhook events waiting for a 2xx from the receiver (`webhooks`),
+    // oldest first; `body` is the event's JSON object, sent as stored.
+    "
+    CREATE TABLE webhook_events (
+        id   INTEGER PRIMARY KEY AUTOINCREMENT,
+        body TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -167,6 +175,7 @@ mod tests {
             "schema_version",
             "state",
             "state_rev",
+            "webhook_events",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

@@ -27,8 +27,13 @@ pub enum StateJob {
 }
 
 impl StateJob {
+    /// Both: a load deletes the room's expired keys. Taking the write lock
+    /// at `BEGIN` matters since the webhook queue writes to the same file
+    /// from its own connection: a deferred transaction that reads and then
+    /// writes fails at once (SQLITE_BUSY) when another connection wrote in
+    /// between, where `BEGIN IMMEDIATE` waits out the lock.
     pub(super) fn writes(&self) -> bool {
-        matches!(self, StateJob::Write { .. })
+        true
     }
 
     pub(super) fn execute(&self, db: &Db) -> SqlResult<Option<StateMap>> {

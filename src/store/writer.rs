@@ -298,7 +298,8 @@ impl Writer {
                         self.finish(j, Err(err.clone()));
                     } else {
                         let alone = (|| -> SqlResult<Done> {
-                            self.db.begin(false)?;
+                            // IMMEDIATE for a write: waits out another connection's lock.
+                            self.db.begin(j.writes())?;
                             let d = self.execute(&j)?;
                             self.db.commit()?;
                             Ok(d)

@@ -67,7 +67,14 @@ pub struct Replica {
     state: state::StateReplica,
     /// Every session in the room, on any node (`sessions.rs`).
     sessions: BTreeMap<crate::ids::SessionAddr, UserId>,
+    /// Join and leave answers, handled one after another in the order the
+    /// scripts ran (their webhook events keep the room's order).
+    memberships: Option<Ordered>,
 }
+
+type Ordered = tokio::sync::mpsc::UnboundedSender<
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+>;
 
 impl Replica {
     /// Every session in the room, with its user.
@@ -92,7 +99,25 @@ impl Replica {
             local: HashMap::new(),
             state: Default::default(),
             sessions: BTreeMap::new(),
+            memberships: None,
         }
+    }
+
+    /// Runs `f` after the membership answers queued before it. The scripts
+    /// are already on the lane (answered in order): no added wait.
+    fn in_order(&mut self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let tx = self.memberships.get_or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<
+                std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+            >();
+            actix::spawn(async move {
+                while let Some(f) = rx.recv().await {
+                    f.await;
+                }
+            });
+            tx
+        });
+        let _ = tx.send(Box::pin(f));
     }
 }
 
@@ -418,9 +443,16 @@ impl Room {
             ],
         );
         let room = self.name.clone();
-        actix::spawn(async move {
-            if let Err(e) = fut.await {
-                log::warn!("room {room}: membership not registered: {}", e.message);
+        let (user, name) = (user.clone(), self.users.get(user).map(|s| s.name.clone()));
+        self.replica().in_order(async move {
+            match fut.await {
+                // This node's script made them a member cluster-wide: its webhook events.
+                Ok(redis::Value::Int(n @ 1..)) => {
+                    let name = name.as_deref().unwrap_or(user.as_str());
+                    crate::webhooks::member_joined(&room, user.as_str(), name, n == 2);
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("room {room}: membership not registered: {}", e.message),
             }
         });
     }
@@ -480,10 +512,14 @@ impl Room {
                 self.name.as_str().as_bytes().to_vec(),
             ],
         );
-        let room = self.name.clone();
-        actix::spawn(async move {
-            if let Err(e) = fut.await {
-                log::warn!("room {room}: leave not registered: {}", e.message);
+        let (room, user) = (self.name.clone(), m.user.clone());
+        self.replica().in_order(async move {
+            match fut.await {
+                Ok(redis::Value::Int(n @ 1..)) => {
+                    crate::webhooks::member_left(&room, user.as_str(), n == 2)
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("room {room}: leave not registered: {}", e.message),
             }
         });
     }

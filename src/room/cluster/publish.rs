@@ -89,6 +89,9 @@ impl Room {
             _ => "-".to_string(),
         };
         let fut = self.publish_frame(&frame, msg.opts.key.as_ref(), excluded);
+        // Emitted by the publishing node only, once Redis has numbered it.
+        let hook = crate::webhooks::messages_of(self.name.as_str())
+            .then(|| (self.name.clone(), msg.from.clone(), msg.data.clone()));
         let r = self.replica();
         let ticket = r.next_ticket;
         r.next_ticket += 1;
@@ -96,6 +99,15 @@ impl Room {
         let me = ctx.address();
         Box::pin(async move {
             let outcome = fut.await;
+            if let (Ok(Published::New { seq, .. }), Some((room, from, data))) = (&outcome, &hook) {
+                crate::webhooks::emit(crate::webhooks::Event::MessagePublished {
+                    room: room.as_str(),
+                    seq: *seq,
+                    user: from.user.as_str(),
+                    name: &from.name,
+                    data,
+                });
+            }
             let result = match &outcome {
                 Ok(Published::New { seq, .. }) => Ok(Accepted {
                     seq: *seq,

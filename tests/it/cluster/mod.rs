@@ -12,3 +12,4 @@ mod rpc;
 mod signal;
 mod soak;
 mod state;
+mod webhooks;
