@@ -113,6 +113,9 @@ pub struct Config {
     /// `SWITCHBOARD_STATE_MAX_KEYS` (1000), `SWITCHBOARD_STATE_MAX_VALUE_BYTES`
     /// (16384), `SWITCHBOARD_STATE_MAX_KEY_LEN` (128): bounds of a room's shared state.
     pub state: crate::state::StateLimits,
+    /// `SWITCHBOARD_STREAMS_PER_ROOM` (32), `SWITCHBOARD_STREAM_MAX_BYTES`
+    /// (65536), `SWITCHBOARD_STREAM_STALL_MS` (30000): bounds of AI response streams.
+    pub streams: crate::streams::StreamLimits,
     /// `SWITCHBOARD_DOC_MAX_OP_PARTS` (default 4096): most parts in one op.
     pub doc_max_op_parts: usize,
     /// `SWITCHBOARD_DOCS_PER_SESSION` (default 20): documents open per connection.
@@ -474,6 +477,12 @@ impl Config {
                 max_keys: num("SWITCHBOARD_STATE_MAX_KEYS", 1000)?,
                 max_value_bytes: num("SWITCHBOARD_STATE_MAX_VALUE_BYTES", 16384)?,
                 max_key_len: num("SWITCHBOARD_STATE_MAX_KEY_LEN", 128)?,
+            },
+            streams: crate::streams::StreamLimits {
+                per_room: num("SWITCHBOARD_STREAMS_PER_ROOM", 32)?.max(1),
+                max_bytes: num("SWITCHBOARD_STREAM_MAX_BYTES", 65536)?.max(1),
+                stall: millis("SWITCHBOARD_STREAM_STALL_MS", 30_000)?
+                    .max(std::time::Duration::from_millis(10)),
             },
             doc_max_op_parts: num("SWITCHBOARD_DOC_MAX_OP_PARTS", 4096)?,
             docs_per_session: num("SWITCHBOARD_DOCS_PER_SESSION", 20)?,

@@ -47,6 +47,7 @@ pub mod scrollback;
 pub mod session;
 pub mod signal;
 pub mod state;
+pub mod streams;
 pub mod static_files;
 pub mod store;
 pub mod wsframes;
@@ -198,6 +199,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     )
     .with_state_limits(cfg.state)
+    .with_stream_limits(cfg.streams)
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

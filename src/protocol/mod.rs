@@ -100,6 +100,8 @@ pub enum ClientFrame {
     },
     /// WebRTC signaling to one session sharing `room` (`signal`).
     Signal(crate::signal::Signal),
+    /// A `stream:*` frame (AI response streams), parsed by `streams::wire`.
+    Stream(crate::streams::wire::StreamRequest),
 }
 
 /// The options of a `message:send` (and, but for `exclude_self`, of
@@ -254,6 +256,9 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     }
     if let Some(state) = crate::state::wire::parse(text) {
         return state;
+    }
+    if let Some(stream) = crate::streams::wire::parse(text) {
+        return stream;
     }
     let wire: Wire = match serde_json::from_slice(text) {
         Ok(w) => w,

@@ -94,6 +94,7 @@ impl Session {
             ClientFrame::HistoryGet { room, page } => self.history_page(room, page, id, ctx),
             ClientFrame::State(req) => self.state(req, id, now),
             ClientFrame::Signal(signal) => self.signal(signal, id, now),
+            ClientFrame::Stream(req) => self.stream(req, id, now),
         }
     }
 

@@ -36,6 +36,7 @@ mod server;
 pub use server::{ServerJoin, ServerLeave};
 mod signal;
 mod state;
+mod streams;
 
 /// The Hub's answer to a join or open, or why there is none.
 fn hub_answer<T>(
@@ -132,6 +133,9 @@ pub struct Session {
     watching: bool,
     /// `history:get` pages being read (at most `PAGES_IN_FLIGHT`).
     pages: usize,
+    /// The streams this session produces, with their rooms (`streams.rs`).
+    producing: HashMap<String, (RoomName, u64)>,
+    producing_n: u64,
 }
 
 impl Session {
@@ -173,6 +177,8 @@ impl Session {
             mqtt: Default::default(),
             watching: false,
             pages: 0,
+            producing: HashMap::new(),
+            producing_n: 0,
             shared,
         }
     }

@@ -33,6 +33,7 @@ mod server_api;
 mod shutdown;
 mod signal;
 mod state;
+mod streams;
 
 mod broker;
 mod monitor;

@@ -11,3 +11,4 @@ pub mod redis;
 mod signal;
 mod soak;
 mod state;
+mod streams;
