@@ -17,6 +17,7 @@ export const SERVER_FRAME_TYPES = [
   "doc:cursor", "notification:new", "notification:count", "notification:page", "history:page",
   "direct:offline", "health:update", "message:flow", "message", "state:snapshot", "state:update",
   "room:session_joined", "room:session_left", "signal", "dropped",
+  "stream:start", "stream:data", "stream:end", "stream:error", "stream:cancelled",
 ];
 
 function parse(text) {
