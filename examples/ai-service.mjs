@@ -90,9 +90,14 @@ function log(s) {
 async function main() {
   const sb = connect({ url: BASE, token: await token(), fetch: globalThis.fetch, ...(await transportOptions()) });
   const me = new RegExp(`(^|\\W)@${NAME}\\b`, "i");
+  // A reconnect replays what was missed (answered then); never twice.
+  const answered = new Set();
   sb.on("message:receive", (m) => {
     const text = m.data && typeof m.data === "object" ? m.data.text : null;
     if (typeof text !== "string" || m.data.stream || m.from.user === NAME || !me.test(text)) return;
+    const key = `${m.room}#${m.seq}`;
+    if (answered.has(key)) return;
+    answered.add(key);
     answer(sb, m);
   });
   for (const room of ROOMS) await sb.joinRoom(room);

@@ -88,6 +88,9 @@ pub struct Room {
     streams: crate::streams::Streams,
     stream_limits: crate::streams::StreamLimits,
     stream_timer: Option<SpawnHandle>,
+    /// With Redis: acks of starts and chunks waiting until this node applied
+    /// them (`cluster/streams.rs`): stream, chunks applied by then, to whom.
+    stream_acks: Vec<(String, u64, Outbox, String)>,
 }
 
 impl Actor for Room {
@@ -168,6 +171,7 @@ impl Room {
             streams: Default::default(),
             stream_limits: Default::default(),
             stream_timer: None,
+            stream_acks: Vec::new(),
         }
     }
 

@@ -37,6 +37,13 @@ impl StreamOp {
         self.outbox.push(error_frame(r.code(), &m, self.id.as_deref(), None));
     }
 
+    /// Redis could not be reached: nothing changed.
+    pub(super) fn refuse_unavailable(&self) {
+        let m = "the room's streams are unreachable (Redis); nothing changed";
+        let code = crate::error::ErrorCode::Unavailable;
+        self.outbox.push(error_frame(code, m, self.id.as_deref(), None));
+    }
+
     pub(super) fn ack(&self) {
         if let Some(id) = &self.id {
             self.outbox.push(encode(&ServerFrame::Ack { id, seq: None }));

@@ -32,7 +32,7 @@ impl Session {
                 }
             },
         };
-        let Some(addr) = self.rooms.get(&room) else {
+        let Some(addr) = self.rooms.get(&room).cloned() else {
             let msg = format!("join {room} before using its streams");
             return self.error(ErrorCode::NotMember, &msg, id.as_deref());
         };

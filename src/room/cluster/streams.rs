@@ -10,9 +10,7 @@
 
 use super::Room;
 use crate::cluster::stream_scripts as lua;
-use crate::error::ErrorCode;
 use crate::ids::SessionAddr;
-use crate::protocol::error_frame;
 use crate::room::streams::{Event, StreamOp};
 use crate::streams::wire::StreamCall;
 use crate::streams::{Live, Refusal, Streams};
@@ -171,19 +169,27 @@ impl Room {
                 (lua::START.to_string(), args)
             }
             StreamCall::Data { chunk } => (lua::data(), self.data_args(&op.stream, me, chunk)),
-            StreamCall::End { last } => {
-                if let Some(chunk) = last {
-                    // The last chunk first, then the end: the lane keeps their order.
-                    let args = self.data_args(&op.stream, me.clone(), chunk);
-                    let fut = self.eval(&lua::data(), args);
-                    let (outbox, id) = (op.outbox.clone(), op.id.clone());
-                    ctx.spawn(fut.into_actor(self).map(move |v, act, _| {
-                        if let Some(r) = v.ok().as_ref().and_then(|v| refusal(v, &act.stream_limits)) {
-                            let m = r.message("");
-                            outbox.push(error_frame(r.code(), &m, id.as_deref(), None));
+            StreamCall::End { last: Some(chunk) } => {
+                // The last chunk first; the end only once it was taken (a
+                // refused last chunk refuses the end, as on one node).
+                let args = self.data_args(&op.stream, me, chunk);
+                let fut = self.eval(&lua::data(), args);
+                ctx.spawn(fut.into_actor(self).map(move |v, act, ctx| {
+                    match v.as_ref().ok().and_then(|v| refusal(v, &act.stream_limits)) {
+                        Some(r) => op.refuse(r),
+                        None if v.is_err() => op.refuse_unavailable(),
+                        None => {
+                            let op = StreamOp {
+                                call: StreamCall::End { last: None },
+                                ..op
+                            };
+                            act.replica_stream(op, ctx)
                         }
-                    }));
-                }
+                    }
+                }));
+                return;
+            }
+            StreamCall::End { last: None } => {
                 let end = Wire::new("end", &op.stream).json();
                 (lua::finish(), vec![stream, me, end])
             }
@@ -202,11 +208,7 @@ impl Room {
         ctx.spawn(fut.into_actor(self).map(move |v, act, ctx| {
             let v = match v {
                 Ok(v) => v,
-                Err(e) => {
-                    let f = error_frame(ErrorCode::Unavailable, &e.message, op.id.as_deref(), None);
-                    op.outbox.push(f);
-                    return;
-                }
+                Err(_) => return op.refuse_unavailable(),
             };
             if let Some(r) = refusal(&v, &act.stream_limits) {
                 return op.refuse(r);
@@ -224,8 +226,45 @@ impl Room {
                     return act.publish_stream(&op.stream, live, Some(&op), ctx);
                 }
             }
-            op.ack();
+            // A start's or a chunk's ack waits until this node applied it,
+            // so a join here after the ack has it in its catch-up (as a
+            // message's ack follows its delivery here).
+            let index = match op.call {
+                StreamCall::Start { .. } => Some(0),
+                StreamCall::Data { .. } => crate::cluster::scripts::array(&v)
+                    .get(1)
+                    .and_then(crate::cluster::scripts::int)
+                    .map(|n| n.max(0) as u64 + 1),
+                _ => None,
+            };
+            match (index, op.id.clone()) {
+                (Some(upto), Some(id)) if !act.stream_applied(&op.stream, upto) => {
+                    act.stream_acks.push((op.stream.clone(), upto, op.outbox.clone(), id));
+                }
+                _ => op.ack(),
+            }
         }));
+    }
+
+    /// Whether this node's copy of `stream` has its start and `upto` chunks.
+    fn stream_applied(&self, stream: &str, upto: u64) -> bool {
+        self.streams.live.get(stream).is_some_and(|l| l.next >= upto)
+    }
+
+    /// Sends the acks whose event this node has applied (all of them with
+    /// `all`, after the copy was read again or the stream ended).
+    fn release_stream_acks(&mut self, all: bool) {
+        let waiting = std::mem::take(&mut self.stream_acks);
+        for (stream, upto, outbox, id) in waiting {
+            if all || self.stream_applied(&stream, upto) || !self.streams.live.contains_key(&stream) {
+                outbox.push(crate::protocol::encode(&crate::protocol::ServerFrame::Ack {
+                    id: &id,
+                    seq: None,
+                }));
+            } else {
+                self.stream_acks.push((stream, upto, outbox, id));
+            }
+        }
     }
 
     fn data_args(&self, stream: &str, me: Vec<u8>, chunk: &str) -> Vec<Vec<u8>> {
@@ -263,7 +302,8 @@ impl Room {
         let stream = match &e {
             Event::Start { live, .. } => {
                 let here = live.producer.is_here().then_some(live.producer.session);
-                return drop(self.apply_stream(e, here, ctx));
+                self.apply_stream(e, here, ctx);
+                return self.release_stream_acks(false);
             }
             Event::Data { stream, .. }
             | Event::End { stream }
@@ -277,6 +317,9 @@ impl Room {
             .filter(|l| l.producer.is_here())
             .map(|l| l.producer.session);
         self.apply_stream(e, here, ctx);
+        if !self.stream_acks.is_empty() {
+            self.release_stream_acks(false);
+        }
     }
 
     /// Reads the room's live streams from Redis (after subscribing): at
@@ -293,6 +336,7 @@ impl Room {
                 return;
             };
             let read = streams_of(&v);
+            act.release_stream_acks(true);
             if !announce {
                 act.streams = read;
                 return act.schedule_stall(ctx);
