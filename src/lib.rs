@@ -47,9 +47,9 @@ pub mod scrollback;
 pub mod session;
 pub mod signal;
 pub mod state;
-pub mod streams;
 pub mod static_files;
 pub mod store;
+pub mod streams;
 pub mod wsframes;
 
 use actix::prelude::*;

@@ -21,11 +21,11 @@ use bytes::Bytes;
 pub use cluster::read_history;
 pub use publish::{Accepted, MqttRelay, Origin, Publish};
 pub use state::{StateAnswer, StateCall, StateOp, StateOrigin};
-pub use streams::StreamOp;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use streams::StreamOp;
 
 /// A session in the room.
 #[derive(Clone)]

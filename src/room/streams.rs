@@ -34,19 +34,22 @@ pub struct StreamOp {
 impl StreamOp {
     pub(super) fn refuse(&self, r: Refusal) {
         let m = r.message(&self.stream);
-        self.outbox.push(error_frame(r.code(), &m, self.id.as_deref(), None));
+        self.outbox
+            .push(error_frame(r.code(), &m, self.id.as_deref(), None));
     }
 
     /// Redis could not be reached: nothing changed.
     pub(super) fn refuse_unavailable(&self) {
         let m = "the room's streams are unreachable (Redis); nothing changed";
         let code = crate::error::ErrorCode::Unavailable;
-        self.outbox.push(error_frame(code, m, self.id.as_deref(), None));
+        self.outbox
+            .push(error_frame(code, m, self.id.as_deref(), None));
     }
 
     pub(super) fn ack(&self) {
         if let Some(id) = &self.id {
-            self.outbox.push(encode(&ServerFrame::Ack { id, seq: None }));
+            self.outbox
+                .push(encode(&ServerFrame::Ack { id, seq: None }));
         }
     }
 }
@@ -54,11 +57,26 @@ impl StreamOp {
 /// What every copy of a room's streams applies (one node: at once; with
 /// Redis: from the room's channel).
 pub(super) enum Event {
-    Start { stream: String, live: Live },
-    Data { stream: String, index: u64, chunk: String },
-    End { stream: String },
-    Error { stream: String, reason: String },
-    Cancel { stream: String, by: Box<RawValue> },
+    Start {
+        stream: String,
+        live: Live,
+    },
+    Data {
+        stream: String,
+        index: u64,
+        chunk: String,
+    },
+    End {
+        stream: String,
+    },
+    Error {
+        stream: String,
+        reason: String,
+    },
+    Cancel {
+        stream: String,
+        by: Box<RawValue>,
+    },
 }
 
 impl Handler<StreamOp> for Room {
@@ -67,7 +85,12 @@ impl Handler<StreamOp> for Room {
     fn handle(&mut self, op: StreamOp, ctx: &mut Context<Self>) {
         if !self.members.contains_key(&op.session) {
             let m = "join the room before using its streams";
-            let f = error_frame(crate::error::ErrorCode::NotMember, m, op.id.as_deref(), None);
+            let f = error_frame(
+                crate::error::ErrorCode::NotMember,
+                m,
+                op.id.as_deref(),
+                None,
+            );
             op.outbox.push(f);
             return;
         }

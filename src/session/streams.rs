@@ -36,7 +36,10 @@ impl Session {
             let msg = format!("join {room} before using its streams");
             return self.error(ErrorCode::NotMember, &msg, id.as_deref());
         };
-        let Some(from) = self.from.as_ref().and_then(|f| serde_json::value::to_raw_value(f).ok())
+        let Some(from) = self
+            .from
+            .as_ref()
+            .and_then(|f| serde_json::value::to_raw_value(f).ok())
         else {
             return;
         };
@@ -59,9 +62,11 @@ impl Session {
                 op.id.as_deref(),
                 Some(ROOM_BUSY_RETRY_MS),
             )),
-            Err(SendError::Closed(op)) => {
-                self.error(ErrorCode::Internal, "room unavailable; rejoin it", op.id.as_deref())
-            }
+            Err(SendError::Closed(op)) => self.error(
+                ErrorCode::Internal,
+                "room unavailable; rejoin it",
+                op.id.as_deref(),
+            ),
         }
     }
 }
@@ -74,7 +79,10 @@ impl Session {
         *n += 1;
         map.insert(stream.to_string(), (room.clone(), *n));
         if map.len() > PRODUCING_MAX {
-            let oldest = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone());
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 map.remove(&k);
             }

@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(m.can_start("a", &limits), Err(Refusal::Exists));
         assert_eq!(m.can_start("b", &limits), Err(Refusal::Full(1)));
         assert!(m.append("a", 0, "he"));
-        assert!(!m.append("a", 0, "he"), "a chunk seen before is not applied twice");
+        assert!(
+            !m.append("a", 0, "he"),
+            "a chunk seen before is not applied twice"
+        );
         assert!(!m.append("a", 2, "x"), "a chunk after a gap is not applied");
         assert!(m.append("a", 1, "llo"));
         let s = m.owned("a", &p).unwrap();
@@ -360,7 +363,11 @@ mod tests {
             assert!(!valid_id(bad), "{bad}");
         }
         let room = RoomName::parse("r").unwrap();
-        let mut s = live(SessionAddr::here(SessionId(1)), raw(r#"{"user":"u","name":"U"}"#), None);
+        let mut s = live(
+            SessionAddr::here(SessionId(1)),
+            raw(r#"{"user":"u","name":"U"}"#),
+            None,
+        );
         s.text = "a\"b".into();
         let f = start_frame(&room, "s1", &s);
         let v: serde_json::Value = serde_json::from_slice(&f).unwrap();

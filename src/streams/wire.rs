@@ -30,11 +30,19 @@ pub struct StreamRequest {
 
 #[derive(Debug)]
 pub enum StreamCall {
-    Start { meta: Option<Box<RawValue>> },
-    Data { chunk: String },
+    Start {
+        meta: Option<Box<RawValue>>,
+    },
+    Data {
+        chunk: String,
+    },
     /// `last`: the `final` chunk, added before the end.
-    End { last: Option<String> },
-    Error { reason: String },
+    End {
+        last: Option<String>,
+    },
+    Error {
+        reason: String,
+    },
     Cancel,
 }
 
@@ -121,7 +129,10 @@ fn build(w: Wire) -> Result<Request, FrameError> {
     }
     let room = match (&w.room, &w.to) {
         (Some(_), Some(_)) => {
-            return Err(err(ErrorCode::BadRequest, format!("{ty} takes `room` or `to`, not both")))
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("{ty} takes `room` or `to`, not both"),
+            ))
         }
         (Some(r), None) => Some(RoomName::parse(r).ok_or_else(|| {
             err(
@@ -140,7 +151,10 @@ fn build(w: Wire) -> Result<Request, FrameError> {
     let call = match ty {
         "stream:start" => {
             if room.is_none() {
-                return Err(err(ErrorCode::BadRequest, "stream:start needs `room` or `to`".into()));
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    "stream:start needs `room` or `to`".into(),
+                ));
             }
             let meta = match w.meta {
                 None => None,
@@ -149,7 +163,9 @@ fn build(w: Wire) -> Result<Request, FrameError> {
                     return Err(err(ErrorCode::TooLarge, m));
                 }
                 Some(m) => match crate::protocol::data_problem(m.get()) {
-                    Some(why) => return Err(err(ErrorCode::BadRequest, why.replace("data", "meta"))),
+                    Some(why) => {
+                        return Err(err(ErrorCode::BadRequest, why.replace("data", "meta")))
+                    }
                     None => Some(m.to_owned()),
                 },
             };
@@ -212,7 +228,9 @@ mod tests {
         let Some(Ok(r)) = parse(br#"{"type":"stream:start","to":"bob","stream":"s"}"#) else {
             panic!()
         };
-        let ClientFrame::Stream(s) = r.frame else { panic!() };
+        let ClientFrame::Stream(s) = r.frame else {
+            panic!()
+        };
         assert_eq!(s.room.unwrap().as_str(), "user:bob");
     }
 
@@ -222,21 +240,45 @@ mod tests {
         for (f, c) in [
             (r#"{"type":"stream:nope","stream":"s"}"#, UnknownType),
             (r#"{"type":"stream:start","stream":"s"}"#, BadRequest),
-            (r#"{"type":"stream:start","room":"r","to":"u","stream":"s"}"#, BadRequest),
-            (r#"{"type":"stream:start","room":"bad room","stream":"s"}"#, InvalidRoom),
-            (r#"{"type":"stream:start","room":"r","stream":"a b"}"#, BadRequest),
+            (
+                r#"{"type":"stream:start","room":"r","to":"u","stream":"s"}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"stream:start","room":"bad room","stream":"s"}"#,
+                InvalidRoom,
+            ),
+            (
+                r#"{"type":"stream:start","room":"r","stream":"a b"}"#,
+                BadRequest,
+            ),
             (r#"{"type":"stream:start","room":"r"}"#, BadRequest),
             (r#"{"type":"stream:data","stream":"s"}"#, BadRequest),
-            (r#"{"type":"stream:data","stream":"s","chunk":""}"#, BadRequest),
-            (r#"{"type":"stream:data","stream":"s","chunk":7}"#, BadRequest),
-            (r#"{"type":"stream:data","stream":"s","chunk":"x","meta":1}"#, BadRequest),
+            (
+                r#"{"type":"stream:data","stream":"s","chunk":""}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"stream:data","stream":"s","chunk":7}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"stream:data","stream":"s","chunk":"x","meta":1}"#,
+                BadRequest,
+            ),
             (r#"{"type":"stream:error","stream":"s"}"#, BadRequest),
             (r#"{"type":"stream:cancel","stream":"s"}"#, BadRequest),
-            (r#"{"type":"stream:data","stream":"s","chunk":"x","zzz":1}"#, BadRequest),
+            (
+                r#"{"type":"stream:data","stream":"s","chunk":"x","zzz":1}"#,
+                BadRequest,
+            ),
         ] {
             assert_eq!(code(f), c, "{f}");
         }
-        let big = format!(r#"{{"type":"stream:start","room":"r","stream":"s","meta":"{}"}}"#, "x".repeat(5000));
+        let big = format!(
+            r#"{{"type":"stream:start","room":"r","stream":"s","meta":"{}"}}"#,
+            "x".repeat(5000)
+        );
         assert_eq!(code(&big), TooLarge);
         assert!(parse(br#"{"type":"message:send","room":"r","data":"stream:"}"#).is_none());
     }

@@ -49,13 +49,20 @@ impl View {
             "stream:start" => {
                 let prev = self.text.insert(
                     stream(),
-                    (f["text"].as_str().unwrap().into(), f["next"].as_u64().unwrap()),
+                    (
+                        f["text"].as_str().unwrap().into(),
+                        f["next"].as_u64().unwrap(),
+                    ),
                 );
                 assert!(prev.is_none(), "a second start of a live stream: {f}");
             }
             "stream:data" => {
                 let (text, next) = self.text.get_mut(&stream()).expect("data before start");
-                assert_eq!(f["index"].as_u64().unwrap(), *next, "chunk out of order: {f}");
+                assert_eq!(
+                    f["index"].as_u64().unwrap(),
+                    *next,
+                    "chunk out of order: {f}"
+                );
                 text.push_str(f["chunk"].as_str().unwrap());
                 *next += 1;
             }
@@ -71,7 +78,10 @@ impl View {
                 if let Some(seen) = self.ended.get(&s) {
                     assert_eq!(seen, &t, "the stored text is the text streamed");
                 }
-                assert!(self.stored.insert(s, t).is_none(), "stored message twice: {f}");
+                assert!(
+                    self.stored.insert(s, t).is_none(),
+                    "stored message twice: {f}"
+                );
                 self.seq = self.seq.max(f["seq"].as_u64().unwrap());
             }
             "room:joined" => self.seq = self.seq.max(f["seq"].as_u64().unwrap()),
@@ -106,42 +116,85 @@ async fn a_stream_reaches_members_chunk_by_chunk_and_ends_as_one_stored_message(
     assert_eq!(ack["type"], "ack", "{ack}");
     let start = alice.recv_type("stream:start").await;
     assert_eq!(
-        (start["room"].clone(), start["stream"].clone(), start["meta"].clone(), start["text"].clone(), start["next"].clone()),
-        (json!("chat"), json!("r1"), json!({"model":"words"}), json!(""), json!(0)),
+        (
+            start["room"].clone(),
+            start["stream"].clone(),
+            start["meta"].clone(),
+            start["text"].clone(),
+            start["next"].clone()
+        ),
+        (
+            json!("chat"),
+            json!("r1"),
+            json!({"model":"words"}),
+            json!(""),
+            json!(0)
+        ),
         "{start}"
     );
     assert_eq!(start["from"]["user"], "bot", "{start}");
     bob.recv_type("stream:start").await;
     for (i, w) in ["Hel", "lo, ", "wor"].iter().enumerate() {
-        bot.send(json!({"type":"stream:data","stream":"r1","chunk":w})).await;
+        bot.send(json!({"type":"stream:data","stream":"r1","chunk":w}))
+            .await;
         for c in [&mut alice, &mut bob] {
             let d = c.recv_type("stream:data").await;
-            assert_eq!((d["index"].clone(), d["chunk"].clone()), (json!(i), json!(w)), "{d}");
+            assert_eq!(
+                (d["index"].clone(), d["chunk"].clone()),
+                (json!(i), json!(w)),
+                "{d}"
+            );
         }
     }
     bot.send(json!({"type":"stream:end","stream":"r1","final":"ld","id":"e"}))
         .await;
     let (ack, before) = answer(&mut bot, "e").await;
-    assert!(ack["seq"].as_u64().unwrap() >= 1, "the producer's ack has the seq: {ack}");
-    assert!(before.iter().all(|f| f["type"] != "stream:data"), "the producer gets no echo of its chunks");
+    assert!(
+        ack["seq"].as_u64().unwrap() >= 1,
+        "the producer's ack has the seq: {ack}"
+    );
+    assert!(
+        before.iter().all(|f| f["type"] != "stream:data"),
+        "the producer gets no echo of its chunks"
+    );
     for c in [&mut alice, &mut bob] {
         let d = c.recv_type("stream:data").await;
-        assert_eq!((d["index"].clone(), d["chunk"].clone()), (json!(3), json!("ld")));
+        assert_eq!(
+            (d["index"].clone(), d["chunk"].clone()),
+            (json!(3), json!("ld"))
+        );
         let end = c.recv_type("stream:end").await;
-        assert_eq!((end["chunks"].clone(), end["length"].clone()), (json!(4), json!(12)), "{end}");
+        assert_eq!(
+            (end["chunks"].clone(), end["length"].clone()),
+            (json!(4), json!(12)),
+            "{end}"
+        );
         let m = c.recv_type("message:receive").await;
-        assert_eq!(m["data"], json!({"stream":"r1","text":"Hello, world","meta":{"model":"words"}}), "{m}");
-        assert_eq!((m["from"]["user"].clone(), m["seq"].clone()), (json!("bot"), ack["seq"].clone()));
+        assert_eq!(
+            m["data"],
+            json!({"stream":"r1","text":"Hello, world","meta":{"model":"words"}}),
+            "{m}"
+        );
+        assert_eq!(
+            (m["from"]["user"].clone(), m["seq"].clone()),
+            (json!("bot"), ack["seq"].clone())
+        );
     }
     // The stored message is history: a later member recovers it.
     let mut carol = s.user("carol").await;
-    carol.send(json!({"type":"room:join","room":"chat","since":0})).await;
+    carol
+        .send(json!({"type":"room:join","room":"chat","since":0}))
+        .await;
     carol.recv_type("room:joined").await;
     let m = carol.recv_type("message:receive").await;
     assert_eq!(m["data"]["text"], "Hello, world");
     // Ended: more chunks are refused.
     assert_eq!(
-        code_of(&mut bot, json!({"type":"stream:data","room":"chat","stream":"r1","chunk":"x","id":"x"})).await,
+        code_of(
+            &mut bot,
+            json!({"type":"stream:data","room":"chat","stream":"r1","chunk":"x","id":"x"})
+        )
+        .await,
         "not_found"
     );
 }
@@ -151,12 +204,16 @@ async fn a_member_joining_mid_stream_gets_the_text_so_far_in_one_frame_then_live
     let s = Server::start();
     let mut bot = service(&s, "bot").await;
     bot.join("mid").await;
-    bot.send(json!({"type":"stream:start","room":"mid","stream":"a"})).await;
-    bot.send(json!({"type":"stream:start","room":"mid","stream":"b","meta":null})).await;
+    bot.send(json!({"type":"stream:start","room":"mid","stream":"a"}))
+        .await;
+    bot.send(json!({"type":"stream:start","room":"mid","stream":"b","meta":null}))
+        .await;
     for c in ["one ", "two "] {
-        bot.send(json!({"type":"stream:data","stream":"a","chunk":c})).await;
+        bot.send(json!({"type":"stream:data","stream":"a","chunk":c}))
+            .await;
     }
-    bot.send(json!({"type":"stream:data","stream":"b","chunk":"B","id":"last"})).await;
+    bot.send(json!({"type":"stream:data","stream":"b","chunk":"B","id":"last"}))
+        .await;
     // The producer's frames reach the room before the join (which comes
     // through the Hub): the join is handled after them.
     answer(&mut bot, "last").await;
@@ -166,13 +223,21 @@ async fn a_member_joining_mid_stream_gets_the_text_so_far_in_one_frame_then_live
     let mut got = HashMap::new();
     for _ in 0..2 {
         let f = late.recv_type("stream:start").await;
-        got.insert(f["stream"].as_str().unwrap().to_string(), (f["text"].clone(), f["next"].clone()));
+        got.insert(
+            f["stream"].as_str().unwrap().to_string(),
+            (f["text"].clone(), f["next"].clone()),
+        );
     }
     assert_eq!(got["a"], (json!("one two "), json!(2)));
     assert_eq!(got["b"], (json!("B"), json!(1)));
-    bot.send(json!({"type":"stream:data","stream":"a","chunk":"three"})).await;
+    bot.send(json!({"type":"stream:data","stream":"a","chunk":"three"}))
+        .await;
     let d = late.recv_type("stream:data").await;
-    assert_eq!((d["stream"].clone(), d["index"].clone()), (json!("a"), json!(2)), "{d}");
+    assert_eq!(
+        (d["stream"].clone(), d["index"].clone()),
+        (json!("a"), json!(2)),
+        "{d}"
+    );
 }
 
 /// Tiny deterministic generator (xorshift64*), so a failure names its seed.
@@ -203,12 +268,14 @@ async fn members_joining_and_reconnecting_at_random_points_end_with_the_exact_te
     let mut connects = 0;
     for round in 0..3 {
         let stream = format!("s{round}");
-        bot.send(json!({"type":"stream:start","room":"rand","stream":stream})).await;
+        bot.send(json!({"type":"stream:start","room":"rand","stream":stream}))
+            .await;
         let mut text = String::new();
         for i in 0..40 {
             let chunk = format!("{i}:{}|", "x".repeat(rng.below(5) as usize));
             text.push_str(&chunk);
-            bot.send(json!({"type":"stream:data","stream":stream,"chunk":chunk})).await;
+            bot.send(json!({"type":"stream:data","stream":stream,"chunk":chunk}))
+                .await;
             let m = rng.below(MEMBERS as u64) as usize;
             match rng.below(4) {
                 // Connect (or reconnect) and join, recovering from the last seq seen.
@@ -224,8 +291,15 @@ async fn members_joining_and_reconnecting_at_random_points_end_with_the_exact_te
                     // no announcement of the user's own other sessions.
                     connects += 1;
                     let mut c = s.user(&format!("m{m}-{connects}")).await;
-                    c.send(json!({"type":"room:join","room":"rand","since":since})).await;
-                    members[m] = Some((c, View { seq: since, ..View::default() }));
+                    c.send(json!({"type":"room:join","room":"rand","since":since}))
+                        .await;
+                    members[m] = Some((
+                        c,
+                        View {
+                            seq: since,
+                            ..View::default()
+                        },
+                    ));
                 }
                 // Leave for good (until a later connect).
                 1 => {
@@ -242,7 +316,8 @@ async fn members_joining_and_reconnecting_at_random_points_end_with_the_exact_te
                 }
             }
         }
-        bot.send(json!({"type":"stream:end","stream":stream,"id":"end"})).await;
+        bot.send(json!({"type":"stream:end","stream":stream,"id":"end"}))
+            .await;
         answer(&mut bot, "end").await;
         // Every member connected now ends with exactly the text; a member
         // who joined before the end saw it grow to the same text.
@@ -269,7 +344,8 @@ async fn cancel_reaches_the_producer_and_a_stalled_stream_ends_with_timeout() {
     let (mut alice, mut eve) = (s.user("alice").await, s.user("eve").await);
     bot.join("c").await;
     alice.join("c").await;
-    bot.send(json!({"type":"stream:start","room":"c","stream":"q"})).await;
+    bot.send(json!({"type":"stream:start","room":"c","stream":"q"}))
+        .await;
     alice.recv_type("stream:start").await;
     alice
         .send(json!({"type":"stream:cancel","room":"c","stream":"q","id":"k"}))
@@ -277,25 +353,68 @@ async fn cancel_reaches_the_producer_and_a_stalled_stream_ends_with_timeout() {
     let (ack, _) = answer(&mut alice, "k").await;
     assert_eq!(ack["type"], "ack", "{ack}");
     let c = bot.recv_type("stream:cancelled").await;
-    assert_eq!((c["stream"].clone(), c["by"]["user"].clone()), (json!("q"), json!("alice")), "{c}");
+    assert_eq!(
+        (c["stream"].clone(), c["by"]["user"].clone()),
+        (json!("q"), json!("alice")),
+        "{c}"
+    );
     // Not a member: refused; an unknown stream: not_found.
-    assert_eq!(code_of(&mut eve, json!({"type":"stream:cancel","room":"c","stream":"q","id":"x"})).await, "not_member");
-    assert_eq!(code_of(&mut alice, json!({"type":"stream:cancel","room":"c","stream":"nope","id":"x"})).await, "not_found");
+    assert_eq!(
+        code_of(
+            &mut eve,
+            json!({"type":"stream:cancel","room":"c","stream":"q","id":"x"})
+        )
+        .await,
+        "not_member"
+    );
+    assert_eq!(
+        code_of(
+            &mut alice,
+            json!({"type":"stream:cancel","room":"c","stream":"nope","id":"x"})
+        )
+        .await,
+        "not_found"
+    );
     // Only the producer adds to it.
-    assert_eq!(code_of(&mut alice, json!({"type":"stream:data","room":"c","stream":"q","chunk":"hi","id":"x"})).await, "forbidden");
+    assert_eq!(
+        code_of(
+            &mut alice,
+            json!({"type":"stream:data","room":"c","stream":"q","chunk":"hi","id":"x"})
+        )
+        .await,
+        "forbidden"
+    );
     // Nothing more comes: it ends with `timeout`, for members and the producer.
     let e = alice.recv_type("stream:error").await;
-    assert_eq!((e["stream"].clone(), e["reason"].clone()), (json!("q"), json!("timeout")), "{e}");
+    assert_eq!(
+        (e["stream"].clone(), e["reason"].clone()),
+        (json!("q"), json!("timeout")),
+        "{e}"
+    );
     let e = bot.recv_type("stream:error").await;
     assert_eq!(e["reason"], "timeout");
-    assert_eq!(code_of(&mut bot, json!({"type":"stream:data","stream":"q","chunk":"late","id":"x"})).await, "not_found");
+    assert_eq!(
+        code_of(
+            &mut bot,
+            json!({"type":"stream:data","stream":"q","chunk":"late","id":"x"})
+        )
+        .await,
+        "not_found"
+    );
     // A producer that leaves ends its streams.
-    bot.send(json!({"type":"stream:start","room":"c","stream":"p"})).await;
+    bot.send(json!({"type":"stream:start","room":"c","stream":"p"}))
+        .await;
     alice.recv_type("stream:start").await;
     bot.close().await;
     let e = alice.recv_type("stream:error").await;
-    assert_eq!((e["stream"].clone(), e["reason"].clone()), (json!("p"), json!("producer_left")), "{e}");
-    alice.expect_no("message:receive", Duration::from_millis(200)).await;
+    assert_eq!(
+        (e["stream"].clone(), e["reason"].clone()),
+        (json!("p"), json!("producer_left")),
+        "{e}"
+    );
+    alice
+        .expect_no("message:receive", Duration::from_millis(200))
+        .await;
 }
 
 #[tokio::test]
@@ -307,29 +426,56 @@ async fn bounds_errors_and_a_stream_to_one_user() {
     let mut bot = service(&s, "bot").await;
     bot.join("b").await;
     let start = |id: &str| json!({"type":"stream:start","room":"b","stream":id,"id":"x"});
-    bot.send(json!({"type":"stream:start","room":"b","stream":"one","id":"o"})).await;
+    bot.send(json!({"type":"stream:start","room":"b","stream":"one","id":"o"}))
+        .await;
     answer(&mut bot, "o").await;
     assert_eq!(code_of(&mut bot, start("one")).await, "bad_request");
-    bot.send(json!({"type":"stream:start","room":"b","stream":"two","id":"t"})).await;
+    bot.send(json!({"type":"stream:start","room":"b","stream":"two","id":"t"}))
+        .await;
     answer(&mut bot, "t").await;
     assert_eq!(code_of(&mut bot, start("three")).await, "rate_limited");
-    bot.send(json!({"type":"stream:data","stream":"one","chunk":"0123456789","id":"d"})).await;
+    bot.send(json!({"type":"stream:data","stream":"one","chunk":"0123456789","id":"d"}))
+        .await;
     assert_eq!(answer(&mut bot, "d").await.0["type"], "ack");
-    assert_eq!(code_of(&mut bot, json!({"type":"stream:data","stream":"one","chunk":"!","id":"x"})).await, "too_large");
-    assert_eq!(code_of(&mut bot, json!({"type":"stream:end","stream":"one","final":"!","id":"x"})).await, "too_large");
+    assert_eq!(
+        code_of(
+            &mut bot,
+            json!({"type":"stream:data","stream":"one","chunk":"!","id":"x"})
+        )
+        .await,
+        "too_large"
+    );
+    assert_eq!(
+        code_of(
+            &mut bot,
+            json!({"type":"stream:end","stream":"one","final":"!","id":"x"})
+        )
+        .await,
+        "too_large"
+    );
     // The refused chunk changed nothing: the stream still ends with its text.
-    bot.send(json!({"type":"stream:end","stream":"one","id":"e"})).await;
+    bot.send(json!({"type":"stream:end","stream":"one","id":"e"}))
+        .await;
     let (ack, before) = answer(&mut bot, "e").await;
     assert!(ack["seq"].is_u64(), "{ack} {before:?}");
     // Not joined: not_member.
-    assert_eq!(code_of(&mut bot, json!({"type":"stream:start","room":"elsewhere","stream":"z","id":"x"})).await, "not_member");
+    assert_eq!(
+        code_of(
+            &mut bot,
+            json!({"type":"stream:start","room":"elsewhere","stream":"z","id":"x"})
+        )
+        .await,
+        "not_member"
+    );
 
     // `to`: a stream in the user's personal room, which all their sessions are in.
     let (mut b1, mut b2) = (s.user("bob").await, s.user("bob").await);
     bot.join("user:bob").await;
-    bot.send(json!({"type":"stream:start","to":"bob","stream":"dm","id":"s"})).await;
+    bot.send(json!({"type":"stream:start","to":"bob","stream":"dm","id":"s"}))
+        .await;
     answer(&mut bot, "s").await;
-    bot.send(json!({"type":"stream:end","stream":"dm","final":"hi bob","id":"e2"})).await;
+    bot.send(json!({"type":"stream:end","stream":"dm","final":"hi bob","id":"e2"}))
+        .await;
     answer(&mut bot, "e2").await;
     for b in [&mut b1, &mut b2] {
         let st = b.recv_type("stream:start").await;
@@ -345,15 +491,30 @@ async fn streams_work_over_sse() {
     let mut bot = service(&s, "bot").await;
     bot.join("web").await;
     let mut sse = Sse::connect(&s, &format!("/sse?token={}", token("sam", json!({})))).await;
-    assert_eq!(sse.send(&s, json!({"type":"room:join","room":"web"})).await, 202);
+    assert_eq!(
+        sse.send(&s, json!({"type":"room:join","room":"web"})).await,
+        202
+    );
     sse.joined("web").await;
-    bot.send(json!({"type":"stream:start","room":"web","stream":"w"})).await;
+    bot.send(json!({"type":"stream:start","room":"web","stream":"w"}))
+        .await;
     sse.recv_type("stream:start").await;
-    bot.send(json!({"type":"stream:data","stream":"w","chunk":"ab"})).await;
+    bot.send(json!({"type":"stream:data","stream":"w","chunk":"ab"}))
+        .await;
     let d = sse.recv_type("stream:data").await;
-    assert_eq!((d.data["index"].clone(), d.data["chunk"].clone()), (json!(0), json!("ab")));
+    assert_eq!(
+        (d.data["index"].clone(), d.data["chunk"].clone()),
+        (json!(0), json!("ab"))
+    );
     // An SSE member may cancel (frames are POSTed).
-    assert_eq!(sse.send(&s, json!({"type":"stream:cancel","room":"web","stream":"w"})).await, 202);
+    assert_eq!(
+        sse.send(
+            &s,
+            json!({"type":"stream:cancel","room":"web","stream":"w"})
+        )
+        .await,
+        202
+    );
     bot.recv_type("stream:cancelled").await;
     bot.send(json!({"type":"stream:end","stream":"w"})).await;
     sse.recv_type("stream:end").await;
@@ -368,27 +529,79 @@ async fn hostile_stream_frames_get_clear_codes_and_never_hurt_the_server() {
     c.join("h").await;
     let long = "y".repeat(300);
     for (frame, code) in [
-        (json!({"type":"stream:start","room":"h","id":"x"}), "bad_request"),
-        (json!({"type":"stream:start","stream":"s","id":"x"}), "bad_request"),
-        (json!({"type":"stream:start","room":"h","to":"u","stream":"s","id":"x"}), "bad_request"),
-        (json!({"type":"stream:start","room":"no way","stream":"s","id":"x"}), "invalid_room"),
-        (json!({"type":"stream:start","room":"h","stream":"s s","id":"x"}), "bad_request"),
-        (json!({"type":"stream:start","room":"h","stream":"s","meta":"m".repeat(5000),"id":"x"}), "too_large"),
-        (json!({"type":"stream:start","room":"h","stream":7,"id":"x"}), "bad_request"),
-        (json!({"type":"stream:data","stream":"s","chunk":"","id":"x"}), "bad_request"),
-        (json!({"type":"stream:data","stream":"s","chunk":["a"],"id":"x"}), "bad_request"),
-        (json!({"type":"stream:data","stream":"s","chunk":"a","id":"x"}), "not_found"),
-        (json!({"type":"stream:end","stream":"s","final":5,"id":"x"}), "bad_request"),
-        (json!({"type":"stream:error","stream":"s","id":"x"}), "bad_request"),
-        (json!({"type":"stream:error","stream":"s","reason":long,"id":"x"}), "bad_request"),
-        (json!({"type":"stream:cancel","stream":"s","id":"x"}), "bad_request"),
-        (json!({"type":"stream:cancel","room":"h","stream":"s","chunk":"a","id":"x"}), "bad_request"),
-        (json!({"type":"stream:bogus","stream":"s","id":"x"}), "unknown_type"),
-        (json!({"type":"stream:data","stream":"s","chunk":"a","extra":1,"id":"x"}), "bad_request"),
+        (
+            json!({"type":"stream:start","room":"h","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:start","stream":"s","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:start","room":"h","to":"u","stream":"s","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:start","room":"no way","stream":"s","id":"x"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type":"stream:start","room":"h","stream":"s s","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:start","room":"h","stream":"s","meta":"m".repeat(5000),"id":"x"}),
+            "too_large",
+        ),
+        (
+            json!({"type":"stream:start","room":"h","stream":7,"id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:data","stream":"s","chunk":"","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:data","stream":"s","chunk":["a"],"id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:data","stream":"s","chunk":"a","id":"x"}),
+            "not_found",
+        ),
+        (
+            json!({"type":"stream:end","stream":"s","final":5,"id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:error","stream":"s","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:error","stream":"s","reason":long,"id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:cancel","stream":"s","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:cancel","room":"h","stream":"s","chunk":"a","id":"x"}),
+            "bad_request",
+        ),
+        (
+            json!({"type":"stream:bogus","stream":"s","id":"x"}),
+            "unknown_type",
+        ),
+        (
+            json!({"type":"stream:data","stream":"s","chunk":"a","extra":1,"id":"x"}),
+            "bad_request",
+        ),
     ] {
         assert_eq!(code_of(&mut c, frame.clone()).await, code, "{frame}");
     }
-    c.send_text(r#"{"type":"stream:data","stream":"s","chunk":"\ud800","id":"x"}"#).await;
+    c.send_text(r#"{"type":"stream:data","stream":"s","chunk":"\ud800","id":"x"}"#)
+        .await;
     let f = c.recv_type("error").await;
     assert_eq!(f["code"], "bad_request", "{f}");
     c.send(json!({"type":"ping","id":"alive"})).await;

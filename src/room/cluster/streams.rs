@@ -239,7 +239,8 @@ impl Room {
             };
             match (index, op.id.clone()) {
                 (Some(upto), Some(id)) if !act.stream_applied(&op.stream, upto) => {
-                    act.stream_acks.push((op.stream.clone(), upto, op.outbox.clone(), id));
+                    act.stream_acks
+                        .push((op.stream.clone(), upto, op.outbox.clone(), id));
                 }
                 _ => op.ack(),
             }
@@ -248,7 +249,10 @@ impl Room {
 
     /// Whether this node's copy of `stream` has its start and `upto` chunks.
     fn stream_applied(&self, stream: &str, upto: u64) -> bool {
-        self.streams.live.get(stream).is_some_and(|l| l.next >= upto)
+        self.streams
+            .live
+            .get(stream)
+            .is_some_and(|l| l.next >= upto)
     }
 
     /// Sends the acks whose event this node has applied (all of them with
@@ -256,11 +260,11 @@ impl Room {
     fn release_stream_acks(&mut self, all: bool) {
         let waiting = std::mem::take(&mut self.stream_acks);
         for (stream, upto, outbox, id) in waiting {
-            if all || self.stream_applied(&stream, upto) || !self.streams.live.contains_key(&stream) {
-                outbox.push(crate::protocol::encode(&crate::protocol::ServerFrame::Ack {
-                    id: &id,
-                    seq: None,
-                }));
+            if all || self.stream_applied(&stream, upto) || !self.streams.live.contains_key(&stream)
+            {
+                outbox.push(crate::protocol::encode(
+                    &crate::protocol::ServerFrame::Ack { id: &id, seq: None },
+                ));
             } else {
                 self.stream_acks.push((stream, upto, outbox, id));
             }
@@ -288,7 +292,10 @@ impl Room {
     pub(in crate::room) fn replica_fail_stream(&mut self, stream: String, reason: &str) {
         let mut w = Wire::new("error", &stream);
         w.reason = Some(reason.into());
-        let fut = self.eval(&lua::finish(), vec![stream.into_bytes(), Vec::new(), w.json()]);
+        let fut = self.eval(
+            &lua::finish(),
+            vec![stream.into_bytes(), Vec::new(), w.json()],
+        );
         actix::spawn(async move {
             let _ = fut.await;
         });
@@ -296,7 +303,10 @@ impl Room {
 
     /// An event from the room's channel (`A<json>`).
     pub(in crate::room) fn on_stream(&mut self, body: &[u8], ctx: &mut Context<Self>) {
-        let Some(e) = serde_json::from_slice::<Wire>(body).ok().and_then(Wire::event) else {
+        let Some(e) = serde_json::from_slice::<Wire>(body)
+            .ok()
+            .and_then(Wire::event)
+        else {
             return;
         };
         let stream = match &e {
@@ -394,7 +404,10 @@ fn streams_of(v: &Value) -> Streams {
     }
     let mut s = Streams::default();
     for (k, head) in heads {
-        let Some(mut live) = serde_json::from_slice::<Wire>(&head).ok().and_then(|w| w.live()) else {
+        let Some(mut live) = serde_json::from_slice::<Wire>(&head)
+            .ok()
+            .and_then(|w| w.live())
+        else {
             continue;
         };
         live.text = String::from_utf8_lossy(fields.get(&format!("{k}#t")).map_or(&[][..], |t| t))

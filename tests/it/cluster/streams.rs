@@ -9,9 +9,7 @@ use serde_json::json;
 async fn a_stream_from_one_node_reaches_members_on_others_with_catch_up() {
     let redis = Redis::start();
     let nodes = redis.nodes(3, &[]);
-    let mut bot = nodes[0]
-        .user_with("bot", json!({"role":"service"}))
-        .await;
+    let mut bot = nodes[0].user_with("bot", json!({"role":"service"})).await;
     bot.join("ai").await;
     let mut bob = nodes[1].user("bob").await;
     bob.join("ai").await;
@@ -19,7 +17,10 @@ async fn a_stream_from_one_node_reaches_members_on_others_with_catch_up() {
         .await;
     assert_eq!(bot.recv_type("ack").await["id"], "s");
     let st = bob.recv_type("stream:start").await;
-    assert_eq!((st["text"].clone(), st["meta"].clone()), (json!(""), json!({"n":1})));
+    assert_eq!(
+        (st["text"].clone(), st["meta"].clone()),
+        (json!(""), json!({"n":1}))
+    );
     let mut text = String::new();
     for i in 0..10 {
         let c = format!("w{i} ");
@@ -38,12 +39,19 @@ async fn a_stream_from_one_node_reaches_members_on_others_with_catch_up() {
     let mut carol = nodes[2].user("carol").await;
     carol.join("ai").await;
     let st = carol.recv_type("stream:start").await;
-    assert_eq!((st["text"].clone(), st["next"].clone()), (json!(text), json!(10)), "{st}");
+    assert_eq!(
+        (st["text"].clone(), st["next"].clone()),
+        (json!(text), json!(10)),
+        "{st}"
+    );
     bot.send(json!({"type":"stream:data","stream":"x","chunk":"more"}))
         .await;
     text.push_str("more");
     let d = carol.recv_type("stream:data").await;
-    assert_eq!((d["index"].clone(), d["chunk"].clone()), (json!(10), json!("more")));
+    assert_eq!(
+        (d["index"].clone(), d["chunk"].clone()),
+        (json!(10), json!("more"))
+    );
     // A member on C cancels; the producer on A hears it.
     carol
         .send(json!({"type":"stream:cancel","room":"ai","stream":"x","id":"k"}))
@@ -57,7 +65,10 @@ async fn a_stream_from_one_node_reaches_members_on_others_with_catch_up() {
     eve.send(json!({"type":"stream:start","room":"ai","stream":"x","id":"dup"}))
         .await;
     let e = eve.recv_type("error").await;
-    assert_eq!((e["code"].clone(), e["ref"].clone()), (json!("bad_request"), json!("dup")));
+    assert_eq!(
+        (e["code"].clone(), e["ref"].clone()),
+        (json!("bad_request"), json!("dup"))
+    );
     eve.send(json!({"type":"stream:data","room":"ai","stream":"x","chunk":"no","id":"f"}))
         .await;
     assert_eq!(eve.recv_type("error").await["code"], "forbidden");
@@ -70,12 +81,19 @@ async fn a_stream_from_one_node_reaches_members_on_others_with_catch_up() {
         let end = m.recv_type("stream:end").await;
         assert_eq!(end["length"], text.len(), "{end}");
         let msg = m.recv_type("message:receive").await;
-        assert_eq!((msg["data"]["text"].clone(), msg["seq"].clone()), (json!(text), ack["seq"].clone()));
+        assert_eq!(
+            (msg["data"]["text"].clone(), msg["seq"].clone()),
+            (json!(text), ack["seq"].clone())
+        );
     }
     // The producer's leaving fails its live streams on every node.
-    bot.send(json!({"type":"stream:start","room":"ai","stream":"y"})).await;
+    bot.send(json!({"type":"stream:start","room":"ai","stream":"y"}))
+        .await;
     carol.recv_type("stream:start").await;
     bot.close().await;
     let e = carol.recv_type("stream:error").await;
-    assert_eq!((e["stream"].clone(), e["reason"].clone()), (json!("y"), json!("producer_left")));
+    assert_eq!(
+        (e["stream"].clone(), e["reason"].clone()),
+        (json!("y"), json!("producer_left"))
+    );
 }
