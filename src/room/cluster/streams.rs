@@ -310,9 +310,17 @@ impl Room {
             return;
         };
         let stream = match &e {
-            Event::Start { live, .. } => {
+            Event::Start { stream, live } => {
                 let here = live.producer.is_here().then_some(live.producer.session);
+                // Its producer left here before its start came back from
+                // Redis: the leave found nothing to end, so end it now.
+                let gone = here
+                    .filter(|s| !self.members.contains_key(s))
+                    .map(|_| stream.clone());
                 self.apply_stream(e, here, ctx);
+                if let Some(stream) = gone {
+                    self.replica_fail_stream(stream, "producer_left");
+                }
                 return self.release_stream_acks(false);
             }
             Event::Data { stream, .. }
