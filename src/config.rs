@@ -121,6 +121,9 @@ pub struct Config {
     pub rpc: crate::rpc::RpcLimits,
     /// `SWITCHBOARD_WATCH_PATTERNS` (default 16): `room:watch` patterns per session.
     pub watch_patterns: usize,
+    /// `SWITCHBOARD_STREAMS_PER_ROOM` (32), `SWITCHBOARD_STREAM_MAX_BYTES`
+    /// (65536), `SWITCHBOARD_STREAM_STALL_MS` (30000): bounds of AI response streams.
+    pub streams: crate::streams::StreamLimits,
     /// `SWITCHBOARD_DOC_MAX_OP_PARTS` (default 4096): most parts in one op.
     pub doc_max_op_parts: usize,
     /// `SWITCHBOARD_DOCS_PER_SESSION` (default 20): documents open per connection.
@@ -502,6 +505,12 @@ impl Config {
                 max_timeout_ms: num("SWITCHBOARD_RPC_MAX_TIMEOUT_MS", 60_000)?,
             },
             watch_patterns: num("SWITCHBOARD_WATCH_PATTERNS", 16)?,
+            streams: crate::streams::StreamLimits {
+                per_room: num("SWITCHBOARD_STREAMS_PER_ROOM", 32)?.max(1),
+                max_bytes: num("SWITCHBOARD_STREAM_MAX_BYTES", 65536)?.max(1),
+                stall: millis("SWITCHBOARD_STREAM_STALL_MS", 30_000)?
+                    .max(std::time::Duration::from_millis(10)),
+            },
             doc_max_op_parts: num("SWITCHBOARD_DOC_MAX_OP_PARTS", 4096)?,
             docs_per_session: num("SWITCHBOARD_DOCS_PER_SESSION", 20)?,
             doc_snapshot_every: num("SWITCHBOARD_DOC_SNAPSHOT_EVERY", 100)?,

@@ -53,6 +53,7 @@ pub mod socketio;
 pub mod state;
 pub mod static_files;
 pub mod store;
+pub mod streams;
 pub mod watch;
 pub mod webhooks;
 pub mod wsframes;
@@ -213,6 +214,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     )
     .with_state_limits(cfg.state)
+    .with_stream_limits(cfg.streams)
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

@@ -6,6 +6,7 @@ import { DocPane } from "/demo-doc.js";
 import { Bell } from "/demo-bell.js";
 import { TopicBar } from "/demo-state.js";
 import { Calls } from "/demo-call.js";
+import { LiveReplies } from "/demo-streams.js";
 
 const $ = (id) => document.getElementById(id);
 const SUGGESTED = ["general", "random", "lobby"];
@@ -23,6 +24,7 @@ const ERROR_TEXT = {
 let sb = null;
 let notes = null; // the shared-notes pane
 let topic = null; // the room topic bar (shared state)
+let replies = null; // live AI replies (streams)
 let calls = null; // video calls (demo-call.js)
 let current = null; // the room on screen
 const rooms = new Map(); // name → { messages: [], unread }
@@ -79,6 +81,7 @@ function start(auth) {
 
   notes = new DocPane(sb, { toast, color });
   topic = new TopicBar(sb, { toast });
+  replies = new LiveReplies(sb, { toast });
   new Bell(sb, { toast, textOf });
   calls = new Calls(sb, { toast });
   sb.on("state", showConnection);
@@ -170,6 +173,7 @@ function select(name) {
   $("leave").disabled = false;
   notes.setRoom(name);
   topic.setRoom(name);
+  replies.setRoom(name);
   renderRooms();
   renderMessages();
   renderMembers();
@@ -190,6 +194,7 @@ function leave() {
   $("leave").disabled = true;
   notes.setRoom(null);
   topic.setRoom(null);
+  replies.setRoom(null);
   renderRooms();
   renderMessages();
   renderMembers();

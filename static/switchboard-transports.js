@@ -18,6 +18,7 @@ export const SERVER_FRAME_TYPES = [
   "direct:offline", "health:update", "message:flow", "message", "state:snapshot", "state:update",
   "room:session_joined", "room:session_left", "signal", "dropped",
   "rpc:call", "rpc:result", "room:watching", "room:unwatched",
+  "stream:start", "stream:data", "stream:end", "stream:error", "stream:cancelled",
 ];
 
 function parse(text) {

@@ -237,6 +237,45 @@ export interface StateUpdateFrame {
   deleted?: true;
   expired?: true;
 }
+/** A new stream (`text` "", `next` 0), or the catch-up of a live one after a join. */
+export interface StreamStartFrame {
+  type: "stream:start";
+  room: string;
+  stream: string;
+  from: Sender;
+  meta?: Json;
+  ts: number;
+  text: string;
+  next: number;
+  cancelled?: true;
+}
+export interface StreamDataFrame {
+  type: "stream:data";
+  room: string;
+  stream: string;
+  index: number;
+  chunk: string;
+}
+export interface StreamEndFrame {
+  type: "stream:end";
+  room: string;
+  stream: string;
+  chunks: number;
+  length: number;
+}
+export interface StreamErrorFrame {
+  type: "stream:error";
+  room: string;
+  stream: string;
+  /** The producer's, or `timeout` / `producer_left` from the server. */
+  reason: string;
+}
+export interface StreamCancelledFrame {
+  type: "stream:cancelled";
+  room: string;
+  stream: string;
+  by: Sender;
+}
 export interface HealthUpdateFrame {
   type: "health:update";
   ts: number;
@@ -290,6 +329,11 @@ export interface ServerFrames {
   "doc:cursor": DocCursorFrame;
   "state:snapshot": StateSnapshotFrame;
   "state:update": StateUpdateFrame;
+  "stream:start": StreamStartFrame;
+  "stream:data": StreamDataFrame;
+  "stream:end": StreamEndFrame;
+  "stream:error": StreamErrorFrame;
+  "stream:cancelled": StreamCancelledFrame;
   "health:update": HealthUpdateFrame;
   "message:flow": MessageFlowFrame;
 }
@@ -434,6 +478,10 @@ export class Client {
   openDocument(doc: string, options?: DocumentOptions): DocumentHandle;
   /** The shared state of `room` (join the room too); every join then carries a fresh snapshot. */
   sharedState(room: string): StateHandle;
+  /** A room's AI response streams as they grow (join the room too). */
+  streams(room: string): StreamsView;
+  /** Starts a stream in `room` (or `{to}`: that user's personal room, joined first). */
+  startStream(room: string | null, options?: { stream?: string; meta?: Json; to?: string }): StreamProducer;
   notifications(options?: { before?: number; limit?: number; unread?: boolean }): Promise<NotificationPage>;
   markRead(which: number | Array<number | Notification> | { all: true }): Promise<{}>;
   readonly unreadCount: number;
@@ -528,3 +576,62 @@ export class StateHandle {
   on<K extends keyof StateEvents>(type: K, fn: StateEvents[K]): this;
   off<K extends keyof StateEvents>(type: K, fn?: StateEvents[K]): this;
 }
+
+// ---- AI response streams -------------------------------------------------------
+
+export interface StreamState {
+  stream: string;
+  room: string;
+  from: Sender;
+  meta?: Json;
+  ts: number;
+  /** The text so far (once stored: the stored text). */
+  text: string;
+  /** The index of the next chunk. */
+  next: number;
+  cancelled: boolean;
+  done: boolean;
+  /** The reason it failed, or null. */
+  error: string | null;
+  /** The stored message's seq, once it came. */
+  seq: number | null;
+}
+
+export interface StreamsEvents {
+  start: (s: StreamState) => void;
+  data: (d: { stream: string; index: number; chunk: string; text: string }) => void;
+  end: (s: StreamState) => void;
+  error: (s: StreamState) => void;
+  cancelled: (s: StreamState & { by: Sender }) => void;
+  message: (s: StreamState) => void;
+  /** Any change of a stream. */
+  update: (s: StreamState) => void;
+  gap: (g: { stream: string; expected: number; got: number }) => void;
+}
+
+export class StreamsView {
+  readonly room: string;
+  readonly streams: Map<string, StreamState>;
+  get(stream: string): StreamState | undefined;
+  live(): StreamState[];
+  cancel(stream: string): Promise<{}>;
+  close(): void;
+  on<K extends keyof StreamsEvents>(type: K, fn: StreamsEvents[K]): this;
+  off<K extends keyof StreamsEvents>(type: K, fn?: StreamsEvents[K]): this;
+}
+
+export class StreamProducer {
+  readonly stream: string;
+  readonly room: string;
+  readonly cancelled: boolean;
+  readonly finished: boolean;
+  /** Resolves once the server accepted the start. */
+  readonly started: Promise<{}>;
+  onCancel(fn: (f: StreamCancelledFrame) => void): this;
+  write(chunk: string): Promise<{}>;
+  /** Resolves `{seq}` of the stored message. */
+  end(last?: string): Promise<SendResult>;
+  fail(reason?: string): Promise<{}>;
+}
+
+export function streamId(): string;

@@ -10,12 +10,14 @@
 
 import { DocumentHandle } from "./switchboard-docs.js";
 import { StateHandle } from "./switchboard-state.js";
+import { StreamsView, StreamProducer } from "./switchboard-streams.js";
 import { ConnectionMethods, RESENDABLE, SwitchboardError } from "./switchboard-connection.js";
 import { RpcMethods } from "./switchboard-rpc.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
 export { DocumentHandle } from "./switchboard-docs.js";
 export { StateHandle } from "./switchboard-state.js";
+export { StreamsView, StreamProducer, streamId } from "./switchboard-streams.js";
 export { SwitchboardError, backoffDelay } from "./switchboard-connection.js";
 
 const DEFAULTS = {
@@ -279,6 +281,21 @@ export class Client {
       if (this.rooms.get(room)?.joined && this.session) h.fetch().catch(() => {});
     }
     return h;
+  }
+
+  /** A room's AI response streams as they grow (a StreamsView, the same
+   * one each time); join the room too. */
+  streams(room) {
+    this.streamViews ??= new Map();
+    let v = this.streamViews.get(room);
+    if (!v) this.streamViews.set(room, (v = new StreamsView(this, room)));
+    return v;
+  }
+
+  /** Starts a stream in `room` (or `{to: user}`: their personal room, which
+   * the producer must have joined); see StreamProducer. */
+  startStream(room, options = {}) {
+    return new StreamProducer(this, room, options);
   }
 
   forgetDocument(h) {

@@ -21,6 +21,7 @@ mod node;
 mod note_scripts;
 pub mod scripts;
 mod state_scripts;
+pub mod stream_scripts;
 
 pub use feed::{Feed, FeedEvent, PatternFeed};
 pub use scripts::Lua;

@@ -67,6 +67,7 @@ pub struct Hub {
     me: Option<Addr<Hub>>,
     /// Bounds of every room's shared state.
     state_limits: crate::state::StateLimits,
+    stream_limits: crate::streams::StreamLimits,
 }
 
 /// A user's stored direct messages on their way to the user's sessions.
@@ -129,7 +130,14 @@ impl Hub {
             user_subs: HashMap::new(),
             me: None,
             state_limits: Default::default(),
+            stream_limits: Default::default(),
         }
+    }
+
+    /// Sets the bounds of rooms' streams.
+    pub fn with_stream_limits(mut self, limits: crate::streams::StreamLimits) -> Hub {
+        self.stream_limits = limits;
+        self
     }
 
     /// Sets the bounds of rooms' shared state.
@@ -216,6 +224,7 @@ impl Hub {
                 .with_queue(queue)
                 .with_store(store, load)
                 .with_state_limits(self.state_limits)
+                .with_stream_limits(self.stream_limits)
                 .with_cluster(self.cluster.clone());
             let arbiter = if self.arbiters.is_empty() {
                 None

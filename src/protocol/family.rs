@@ -84,4 +84,3 @@ pub fn check_fields(
         None => Ok(()),
     }
 }
-

@@ -104,6 +104,8 @@ pub enum ClientFrame {
     Rpc(crate::rpc::wire::RpcRequest),
     /// `room:watch`, `room:unwatch` (services), parsed by `watch`.
     Watch(crate::watch::WatchRequest),
+    /// A `stream:*` frame (AI response streams), parsed by `streams::wire`.
+    Stream(crate::streams::wire::StreamRequest),
 }
 
 /// The options of a `message:send` (and, but for `exclude_self`, of
@@ -268,6 +270,9 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     }
     if let Some(watch) = crate::watch::parse(text) {
         return watch;
+    }
+    if let Some(stream) = crate::streams::wire::parse(text) {
+        return stream;
     }
     let wire: Wire = match serde_json::from_slice(text) {
         Ok(w) => w,

@@ -14,6 +14,7 @@ use crate::store::{RoomMode, StoreHandle};
 mod cluster;
 mod publish;
 mod state;
+mod streams;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use streams::StreamOp;
 
 /// A session in the room.
 #[derive(Clone)]
@@ -82,6 +84,13 @@ pub struct Room {
     state_limits: crate::state::StateLimits,
     state_store: Option<StoreHandle>,
     state_timer: Option<SpawnHandle>,
+    /// Live AI response streams (`streams.rs`), their bounds, the stall timer.
+    streams: crate::streams::Streams,
+    stream_limits: crate::streams::StreamLimits,
+    stream_timer: Option<SpawnHandle>,
+    /// With Redis: acks of starts and chunks waiting until this node applied
+    /// them (`cluster/streams.rs`): stream, chunks applied by then, to whom.
+    stream_acks: Vec<(String, u64, Outbox, String)>,
 }
 
 impl Actor for Room {
@@ -94,7 +103,8 @@ impl Actor for Room {
         // Control messages (joins, leaves, presence) use do_send and always get in.
         ctx.set_mailbox_capacity(self.queue);
         if self.cluster.is_some() {
-            return self.start_replica(ctx);
+            self.start_replica(ctx);
+            return self.load_streams(false, ctx);
         }
         self.load_state(ctx);
         if let (true, Some((store, _))) = (self.load, &self.storage) {
@@ -158,12 +168,22 @@ impl Room {
             state_limits: Default::default(),
             state_store: None,
             state_timer: None,
+            streams: Default::default(),
+            stream_limits: Default::default(),
+            stream_timer: None,
+            stream_acks: Vec::new(),
         }
     }
 
     /// Sets the bounds of the room's shared state.
     pub fn with_state_limits(mut self, limits: crate::state::StateLimits) -> Room {
         self.state_limits = limits;
+        self
+    }
+
+    /// Sets the bounds of the room's streams.
+    pub fn with_stream_limits(mut self, limits: crate::streams::StreamLimits) -> Room {
+        self.stream_limits = limits;
         self
     }
 
@@ -500,6 +520,7 @@ impl Handler<Join> for Room {
         if msg.state {
             batch.push(self.state_snapshot(None, None));
         }
+        batch.extend(self.stream_catch_up());
         let n = batch.len() as u64;
         if m.outbox.send(Out::Batch(batch)) {
             METRICS.deliveries.fetch_add(n, Relaxed);
@@ -523,7 +544,8 @@ pub struct Leave {
 impl Handler<Leave> for Room {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        self.producer_left(msg.session, ctx);
         if let Some(m) = self.remove(msg.session) {
             if msg.notify {
                 m.outbox.push(encode(&ServerFrame::Left {

@@ -96,6 +96,7 @@ impl Session {
             ClientFrame::Signal(signal) => self.signal(signal, id, now),
             ClientFrame::Rpc(req) => self.rpc(req, id, now, ctx),
             ClientFrame::Watch(req) => self.watch(req, id, ctx),
+            ClientFrame::Stream(req) => self.stream(req, id, now),
         }
     }
 

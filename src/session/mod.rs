@@ -37,6 +37,7 @@ pub use server::{ServerJoin, ServerLeave};
 mod rpc;
 mod signal;
 mod state;
+mod streams;
 mod watch;
 
 /// The Hub's answer to a join or open, or why there is none.
@@ -146,6 +147,9 @@ pub struct Session {
     calls: TokenBucket,
     /// `room:watch` patterns (`session/watch.rs`).
     watches: Vec<crate::watch::Pattern>,
+    /// The streams this session produces, with their rooms (`streams.rs`).
+    producing: HashMap<String, (RoomName, u64)>,
+    producing_n: u64,
 }
 
 impl Session {
@@ -192,6 +196,8 @@ impl Session {
             rpc: Default::default(),
             calls: TokenBucket::new(cfg.rpc.rate, now),
             watches: Vec::new(),
+            producing: HashMap::new(),
+            producing_n: 0,
             shared,
         }
     }

@@ -40,10 +40,12 @@ impl Session {
         now: Instant,
         ctx: &mut Context<Self>,
     ) {
-        let Some((user, name, privileged)) = self.ident.as_ref().zip(self.from.as_ref()).map(|(i, f)| {
-            let user = f.user.as_str().to_string();
-            (user, f.name.to_string(), i.role.privileged())
-        }) else {
+        let Some((user, name, privileged)) =
+            self.ident.as_ref().zip(self.from.as_ref()).map(|(i, f)| {
+                let user = f.user.as_str().to_string();
+                (user, f.name.to_string(), i.role.privileged())
+            })
+        else {
             return;
         };
         let limits = self.shared.cfg.rpc;
@@ -108,7 +110,9 @@ impl Session {
     /// `rpc:result` for a call this session was given.
     fn answer_call(&mut self, id: &str, outcome: Outcome) {
         let Some(route) = self.rpc.answer(id) else {
-            let msg = format!("no call {id} is waiting for a result (it timed out, was answered, or never came)");
+            let msg = format!(
+                "no call {id} is waiting for a result (it timed out, was answered, or never came)"
+            );
             return self.error(ErrorCode::NotFound, &msg, Some(id));
         };
         let max = self.shared.cfg.rpc.max_params;

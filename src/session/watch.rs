@@ -46,15 +46,16 @@ impl Session {
                 };
                 // Answered once Redis has the subscription; the next client
                 // frame waits for it, as after a join.
-                let fut = watch::subscribe(&c, &p)
-                    .into_actor(self)
-                    .map(move |res, act, _| match res {
-                        Ok(()) => act.push(answer("room:watching", &p, id.as_deref())),
-                        Err(e) => {
-                            act.drop_watch(&p);
-                            act.error(e.code, &e.message, id.as_deref());
-                        }
-                    });
+                let fut =
+                    watch::subscribe(&c, &p)
+                        .into_actor(self)
+                        .map(move |res, act, _| match res {
+                            Ok(()) => act.push(answer("room:watching", &p, id.as_deref())),
+                            Err(e) => {
+                                act.drop_watch(&p);
+                                act.error(e.code, &e.message, id.as_deref());
+                            }
+                        });
                 ctx.wait(fut);
             }
             WatchRequest::Unwatch(p) => {

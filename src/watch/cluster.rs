@@ -134,7 +134,9 @@ impl Handler<PatternFeed> for Tower {
         let (excluded, frame, class) = match p.first() {
             // `M<seq> <epoch> <excluded> <frame>`
             Some(b'M') => {
-                let Some((_, rest)) = word(&p[1..]) else { return };
+                let Some((_, rest)) = word(&p[1..]) else {
+                    return;
+                };
                 let Some((_, rest)) = word(rest) else { return };
                 let Some((excluded, frame)) = word(rest) else {
                     return;

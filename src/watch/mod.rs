@@ -97,7 +97,11 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         return Err(err(ErrorCode::UnknownType, m, &id));
     }
     let Some(raw) = w.pattern.as_deref() else {
-        return Err(err(ErrorCode::BadRequest, format!("{ty} needs `pattern`"), &id));
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("{ty} needs `pattern`"),
+            &id,
+        ));
     };
     let Some(p) = Pattern::parse(raw) else {
         let m = format!(
@@ -230,7 +234,10 @@ mod tests {
         let ok = parse(br#"{"type":"room:watch","pattern":"team-*","id":"w"}"#)
             .unwrap()
             .unwrap();
-        assert!(matches!(ok.frame, ClientFrame::Watch(WatchRequest::Watch(_))));
+        assert!(matches!(
+            ok.frame,
+            ClientFrame::Watch(WatchRequest::Watch(_))
+        ));
         let code = |t: &str| parse(t.as_bytes()).unwrap().unwrap_err().code;
         assert_eq!(code(r#"{"type":"room:unwatch"}"#), ErrorCode::BadRequest);
         assert_eq!(

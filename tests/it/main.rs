@@ -36,6 +36,7 @@ mod shutdown;
 mod signal;
 mod socketio;
 mod state;
+mod streams;
 mod watch;
 
 mod broker;

@@ -129,9 +129,7 @@ async fn timeouts_closed_targets_and_absent_ones_answer_the_caller() {
     assert_eq!(code(&answer(&mut alice, "o1").await), "user_offline");
     alice.send(call("s999999", "m", json!(1), "o2")).await;
     assert_eq!(code(&answer(&mut alice, "o2").await), "not_found");
-    alice
-        .send(call("s1@elsewhere", "m", json!(1), "o3"))
-        .await;
+    alice.send(call("s1@elsewhere", "m", json!(1), "o3")).await;
     assert_eq!(code(&answer(&mut alice, "o3").await), "not_found");
 }
 
@@ -186,7 +184,9 @@ async fn limits_and_hostile_frames_get_clear_codes() {
         let e = alice.recv_type("error").await;
         assert_eq!(e["code"], "bad_request", "{f} → {e}");
     }
-    alice.send_text(r#"{"type":"rpc:call","to":"bot","method":"m","id":"h","params":1e999}"#).await;
+    alice
+        .send_text(r#"{"type":"rpc:call","to":"bot","method":"m","id":"h","params":1e999}"#)
+        .await;
     assert_eq!(alice.recv_type("error").await["code"], "bad_request");
     alice.send(json!({"type": "rpc:cancel", "id": "h"})).await;
     assert_eq!(alice.recv_type("error").await["code"], "unknown_type");
@@ -236,7 +236,12 @@ async fn results_over_the_cap_and_the_call_rate() {
 async fn calls_over_sse_both_ways() {
     let s = Server::start();
     let (mut bot, bot_id) = session(&s, "bot", service()).await;
-    let mut sse = Sse::open(&s, &format!("/sse?token={}", token("alice", json!({}))), &[]).await;
+    let mut sse = Sse::open(
+        &s,
+        &format!("/sse?token={}", token("alice", json!({}))),
+        &[],
+    )
+    .await;
     assert_eq!(sse.status, 200);
     let hello = sse.recv_type("connected").await;
     sse.key = hello.data["key"].as_str().unwrap().to_string();
@@ -251,16 +256,25 @@ async fn calls_over_sse_both_ways() {
     bot.send(json!({"type": "rpc:result", "id": got["id"], "result": 3}))
         .await;
     let r = sse.recv_type("rpc:result").await;
-    assert_eq!((&r.data["id"], &r.data["result"]), (&json!("q1"), &json!(3)));
+    assert_eq!(
+        (&r.data["id"], &r.data["result"]),
+        (&json!("q1"), &json!(3))
+    );
 
     bot.send(call(&alice_id, "confirm", json!({"q": "ok?"}), "b1"))
         .await;
     let got = sse.recv_type("rpc:call").await;
     assert_eq!(got.data["method"], "confirm");
     let status = sse
-        .send(&s, json!({"type": "rpc:result", "id": got.data["id"], "result": true}))
+        .send(
+            &s,
+            json!({"type": "rpc:result", "id": got.data["id"], "result": true}),
+        )
         .await;
     assert_eq!(status, 202);
     let r = answer(&mut bot, "b1").await;
-    assert_eq!((&r["result"], &r["session"]), (&json!(true), &json!(alice_id)));
+    assert_eq!(
+        (&r["result"], &r["session"]),
+        (&json!(true), &json!(alice_id))
+    );
 }

@@ -13,7 +13,11 @@ pub async fn watch(c: &mut Client, pattern: &str) -> Value {
     c.send(json!({"type": "room:watch", "pattern": pattern, "id": pattern}))
         .await;
     let w = c.recv_type("room:watching").await;
-    assert_eq!((&w["pattern"], &w["id"]), (&json!(pattern), &json!(pattern)), "{w}");
+    assert_eq!(
+        (&w["pattern"], &w["id"]),
+        (&json!(pattern), &json!(pattern)),
+        "{w}"
+    );
     w
 }
 
@@ -51,8 +55,14 @@ async fn a_service_watches_every_matching_room_without_joining() {
     alice.send(send("lobby", "not watched")).await;
     alice.send(send("team-a", "one")).await;
     alice.send(send("team-a", "two")).await;
-    assert_eq!(next_message(&mut bot).await, ("team-a".into(), 1, "one".into()));
-    assert_eq!(next_message(&mut bot).await, ("team-a".into(), 2, "two".into()));
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-a".into(), 1, "one".into())
+    );
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-a".into(), 2, "two".into())
+    );
 
     // A REST publish into another matching room.
     let svc = token("backend", json!({"role": "service"}));
@@ -61,7 +71,10 @@ async fn a_service_watches_every_matching_room_without_joining() {
         .http("POST", "/api/publish", Some(&svc), Some(&body))
         .await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!(next_message(&mut bot).await, ("team-b".into(), 1, "rest".into()));
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-b".into(), 1, "rest".into())
+    );
 
     // Unwatching both patterns stops it.
     for p in ["team-*", "team-a*"] {
@@ -86,7 +99,11 @@ async fn users_may_not_watch_and_patterns_are_bounded() {
         .send(json!({"type": "room:watch", "pattern": "team-*", "id": "w"}))
         .await;
     let e = alice.recv_type("error").await;
-    assert_eq!((&e["code"], &e["ref"]), (&json!("forbidden"), &json!("w")), "{e}");
+    assert_eq!(
+        (&e["code"], &e["ref"]),
+        (&json!("forbidden"), &json!("w")),
+        "{e}"
+    );
 
     let mut admin = s.user_with("root", json!({"role": "admin"})).await;
     watch(&mut admin, "a*").await;
@@ -99,13 +116,25 @@ async fn users_may_not_watch_and_patterns_are_bounded() {
     let e = admin.recv_type("error").await;
     assert_eq!(e["code"], "too_many_rooms", "{e}");
     for (f, want) in [
-        (json!({"type": "room:watch", "pattern": "user:*"}), "invalid_room"),
-        (json!({"type": "room:watch", "pattern": "a b"}), "invalid_room"),
+        (
+            json!({"type": "room:watch", "pattern": "user:*"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "room:watch", "pattern": "a b"}),
+            "invalid_room",
+        ),
         (json!({"type": "room:watch", "pattern": ""}), "invalid_room"),
         (json!({"type": "room:watch"}), "bad_request"),
         (json!({"type": "room:watch", "pattern": 5}), "bad_request"),
-        (json!({"type": "room:watch", "pattern": "a", "room": "a"}), "bad_request"),
-        (json!({"type": "room:watchall", "pattern": "a"}), "unknown_type"),
+        (
+            json!({"type": "room:watch", "pattern": "a", "room": "a"}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "room:watchall", "pattern": "a"}),
+            "unknown_type",
+        ),
     ] {
         admin.send(f.clone()).await;
         let e = admin.recv_type("error").await;
@@ -117,5 +146,8 @@ async fn users_may_not_watch_and_patterns_are_bounded() {
     alice.send(send("user:alice", "mine")).await;
     alice.join("open").await;
     alice.send(send("open", "public")).await;
-    assert_eq!(next_message(&mut sam).await, ("open".into(), 1, "public".into()));
+    assert_eq!(
+        next_message(&mut sam).await,
+        ("open".into(), 1, "public".into())
+    );
 }

@@ -13,10 +13,12 @@
 //! - `S<state:update frame>`: a change of the shared state (`state.rs`).
 //! - `E<1|0> <session> <user> <frame>`: a session joined / left (`sessions.rs`);
 //! - `V<excluded> <frame>`: a volatile message (no seq, not stored).
+//! - `A<json>`: a stream event (`streams.rs`).
 
 mod publish;
 mod sessions;
 mod state;
+mod streams;
 
 use super::{Member, Room, UserSlot};
 use crate::cluster::scripts::{self, Lua};
@@ -404,6 +406,7 @@ impl Room {
         for u in users {
             self.register(&u, None);
         }
+        self.load_streams(true, ctx);
         ctx.spawn(
             load(&c, &room, n)
                 .into_actor(self)
@@ -613,6 +616,7 @@ impl Handler<Feed> for Room {
             b'P' => self.on_status(&p, body),
             b'T' => self.on_typing(body, ctx),
             b'S' => self.on_state(body, ctx),
+            b'A' => self.on_stream(body, ctx),
             b'E' => self.on_session(&p, body),
             b'V' => {
                 if let Some((excluded, frame)) = word(body) {

@@ -12,4 +12,5 @@ mod rpc;
 mod signal;
 mod soak;
 mod state;
+mod streams;
 mod webhooks;

@@ -50,7 +50,11 @@ async fn calls_cross_nodes_both_ways() {
     bot.send(json!({"type": "rpc:result", "id": got["id"], "result": {"ok": 1}}))
         .await;
     let r = answer(&mut alice, &id).await;
-    assert_eq!((&r["result"], &r["session"]), (&json!({"ok": 1}), &json!(bot_id)), "{r}");
+    assert_eq!(
+        (&r["result"], &r["session"]),
+        (&json!({"ok": 1}), &json!(bot_id)),
+        "{r}"
+    );
 
     // By session, from the bot to alice's node, answered with an error.
     bot.send(call(&alice_id, "ask", json!("?"), "b1")).await;
@@ -94,8 +98,14 @@ async fn a_watcher_sees_rooms_held_only_by_other_nodes() {
     alice.send(send("team-x", "one")).await;
     alice.send(send("team-x", "two")).await;
     // One copy each, though both patterns match.
-    assert_eq!(next_message(&mut bot).await, ("team-x".into(), 1, "one".into()));
-    assert_eq!(next_message(&mut bot).await, ("team-x".into(), 2, "two".into()));
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-x".into(), 1, "one".into())
+    );
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-x".into(), 2, "two".into())
+    );
     // A second watcher of the same pattern on node a, and REST on node a.
     let mut sam = nodes[0].user_with("sam", json!({"role": "service"})).await;
     watch(&mut sam, "team-*").await;
@@ -105,8 +115,14 @@ async fn a_watcher_sees_rooms_held_only_by_other_nodes() {
         .http("POST", "/api/publish", Some(&svc), Some(&body))
         .await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!(next_message(&mut bot).await, ("team-y".into(), 1, "rest".into()));
-    assert_eq!(next_message(&mut sam).await, ("team-y".into(), 1, "rest".into()));
+    assert_eq!(
+        next_message(&mut bot).await,
+        ("team-y".into(), 1, "rest".into())
+    );
+    assert_eq!(
+        next_message(&mut sam).await,
+        ("team-y".into(), 1, "rest".into())
+    );
     // The first watcher leaving does not stop the node's other watcher
     // (REST on node b this time).
     bot.close().await;
@@ -115,5 +131,8 @@ async fn a_watcher_sees_rooms_held_only_by_other_nodes() {
         .http("POST", "/api/publish", Some(&svc), Some(&body))
         .await;
     assert_eq!(st, 200);
-    assert_eq!(next_message(&mut sam).await, ("team-y".into(), 2, "again".into()));
+    assert_eq!(
+        next_message(&mut sam).await,
+        ("team-y".into(), 2, "again".into())
+    );
 }
