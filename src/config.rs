@@ -130,6 +130,11 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Several nodes sharing rooms through Redis (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<ClusterConfig>,
+    /// Proxy hooks to the app's backend (`SWITCHBOARD_PROXY_*`).
+    pub proxy: crate::proxy::ProxyConfig,
+    /// `SWITCHBOARD_ROOM_RULES`: per room pattern, publishing, presence, history
+    /// and the subscribe hook (`proxy::rules`).
+    pub room_rules: std::sync::Arc<crate::proxy::rules::RoomRules>,
 }
 
 /// Scale-out through Redis (docs/SCALEOUT.md). `None`: one node, as before.
@@ -413,7 +418,7 @@ impl Config {
             "SWITCHBOARD_DEV",
             jwt_secret.is_none() && jwt_public_key_file.is_none() && jwt_jwks_file.is_none(),
         )?;
-        let cfg = Config {
+        let mut cfg = Config {
             // Dev mode mints admin tokens for anyone who asks: unless told
             // where to listen, it listens to this machine only.
             host: var("SWITCHBOARD_HOST")
@@ -483,7 +488,13 @@ impl Config {
             monitor: MonitorConfig::from_env()?,
             storage: StorageConfig::from_env()?,
             cluster: ClusterConfig::from_env()?,
+            proxy: crate::proxy::ProxyConfig::from_lookup(var)?,
+            room_rules: Default::default(),
         };
+        cfg.room_rules = std::sync::Arc::new(crate::proxy::rules::RoomRules::parse(
+            var("SWITCHBOARD_ROOM_RULES").as_deref(),
+            cfg.proxy.subscribe.is_some(),
+        )?);
         cfg.validate()?;
         Ok(cfg)
     }

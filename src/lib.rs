@@ -40,6 +40,7 @@ pub mod outbound;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;
+pub mod proxy;
 pub mod ratelimit;
 pub mod relay;
 pub mod room;

@@ -50,6 +50,7 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let mut body = METRICS.render();
     crate::monitor::render_metrics(&st.shared, &mut body);
+    crate::proxy::render_metrics(&st.shared.cfg.proxy, &mut body);
     if let Some(c) = &st.shared.cluster {
         use std::fmt::Write;
         let _ = write!(
