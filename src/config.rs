@@ -220,6 +220,8 @@ pub struct StorageConfig {
     pub fast_ack_rooms: Vec<String>,
     /// `SWITCHBOARD_VOLATILE_ROOMS`: room patterns that are never stored (history in memory only).
     pub volatile_rooms: Vec<String>,
+    /// A copy of `Config::room_rules` (a rule with `history: 0` is never stored).
+    pub room_rules: std::sync::Arc<crate::proxy::rules::RoomRules>,
     /// `SWITCHBOARD_OFFLINE_DMS` (default 100; 0 = refuse with `user_offline`): direct
     /// messages kept per offline user; the oldest are dropped beyond it.
     pub offline_dms: usize,
@@ -287,6 +289,7 @@ impl StorageConfig {
             retention_rules: retention_rules("SWITCHBOARD_RETENTION_RULES")?,
             fast_ack_rooms: patterns("SWITCHBOARD_FAST_ACK_ROOMS"),
             volatile_rooms: patterns("SWITCHBOARD_VOLATILE_ROOMS"),
+            room_rules: Default::default(),
             offline_dms: num("SWITCHBOARD_OFFLINE_DMS", 100)?,
             notifications_per_user: num("SWITCHBOARD_NOTIFICATIONS_PER_USER", 1000)?,
         };
@@ -495,6 +498,7 @@ impl Config {
             var("SWITCHBOARD_ROOM_RULES").as_deref(),
             cfg.proxy.subscribe.is_some(),
         )?);
+        cfg.storage.room_rules = cfg.room_rules.clone();
         cfg.validate()?;
         Ok(cfg)
     }

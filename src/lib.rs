@@ -199,6 +199,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg.room_queue,
     )
     .with_state_limits(cfg.state)
+    .with_room_rules(cfg.room_rules.clone())
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

@@ -59,7 +59,8 @@ fn url(name: &str, v: Option<String>) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let ok = (v.starts_with("http://") || v.starts_with("https://"))
-        && v.parse::<actix_web::http::Uri>().is_ok_and(|u| u.host().is_some());
+        && v.parse::<actix_web::http::Uri>()
+            .is_ok_and(|u| u.host().is_some());
     if !ok {
         return Err(format!("{name}={v:?} is not an http:// or https:// URL"));
     }
@@ -79,7 +80,10 @@ impl ProxyConfig {
                     .map_err(|_| format!("{name}={v:?} is not a valid number")),
             }
         };
-        let connect_all = match get("SWITCHBOARD_PROXY_CONNECT_ALL").as_deref().map(str::trim) {
+        let connect_all = match get("SWITCHBOARD_PROXY_CONNECT_ALL")
+            .as_deref()
+            .map(str::trim)
+        {
             None | Some("0" | "false" | "no" | "off") => false,
             Some("1" | "true" | "yes" | "on") => true,
             Some(v) => {
@@ -97,15 +101,27 @@ impl ProxyConfig {
             .iter()
             .find(|h| actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err())
         {
-            return Err(format!("SWITCHBOARD_PROXY_CONNECT_HEADERS: {h:?} is not a header name"));
+            return Err(format!(
+                "SWITCHBOARD_PROXY_CONNECT_HEADERS: {h:?} is not a header name"
+            ));
         }
         let cfg = ProxyConfig {
-            connect: url("SWITCHBOARD_PROXY_CONNECT_URL", get("SWITCHBOARD_PROXY_CONNECT_URL"))?,
+            connect: url(
+                "SWITCHBOARD_PROXY_CONNECT_URL",
+                get("SWITCHBOARD_PROXY_CONNECT_URL"),
+            )?,
             connect_all,
             connect_headers,
-            subscribe: url("SWITCHBOARD_PROXY_SUBSCRIBE_URL", get("SWITCHBOARD_PROXY_SUBSCRIBE_URL"))?,
-            subscribe_rooms: list(get("SWITCHBOARD_PROXY_SUBSCRIBE_ROOMS")).unwrap_or(d.subscribe_rooms),
-            publish: url("SWITCHBOARD_PROXY_PUBLISH_URL", get("SWITCHBOARD_PROXY_PUBLISH_URL"))?,
+            subscribe: url(
+                "SWITCHBOARD_PROXY_SUBSCRIBE_URL",
+                get("SWITCHBOARD_PROXY_SUBSCRIBE_URL"),
+            )?,
+            subscribe_rooms: list(get("SWITCHBOARD_PROXY_SUBSCRIBE_ROOMS"))
+                .unwrap_or(d.subscribe_rooms),
+            publish: url(
+                "SWITCHBOARD_PROXY_PUBLISH_URL",
+                get("SWITCHBOARD_PROXY_PUBLISH_URL"),
+            )?,
             publish_rooms: list(get("SWITCHBOARD_PROXY_PUBLISH_ROOMS")).unwrap_or(d.publish_rooms),
             timeout: Duration::from_millis(num("SWITCHBOARD_PROXY_TIMEOUT_MS", 3000)?),
             max_in_flight: num("SWITCHBOARD_PROXY_MAX_IN_FLIGHT", 256)? as usize,
@@ -136,12 +152,19 @@ impl ProxyConfig {
     pub fn subscribes(&self, room: &str) -> bool {
         self.subscribe.is_some()
             && !room.starts_with("user:")
-            && self.subscribe_rooms.iter().any(|p| crate::auth::glob(p, room))
+            && self
+                .subscribe_rooms
+                .iter()
+                .any(|p| crate::auth::glob(p, room))
     }
 
     /// Whether messages to `room` go to the publish hook.
     pub fn publishes(&self, room: &str) -> bool {
-        self.publish.is_some() && self.publish_rooms.iter().any(|p| crate::auth::glob(p, room))
+        self.publish.is_some()
+            && self
+                .publish_rooms
+                .iter()
+                .any(|p| crate::auth::glob(p, room))
     }
 }
 
@@ -151,8 +174,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<ProxyConfig, String> {
-        let m: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ProxyConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -163,8 +188,14 @@ mod tests {
         let c = parse(&[
             ("SWITCHBOARD_PROXY_PUBLISH_URL", "http://127.0.0.1:9/p"),
             ("SWITCHBOARD_PROXY_PUBLISH_ROOMS", "mod-*, chat"),
-            ("SWITCHBOARD_PROXY_SUBSCRIBE_URL", "https://api.example.com/s"),
-            ("SWITCHBOARD_PROXY_CONNECT_HEADERS", "X-Tenant, Authorization"),
+            (
+                "SWITCHBOARD_PROXY_SUBSCRIBE_URL",
+                "https://api.example.com/s",
+            ),
+            (
+                "SWITCHBOARD_PROXY_CONNECT_HEADERS",
+                "X-Tenant, Authorization",
+            ),
         ])
         .unwrap();
         assert!(c.publishes("mod-1") && c.publishes("chat") && !c.publishes("other"));

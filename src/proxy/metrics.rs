@@ -55,21 +55,39 @@ pub(super) fn record(hook: Hook, started: Instant, outcome: Outcome) {
 
 /// Appends the hooks' figures (only those of configured hooks).
 pub fn render_metrics(cfg: &super::ProxyConfig, out: &mut String) {
-    let hooks: Vec<Hook> = Hook::ALL.into_iter().filter(|h| cfg.url(*h).is_some()).collect();
+    let hooks: Vec<Hook> = Hook::ALL
+        .into_iter()
+        .filter(|h| cfg.url(*h).is_some())
+        .collect();
     if hooks.is_empty() {
         return;
     }
     out.push_str("# HELP switchboard_proxy_calls_total Calls to a proxy hook.\n# TYPE switchboard_proxy_calls_total counter\n");
     for h in &hooks {
-        let _ = writeln!(out, "switchboard_proxy_calls_total{{hook=\"{}\"}} {}", h.as_str(), of(*h).calls.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_calls_total{{hook=\"{}\"}} {}",
+            h.as_str(),
+            of(*h).calls.load(Relaxed)
+        );
     }
     out.push_str("# HELP switchboard_proxy_refused_total Calls the backend answered with a refusal.\n# TYPE switchboard_proxy_refused_total counter\n");
     for h in &hooks {
-        let _ = writeln!(out, "switchboard_proxy_refused_total{{hook=\"{}\"}} {}", h.as_str(), of(*h).refused.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_refused_total{{hook=\"{}\"}} {}",
+            h.as_str(),
+            of(*h).refused.load(Relaxed)
+        );
     }
     out.push_str("# HELP switchboard_proxy_errors_total Calls without a usable answer (timeout, unreachable, bad status or body, too many in flight).\n# TYPE switchboard_proxy_errors_total counter\n");
     for h in &hooks {
-        let _ = writeln!(out, "switchboard_proxy_errors_total{{hook=\"{}\"}} {}", h.as_str(), of(*h).errors.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_errors_total{{hook=\"{}\"}} {}",
+            h.as_str(),
+            of(*h).errors.load(Relaxed)
+        );
     }
     out.push_str("# HELP switchboard_proxy_latency_seconds Time a proxy hook call took, answer or not.\n# TYPE switchboard_proxy_latency_seconds histogram\n");
     for h in &hooks {
@@ -80,8 +98,18 @@ pub fn render_metrics(cfg: &super::ProxyConfig, out: &mut String) {
             let _ = writeln!(out, "switchboard_proxy_latency_seconds_bucket{{hook=\"{name}\",le=\"{bound}\"}} {cumulative}");
         }
         let count = m.calls.load(Relaxed);
-        let _ = writeln!(out, "switchboard_proxy_latency_seconds_bucket{{hook=\"{name}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "switchboard_proxy_latency_seconds_sum{{hook=\"{name}\"}} {}", m.sum_us.load(Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "switchboard_proxy_latency_seconds_count{{hook=\"{name}\"}} {count}");
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_latency_seconds_bucket{{hook=\"{name}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_latency_seconds_sum{{hook=\"{name}\"}} {}",
+            m.sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_proxy_latency_seconds_count{{hook=\"{name}\"}} {count}"
+        );
     }
 }

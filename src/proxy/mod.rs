@@ -7,6 +7,7 @@
 //! `unavailable`, never a hung session.
 
 pub mod config;
+pub mod connect;
 mod metrics;
 pub mod rules;
 
@@ -84,7 +85,9 @@ impl HookError {
             message: self.message(),
             reference,
         };
-        serde_json::to_vec(&frame).map(bytes::Bytes::from).unwrap_or_default()
+        serde_json::to_vec(&frame)
+            .map(bytes::Bytes::from)
+            .unwrap_or_default()
     }
 }
 
@@ -109,7 +112,8 @@ fn clean_code(code: Option<String>, default: &str) -> String {
         Some(c)
             if !c.is_empty()
                 && c.len() <= 64
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
         {
             c
         }
@@ -120,7 +124,9 @@ fn clean_code(code: Option<String>, default: &str) -> String {
 /// A backend's message, cut to 256 characters without control characters.
 fn clean_message(m: Option<String>, default: &str) -> String {
     match m {
-        Some(m) if !m.trim().is_empty() => m.chars().filter(|c| !c.is_control()).take(256).collect(),
+        Some(m) if !m.trim().is_empty() => {
+            m.chars().filter(|c| !c.is_control()).take(256).collect()
+        }
         _ => default.to_string(),
     }
 }
@@ -212,30 +218,54 @@ fn interpret<T: serde::de::DeserializeOwned>(
     status: u16,
     body: &[u8],
 ) -> Result<T, HookError> {
-    let refusal = || serde_json::from_slice::<Refusal>(body).ok().map(|r| r.error);
+    let refusal = || {
+        serde_json::from_slice::<Refusal>(body)
+            .ok()
+            .map(|r| r.error)
+    };
     match status {
         401 | 403 => {
-            let default = if status == 401 { "unauthorized" } else { "forbidden" };
+            let default = if status == 401 {
+                "unauthorized"
+            } else {
+                "forbidden"
+            };
             let r = refusal();
             Err(HookError::Refused {
                 code: clean_code(r.as_ref().and_then(|r| r.code.clone()), default),
-                message: clean_message(r.and_then(|r| r.message), &format!("refused by the {} hook", hook.as_str())),
+                message: clean_message(
+                    r.and_then(|r| r.message),
+                    &format!("refused by the {} hook", hook.as_str()),
+                ),
             })
         }
         200..=299 => {
             // An object with `error` is a refusal whatever else it holds.
             let value: Box<RawValue> = serde_json::from_slice(body).map_err(|e| {
-                HookError::Unavailable(format!("the {} hook answered invalid JSON: {e}", hook.as_str()))
+                HookError::Unavailable(format!(
+                    "the {} hook answered invalid JSON: {e}",
+                    hook.as_str()
+                ))
             })?;
             if let Some(r) = refusal() {
-                let default = if hook == Hook::Connect { "unauthorized" } else { "forbidden" };
+                let default = if hook == Hook::Connect {
+                    "unauthorized"
+                } else {
+                    "forbidden"
+                };
                 return Err(HookError::Refused {
                     code: clean_code(r.code, default),
-                    message: clean_message(r.message, &format!("refused by the {} hook", hook.as_str())),
+                    message: clean_message(
+                        r.message,
+                        &format!("refused by the {} hook", hook.as_str()),
+                    ),
                 });
             }
             serde_json::from_str(value.get()).map_err(|e| {
-                HookError::Unavailable(format!("the {} hook's answer is not one: {e}", hook.as_str()))
+                HookError::Unavailable(format!(
+                    "the {} hook's answer is not one: {e}",
+                    hook.as_str()
+                ))
             })
         }
         s => Err(HookError::Unavailable(format!(
@@ -265,19 +295,52 @@ mod tests {
 
     #[test]
     fn answers_are_read_once_into_types() {
-        assert_eq!(interpret::<A>(Hook::Publish, 200, b"{\"x\":1}"), Ok(A { x: Some(1) }));
+        assert_eq!(
+            interpret::<A>(Hook::Publish, 200, b"{\"x\":1}"),
+            Ok(A { x: Some(1) })
+        );
         assert_eq!(interpret::<A>(Hook::Publish, 204, b"{}"), Ok(A { x: None }));
-        let refused = interpret::<A>(Hook::Publish, 200, br#"{"error":{"code":"spam","message":"no ads"}}"#);
+        let refused = interpret::<A>(
+            Hook::Publish,
+            200,
+            br#"{"error":{"code":"spam","message":"no ads"}}"#,
+        );
         assert_eq!(
             refused,
-            Err(HookError::Refused { code: "spam".into(), message: "no ads".into() })
+            Err(HookError::Refused {
+                code: "spam".into(),
+                message: "no ads".into()
+            })
         );
         let bad_code = interpret::<A>(Hook::Connect, 200, br#"{"error":{"code":"has space"}}"#);
         assert_eq!(bad_code.unwrap_err().code(), "unauthorized");
-        assert_eq!(interpret::<A>(Hook::Connect, 401, b"").unwrap_err().code(), "unauthorized");
-        assert_eq!(interpret::<A>(Hook::Subscribe, 403, b"nope").unwrap_err().code(), "forbidden");
-        assert_eq!(interpret::<A>(Hook::Subscribe, 500, b"{}").unwrap_err().code(), "unavailable");
-        assert_eq!(interpret::<A>(Hook::Subscribe, 200, b"not json").unwrap_err().code(), "unavailable");
-        assert_eq!(interpret::<A>(Hook::Subscribe, 200, b"{\"y\":1}").unwrap_err().code(), "unavailable");
+        assert_eq!(
+            interpret::<A>(Hook::Connect, 401, b"").unwrap_err().code(),
+            "unauthorized"
+        );
+        assert_eq!(
+            interpret::<A>(Hook::Subscribe, 403, b"nope")
+                .unwrap_err()
+                .code(),
+            "forbidden"
+        );
+        assert_eq!(
+            interpret::<A>(Hook::Subscribe, 500, b"{}")
+                .unwrap_err()
+                .code(),
+            "unavailable"
+        );
+        assert_eq!(
+            interpret::<A>(Hook::Subscribe, 200, b"not json")
+                .unwrap_err()
+                .code(),
+            "unavailable"
+        );
+        assert_eq!(
+            interpret::<A>(Hook::Subscribe, 200, b"{\"y\":1}")
+                .unwrap_err()
+                .code(),
+            "unavailable"
+        );
     }
 }

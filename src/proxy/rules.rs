@@ -47,7 +47,9 @@ impl RoomRules {
         for r in &rules {
             let ok = !r.rooms.is_empty()
                 && r.rooms.len() <= 64
-                && r.rooms.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:@*".contains(&b));
+                && r.rooms
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.:@*".contains(&b));
             if !ok {
                 return Err(format!("{name}: {:?} is not a room pattern", r.rooms));
             }
@@ -58,7 +60,10 @@ impl RoomRules {
                 ));
             }
             if r.history.is_some_and(|h| h > 1_000_000) {
-                return Err(format!("{name}: rule {:?}: history is at most 1000000", r.rooms));
+                return Err(format!(
+                    "{name}: rule {:?}: history is at most 1000000",
+                    r.rooms
+                ));
             }
         }
         Ok(RoomRules(rules))
@@ -99,15 +104,19 @@ mod tests {
     #[test]
     fn first_matching_rule_applies_and_errors_are_clear() {
         let r = RoomRules::parse(
-            Some(r#"[{"rooms":"news-local","history":5},
+            Some(
+                r#"[{"rooms":"news-local","history":5},
                      {"rooms":"news-*","read_only":true,"presence":false,"history":0},
-                     {"rooms":"vip-*","subscribe_hook":true}]"#),
+                     {"rooms":"vip-*","subscribe_hook":true}]"#,
+            ),
             true,
         )
         .unwrap();
         assert!(!r.read_only("news-local") && r.presence("news-local"));
         assert_eq!(r.history("news-local", 200), 5);
-        assert!(r.read_only("news-world") && !r.presence("news-world") && r.no_history("news-world"));
+        assert!(
+            r.read_only("news-world") && !r.presence("news-world") && r.no_history("news-world")
+        );
         assert!(r.subscribe_hook("vip-1") && !r.subscribe_hook("general"));
         assert_eq!(r.history("general", 200), 200);
         assert!(RoomRules::parse(None, false).unwrap().of("x").is_none());
@@ -120,7 +129,8 @@ mod tests {
             let e = RoomRules::parse(Some(bad), true).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
-        let e = RoomRules::parse(Some(r#"[{"rooms":"a","subscribe_hook":true}]"#), false).unwrap_err();
+        let e =
+            RoomRules::parse(Some(r#"[{"rooms":"a","subscribe_hook":true}]"#), false).unwrap_err();
         assert!(e.contains("SWITCHBOARD_PROXY_SUBSCRIBE_URL"), "{e}");
     }
 }

@@ -30,6 +30,7 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 
 mod dispatch;
 mod docs;
+mod hooks;
 mod scrollback;
 mod server;
 
@@ -132,6 +133,8 @@ pub struct Session {
     watching: bool,
     /// `history:get` pages being read (at most `PAGES_IN_FLIGHT`).
     pages: usize,
+    /// What the connect hook is told, until it has answered (`session/hooks.rs`).
+    connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
 impl Session {
@@ -173,6 +176,7 @@ impl Session {
             mqtt: Default::default(),
             watching: false,
             pages: 0,
+            connect: admitted.connect,
             shared,
         }
     }
@@ -323,9 +327,20 @@ impl Session {
             }
         }
         if self.ident.is_none() {
+            if self.connect.is_some() {
+                return self.connect_on_frame(parsed, text, ctx);
+            }
             match &parsed {
                 Ok(Request {
-                    frame: ClientFrame::Auth { token },
+                    frame: ClientFrame::Auth { token: None, .. },
+                    ..
+                }) => {
+                    let reason = "bad auth frame: auth needs `token`";
+                    crate::monitor::events::auth_failure(Some(self.client.addr), reason);
+                    return self.close(close::POLICY, reason, ctx);
+                }
+                Ok(Request {
+                    frame: ClientFrame::Auth { token: Some(token), .. },
                     ..
                 }) => {
                     match self.shared.auth.verify(token, self.client.addr) {
@@ -404,10 +419,15 @@ impl Actor for Session {
         }
         match self.ident.take() {
             Some(ident) => self.register(ident, ctx),
+            None if self.connect.as_ref().is_some_and(|c| c.at_start) => {
+                self.connect_hook(None, None, ctx)
+            }
             None => {
                 ctx.run_later(cfg.auth_grace, |act, ctx| {
                     if act.ident.is_none() {
-                        if act.shared.auth.guests {
+                        if act.connect.is_some() {
+                            act.connect_hook(None, None, ctx);
+                        } else if act.shared.auth.guests {
                             act.become_guest(ctx);
                         } else {
                             crate::monitor::events::auth_failure(
