@@ -92,18 +92,10 @@ impl Session {
                         Err(e) => self.close(close::POLICY, &e.message, ctx),
                     }
                 }
-                token => self.connect_hook(token, data, ctx),
+                token => self.connect_hook_then(token, data, None, ctx),
             },
-            _ => {
-                self.connect_hook(None, None, ctx);
-                // Handled once the hook has answered (unless it refused).
-                let fut = actix::fut::ready(()).map(move |_, act: &mut Self, ctx| {
-                    if act.ident.is_some() && !act.closing {
-                        act.on_text(text, ctx);
-                    }
-                });
-                ctx.wait(fut);
-            }
+            // Handled once the hook has answered (unless it refused).
+            _ => self.connect_hook_then(None, None, Some(text), ctx),
         }
     }
 
@@ -113,6 +105,17 @@ impl Session {
         &mut self,
         token: Option<String>,
         data: Option<Box<RawValue>>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.connect_hook_then(token, data, None, ctx)
+    }
+
+    /// `connect_hook`, then the frame `then` once the session has a name.
+    fn connect_hook_then(
+        &mut self,
+        token: Option<String>,
+        data: Option<Box<RawValue>>,
+        then: Option<Bytes>,
         ctx: &mut Context<Self>,
     ) {
         let Some(mut info) = self.connect.take() else {
@@ -134,10 +137,15 @@ impl Session {
             let url = cfg.connect.as_deref().unwrap_or_default();
             proxy::call::<ConnectAnswer>(Hook::Connect, cfg, url, body).await
         };
-        let fut = call.into_actor(self).map(|res, act, ctx| {
+        let fut = call.into_actor(self).map(move |res, act, ctx| {
             let res = res.and_then(|a| a.identity().map_err(|why| HookError::Unavailable(why)));
             match res {
-                Ok(ident) => act.register(ident, ctx),
+                Ok(ident) => {
+                    act.register(ident, ctx);
+                    if let (Some(text), false) = (then, act.closing) {
+                        act.on_text(text, ctx);
+                    }
+                }
                 Err(e) => {
                     crate::monitor::events::auth_failure(Some(act.client.addr), e.message());
                     act.push(e.frame(None));
