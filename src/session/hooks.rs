@@ -138,7 +138,7 @@ impl Session {
             proxy::call::<ConnectAnswer>(Hook::Connect, cfg, url, body).await
         };
         let fut = call.into_actor(self).map(move |res, act, ctx| {
-            let res = res.and_then(|a| a.identity().map_err(|why| HookError::Unavailable(why)));
+            let res = res.and_then(|a| a.identity().map_err(HookError::Unavailable));
             match res {
                 Ok(ident) => {
                     act.register(ident, ctx);
