@@ -57,7 +57,7 @@ pub struct Claims {
 }
 
 /// A `sub` claim as text: identity providers send strings, a few send numbers.
-fn sub_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub fn sub_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Sub {
@@ -296,29 +296,7 @@ impl Auth {
                 _ => format!("invalid token: {e}"),
             })
         })?;
-        let c = data.claims;
-        let problem = crate::ids::sub_problem(&c.sub);
-        let Some(user) = UserId::parse(&c.sub).filter(|_| problem.is_none()) else {
-            let why = problem.unwrap_or("token `sub` is not a valid user id");
-            return Err(refuse(why.to_string()));
-        };
-        let name = c
-            .name
-            .as_deref()
-            .map(display_name)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| c.sub.clone());
-        let mqtt = crate::mqtt::access::MqttAccess::from_claims(c.mqtt_sub, c.mqtt_pub)
-            .map_err(|why| HubError::new(ErrorCode::Unauthorized, why))?;
-        Ok(Identity {
-            user,
-            name: name.into(),
-            guest: false,
-            role: c.role.unwrap_or_default(),
-            rooms: c.rooms,
-            exp: Some(c.exp),
-            mqtt,
-        })
+        identity_of(data.claims).map_err(refuse)
     }
 
     /// A new guest with a random id and the given nickname (or a generated one).
@@ -407,6 +385,32 @@ fn key_in<'a>(
         None => return Err(KidProblem::NoKid),
     };
     found.map(|(_, k, v)| (k, v)).ok_or(KidProblem::Unknown)
+}
+
+/// The identity the claims name (a token's, or a connect hook's answer):
+/// the user id checked, the display name cleaned, the MQTT claims parsed.
+pub fn identity_of(c: Claims) -> Result<Identity, String> {
+    let problem = crate::ids::sub_problem(&c.sub);
+    let Some(user) = UserId::parse(&c.sub).filter(|_| problem.is_none()) else {
+        let why = problem.unwrap_or("token `sub` is not a valid user id");
+        return Err(why.to_string());
+    };
+    let name = c
+        .name
+        .as_deref()
+        .map(display_name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| c.sub.clone());
+    let mqtt = crate::mqtt::access::MqttAccess::from_claims(c.mqtt_sub, c.mqtt_pub)?;
+    Ok(Identity {
+        user,
+        name: name.into(),
+        guest: false,
+        role: c.role.unwrap_or_default(),
+        rooms: c.rooms,
+        exp: Some(c.exp),
+        mqtt,
+    })
 }
 
 /// Claims for a token valid `ttl_s` seconds from now.

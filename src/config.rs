@@ -143,6 +143,11 @@ pub struct Config {
     pub webhooks: Option<WebhookConfig>,
     /// Several nodes sharing rooms through Redis (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<ClusterConfig>,
+    /// Proxy hooks to the app's backend (`SWITCHBOARD_PROXY_*`).
+    pub proxy: crate::proxy::ProxyConfig,
+    /// `SWITCHBOARD_ROOM_RULES`: per room pattern, publishing, presence, history
+    /// and the subscribe hook (`proxy::rules`).
+    pub room_rules: std::sync::Arc<crate::proxy::rules::RoomRules>,
 }
 
 /// Scale-out through Redis (docs/SCALEOUT.md). `None`: one node, as before.
@@ -228,6 +233,8 @@ pub struct StorageConfig {
     pub fast_ack_rooms: Vec<String>,
     /// `SWITCHBOARD_VOLATILE_ROOMS`: room patterns that are never stored (history in memory only).
     pub volatile_rooms: Vec<String>,
+    /// A copy of `Config::room_rules` (a rule with `history: 0` is never stored).
+    pub room_rules: std::sync::Arc<crate::proxy::rules::RoomRules>,
     /// `SWITCHBOARD_OFFLINE_DMS` (default 100; 0 = refuse with `user_offline`): direct
     /// messages kept per offline user; the oldest are dropped beyond it.
     pub offline_dms: usize,
@@ -295,6 +302,7 @@ impl StorageConfig {
             retention_rules: retention_rules("SWITCHBOARD_RETENTION_RULES")?,
             fast_ack_rooms: patterns("SWITCHBOARD_FAST_ACK_ROOMS"),
             volatile_rooms: patterns("SWITCHBOARD_VOLATILE_ROOMS"),
+            room_rules: Default::default(),
             offline_dms: num("SWITCHBOARD_OFFLINE_DMS", 100)?,
             notifications_per_user: num("SWITCHBOARD_NOTIFICATIONS_PER_USER", 1000)?,
         };
@@ -434,7 +442,7 @@ impl Config {
             "SWITCHBOARD_DEV",
             jwt_secret.is_none() && !keys.contains(&true),
         )?;
-        let cfg = Config {
+        let mut cfg = Config {
             // Dev mode mints admin tokens for anyone who asks: unless told
             // where to listen, it listens to this machine only.
             host: var("SWITCHBOARD_HOST")
@@ -520,7 +528,14 @@ impl Config {
             storage: StorageConfig::from_env()?,
             webhooks: WebhookConfig::from_env()?,
             cluster: ClusterConfig::from_env()?,
+            proxy: crate::proxy::ProxyConfig::from_lookup(var)?,
+            room_rules: Default::default(),
         };
+        cfg.room_rules = std::sync::Arc::new(crate::proxy::rules::RoomRules::parse(
+            var("SWITCHBOARD_ROOM_RULES").as_deref(),
+            cfg.proxy.subscribe.is_some(),
+        )?);
+        cfg.storage.room_rules = cfg.room_rules.clone();
         cfg.validate()?;
         Ok(cfg)
     }

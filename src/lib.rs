@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod presence;
 pub mod procstat;
 pub mod protocol;
+pub mod proxy;
 pub mod ratelimit;
 pub mod relay;
 pub mod room;
@@ -215,6 +216,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     )
     .with_state_limits(cfg.state)
     .with_stream_limits(cfg.streams)
+    .with_room_rules(cfg.room_rules.clone())
     .with_docs(
         document::Directory::new(
             docstore::DocStore::of(doc_store.clone()),

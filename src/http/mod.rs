@@ -183,6 +183,8 @@ pub fn client_addr(head: &RequestHead, shared: &Shared) -> std::net::IpAddr {
 pub struct Admitted {
     pub ident: Option<Identity>,
     pub client: crate::session::Client,
+    /// Set when the connect hook is to decide who the session is.
+    pub connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
 /// Admission for a new session on any transport: refuses during shutdown and
@@ -198,6 +200,19 @@ pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Admitted, HubError> {
         .into_inner();
     let token = q.token.as_deref().or_else(|| bearer_of(req));
     let mut client = crate::session::Client { addr, guest: None };
+    let proxy = &shared.cfg.proxy;
+    if proxy.connect.is_some() && (proxy.connect_all || (token.is_none() && q.name.is_none())) {
+        // The connect hook decides (docs/PROTOCOL.md, "Proxy hooks").
+        let mut info = crate::proxy::connect::ConnectInfo::of_request(req, &proxy.connect_headers);
+        info.at_start = token.is_some() || q.name.is_some();
+        info.token = token.map(str::to_string);
+        info.name = q.name;
+        return Ok(Admitted {
+            ident: None,
+            client,
+            connect: Some(info),
+        });
+    }
     let ident = match (token, q.name.as_deref()) {
         (Some(t), _) => Some(shared.auth.verify(t, addr)?),
         (None, Some(name)) if shared.auth.guests => {
@@ -211,5 +226,9 @@ pub fn admit(req: &RequestHead, shared: &Shared) -> Result<Admitted, HubError> {
         }
         (None, None) => None,
     };
-    Ok(Admitted { ident, client })
+    Ok(Admitted {
+        ident,
+        client,
+        connect: None,
+    })
 }

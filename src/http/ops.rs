@@ -52,6 +52,7 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     crate::monitor::render_metrics(&st.shared, &mut body);
     crate::procstat::render(&mut body);
     crate::webhooks::render_metrics(&mut body);
+    crate::proxy::render_metrics(&st.shared.cfg.proxy, &mut body);
     if let Some(c) = &st.shared.cluster {
         use std::fmt::Write;
         let _ = write!(

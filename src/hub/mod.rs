@@ -43,6 +43,8 @@ pub struct Hub {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     history: HistoryLimits,
+    /// `SWITCHBOARD_ROOM_RULES`: a room's history size and presence.
+    room_rules: std::sync::Arc<crate::proxy::rules::RoomRules>,
     typing_ttl: Duration,
     sessions: HashMap<SessionId, SessionEntry>,
     users: HashMap<UserId, Vec<SessionId>>,
@@ -131,12 +133,19 @@ impl Hub {
             me: None,
             state_limits: Default::default(),
             stream_limits: Default::default(),
+            room_rules: Default::default(),
         }
     }
 
     /// Sets the bounds of rooms' streams.
     pub fn with_stream_limits(mut self, limits: crate::streams::StreamLimits) -> Hub {
         self.stream_limits = limits;
+        self
+    }
+
+    /// Sets the room-pattern rules (history and presence per room).
+    pub fn with_room_rules(mut self, rules: std::sync::Arc<crate::proxy::rules::RoomRules>) -> Hub {
+        self.room_rules = rules;
         self
     }
 
@@ -218,9 +227,15 @@ impl Hub {
             let queue = self.room_queue;
             // Not in the LRU: its history, if any, is in storage.
             let load = history.is_none();
-            let history = history.unwrap_or_else(|| History::new(self.history));
+            let history = history.unwrap_or_else(|| {
+                let mut limits = self.history;
+                limits.entries = self.room_rules.history(name.as_str(), limits.entries);
+                History::new(limits)
+            });
             let store = self.store.clone();
+            let presence = self.room_rules.presence(name.as_str());
             let room = Room::new(room_name, hub, history, ttl)
+                .with_presence(presence)
                 .with_queue(queue)
                 .with_store(store, load)
                 .with_state_limits(self.state_limits)

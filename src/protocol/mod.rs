@@ -46,8 +46,11 @@ impl Status {
 /// A parsed, validated client frame.
 #[derive(Debug)]
 pub enum ClientFrame {
+    /// `token` and/or `data` (for the connect hook); neither: the connect
+    /// hook decides from the connection's cookies and headers.
     Auth {
-        token: String,
+        token: Option<String>,
+        data: Option<Box<RawValue>>,
     },
     Join {
         room: RoomName,
@@ -317,7 +320,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         ("volatile", wire.volatile.is_some()),
     ];
     let allowed: &[&str] = match ty {
-        "auth" => &["token"],
+        "auth" => &["token", "data"],
         "room:join" => &["room", "since", "epoch", "state"],
         "room:leave" | "typing:start" | "typing:stop" => &["room"],
         "message:send" => &[
@@ -379,14 +382,13 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     };
     let frame = match ty {
         "auth" => {
-            let token = wire
-                .token
-                .clone()
-                .ok_or_else(|| err(ErrorCode::BadRequest, "auth needs `token`", &id))?;
-            if token.len() > MAX_TOKEN_LEN {
+            if wire.token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
                 return Err(err(ErrorCode::BadRequest, "token is too long", &id));
             }
-            ClientFrame::Auth { token }
+            ClientFrame::Auth {
+                token: wire.token.clone(),
+                data: wire.data.is_some().then(|| data(&wire)).transpose()?,
+            }
         }
         "room:join" => ClientFrame::Join {
             room: room(&wire)?,

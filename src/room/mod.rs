@@ -91,6 +91,8 @@ pub struct Room {
     /// With Redis: acks of starts and chunks waiting until this node applied
     /// them (`cluster/streams.rs`): stream, chunks applied by then, to whom.
     stream_acks: Vec<(String, u64, Outbox, String)>,
+    /// Whether members are listed and joins/leaves announced (`with_presence`).
+    presence: bool,
 }
 
 impl Actor for Room {
@@ -172,6 +174,7 @@ impl Room {
             stream_limits: Default::default(),
             stream_timer: None,
             stream_acks: Vec::new(),
+            presence: true,
         }
     }
 
@@ -222,6 +225,13 @@ impl Room {
     }
 
     /// Sets the mailbox capacity for messages from sessions.
+    /// `false` (a room rule): member lists are empty and joins and leaves
+    /// are not announced.
+    pub fn with_presence(mut self, presence: bool) -> Room {
+        self.presence = presence;
+        self
+    }
+
     pub fn with_queue(mut self, queue: usize) -> Room {
         self.queue = queue.max(1);
         self
@@ -267,7 +277,9 @@ impl Room {
         loop {
             for s in failed.drain(..) {
                 if let Some(d) = self.detach(s) {
-                    announce.extend(d.left);
+                    if self.presence {
+                        announce.extend(d.left);
+                    }
                     typing_dirty |= d.was_typing;
                 }
             }
@@ -288,8 +300,10 @@ impl Room {
         if d.was_typing {
             self.typing_changed();
         }
-        for f in d.left {
-            self.broadcast(&f, None);
+        if self.presence {
+            for f in d.left {
+                self.broadcast(&f, None);
+            }
         }
         Some(d.member)
     }
@@ -346,6 +360,9 @@ impl Room {
     }
 
     fn members_info(&self) -> Vec<MemberInfo> {
+        if !self.presence {
+            return Vec::new();
+        }
         // Sessions here, and (several nodes) those the room's channel told of.
         let mut sessions: HashMap<&UserId, Vec<SessionAddr>> = HashMap::new();
         for m in self.members.values() {
@@ -481,13 +498,15 @@ impl Handler<Join> for Room {
                 room: &self.name,
                 user: &info,
             });
-            self.broadcast(&frame, Some(m.session));
+            if self.presence {
+                self.broadcast(&frame, Some(m.session));
+            }
         } else if !rejoin {
             if let Some(slot) = self.users.get_mut(&m.user) {
                 slot.sessions += 1;
             }
         }
-        if self.cluster.is_none() && !rejoin {
+        if self.cluster.is_none() && !rejoin && self.presence {
             let frame = encode(&ServerFrame::SessionJoined {
                 room: &self.name,
                 user: &m.user,

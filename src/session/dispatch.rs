@@ -20,7 +20,12 @@ impl Session {
     pub(super) fn dispatch(&mut self, req: Request, now: Instant, ctx: &mut Context<Self>) {
         let id = req.id;
         match req.frame {
-            ClientFrame::Auth { token } => self.reauth(&token, id, ctx),
+            ClientFrame::Auth {
+                token: Some(token), ..
+            } => self.reauth(&token, id, ctx),
+            ClientFrame::Auth { token: None, .. } => {
+                self.close(close::POLICY, "bad auth frame: auth needs `token`", ctx)
+            }
             ClientFrame::Join {
                 room,
                 since,
@@ -30,7 +35,7 @@ impl Session {
             ClientFrame::Leave { room } => self.leave(room, id),
             ClientFrame::Send { room, data, opts } => {
                 if self.limit_messages(now, id.as_deref()) {
-                    self.send(
+                    self.send_message(
                         room,
                         RoomFrame::Send {
                             data,
@@ -38,6 +43,7 @@ impl Session {
                             opts,
                             received: now,
                         },
+                        ctx,
                     );
                 }
             }
@@ -200,6 +206,9 @@ impl Session {
                 id.as_deref(),
             );
             return;
+        }
+        if self.subscribe_hook_applies(&room) {
+            return self.join_through_hook(room, since, epoch, state, id, ctx);
         }
         self.join_allowed(room, since, epoch, state, id, ctx);
     }

@@ -30,6 +30,7 @@ const ROOM_BUSY_RETRY_MS: u64 = 50;
 
 mod dispatch;
 mod docs;
+mod hooks;
 mod scrollback;
 mod server;
 
@@ -150,6 +151,8 @@ pub struct Session {
     /// The streams this session produces, with their rooms (`streams.rs`).
     producing: HashMap<String, (RoomName, u64)>,
     producing_n: u64,
+    /// What the connect hook is told, until it has answered (`session/hooks.rs`).
+    connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
 impl Session {
@@ -198,6 +201,7 @@ impl Session {
             watches: Vec::new(),
             producing: HashMap::new(),
             producing_n: 0,
+            connect: admitted.connect,
             shared,
         }
     }
@@ -349,9 +353,23 @@ impl Session {
             }
         }
         if self.ident.is_none() {
+            if self.connect.is_some() {
+                return self.connect_on_frame(parsed, text, ctx);
+            }
             match &parsed {
                 Ok(Request {
-                    frame: ClientFrame::Auth { token },
+                    frame: ClientFrame::Auth { token: None, .. },
+                    ..
+                }) => {
+                    let reason = "bad auth frame: auth needs `token`";
+                    crate::monitor::events::auth_failure(Some(self.client.addr), reason);
+                    return self.close(close::POLICY, reason, ctx);
+                }
+                Ok(Request {
+                    frame:
+                        ClientFrame::Auth {
+                            token: Some(token), ..
+                        },
                     ..
                 }) => {
                     match self.shared.auth.verify(token, self.client.addr) {
@@ -430,10 +448,15 @@ impl Actor for Session {
         }
         match self.ident.take() {
             Some(ident) => self.register(ident, ctx),
+            None if self.connect.as_ref().is_some_and(|c| c.at_start) => {
+                self.connect_hook(None, None, ctx)
+            }
             None => {
                 ctx.run_later(cfg.auth_grace, |act, ctx| {
                     if act.ident.is_none() {
-                        if act.shared.auth.guests {
+                        if act.connect.is_some() {
+                            act.connect_hook(None, None, ctx);
+                        } else if act.shared.auth.guests {
                             act.become_guest(ctx);
                         } else {
                             crate::monitor::events::auth_failure(

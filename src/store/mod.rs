@@ -65,6 +65,8 @@ pub struct RoomPolicy {
     volatile: Vec<String>,
     default: Retention,
     rules: Vec<(String, Option<u64>, Option<u64>)>,
+    /// `SWITCHBOARD_ROOM_RULES`: a rule with `history: 0` makes a room volatile.
+    room_rules: Arc<crate::proxy::rules::RoomRules>,
 }
 
 impl RoomPolicy {
@@ -78,11 +80,15 @@ impl RoomPolicy {
                 age: cfg.retention_age,
             },
             rules: cfg.retention_rules.clone(),
+            room_rules: cfg.room_rules.clone(),
         }
     }
 
     pub fn mode(&self, room: &str) -> RoomMode {
-        if !self.durable || self.volatile.iter().any(|p| glob(p, room)) {
+        if !self.durable
+            || self.volatile.iter().any(|p| glob(p, room))
+            || self.room_rules.no_history(room)
+        {
             RoomMode::Volatile
         } else if self.fast_ack.iter().any(|p| glob(p, room)) {
             RoomMode::FastAck

@@ -26,6 +26,7 @@ mod pages;
 mod paths;
 mod presence;
 mod proxy;
+mod proxy_hooks;
 mod publish_options;
 mod recovery;
 mod rooms;
