@@ -242,6 +242,9 @@ impl Engine {
             crate::http::Admitted {
                 ident: Some(ident),
                 client,
+                // Socket.IO authenticates in its CONNECT (token or guest);
+                // the connect hook does not see these connections yet.
+                connect: None,
             },
             outbox,
             close_tx,
