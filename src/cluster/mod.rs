@@ -248,16 +248,11 @@ impl Cluster {
 }
 
 /// Resolves once the subscriber confirmed a (pattern) subscription.
-fn confirmed(
-    sent: bool,
-    rx: oneshot::Receiver<bool>,
-) -> impl Future<Output = Result<(), HubError>> + 'static {
-    async move {
-        if sent && rx.await.unwrap_or(false) {
-            Ok(())
-        } else {
-            Err(unavailable())
-        }
+async fn confirmed(sent: bool, rx: oneshot::Receiver<bool>) -> Result<(), HubError> {
+    if sent && rx.await.unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(unavailable())
     }
 }
 

@@ -5,7 +5,7 @@ use super::core::{DocError, DocFrame};
 use crate::error::ErrorCode;
 use crate::ids::RoomName;
 use crate::ot::Op;
-use crate::protocol::{ClientFrame, FrameError, Request, MAX_ID_LEN};
+use crate::protocol::{ClientFrame, FrameError, Request};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -90,10 +90,7 @@ impl crate::protocol::Typed for Wire<'_> {
 
 fn build(w: Wire) -> Result<Request, FrameError> {
     let id = w.id.clone();
-    if id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
-        let msg = format!("id is longer than {MAX_ID_LEN} bytes");
-        return Err(err(ErrorCode::BadRequest, msg, &None));
-    }
+    crate::protocol::check_id(&id)?;
     let ty = w.ty.as_ref();
     let allowed: &[&str] = match ty {
         "doc:open" => &["rev"],
@@ -116,13 +113,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         ("anchor", w.anchor.is_some()),
         ("head", w.head.is_some()),
     ];
-    if let Some((name, _)) = fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
-        return Err(err(
-            ErrorCode::BadRequest,
-            format!("{ty} does not take `{name}`"),
-            &id,
-        ));
-    }
+    crate::protocol::check_fields(ty, allowed, &fields, &id)?;
     let need = |name: &str| err(ErrorCode::BadRequest, format!("{ty} needs `{name}`"), &id);
     let raw = w.doc.as_deref().ok_or_else(|| need("doc"))?;
     let doc = RoomName::parse(raw).ok_or_else(|| {

@@ -4,7 +4,7 @@
 use super::{valid_key, Write, MAX_TTL_MS};
 use crate::error::ErrorCode;
 use crate::ids::RoomName;
-use crate::protocol::{ClientFrame, FrameError, Request, MAX_ID_LEN};
+use crate::protocol::{ClientFrame, FrameError, Request};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -96,10 +96,7 @@ pub fn ttl(t: Option<u64>) -> Result<Option<u64>, String> {
 
 fn build(w: Wire) -> Result<Request, FrameError> {
     let id = w.id.clone();
-    if id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
-        let msg = format!("id is longer than {MAX_ID_LEN} bytes");
-        return Err(err(ErrorCode::BadRequest, msg, &None));
-    }
+    crate::protocol::check_id(&id)?;
     let ty = w.ty.as_ref();
     let allowed: &[&str] = match ty {
         "state:get" => &["keys"],
@@ -118,10 +115,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         ("version", w.version.is_some()),
         ("ttl_ms", w.ttl_ms.is_some()),
     ];
-    if let Some((name, _)) = fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
-        let m = format!("field `{name}` is not allowed in {ty}");
-        return Err(err(ErrorCode::BadRequest, m, &id));
-    }
+    crate::protocol::check_fields(ty, allowed, &fields, &id)?;
     let raw_room = w
         .room
         .as_deref()

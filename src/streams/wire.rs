@@ -4,7 +4,7 @@
 use super::{valid_id, META_BYTES, REASON_LEN};
 use crate::error::ErrorCode;
 use crate::ids::{RoomName, UserId};
-use crate::protocol::{ClientFrame, FrameError, Request, MAX_ID_LEN};
+use crate::protocol::{ClientFrame, FrameError, Request};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -80,14 +80,7 @@ pub fn parse(text: &[u8]) -> Option<Result<Request, FrameError>> {
 }
 
 fn build(w: Wire) -> Result<Request, FrameError> {
-    if w.id.as_ref().is_some_and(|i| i.len() > MAX_ID_LEN) {
-        let message = format!("id is longer than {MAX_ID_LEN} bytes");
-        return Err(FrameError {
-            code: ErrorCode::BadRequest,
-            message,
-            id: None,
-        });
-    }
+    crate::protocol::check_id(&w.id)?;
     let id = w.id.clone();
     let err = |code, message: String| FrameError {
         code,
@@ -115,12 +108,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         ("final", w.last.is_some()),
         ("reason", w.reason.is_some()),
     ];
-    if let Some((name, _)) = fields.iter().find(|(n, set)| *set && !allowed.contains(n)) {
-        return Err(err(
-            ErrorCode::BadRequest,
-            format!("field `{name}` is not allowed in {ty}"),
-        ));
-    }
+    crate::protocol::check_fields(ty, allowed, &fields, &id)?;
     let need = |name: &str| err(ErrorCode::BadRequest, format!("{ty} needs `{name}`"));
     let stream = w.stream.clone().ok_or_else(|| need("stream"))?;
     if !valid_id(&stream) {
