@@ -5,6 +5,26 @@ use super::*;
 use crate::notifications::Page;
 
 impl Session {
+    /// Answers a frame its room could not take: `rate_limited` with a retry
+    /// hint when the room's queue is full, `internal` when the room is gone.
+    pub(super) fn room_refused<M>(
+        &self,
+        e: SendError<M>,
+        id: impl for<'a> Fn(&'a M) -> Option<&'a str>,
+    ) {
+        match e {
+            SendError::Full(m) => self.push(error_frame(
+                ErrorCode::RateLimited,
+                "the room is busy; retry shortly",
+                id(&m),
+                Some(ROOM_BUSY_RETRY_MS),
+            )),
+            SendError::Closed(m) => {
+                self.error(ErrorCode::Internal, "room unavailable; rejoin it", id(&m))
+            }
+        }
+    }
+
     /// Tells Presence the user is active, at most four times per idle period.
     pub(super) fn report_activity(&mut self, now: Instant) {
         if now.duration_since(self.last_activity_report) >= self.shared.cfg.presence_idle / 4 {
@@ -315,17 +335,7 @@ impl Session {
                             );
                         }
                     }
-                    Err(SendError::Full(p)) => self.push(error_frame(
-                        ErrorCode::RateLimited,
-                        "the room is busy; retry shortly",
-                        p.id.as_deref(),
-                        Some(ROOM_BUSY_RETRY_MS),
-                    )),
-                    Err(SendError::Closed(p)) => self.error(
-                        ErrorCode::Internal,
-                        "room unavailable; rejoin it",
-                        p.id.as_deref(),
-                    ),
+                    Err(e) => self.room_refused(e, |p| p.id.as_deref()),
                 }
             }
             // Typing is volatile: dropped when the room is busy.

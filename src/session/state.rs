@@ -30,19 +30,8 @@ impl Session {
                 id,
             },
         };
-        match addr.try_send(op) {
-            Ok(()) => {}
-            Err(SendError::Full(op)) => self.push(error_frame(
-                ErrorCode::RateLimited,
-                "the room is busy; retry shortly",
-                op.origin.id(),
-                Some(ROOM_BUSY_RETRY_MS),
-            )),
-            Err(SendError::Closed(op)) => self.error(
-                ErrorCode::Internal,
-                "room unavailable; rejoin it",
-                op.origin.id(),
-            ),
+        if let Err(e) = addr.try_send(op) {
+            self.room_refused(e, |op| op.origin.id());
         }
     }
 

@@ -54,19 +54,8 @@ impl Session {
             call,
             id,
         };
-        match addr.try_send(op) {
-            Ok(()) => {}
-            Err(SendError::Full(op)) => self.push(error_frame(
-                ErrorCode::RateLimited,
-                "the room is busy; retry shortly",
-                op.id.as_deref(),
-                Some(ROOM_BUSY_RETRY_MS),
-            )),
-            Err(SendError::Closed(op)) => self.error(
-                ErrorCode::Internal,
-                "room unavailable; rejoin it",
-                op.id.as_deref(),
-            ),
+        if let Err(e) = addr.try_send(op) {
+            self.room_refused(e, |op| op.id.as_deref());
         }
     }
 }
