@@ -470,6 +470,10 @@ impl Handler<Join> for Room {
         self.hub_ops += 1;
         let m = msg.member;
         let rejoin = self.members.insert(m.session, m.clone()).is_some();
+        // Announced to the others once the joiner's `room:joined` is queued:
+        // delivering them may find a closed member and announce its leave,
+        // which the joiner must get after its own `room:joined`.
+        let mut announce = Vec::new();
         let new_user = !self.users.contains_key(&m.user);
         if self.cluster.is_some() {
             if !rejoin {
@@ -499,7 +503,7 @@ impl Handler<Join> for Room {
                 user: &info,
             });
             if self.presence {
-                self.broadcast(&frame, Some(m.session));
+                announce.push(frame);
             }
         } else if !rejoin {
             if let Some(slot) = self.users.get_mut(&m.user) {
@@ -512,7 +516,7 @@ impl Handler<Join> for Room {
                 user: &m.user,
                 session: &SessionAddr::here(m.session),
             });
-            self.broadcast(&frame, Some(m.session));
+            announce.push(frame);
         }
         let (recovered, replay) = match msg.since {
             None => (None, Vec::new()),
@@ -541,9 +545,14 @@ impl Handler<Join> for Room {
         }
         batch.extend(self.stream_catch_up());
         let n = batch.len() as u64;
-        if m.outbox.send(Out::Batch(batch)) {
+        let queued = m.outbox.send(Out::Batch(batch));
+        if queued {
             METRICS.deliveries.fetch_add(n, Relaxed);
-        } else {
+        }
+        for frame in announce {
+            self.broadcast(&frame, Some(m.session));
+        }
+        if !queued {
             self.remove(m.session);
             self.report_if_idle();
         }
