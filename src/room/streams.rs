@@ -277,6 +277,9 @@ impl Room {
 
     /// A session left: the streams it produced end with `producer_left`.
     pub(super) fn producer_left(&mut self, session: SessionId, ctx: &mut Context<Self>) {
+        if self.cluster.is_some() {
+            self.replica_producer_left(session);
+        }
         let me = SessionAddr::here(session);
         let gone: Vec<String> = self
             .streams

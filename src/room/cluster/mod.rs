@@ -72,6 +72,9 @@ pub struct Replica {
     /// Join and leave answers, handled one after another in the order the
     /// scripts ran (their webhook events keep the room's order).
     memberships: Option<Ordered>,
+    /// Stream starts sent to Redis and not applied here yet, with their
+    /// producer (`streams.rs`: a producer that leaves meanwhile ends them).
+    starting: Vec<(String, SessionId)>,
 }
 
 type Ordered = tokio::sync::mpsc::UnboundedSender<
@@ -102,6 +105,7 @@ impl Replica {
             state: Default::default(),
             sessions: BTreeMap::new(),
             memberships: None,
+            starting: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@
 
 use super::Room;
 use crate::cluster::stream_scripts as lua;
-use crate::ids::SessionAddr;
+use crate::ids::{SessionAddr, SessionId};
 use crate::room::streams::{Event, StreamOp};
 use crate::streams::wire::StreamCall;
 use crate::streams::{Live, Refusal, Streams};
@@ -160,6 +160,8 @@ impl Room {
                 w.from = Some(op.from.clone());
                 w.meta = meta.clone();
                 w.ts = Some(crate::ids::now_ms());
+                let started = (op.stream.clone(), op.session);
+                self.replica().starting.push(started);
                 let args = vec![
                     stream,
                     w.json(),
@@ -206,11 +208,19 @@ impl Room {
         };
         let fut = self.eval(&script, args);
         ctx.spawn(fut.into_actor(self).map(move |v, act, ctx| {
+            let refused = match &v {
+                Ok(v) => refusal(v, &act.stream_limits),
+                Err(_) => None,
+            };
+            if let (StreamCall::Start { .. }, true) = (&op.call, v.is_err() || refused.is_some()) {
+                // Not started: nothing to end when its producer leaves.
+                act.started(&op.stream, op.session);
+            }
             let v = match v {
                 Ok(v) => v,
                 Err(_) => return op.refuse_unavailable(),
             };
-            if let Some(r) = refusal(&v, &act.stream_limits) {
+            if let Some(r) = refused {
                 return op.refuse(r);
             }
             if let StreamCall::End { .. } = op.call {
@@ -290,11 +300,39 @@ impl Room {
     /// The server ends a stream (stall, producer gone): through Redis, so
     /// every node hears it once.
     pub(in crate::room) fn replica_fail_stream(&mut self, stream: String, reason: &str) {
+        self.fail_as(stream, Vec::new(), reason)
+    }
+
+    /// A session left: the streams it started that this node has not
+    /// applied yet end too (the end is queued after the start, so Redis runs
+    /// it after; this room may stop before the start comes back on its
+    /// channel, and then never sees it).
+    pub(in crate::room) fn replica_producer_left(&mut self, session: SessionId) {
+        let (gone, kept) = std::mem::take(&mut self.replica().starting)
+            .into_iter()
+            .partition(|(_, s)| *s == session);
+        self.replica().starting = kept;
+        let me = SessionAddr::here(session).to_string().into_bytes();
+        for (stream, _) in gone {
+            self.fail_as(stream, me.clone(), "producer_left");
+        }
+    }
+
+    /// A start of this node's is applied here (or was refused): its
+    /// producer's leave finds it in the room's streams from now on.
+    fn started(&mut self, stream: &str, session: SessionId) {
+        self.replica()
+            .starting
+            .retain(|(s, id)| (s.as_str(), *id) != (stream, session));
+    }
+
+    /// Ends `stream` with `reason`; `producer` empty: whoever made it.
+    fn fail_as(&mut self, stream: String, producer: Vec<u8>, reason: &str) {
         let mut w = Wire::new("error", &stream);
         w.reason = Some(reason.into());
         let fut = self.eval(
             &lua::finish(),
-            vec![stream.into_bytes(), Vec::new(), w.json()],
+            vec![stream.into_bytes(), producer, w.json()],
         );
         actix::spawn(async move {
             let _ = fut.await;
@@ -312,6 +350,9 @@ impl Room {
         let stream = match &e {
             Event::Start { stream, live } => {
                 let here = live.producer.is_here().then_some(live.producer.session);
+                if let Some(session) = here {
+                    self.started(stream, session);
+                }
                 // Its producer left here before its start came back from
                 // Redis: the leave found nothing to end, so end it now.
                 let gone = here
