@@ -12,7 +12,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// The transports sessions are counted by (`Transport::name`).
-pub const TRANSPORTS: [&str; 4] = ["websocket", "sse", "polling", "socket.io"];
+pub const TRANSPORTS: [&str; 5] = ["websocket", "sse", "polling", "socket.io", "rest"];
 
 pub struct Metrics {
     pub connections: AtomicI64,
@@ -336,13 +336,15 @@ mod transport_tests {
             Transport::Sse { key: String::new() },
             Transport::Polling { key: String::new() },
             Transport::SocketIo,
+            Transport::Rest,
         ];
         for t in all {
             match t {
                 Transport::WebSocket
                 | Transport::Sse { .. }
                 | Transport::Polling { .. }
-                | Transport::SocketIo => {}
+                | Transport::SocketIo
+                | Transport::Rest => {}
             }
             assert!(super::TRANSPORTS.contains(&t.name()), "{}", t.name());
         }

@@ -10,6 +10,7 @@ pub mod path;
 mod poll;
 mod sse;
 mod state;
+mod streams;
 mod users;
 pub mod ws;
 
@@ -77,6 +78,7 @@ rest_routes! {
     get "/api/rooms/{room}/state/{key}" => state::get;
     put "/api/rooms/{room}/state/{key}" => state::put;
     delete "/api/rooms/{room}/state/{key}" => state::delete;
+    post "/api/streams/{stream}" => streams::stream;
     get "/api/dev/token" => api::dev_token;
     get "/api/events" => monitor::events;
 }

@@ -171,7 +171,7 @@ pub struct FrameError {
 }
 
 /// Every client frame type, for `unknown_type` messages and the docs.
-pub const CLIENT_TYPES: [&str; 27] = [
+pub const CLIENT_TYPES: [&str; 32] = [
     "auth",
     "room:join",
     "room:leave",
@@ -199,6 +199,11 @@ pub const CLIENT_TYPES: [&str; 27] = [
     "rpc:result",
     "room:watch",
     "room:unwatch",
+    "stream:start",
+    "stream:data",
+    "stream:end",
+    "stream:error",
+    "stream:cancel",
 ];
 
 /// The union of all client fields, read in one pass. Unknown fields are an error.

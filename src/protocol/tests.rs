@@ -357,3 +357,22 @@ fn history_get_defaults_and_caps_its_limit() {
         Err(ErrorCode::InvalidRoom)
     );
 }
+
+/// Every type the unknown-type error lists is one the parsers know (a frame
+/// with only its `type` is at worst a `bad_request`), and every family's own
+/// list is in it.
+#[test]
+fn every_listed_client_type_is_parsed() {
+    for t in CLIENT_TYPES {
+        let frame = format!(r#"{{"type":"{t}"}}"#);
+        if let Err(e) = parse(frame.as_bytes()) {
+            assert_ne!(e.code, ErrorCode::UnknownType, "{t}: {}", e.message);
+        }
+    }
+    for t in crate::streams::wire::STREAM_TYPES {
+        assert!(CLIENT_TYPES.contains(&t), "{t} is not in CLIENT_TYPES");
+    }
+    let e = parse(br#"{"type":"nope"}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownType);
+    assert!(e.message.contains("stream:cancel"), "{}", e.message);
+}

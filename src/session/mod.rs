@@ -80,6 +80,9 @@ pub enum Transport {
     },
     /// Socket.IO (namespace `/` of an Engine.IO connection, `src/socketio`).
     SocketIo,
+    /// A service's `POST /api/streams/{stream}` while its body streams
+    /// (`src/http/streams.rs`).
+    Rest,
 }
 
 impl Transport {
@@ -89,12 +92,13 @@ impl Transport {
             Transport::Sse { .. } => "sse",
             Transport::Polling { .. } => "polling",
             Transport::SocketIo => "socket.io",
+            Transport::Rest => "rest",
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
-            Transport::WebSocket | Transport::SocketIo => None,
+            Transport::WebSocket | Transport::SocketIo | Transport::Rest => None,
             Transport::Sse { key } | Transport::Polling { key } => Some(key),
         }
     }

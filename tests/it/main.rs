@@ -38,6 +38,7 @@ mod signal;
 mod socketio;
 mod state;
 mod streams;
+mod streams_rest;
 mod watch;
 
 mod broker;

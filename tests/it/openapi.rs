@@ -18,6 +18,21 @@ fn fill_path(path: &str, params: &[Value]) -> String {
         let example = p["example"].as_str().expect("path parameter example");
         out = out.replace(&format!("{{{name}}}"), example);
     }
+    // Query parameters with an example are sent with it.
+    let query: Vec<String> = params
+        .iter()
+        .filter(|p| p["in"] == "query" && p["example"].is_string())
+        .map(|p| {
+            format!(
+                "{}={}",
+                p["name"].as_str().unwrap(),
+                p["example"].as_str().unwrap()
+            )
+        })
+        .collect();
+    if !query.is_empty() {
+        out = format!("{out}?{}", query.join("&"));
+    }
     out
 }
 
@@ -48,8 +63,15 @@ async fn every_documented_operation_answers_as_documented() {
             if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
                 headers.push(("Authorization".into(), auth.clone()));
             }
-            let body = op["requestBody"]["content"]["application/json"]["example"].clone();
-            let body = (!body.is_null()).then(|| body.to_string());
+            let content = &op["requestBody"]["content"];
+            let body = match (
+                &content["application/json"]["example"],
+                &content["text/plain"]["example"],
+            ) {
+                (Value::Null, Value::String(text)) => Some(text.clone()),
+                (Value::Null, _) => None,
+                (json, _) => Some(json.to_string()),
+            };
             let h: Vec<(&str, &str)> = headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
