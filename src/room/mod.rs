@@ -34,6 +34,9 @@ pub struct Member {
     pub user: UserId,
     pub name: Arc<str>,
     pub outbox: Outbox,
+    /// The subscribe hook's `info` for this join (kept for the user while
+    /// they are a member, when this join made them one).
+    pub info: Option<Arc<serde_json::value::RawValue>>,
 }
 
 /// What removing a session leaves to announce.
@@ -49,7 +52,33 @@ struct UserSlot {
     name: Arc<str>,
     status: Status,
     activity: Option<Arc<str>>,
+    info: Option<Arc<serde_json::value::RawValue>>,
     sessions: u32,
+}
+
+impl UserSlot {
+    /// A new member, as `m` joins.
+    fn joining(m: &Member) -> UserSlot {
+        UserSlot {
+            name: m.name.clone(),
+            status: Status::Online,
+            activity: None,
+            info: m.info.clone(),
+            sessions: 1,
+        }
+    }
+
+    /// The user as member lists show them (no sessions).
+    fn listed(&self, user: &UserId) -> MemberInfo {
+        MemberInfo {
+            user: user.clone(),
+            name: self.name.clone(),
+            status: self.status,
+            activity: self.activity.clone(),
+            info: self.info.clone(),
+            sessions: Vec::new(),
+        }
+    }
 }
 
 pub struct Room {
@@ -340,13 +369,7 @@ impl Room {
             let vacated = self.users.is_empty();
             crate::webhooks::member_left(&self.name, member.user.as_str(), vacated);
             was_typing = self.typing.remove(&member.user).is_some();
-            let info = MemberInfo {
-                user: member.user.clone(),
-                name: slot.name,
-                status: slot.status,
-                activity: slot.activity,
-                sessions: Vec::new(),
-            };
+            let info = slot.listed(&member.user);
             left.push(encode(&ServerFrame::MemberLeft {
                 room: &self.name,
                 user: &info,
@@ -380,14 +403,11 @@ impl Room {
             .users
             .iter()
             .map(|(u, s)| MemberInfo {
-                user: u.clone(),
-                name: s.name.clone(),
-                status: s.status,
-                activity: s.activity.clone(),
                 sessions: sessions.remove(u).map_or_else(Vec::new, |mut v| {
                     v.sort();
                     v
                 }),
+                ..s.listed(u)
             })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
@@ -482,22 +502,9 @@ impl Handler<Join> for Room {
         } else if new_user {
             let occupied = self.users.is_empty();
             crate::webhooks::member_joined(&self.name, m.user.as_str(), &m.name, occupied);
-            self.users.insert(
-                m.user.clone(),
-                UserSlot {
-                    name: m.name.clone(),
-                    status: Status::Online,
-                    activity: None,
-                    sessions: 1,
-                },
-            );
-            let info = MemberInfo {
-                user: m.user.clone(),
-                name: m.name.clone(),
-                status: Status::Online,
-                activity: None,
-                sessions: Vec::new(),
-            };
+            let slot = UserSlot::joining(&m);
+            let info = slot.listed(&m.user);
+            self.users.insert(m.user.clone(), slot);
             let frame = encode(&ServerFrame::MemberJoined {
                 room: &self.name,
                 user: &info,
@@ -649,6 +656,9 @@ impl Handler<MemberStatus> for Room {
             slot.status = msg.status;
             slot.activity = msg.activity.clone();
         }
+        if !self.presence {
+            return;
+        }
         let frame = encode(&ServerFrame::Presence {
             room: &self.name,
             user: &msg.user,
@@ -787,6 +797,7 @@ mod tests {
                     name: "n".into(),
                     status: Status::Online,
                     activity: None,
+                    info: None,
                     sessions: 1,
                 };
                 room.users.insert(user.clone(), slot);
@@ -796,6 +807,7 @@ mod tests {
                     user,
                     name: "n".into(),
                     outbox,
+                    info: None,
                 };
                 room.members.insert(SessionId(i), member);
             }
