@@ -316,6 +316,33 @@ async fn publish_hook_accepts_refuses_rewrites_in_order() {
         (Some("mod-1"), Some("alice")),
         "{b}"
     );
+    // Admin and service senders are trusted, as for read-only rooms: neither
+    // a service's own connection nor a REST publish asks (a user's "spam"
+    // was refused above).
+    let service = json!({"role": "service"});
+    let mut svc = server.user_with("svc", service.clone()).await;
+    svc.join("mod-1").await;
+    svc.send(
+        json!({"type": "message:send", "room": "mod-1", "data": {"text": "spam"}, "id": "sv"}),
+    )
+    .await;
+    assert_eq!(svc.recv_type("ack").await["seq"], 4);
+    let (s, body) = server
+        .http(
+            "POST",
+            "/api/publish",
+            Some(&token("svc", service)),
+            Some(r#"{"room":"mod-1","data":{"text":"spam"}}"#),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    for seq in [4, 5] {
+        let m = c.recv_type("message:receive").await;
+        assert_eq!(
+            (m["seq"].clone(), m["data"].clone()),
+            (json!(seq), json!({"text": "spam"}))
+        );
+    }
     // Other rooms do not ask; the metrics count the calls.
     c.join("free").await;
     c.send(json!({"type": "message:send", "room": "free", "data": 1, "id": "f"}))
