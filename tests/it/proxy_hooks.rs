@@ -473,13 +473,26 @@ async fn info_and_presence_off_across_nodes() {
     let mut alice = nodes[0].user("alice").await;
     alice.join("vip-x").await;
     alice.join("quiet-x").await;
+    // Alice's join reaches Redis just after her `room:joined`: node b reads
+    // the room from Redis once it lists her (bounded), so bob's join does.
+    let admin = token("adm", json!({"role": "admin"}));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, p) = nodes[1]
+            .get_json("/api/rooms/vip-x/presence", Some(&admin))
+            .await;
+        if infos(&p["members"]) == vec![(json!("alice"), seat("alice"))] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{p}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut bob = nodes[1].user("bob").await;
     let j = bob.join("vip-x").await;
     let both = vec![(json!("alice"), seat("alice")), (json!("bob"), seat("bob"))];
     assert_eq!(infos(&j["members"]), both, "{j}");
     let mj = alice.recv_type("room:member_joined").await;
     assert_eq!(mj["user"]["info"], seat("bob"), "{mj}");
-    let admin = token("adm", json!({"role": "admin"}));
     let (_, p) = nodes[0]
         .get_json("/api/rooms/vip-x/presence", Some(&admin))
         .await;
