@@ -24,6 +24,8 @@ export interface Member {
   name: string;
   status: Status;
   activity?: string;
+  /** What the app's subscribe hook attached to the user's membership. */
+  info?: unknown;
   /** The user's sessions in the room (ids for `signal`); absent in
    * `room:member_joined` / `room:member_left` frames. */
   sessions?: string[];

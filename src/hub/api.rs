@@ -248,6 +248,10 @@ impl Handler<GetMembers> for Hub {
             .rooms
             .get(&msg.room)
             .map(|r| r.addr.send(room::GetMembers));
+        if fut.is_none() && !self.room_rules.presence(msg.room.as_str()) {
+            // A room rule with `presence: false` lists no members.
+            return Box::pin(std::future::ready(Vec::new()));
+        }
         if let (None, Some(c)) = (&fut, &self.cluster) {
             let read = room::read_history(c, &msg.room, self.history);
             return Box::pin(async move { read.await.map(|(_, m)| m).unwrap_or_default() });

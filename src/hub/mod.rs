@@ -378,6 +378,8 @@ pub struct Join {
     pub id: Option<String>,
     /// `room:join` with `state: true`.
     pub state: bool,
+    /// The subscribe hook's `info` for the member list.
+    pub info: Option<std::sync::Arc<serde_json::value::RawValue>>,
 }
 
 impl Handler<Join> for Hub {
@@ -399,6 +401,7 @@ impl Handler<Join> for Hub {
             user: entry.from.user.clone(),
             name: entry.from.name.clone(),
             outbox: entry.outbox.clone(),
+            info: msg.info,
         };
         let user = member.user.clone();
         let newly = !entry.rooms.contains(&msg.room);

@@ -23,6 +23,10 @@ pub struct MemberInfo {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<std::sync::Arc<str>>,
+    /// What the subscribe hook attached to the join that made the user a
+    /// member (docs/PROTOCOL.md, "Subscribe hook").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<std::sync::Arc<RawValue>>,
     /// The user's sessions in the room (`room:joined`, the presence API),
     /// for `signal`; not carried by `room:member_joined`/`_left`.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -34,6 +34,9 @@ pub struct Member {
     pub user: UserId,
     pub name: Arc<str>,
     pub outbox: Outbox,
+    /// The subscribe hook's `info` for this join (kept for the user while
+    /// they are a member, when this join made them one).
+    pub info: Option<Arc<serde_json::value::RawValue>>,
 }
 
 /// What removing a session leaves to announce.
@@ -49,7 +52,33 @@ struct UserSlot {
     name: Arc<str>,
     status: Status,
     activity: Option<Arc<str>>,
+    info: Option<Arc<serde_json::value::RawValue>>,
     sessions: u32,
+}
+
+impl UserSlot {
+    /// A new member, as `m` joins.
+    fn joining(m: &Member) -> UserSlot {
+        UserSlot {
+            name: m.name.clone(),
+            status: Status::Online,
+            activity: None,
+            info: m.info.clone(),
+            sessions: 1,
+        }
+    }
+
+    /// The user as member lists show them (no sessions).
+    fn listed(&self, user: &UserId) -> MemberInfo {
+        MemberInfo {
+            user: user.clone(),
+            name: self.name.clone(),
+            status: self.status,
+            activity: self.activity.clone(),
+            info: self.info.clone(),
+            sessions: Vec::new(),
+        }
+    }
 }
 
 pub struct Room {
@@ -340,13 +369,7 @@ impl Room {
             let vacated = self.users.is_empty();
             crate::webhooks::member_left(&self.name, member.user.as_str(), vacated);
             was_typing = self.typing.remove(&member.user).is_some();
-            let info = MemberInfo {
-                user: member.user.clone(),
-                name: slot.name,
-                status: slot.status,
-                activity: slot.activity,
-                sessions: Vec::new(),
-            };
+            let info = slot.listed(&member.user);
             left.push(encode(&ServerFrame::MemberLeft {
                 room: &self.name,
                 user: &info,
@@ -380,14 +403,11 @@ impl Room {
             .users
             .iter()
             .map(|(u, s)| MemberInfo {
-                user: u.clone(),
-                name: s.name.clone(),
-                status: s.status,
-                activity: s.activity.clone(),
                 sessions: sessions.remove(u).map_or_else(Vec::new, |mut v| {
                     v.sort();
                     v
                 }),
+                ..s.listed(u)
             })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
@@ -482,22 +502,9 @@ impl Handler<Join> for Room {
         } else if new_user {
             let occupied = self.users.is_empty();
             crate::webhooks::member_joined(&self.name, m.user.as_str(), &m.name, occupied);
-            self.users.insert(
-                m.user.clone(),
-                UserSlot {
-                    name: m.name.clone(),
-                    status: Status::Online,
-                    activity: None,
-                    sessions: 1,
-                },
-            );
-            let info = MemberInfo {
-                user: m.user.clone(),
-                name: m.name.clone(),
-                status: Status::Online,
-                activity: None,
-                sessions: Vec::new(),
-            };
+            let slot = UserSlot::joining(&m);
+            let info = slot.listed(&m.user);
+            self.users.insert(m.user.clone(), slot);
             let frame = encode(&ServerFrame::MemberJoined {
                 room: &self.name,
                 user: &info,
@@ -649,6 +656,9 @@ impl Handler<MemberStatus> for Room {
             slot.status = msg.status;
             slot.activity = msg.activity.clone();
         }
+        if !self.presence {
+            return;
+        }
         let frame = encode(&ServerFrame::Presence {
             room: &self.name,
             user: &msg.user,
@@ -743,65 +753,4 @@ impl Handler<Stop> for Room {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::outbox::{self, Evict, Sink};
-    use crate::presence::Presence;
-
-    /// Every member's connection gone at once (distinct users, so each removal
-    /// announces a departure): evictions must not recurse, or a large room
-    /// overflows its thread's stack and takes the server down.
-    #[test]
-    fn a_mass_drop_out_is_handled_without_recursion() {
-        actix::System::new().block_on(async {
-            let sink = Sink.start().recipient::<Evict>();
-            let presence = Presence::new(Duration::from_secs(60)).start();
-            let limits = crate::history::HistoryLimits {
-                entries: 10,
-                bytes: 1 << 20,
-                keys: Default::default(),
-            };
-            let hub = Hub::new(
-                presence,
-                vec![],
-                limits,
-                10,
-                1 << 20,
-                Duration::from_secs(5),
-                16,
-            )
-            .start();
-            let ttl = Duration::from_secs(5);
-            let mut room = Room::new(
-                RoomName::parse("big").unwrap(),
-                hub,
-                History::new(limits),
-                ttl,
-            );
-            let mut bodies = Vec::new();
-            for i in 0..50_000u64 {
-                let (outbox, _close, queue) = outbox::queue(4, sink.clone());
-                bodies.push(queue);
-                let user = UserId::parse(&format!("u{i}")).unwrap();
-                let slot = UserSlot {
-                    name: "n".into(),
-                    status: Status::Online,
-                    activity: None,
-                    sessions: 1,
-                };
-                room.users.insert(user.clone(), slot);
-                room.typing.insert(user.clone(), Instant::now() + ttl);
-                let member = Member {
-                    session: SessionId(i),
-                    user,
-                    name: "n".into(),
-                    outbox,
-                };
-                room.members.insert(SessionId(i), member);
-            }
-            drop(bodies);
-            assert_eq!(room.broadcast(&Bytes::from_static(b"{}"), None), 0);
-            assert!(room.members.is_empty() && room.users.is_empty() && room.typing.is_empty());
-        });
-    }
-}
+mod tests;

@@ -230,11 +230,13 @@ impl Session {
         if self.subscribe_hook_applies(&room) {
             return self.join_through_hook(room, since, epoch, state, id, ctx);
         }
-        self.join_allowed(room, since, epoch, state, id, ctx);
+        self.join_allowed(room, since, epoch, state, id, None, ctx);
     }
 
-    /// Joins a room the session may join (its token allows it, or the
-    /// server API said so), within the per-connection room limit.
+    /// Joins a room the session may join (its token allows it, the
+    /// subscribe hook did, with its `info`, or the server API said so),
+    /// within the per-connection room limit.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn join_allowed(
         &mut self,
         room: RoomName,
@@ -242,6 +244,7 @@ impl Session {
         epoch: Option<String>,
         state: bool,
         id: Option<String>,
+        info: Option<Arc<RawValue>>,
         ctx: &mut Context<Self>,
     ) {
         let Some(ident) = &self.ident else { return };
@@ -270,6 +273,7 @@ impl Session {
             epoch,
             id: id.clone(),
             state,
+            info,
         };
         // Read no further client frame until the Hub has answered: frames sent
         // right after a join then find the room joined, in order, with no

@@ -31,10 +31,34 @@ struct SubscribeRequest<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeAnswer {
-    /// Shown with the user in member lists (not yet carried: see DESIGN.md).
+    /// Shown with the user in member lists (`null`: none).
     #[serde(default)]
-    #[allow(dead_code)]
     info: Option<Box<RawValue>>,
+}
+
+/// The largest `info` the subscribe hook may attach (it is in every member
+/// list and member event of the room, and kept in Redis with several nodes).
+pub const MAX_INFO: usize = 4096;
+
+impl SubscribeAnswer {
+    /// The `info` to list, checked as a message's `data` is.
+    fn info(self) -> Result<Option<Arc<RawValue>>, HookError> {
+        let Some(info) = self.info.filter(|i| i.get() != "null") else {
+            return Ok(None);
+        };
+        let len = info.get().len();
+        let problem = if len > MAX_INFO {
+            Some(format!("{len} bytes; the limit is {MAX_INFO}"))
+        } else {
+            protocol::data_problem(info.get())
+        };
+        match problem {
+            None => Ok(Some(Arc::from(info))),
+            Some(why) => Err(HookError::Unavailable(format!(
+                "the subscribe hook's info is refused: {why}"
+            ))),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -188,15 +212,18 @@ impl Session {
             let url = cfg.subscribe.as_deref().unwrap_or_default();
             proxy::call::<SubscribeAnswer>(Hook::Subscribe, cfg, url, body).await
         };
-        let fut = call.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(_) => act.join_allowed(room, since, epoch, state, id, ctx),
-            Err(e) => act.push(e.frame(id.as_deref())),
+        let fut = call.into_actor(self).map(move |res, act, ctx| {
+            match res.and_then(SubscribeAnswer::info) {
+                Ok(info) => act.join_allowed(room, since, epoch, state, id, info, ctx),
+                Err(e) => act.push(e.frame(id.as_deref())),
+            }
         });
         ctx.wait(fut);
     }
 
     /// `message:send`: refused in a read-only room (unless admin or
-    /// service), passed through the publish hook in a room it covers.
+    /// service), passed through the publish hook in a room it covers
+    /// (unless admin or service).
     pub(super) fn send_message(
         &mut self,
         room: RoomName,
@@ -221,7 +248,9 @@ impl Session {
             let msg = format!("{room} is read-only: only services publish there");
             return self.error(ErrorCode::Forbidden, &msg, id.as_deref());
         }
-        if !cfg.proxy.publishes(room.as_str()) {
+        // Admin and service connections are trusted, as REST publishes are:
+        // the hook moderates users and guests (docs/PROTOCOL.md, "Publish hook").
+        if privileged || !cfg.proxy.publishes(room.as_str()) {
             let frame = RoomFrame::Send {
                 data,
                 id,

@@ -540,7 +540,13 @@ impl StreamHandler<Result<Frame, FrameError>> for Session {
                 self.outbox.send(Out::Pong(b));
             }
             Ok(Frame::Pong(_)) => self.awaiting_pong = None,
-            Ok(Frame::Close(_)) => self.close(close::NORMAL, "", ctx),
+            Ok(Frame::Close(reason)) => {
+                self.close(close::NORMAL, "", ctx);
+                // `session.closed` tells the client's own code (1005: it gave none).
+                self.closed = Some(reason.map_or((1005, String::new()), |r| {
+                    (r.code.into(), r.description.unwrap_or_default())
+                }));
+            }
             Err(e) => {
                 let (code, reason) = e.close();
                 self.close(code, &reason, ctx)

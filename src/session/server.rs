@@ -19,7 +19,7 @@ impl Handler<ServerJoin> for Session {
 
     fn handle(&mut self, msg: ServerJoin, ctx: &mut Context<Self>) {
         if self.ident.is_some() && !self.rooms.contains_key(&msg.0) {
-            self.join_allowed(msg.0, None, None, false, None, ctx);
+            self.join_allowed(msg.0, None, None, false, None, None, ctx);
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Sio {
     track: Option<Tracker>,
     /// Recovery: the room joins sent for a recovered connection, unanswered.
     rejoins: usize,
+    /// A CONNECT is with the connect hook (`hook.rs`).
+    pub(super) connecting: bool,
 }
 
 impl Sio {
@@ -120,7 +122,18 @@ impl Engine {
     }
 
     fn connect_error(&mut self, nsp: &str, e: &HubError, ctx: &mut Context<Self>) {
-        let body = serde_json::json!({"message": e.message, "data": {"code": e.code.as_str()}});
+        self.connect_refused(nsp, e.code.as_str(), &e.message, ctx)
+    }
+
+    /// `CONNECT_ERROR {message, data:{code}}` (`code` may be a hook's own).
+    pub(super) fn connect_refused(
+        &mut self,
+        nsp: &str,
+        code: &str,
+        message: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let body = serde_json::json!({"message": message, "data": {"code": code}});
         let text = parser::encode(Kind::ConnectError, nsp, None, 0, Some(&body.to_string()));
         self.send_sio(text, ctx);
     }
@@ -172,12 +185,12 @@ impl Engine {
         }
     }
 
-    fn on_connect(&mut self, auth: Option<&RawValue>, ctx: &mut Context<Self>) {
-        if self.sio.session.is_some() {
+    fn on_connect(&mut self, auth_raw: Option<&RawValue>, ctx: &mut Context<Self>) {
+        if self.sio.session.is_some() || self.sio.connecting {
             let e = HubError::new(ErrorCode::BadRequest, "already connected to /");
             return self.connect_error("/", &e, ctx);
         }
-        let auth = match auth.map(|a| serde_json::from_str::<ConnectAuth>(a.get())) {
+        let auth = match auth_raw.map(|a| serde_json::from_str::<ConnectAuth>(a.get())) {
             None => ConnectAuth {
                 token: None,
                 name: None,
@@ -196,6 +209,10 @@ impl Engine {
         let shared = self.st.shared.clone();
         let token = auth.token.or_else(|| self.handshake.token.clone());
         let name = auth.name.or_else(|| self.handshake.name.clone());
+        if let Some(info) = self.hook_decides(&token, &name) {
+            let (data, resume) = (auth_raw.map(RawValue::to_owned), (auth.pid, auth.offset));
+            return self.connect_through_hook(info, data, resume, ctx);
+        }
         let addr = self.handshake.addr;
         let mut client = crate::session::Client { addr, guest: None };
         let ident = match token {
@@ -210,14 +227,26 @@ impl Engine {
                 Err(HubError::new(ErrorCode::Unauthorized, why))
             }
         };
-        let ident = match ident {
-            Ok(i) => i,
-            Err(e) => return self.connect_error("/", &e, ctx),
-        };
+        match ident {
+            Ok(i) => self.start_session(i, client, (auth.pid, auth.offset), ctx),
+            Err(e) => self.connect_error("/", &e, ctx),
+        }
+    }
+
+    /// Answers the CONNECT and starts namespace `/`'s session as `ident`;
+    /// `resume` is the client's recovery `pid` and `offset`.
+    pub(super) fn start_session(
+        &mut self,
+        ident: crate::auth::Identity,
+        client: crate::session::Client,
+        resume: (Option<String>, Option<String>),
+        ctx: &mut Context<Self>,
+    ) {
+        let shared = self.st.shared.clone();
         if self.sio.tag.is_empty() {
             self.sio.tag = crate::ids::random_hex(4);
         }
-        let (track, rejoins) = self.recover(&ident, auth.pid, auth.offset);
+        let (track, rejoins) = self.recover(&ident, resume.0, resume.1);
         // The CONNECT answer goes out before anything the session sends.
         let mut answer = serde_json::json!({ "sid": crate::ids::random_hex(10) });
         if let Some(t) = &track {
@@ -242,8 +271,8 @@ impl Engine {
             crate::http::Admitted {
                 ident: Some(ident),
                 client,
-                // Socket.IO authenticates in its CONNECT (token or guest);
-                // the connect hook does not see these connections yet.
+                // Socket.IO authenticates in its CONNECT (token, guest, or
+                // the connect hook before the session starts: `hook.rs`).
                 connect: None,
             },
             outbox,

@@ -48,6 +48,23 @@ pub struct Handshake {
     pub name: Option<String>,
     /// The client's address (`SWITCHBOARD_TRUSTED_PROXIES`).
     pub addr: std::net::IpAddr,
+    /// With a connect hook: the handshake request's cookies and headers.
+    pub connect: Option<crate::proxy::connect::ConnectInfo>,
+}
+
+impl Handshake {
+    /// What the connect hook (if one is set) is told of `head`.
+    pub fn connect_info(
+        head: &actix_web::dev::RequestHead,
+        shared: &crate::Shared,
+    ) -> Option<crate::proxy::connect::ConnectInfo> {
+        let proxy = &shared.cfg.proxy;
+        proxy.connect.as_ref()?;
+        Some(crate::proxy::connect::ConnectInfo::of_request(
+            head,
+            &proxy.connect_headers,
+        ))
+    }
 }
 
 pub struct Engine {

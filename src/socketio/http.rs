@@ -75,6 +75,7 @@ fn handshake(req: &HttpRequest, st: &AppState, q: EioQuery) -> Result<HttpRespon
             .or_else(|| crate::http::bearer(req).map(str::to_string)),
         name: q.name,
         addr: crate::http::client_addr(req.head(), &st.shared),
+        connect: Handshake::connect_info(req.head(), &st.shared),
     };
     let engine = Engine::new(
         sid.clone(),

@@ -8,11 +8,13 @@
 //! - `parser.rs`: Socket.IO packets and binary placeholders;
 //! - `engine.rs`: the Engine actor (one per connection) and its transports;
 //! - `bridge.rs`: namespace `/` as a Session;
+//! - `hook.rs`: a CONNECT decided by the connect hook;
 //! - `recovery.rs`: connection state recovery (`pid` and `offset`);
 //! - `http.rs`: the long-polling routes; `ws.rs`: the WebSocket upgrade.
 
 pub mod bridge;
 pub mod engine;
+mod hook;
 pub mod http;
 pub mod packet;
 pub mod parser;

@@ -95,6 +95,7 @@ fn decide(st: &AppState, req: &Request) -> Result<(String, Next), Vec<u8>> {
                     .or_else(|| crate::http::bearer_of(req.head()).map(str::to_string)),
                 name: q.name,
                 addr: crate::http::client_addr(req.head(), &st.shared),
+                connect: Handshake::connect_info(req.head(), &st.shared),
             })
         }
     };

@@ -110,7 +110,8 @@ async fn decide(path: &str, b: &Value) -> (u16, Value) {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 (200, json!({}))
             }
-            _ => (200, json!({"info": {"tier": "gold"}})),
+            Some("vip-big") => (200, json!({"info": "x".repeat(5000)})),
+            _ => (200, json!({"info": {"tier": "gold", "seat": b["user"]}})),
         },
         "/publish" => match b["data"]["text"].as_str() {
             Some("spam") => (200, json!({"error": {"code": "spam", "message": "no ads"}})),
@@ -315,6 +316,33 @@ async fn publish_hook_accepts_refuses_rewrites_in_order() {
         (Some("mod-1"), Some("alice")),
         "{b}"
     );
+    // Admin and service senders are trusted, as for read-only rooms: neither
+    // a service's own connection nor a REST publish asks (a user's "spam"
+    // was refused above).
+    let service = json!({"role": "service"});
+    let mut svc = server.user_with("svc", service.clone()).await;
+    svc.join("mod-1").await;
+    svc.send(
+        json!({"type": "message:send", "room": "mod-1", "data": {"text": "spam"}, "id": "sv"}),
+    )
+    .await;
+    assert_eq!(svc.recv_type("ack").await["seq"], 4);
+    let (s, body) = server
+        .http(
+            "POST",
+            "/api/publish",
+            Some(&token("svc", service)),
+            Some(r#"{"room":"mod-1","data":{"text":"spam"}}"#),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    for seq in [4, 5] {
+        let m = c.recv_type("message:receive").await;
+        assert_eq!(
+            (m["seq"].clone(), m["data"].clone()),
+            (json!(seq), json!({"text": "spam"}))
+        );
+    }
     // Other rooms do not ask; the metrics count the calls.
     c.join("free").await;
     c.send(json!({"type": "message:send", "room": "free", "data": 1, "id": "f"}))
@@ -339,6 +367,163 @@ async fn publish_hook_accepts_refuses_rewrites_in_order() {
             .await,
         1.0
     );
+}
+
+/// Every frame that arrives within `d`.
+async fn frames_for(c: &mut Client, d: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + d;
+    let mut v = Vec::new();
+    while let Some(f) = c
+        .try_recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        v.push(f);
+    }
+    v
+}
+
+/// `(user, info)` of each member listed.
+fn infos(members: &Value) -> Vec<(Value, Value)> {
+    let list = members.as_array().expect("a member list");
+    list.iter()
+        .map(|m| (m["user"].clone(), m["info"].clone()))
+        .collect()
+}
+
+fn seat(user: &str) -> Value {
+    json!({"tier": "gold", "seat": user})
+}
+
+#[tokio::test]
+async fn subscribe_hook_info_is_shown_in_member_lists() {
+    let backend = Backend::start().await;
+    let url = backend.url("/subscribe");
+    let server = Server::with_env(&[
+        ("SWITCHBOARD_PROXY_SUBSCRIBE_URL", &url),
+        ("SWITCHBOARD_PROXY_SUBSCRIBE_ROOMS", "vip-*"),
+    ]);
+    let mut alice = server.user("alice").await;
+    let j = alice.join("vip-lounge").await;
+    assert_eq!(infos(&j["members"]), vec![(json!("alice"), seat("alice"))]);
+    let mut bob = server.user("bob").await;
+    let j = bob.join("vip-lounge").await;
+    let both = vec![(json!("alice"), seat("alice")), (json!("bob"), seat("bob"))];
+    assert_eq!(infos(&j["members"]), both, "{j}");
+    let mj = alice.recv_type("room:member_joined").await;
+    assert_eq!(mj["user"]["info"], seat("bob"), "{mj}");
+    let admin = token("adm", json!({"role": "admin"}));
+    let (s, p) = server
+        .get_json("/api/rooms/vip-lounge/presence", Some(&admin))
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(infos(&p["members"]), both, "{p}");
+    // Bob's second session, also through the hook: still one entry each.
+    let mut bob2 = server.user("bob").await;
+    let j = bob2.join("vip-lounge").await;
+    assert_eq!(infos(&j["members"]), both, "{j}");
+    bob2.close().await;
+    // A room the hook does not cover lists no info.
+    alice.join("lobby").await;
+    let j = bob.join("lobby").await;
+    assert_eq!(
+        infos(&j["members"]),
+        vec![(json!("alice"), Value::Null), (json!("bob"), Value::Null)],
+        "{j}"
+    );
+    // The leave carries it too.
+    bob.send(json!({"type": "room:leave", "room": "vip-lounge"}))
+        .await;
+    let ml = loop {
+        let f = alice.recv_type("room:member_left").await;
+        if f["room"] == "vip-lounge" {
+            break f;
+        }
+    };
+    assert_eq!(ml["user"]["info"], seat("bob"), "{ml}");
+    // An info past 4096 bytes is not shown: the join is `unavailable`.
+    alice
+        .send(json!({"type": "room:join", "room": "vip-big", "id": "b"}))
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["ref"].as_str()),
+        (Some("unavailable"), Some("b")),
+        "{e}"
+    );
+}
+
+/// Two nodes through a real Redis: a member's info reaches the other
+/// node's member lists, and a presence-off room tells nothing there either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn info_and_presence_off_across_nodes() {
+    let backend = Backend::start().await;
+    let url = backend.url("/subscribe");
+    let redis = crate::cluster::redis::Redis::start();
+    let nodes = redis.nodes(
+        2,
+        &[
+            ("SWITCHBOARD_PROXY_SUBSCRIBE_URL", &url),
+            ("SWITCHBOARD_PROXY_SUBSCRIBE_ROOMS", "vip-*"),
+            (
+                "SWITCHBOARD_ROOM_RULES",
+                r#"[{"rooms":"quiet-*","presence":false}]"#,
+            ),
+        ],
+    );
+    let mut alice = nodes[0].user("alice").await;
+    alice.join("vip-x").await;
+    alice.join("quiet-x").await;
+    // Alice's join reaches Redis just after her `room:joined`: node b reads
+    // the room from Redis once it lists her (bounded), so bob's join does.
+    let admin = token("adm", json!({"role": "admin"}));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, p) = nodes[1]
+            .get_json("/api/rooms/vip-x/presence", Some(&admin))
+            .await;
+        if infos(&p["members"]) == vec![(json!("alice"), seat("alice"))] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{p}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut bob = nodes[1].user("bob").await;
+    let j = bob.join("vip-x").await;
+    let both = vec![(json!("alice"), seat("alice")), (json!("bob"), seat("bob"))];
+    assert_eq!(infos(&j["members"]), both, "{j}");
+    let mj = alice.recv_type("room:member_joined").await;
+    assert_eq!(mj["user"]["info"], seat("bob"), "{mj}");
+    let (_, p) = nodes[0]
+        .get_json("/api/rooms/vip-x/presence", Some(&admin))
+        .await;
+    assert_eq!(infos(&p["members"]), both, "{p}");
+
+    let j = bob.join("quiet-x").await;
+    assert_eq!(j["members"], json!([]), "{j}");
+    // Bob's status goes to both rooms: alice hears it in vip-x only.
+    bob.send(json!({"type": "presence:update", "status": "busy"}))
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let f = alice.recv().await;
+        let done = f["type"] == "presence:update" && f["room"] == "vip-x";
+        seen.push(f);
+        if done {
+            break;
+        }
+    }
+    bob.send(json!({"type": "room:leave", "room": "quiet-x", "id": "l"}))
+        .await;
+    assert_eq!(bob.recv_type("room:left").await["id"], "l");
+    seen.extend(frames_for(&mut alice, Duration::from_millis(800)).await);
+    let told: Vec<&Value> = seen.iter().filter(|f| f["room"] == "quiet-x").collect();
+    assert!(told.is_empty(), "{told:?}");
+    for node in &nodes {
+        let (_, p) = node
+            .get_json("/api/rooms/quiet-x/presence", Some(&admin))
+            .await;
+        assert_eq!(p["members"], json!([]), "{p}");
+    }
 }
 
 #[tokio::test]
@@ -399,16 +584,40 @@ async fn room_rules_read_only_and_presence_off() {
         .await;
     assert_eq!(svc.recv_type("ack").await["id"], "s");
 
-    if single_node_only("presence off is applied by the single-node room") {
-        return;
-    }
+    // Presence off (also with Redis): no member list, and neither joins,
+    // sessions, status changes nor leaves are told; messages flow.
     alice.join("quiet-1").await;
     let mut bob = server.user("bob").await;
     let j = bob.join("quiet-1").await;
     assert_eq!(j["members"], json!([]), "{j}");
-    alice
-        .expect_no("room:member_joined", Duration::from_millis(300))
+    bob.send(json!({"type": "presence:update", "status": "busy"}))
         .await;
+    bob.send(json!({"type": "message:send", "room": "quiet-1", "data": "hi", "id": "q"}))
+        .await;
+    assert_eq!(bob.recv_type("ack").await["id"], "q");
+    let mut seen = Vec::new();
+    loop {
+        let f = alice.recv().await;
+        let done = f["type"] == "message:receive";
+        seen.push(f);
+        if done {
+            break;
+        }
+    }
+    bob.send(json!({"type": "room:leave", "room": "quiet-1", "id": "l"}))
+        .await;
+    assert_eq!(bob.recv_type("room:left").await["id"], "l");
+    seen.extend(frames_for(&mut alice, Duration::from_millis(500)).await);
+    let told: Vec<&Value> = seen
+        .iter()
+        .filter(|f| f["room"] == "quiet-1" && f["type"] != "message:receive")
+        .collect();
+    assert!(told.is_empty(), "{told:?}");
+    let admin = token("adm", json!({"role": "admin"}));
+    let (s, p) = server
+        .get_json("/api/rooms/quiet-1/presence", Some(&admin))
+        .await;
+    assert_eq!((s, &p["members"]), (200, &json!([])), "{p}");
     // A rule that is not valid JSON stops the server at start.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .env(

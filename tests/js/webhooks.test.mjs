@@ -94,9 +94,9 @@ async function connect(server, sub) {
       c.send({ type: "room:join", room, id: `j-${room}` });
       return c.wait("room:joined", (f) => f.room === room);
     },
-    close() {
+    close(code = 1000, reason) {
       const closed = new Promise((ok) => ws.once("close", ok));
-      ws.close(1000);
+      ws.close(code, reason);
       return closed;
     },
   };
@@ -129,7 +129,7 @@ test("signed batches tell rooms, members, presence, messages and closes", async 
     bob.send({ type: "room:leave", room: "hooked-1", id: "l" });
     await bob.wait("room:left");
     await alice.close();
-    await bob.close();
+    await bob.close(4001, "tab closed");
     await until(
       () => receiver.delivered().filter((e) => e.type === "session.closed").length === 2,
       "both session.closed",
@@ -170,9 +170,10 @@ test("signed batches tell rooms, members, presence, messages and closes", async 
       [["online", null], ["busy", "meeting"], ["offline", null]],
     );
     const closed = events.filter((e) => e.type === "session.closed");
-    assert.deepEqual(closed.map((e) => [e.user, e.code, e.transport]).sort(), [
-      ["alice", 1000, "websocket"],
-      ["bob", 1000, "websocket"],
+    // The client's own close code and reason.
+    assert.deepEqual(closed.map((e) => [e.user, e.code, e.reason, e.transport]).sort(), [
+      ["alice", 1000, "", "websocket"],
+      ["bob", 4001, "tab closed", "websocket"],
     ]);
     assert.ok(closed.every((e) => typeof e.session === "string" && e.session.length > 0));
     // The hub counts a batch once it has read the 2xx (just after we answered).

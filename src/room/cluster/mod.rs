@@ -135,6 +135,8 @@ struct InfoWire {
     status: Status,
     #[serde(default)]
     activity: Option<String>,
+    #[serde(default)]
+    info: Option<Box<serde_json::value::RawValue>>,
 }
 
 fn info_of(json: &[u8]) -> Option<MemberInfo> {
@@ -144,8 +146,22 @@ fn info_of(json: &[u8]) -> Option<MemberInfo> {
         name: w.name.into(),
         status: w.status,
         activity: w.activity.map(Into::into),
+        info: w.info.map(Into::into),
         sessions: Vec::new(),
     })
+}
+
+impl UserSlot {
+    /// A member as Redis (or a member event) lists them.
+    fn of(i: MemberInfo) -> UserSlot {
+        UserSlot {
+            name: i.name,
+            status: i.status,
+            activity: i.activity,
+            info: i.info,
+            sessions: 1,
+        }
+    }
 }
 
 /// The `user` of a member or presence frame.
@@ -184,13 +200,7 @@ impl Room {
     }
 
     fn member_json(&self, user: &UserId) -> Vec<u8> {
-        let info = self.users.get(user).map(|s| MemberInfo {
-            user: user.clone(),
-            name: s.name.clone(),
-            status: s.status,
-            activity: s.activity.clone(),
-            sessions: Vec::new(),
-        });
+        let info = self.users.get(user).map(|s| s.listed(user));
         info.and_then(|i| serde_json::to_vec(&i).ok())
             .unwrap_or_default()
     }
@@ -281,15 +291,7 @@ impl Room {
             let mut users = HashMap::new();
             for j in &l.members {
                 if let Some(i) = info_of(j) {
-                    users.insert(
-                        i.user,
-                        UserSlot {
-                            name: i.name,
-                            status: i.status,
-                            activity: i.activity,
-                            sessions: 1,
-                        },
-                    );
+                    users.insert(i.user.clone(), UserSlot::of(i));
                 }
             }
             for u in local {
@@ -474,12 +476,7 @@ impl Room {
         }
         self.users
             .entry(m.user.clone())
-            .or_insert_with(|| UserSlot {
-                name: m.name.clone(),
-                status: Status::Online,
-                activity: None,
-                sessions: 1,
-            });
+            .or_insert_with(|| UserSlot::joining(m));
         self.register(&m.user, Some(m.session));
         self.session_event(m, true);
     }
@@ -695,15 +692,7 @@ impl Room {
         }
         let user = info.user.clone();
         if joined {
-            self.users.insert(
-                info.user,
-                UserSlot {
-                    name: info.name,
-                    status: info.status,
-                    activity: info.activity,
-                    sessions: 1,
-                },
-            );
+            self.users.insert(info.user.clone(), UserSlot::of(info));
         } else if !self.replica().local.contains_key(&info.user) {
             self.users.remove(&info.user);
             if self.typing.remove(&info.user).is_some() {
@@ -711,6 +700,10 @@ impl Room {
             }
         }
         let frame = p.slice_ref(frame);
+        if !self.presence {
+            // A room rule with `presence: false`: kept, not announced.
+            return;
+        }
         if ours {
             // Their own sessions here joined before this arrived.
             return self.broadcast_to_others(&frame, &user);
@@ -757,8 +750,9 @@ impl Room {
             slot.status = w.status;
             slot.activity = w.activity.map(Into::into);
         }
-        let frame = p.slice_ref(frame);
-        self.broadcast(&frame, None);
+        if self.presence {
+            self.broadcast(&p.slice_ref(frame), None);
+        }
     }
 
     fn on_typing(&mut self, body: &[u8], ctx: &mut Context<Self>) {

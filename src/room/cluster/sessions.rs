@@ -70,7 +70,10 @@ impl Room {
         } else if sessions.remove(&addr).is_none() {
             return;
         }
-        self.broadcast(&p.slice_ref(frame), except);
+        // A room rule with `presence: false`: recorded (for `signal`), not told.
+        if self.presence {
+            self.broadcast(&p.slice_ref(frame), except);
+        }
     }
 
     /// Takes the room's sessions as Redis has them; sessions of this node
