@@ -4,7 +4,7 @@
 //! and hostile frames, each answered with its code.
 
 use crate::common::*;
-use crate::fallback::Sse;
+use crate::fallback::{Poller, Sse};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -277,4 +277,42 @@ async fn calls_over_sse_both_ways() {
         (&r["result"], &r["session"]),
         (&json!(true), &json!(alice_id))
     );
+}
+
+#[tokio::test]
+async fn calls_over_long_polling_both_ways() {
+    let s = Server::start();
+    let (mut bot, bot_id) = session(&s, "bot", service()).await;
+    let mut poll = Poller::open(&s, &format!("token={}", token("polly", json!({})))).await;
+    let (hello, _) = poll.recv_type(&s, "connected").await;
+    let polly_id = hello["session"].as_str().unwrap().to_string();
+
+    let status = poll
+        .send(&s, call(&bot_id, "sum", json!([2, 3]), "p1"))
+        .await;
+    assert_eq!(status, 202);
+    let got = bot.recv_type("rpc:call").await;
+    assert_eq!(
+        (&got["session"], &got["method"]),
+        (&json!(polly_id), &json!("sum"))
+    );
+    bot.send(json!({"type": "rpc:result", "id": got["id"], "result": 5}))
+        .await;
+    let (r, _) = poll.recv_type(&s, "rpc:result").await;
+    assert_eq!((&r["id"], &r["result"]), (&json!("p1"), &json!(5)), "{r}");
+
+    bot.send(call(&polly_id, "pick", json!(["a", "b"]), "b1"))
+        .await;
+    let (got, _) = poll.recv_type(&s, "rpc:call").await;
+    assert_eq!(got["params"], json!(["a", "b"]));
+    let err = json!({"code": "declined", "message": "no"});
+    let status = poll
+        .send(
+            &s,
+            json!({"type": "rpc:result", "id": got["id"], "error": err}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let r = answer(&mut bot, "b1").await;
+    assert_eq!(r["error"]["code"], "declined", "{r}");
 }

@@ -4,7 +4,7 @@
 //! stall timeout, bounds, another transport, and hostile frames.
 
 use crate::common::*;
-use crate::fallback::Sse;
+use crate::fallback::{Poller, Sse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -520,6 +520,37 @@ async fn streams_work_over_sse() {
     sse.recv_type("stream:end").await;
     let m = sse.recv_type("message:receive").await;
     assert_eq!(m.data["data"]["text"], "ab");
+}
+
+#[tokio::test]
+async fn a_service_on_long_polling_produces_a_stream() {
+    let s = Server::start();
+    let mut alice = s.user("alice").await;
+    alice.join("web").await;
+    let svc = token("pbot", json!({"role": "service"}));
+    let mut poll = Poller::open(&s, &format!("token={svc}")).await;
+    poll.recv_type(&s, "connected").await;
+    poll.send(&s, json!({"type": "room:join", "room": "web"}))
+        .await;
+    poll.joined(&s, "web").await;
+    let frames = json!([
+        {"type": "stream:start", "room": "web", "stream": "p", "id": "s"},
+        {"type": "stream:data", "stream": "p", "chunk": "po"},
+        {"type": "stream:end", "stream": "p", "final": "ll", "id": "e"}
+    ]);
+    assert_eq!(poll.send(&s, frames).await, 202);
+    let (ack, _) = poll.recv_type(&s, "ack").await;
+    assert_eq!(ack["id"], "s", "{ack}");
+    let (end, _) = poll.recv_type(&s, "ack").await;
+    assert_eq!(end["id"], "e", "{end}");
+    let st = alice.recv_type("stream:start").await;
+    assert_eq!(st["from"]["user"], "pbot", "{st}");
+    let m = alice.recv_type("message:receive").await;
+    assert_eq!(
+        (&m["data"]["text"], &m["seq"]),
+        (&json!("poll"), &end["seq"]),
+        "{m}"
+    );
 }
 
 #[tokio::test]
