@@ -202,6 +202,20 @@ impl<L: Layer> Engine<L> {
         self.schedule_flush(ctx);
     }
 
+    /// Queues a text message already encoded for a WebSocket (`4` and its
+    /// data): as it is on WebSocket, as a packet on long-polling.
+    pub fn send_message(&mut self, ws_text: Bytes, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(ws) = &self.ws {
+            ws.out.send(Out::Text(ws_text));
+            return;
+        }
+        let text = String::from_utf8_lossy(ws_text.get(1..).unwrap_or_default()).into_owned();
+        self.send(Packet::Message(Data::Text(text)), ctx);
+    }
+
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.waiter.is_some() && !self.flush_scheduled {
             // Answer on the next turn, so a burst goes out in one response.
