@@ -8,7 +8,12 @@
 const { Server } = require("socket.io");
 
 const port = Number(process.env.PORT || 3000);
-const io = new Server(port, { transports: ["websocket", "polling"] });
+// switchboard-load does not answer Engine.IO pings: the bench script sets a
+// ping interval longer than a run, on both servers.
+const io = new Server(port, {
+  transports: ["websocket", "polling"],
+  pingInterval: Number(process.env.PING_INTERVAL_MS || 25000),
+});
 const seqs = new Map();
 
 io.on("connection", (socket) => {
