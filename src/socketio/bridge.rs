@@ -13,7 +13,7 @@
 //! - binary attachments become `{"$binary":"<base64>"}` in frames, and such
 //!   objects in frames going out become attachments again.
 
-use super::engine::Engine;
+use super::engine::{Engine, Layer};
 use super::packet::{Data, Packet};
 use super::parser::{self, Kind, SioPacket};
 use super::recovery::{self, Tracker};
@@ -23,7 +23,7 @@ use crate::protocol::error_frame;
 use crate::relay::{QueueStream, Queued};
 use crate::session::{self, Session, Transport};
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -31,6 +31,46 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Most ack ids awaiting their reply; past it the oldest is forgotten.
 const MAX_PENDING_ACKS: usize = 4096;
+
+/// The hub's layer on an Engine.IO connection.
+pub struct Hub {
+    pub(super) st: crate::AppState,
+    pub(super) sio: Sio,
+}
+
+impl Hub {
+    pub fn new(st: crate::AppState) -> Hub {
+        Hub {
+            st,
+            sio: Sio::default(),
+        }
+    }
+}
+
+impl Layer for Hub {
+    fn on_message(e: &mut Engine<Hub>, data: Data, ctx: &mut Context<Engine<Hub>>) {
+        e.on_message(data, ctx)
+    }
+
+    fn connected(&self) -> bool {
+        self.sio.ever_connected()
+    }
+
+    fn on_close(e: &mut Engine<Hub>, code: u16, reason: &str) {
+        // A link lost (not a close asked for by either side) may come back.
+        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT) && !e.cfg.recovery.is_zero()
+        {
+            if let Some(t) = e.layer.sio.take_tracker() {
+                e.layer.st.engines.saved.save(t, e.cfg.recovery);
+            }
+        }
+        e.layer.sio.end_session(code, reason);
+    }
+
+    fn on_stop(&mut self) {
+        self.sio.end_session(close::GOING_AWAY, "transport closed");
+    }
+}
 
 /// The Socket.IO state of one connection.
 #[derive(Default)]
@@ -116,7 +156,7 @@ fn is_delivery(ty: &str) -> bool {
     matches!(ty, "message:receive" | "direct:receive")
 }
 
-impl Engine {
+impl Engine<Hub> {
     fn send_sio(&mut self, text: String, ctx: &mut Context<Self>) {
         self.send(Packet::Message(Data::Text(text)), ctx);
     }
@@ -139,14 +179,14 @@ impl Engine {
     }
 
     /// An Engine.IO message: a Socket.IO packet or one of its attachments.
-    pub(super) fn on_message(&mut self, data: Data, ctx: &mut Context<Self>) {
-        if let Some((_, want, got)) = self.sio.partial.as_mut() {
+    fn on_message(&mut self, data: Data, ctx: &mut Context<Self>) {
+        if let Some((_, want, got)) = self.layer.sio.partial.as_mut() {
             let Data::Binary(b) = data else {
                 return self.close("parse error: attachment expected", close::PROTOCOL, ctx);
             };
             got.push(b);
             if got.len() == *want {
-                if let Some((Some(p), _, got)) = self.sio.partial.take() {
+                if let Some((Some(p), _, got)) = self.layer.sio.partial.take() {
                     self.on_event(p, &got, ctx);
                 }
             }
@@ -167,26 +207,29 @@ impl Engine {
                 self.connect_error(&p.nsp, &e, ctx);
             }
             Kind::Disconnect if main => {
-                self.sio
+                self.layer
+                    .sio
                     .end_session(close::NORMAL, "client namespace disconnect");
             }
-            Kind::Event | Kind::BinaryEvent if main && self.sio.session.is_some() => {
+            Kind::Event | Kind::BinaryEvent if main && self.layer.sio.session.is_some() => {
                 if p.attachments > 0 {
                     let n = p.attachments;
-                    self.sio.partial = Some((Some(p), n, Vec::new()));
+                    self.layer.sio.partial = Some((Some(p), n, Vec::new()));
                 } else {
                     self.on_event(p, &[], ctx);
                 }
             }
             // Acks of ours (we ask none) and packets for namespaces not
             // connected are dropped, their attachments too.
-            _ if p.attachments > 0 => self.sio.partial = Some((None, p.attachments, Vec::new())),
+            _ if p.attachments > 0 => {
+                self.layer.sio.partial = Some((None, p.attachments, Vec::new()))
+            }
             _ => {}
         }
     }
 
     fn on_connect(&mut self, auth_raw: Option<&RawValue>, ctx: &mut Context<Self>) {
-        if self.sio.session.is_some() || self.sio.connecting {
+        if self.layer.sio.session.is_some() || self.layer.sio.connecting {
             let e = HubError::new(ErrorCode::BadRequest, "already connected to /");
             return self.connect_error("/", &e, ctx);
         }
@@ -206,7 +249,7 @@ impl Engine {
                 return self.connect_error("/", &e, ctx);
             }
         };
-        let shared = self.st.shared.clone();
+        let shared = self.layer.st.shared.clone();
         let token = auth.token.or_else(|| self.handshake.token.clone());
         let name = auth.name.or_else(|| self.handshake.name.clone());
         if let Some(info) = self.hook_decides(&token, &name) {
@@ -242,9 +285,9 @@ impl Engine {
         resume: (Option<String>, Option<String>),
         ctx: &mut Context<Self>,
     ) {
-        let shared = self.st.shared.clone();
-        if self.sio.tag.is_empty() {
-            self.sio.tag = crate::ids::random_hex(4);
+        let shared = self.layer.st.shared.clone();
+        if self.layer.sio.tag.is_empty() {
+            self.layer.sio.tag = crate::ids::random_hex(4);
         }
         let (track, rejoins) = self.recover(&ident, resume.0, resume.1);
         // The CONNECT answer goes out before anything the session sends.
@@ -257,17 +300,17 @@ impl Engine {
             parser::encode(Kind::Connect, "/", None, 0, Some(&answer)),
             ctx,
         );
-        self.sio.track = track;
-        self.sio.gen += 1;
-        let gen = self.sio.gen;
+        self.layer.sio.track = track;
+        self.layer.sio.gen += 1;
+        let gen = self.layer.sio.gen;
         let sctx = Context::<Session>::new();
         let cap = shared.cfg.outbox;
         let (outbox, close_tx, queue) = outbox::queue(cap, sctx.address().recipient());
         ctx.add_stream(QueueStream::new(queue, cap).map(move |q| FromSession { gen, q }));
         let addr = sctx.run(Session::new(
             shared,
-            self.st.hub.clone(),
-            self.st.presence.clone(),
+            self.layer.st.hub.clone(),
+            self.layer.st.presence.clone(),
             crate::http::Admitted {
                 ident: Some(ident),
                 client,
@@ -282,17 +325,17 @@ impl Engine {
         // The recovered rooms, rejoined from where the client was: our
         // history replays what it missed (the session reads these after
         // its own greeting and personal room).
-        self.sio.rejoins = rejoins.len();
+        self.layer.sio.rejoins = rejoins.len();
         for r in rejoins {
             let mut join = serde_json::json!({
-                "type": "room:join", "room": r.room, "since": r.since, "id": self.sio.rejoin_id(),
+                "type": "room:join", "room": r.room, "since": r.since, "id": self.layer.sio.rejoin_id(),
             });
             if let Some(e) = r.epoch {
                 join["epoch"] = e.into();
             }
             addr.do_send(session::Inbound(Bytes::from(join.to_string())));
         }
-        self.sio.session = Some((gen, addr));
+        self.layer.sio.session = Some((gen, addr));
     }
 
     /// The recovery state of a new connection, and the rooms to rejoin
@@ -311,7 +354,7 @@ impl Engine {
             None => Some(0),
             Some(o) => o.parse::<u64>().ok(),
         };
-        let old = pid.and_then(|p| self.st.engines.saved.take(&p, &user));
+        let old = pid.and_then(|p| self.layer.st.engines.saved.take(&p, &user));
         if let Some(mut t) = old {
             if let Some(plan) = offset.and_then(|o| t.plan(o)) {
                 let mut fresh = Tracker::new(std::mem::take(&mut t.pid), user, self.cfg.queue);
@@ -325,21 +368,22 @@ impl Engine {
 
     /// An event for namespace `/` (its attachments, if any, all there).
     fn on_event(&mut self, p: SioPacket, attachments: &[Bytes], ctx: &mut Context<Self>) {
-        let frame = match event_frame(&p, attachments, |n| self.sio.ack_id(n)) {
+        let frame = match event_frame(&p, attachments, |n| self.layer.sio.ack_id(n)) {
             Ok(f) => f,
             Err(msg) => {
                 // Answered as our protocol answers a bad frame.
                 let err = error_frame(ErrorCode::BadRequest, &msg, None, None);
-                return self.emit_frame(err, p.id, None, ctx);
+                let ty = crate::relay::event_name(&err);
+                return self.emit_frame(&err, ty, p.id, None, ctx);
             }
         };
         if let Some(id) = p.id {
-            self.sio.acks.insert(id);
-            if self.sio.acks.len() > MAX_PENDING_ACKS {
-                self.sio.acks.pop_first();
+            self.layer.sio.acks.insert(id);
+            if self.layer.sio.acks.len() > MAX_PENDING_ACKS {
+                self.layer.sio.acks.pop_first();
             }
         }
-        if let Some((_, s)) = &self.sio.session {
+        if let Some((_, s)) = &self.layer.sio.session {
             s.do_send(session::Inbound(frame));
         }
     }
@@ -348,51 +392,71 @@ impl Engine {
     fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
         let ty = crate::relay::event_name(&frame);
         let mut ack = None;
-        if (!self.sio.acks.is_empty() || self.sio.rejoins > 0) && !is_delivery(ty) {
+        if (!self.layer.sio.acks.is_empty() || self.layer.sio.rejoins > 0) && !is_delivery(ty) {
             if let Ok(ids) = serde_json::from_slice::<ReplyIds>(&frame) {
                 let id = if ty == "error" { ids.reference } else { ids.id };
-                if self.sio.rejoins > 0 && id.as_deref() == Some(self.sio.rejoin_id().as_str()) {
-                    self.sio.rejoins -= 1;
+                if self.layer.sio.rejoins > 0
+                    && id.as_deref() == Some(self.layer.sio.rejoin_id().as_str())
+                {
+                    self.layer.sio.rejoins -= 1;
                     // A rejoin that replays what was missed is silent, as
                     // a recovery is; `recovered:false` or an error is told.
                     let whole = ty == "room:joined"
                         && serde_json::from_slice::<serde_json::Value>(&frame)
                             .is_ok_and(|v| v["recovered"] == true);
                     if whole {
-                        if let Some(t) = self.sio.track.as_mut() {
+                        if let Some(t) = self.layer.sio.track.as_mut() {
                             t.observe(ty, &frame);
                         }
                         return;
                     }
                 }
                 ack = id
-                    .and_then(|id| self.sio.ack_of(&id))
-                    .filter(|n| self.sio.acks.remove(n));
+                    .and_then(|id| self.layer.sio.ack_of(&id))
+                    .filter(|n| self.layer.sio.acks.remove(n));
             }
         }
         // A join's reply (an ack) is seen too: it starts the room's count.
-        let offset = match &mut self.sio.track {
+        let offset = match &mut self.layer.sio.track {
             Some(t) => t.observe(ty, &frame).filter(|_| ack.is_none()),
             None => None,
         };
-        self.emit_frame(frame, ack, offset, ctx);
+        self.emit_frame(&frame, ty, ack, offset, ctx);
     }
 
     /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`
-    /// (`[type, frame, "offset"]` with a recovery offset).
+    /// (`[type, frame, "offset"]` with a recovery offset). `ty` is its type.
     fn emit_frame(
         &mut self,
-        frame: Bytes,
+        frame: &Bytes,
+        ty: &str,
         ack: Option<u64>,
         offset: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
-        let ty = crate::relay::event_name(&frame).to_string();
-        let Ok(text) = std::str::from_utf8(&frame) else {
+        let binary = memchr::memmem::find(frame, br#""$binary""#).is_some();
+        if ack.is_none() && !binary {
+            // The hot path (every delivery): the Engine.IO message built in
+            // one buffer, `42["<type>",<frame>(,"<offset>")]`. `ty` is plain
+            // (relay::event_name lets only [A-Za-z0-9_:.-] through).
+            let mut m = BytesMut::with_capacity(frame.len() + ty.len() + 32);
+            m.extend_from_slice(b"42[\"");
+            m.extend_from_slice(ty.as_bytes());
+            m.extend_from_slice(b"\",");
+            m.extend_from_slice(frame);
+            if let Some(o) = offset {
+                m.extend_from_slice(b",\"");
+                push_decimal(&mut m, o);
+                m.put_u8(b'"');
+            }
+            m.put_u8(b']');
+            return self.send_message(m.freeze(), ctx);
+        }
+        let Ok(text) = std::str::from_utf8(frame) else {
             return;
         };
-        if frame.windows(9).any(|w| w == b"\"$binary\"") {
-            if let Some((json, bins)) = with_attachments(&ty, text, ack.is_some(), offset) {
+        if binary {
+            if let Some((json, bins)) = with_attachments(ty, text, ack.is_some(), offset) {
                 let kind = if ack.is_some() {
                     Kind::BinaryAck
                 } else {
@@ -422,12 +486,33 @@ impl Engine {
     /// Namespace `/`'s session ended on the server's side: `DISCONNECT`,
     /// then the connection closes.
     fn on_session_closed(&mut self, gen: u64, ctx: &mut Context<Self>) {
-        if self.sio.session.as_ref().is_some_and(|(g, _)| *g == gen) {
-            self.sio.session = None;
+        if self
+            .layer
+            .sio
+            .session
+            .as_ref()
+            .is_some_and(|(g, _)| *g == gen)
+        {
+            self.layer.sio.session = None;
             self.send_sio(parser::encode(Kind::Disconnect, "/", None, 0, None), ctx);
             self.close("server namespace disconnect", close::NORMAL, ctx);
         }
     }
+}
+
+/// `n` in decimal, without an allocation.
+fn push_decimal(m: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    m.put_slice(&digits[i..]);
 }
 
 /// Our frame for an event: `{"type":name,"id"?:…, …first argument}`.
@@ -507,7 +592,7 @@ pub struct FromSession {
     q: Queued,
 }
 
-impl StreamHandler<FromSession> for Engine {
+impl StreamHandler<FromSession> for Engine<Hub> {
     fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
         match msg.q {
             // Low and volatile frames (delivery classes) are frames like any

@@ -1,7 +1,8 @@
 //! One Engine actor per Engine.IO connection: its transports (long-polling,
 //! WebSocket, the upgrade between them), the heartbeat, and the packets in
-//! both directions. What the messages mean is the Socket.IO layer's
-//! business (`bridge.rs`, on the same actor).
+//! both directions. What the messages mean is its [`Layer`]'s business:
+//! the hub's Socket.IO bridge (`bridge.rs`, on the same actor), or the
+//! conformance server's (`src/bin/socketio-conformance`).
 //!
 //! Outgoing packets go straight to the WebSocket's queue (drained by
 //! `outbox::write_ws`, as for `/ws`) once the connection is on WebSocket;
@@ -9,20 +10,21 @@
 //! them all. Incoming packets come from `POST` bodies ([`Post`]) or from the
 //! WebSocket's frames ([`WsIn`]), parsed once by `packet.rs`.
 
-use super::bridge::Sio;
+use super::bridge::Hub;
 use super::packet::{self, Data, Packet};
-use super::{EioError, EngineConfig};
+use super::{EioError, EngineConfig, Registry};
 use crate::error::close;
 use crate::metrics::METRICS;
 use crate::outbox::{self, CloseSender, ConnGuard, Evict, Out, Outbox};
 use crate::wsframes::WsFrames;
-use crate::AppState;
 use actix::prelude::*;
 use actix_http::ws::Frame;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
@@ -67,10 +69,26 @@ impl Handshake {
     }
 }
 
-pub struct Engine {
+/// What runs on an Engine.IO connection: its messages, and its end. The
+/// engine calls these on its own actor, so a layer may send (`Engine::send`)
+/// and close (`Engine::close`) at once. Statically dispatched: the hub's
+/// bridge ([`Hub`]) costs what it cost before the seam.
+pub trait Layer: Sized + Unpin + 'static {
+    /// A message from the client.
+    fn on_message(e: &mut Engine<Self>, data: Data, ctx: &mut Context<Engine<Self>>);
+    /// Whether the client has connected (else the connect timeout closes).
+    fn connected(&self) -> bool;
+    /// The connection is closing with `code` (a lost link: `GOING_AWAY` or
+    /// `HEARTBEAT_TIMEOUT`).
+    fn on_close(e: &mut Engine<Self>, code: u16, reason: &str);
+    /// The actor stops (after `on_close`, or alone if it never ran).
+    fn on_stop(&mut self);
+}
+
+pub struct Engine<L: Layer = Hub> {
     pub(super) sid: String,
-    pub(super) st: AppState,
-    pub(super) cfg: EngineConfig,
+    pub(super) registry: Arc<Registry<L>>,
+    pub cfg: EngineConfig,
     pub(super) handshake: Handshake,
     /// The WebSocket carrying packets: set for a direct WebSocket connection
     /// and after an upgrade. `None`: long-polling.
@@ -82,19 +100,30 @@ pub struct Engine {
     pending: VecDeque<Packet>,
     waiter: Option<oneshot::Sender<Result<Bytes, EioError>>>,
     flush_scheduled: bool,
-    pong_due: Option<SpawnHandle>,
+    /// The pong deadline's timer, and the deadline.
+    pong_due: Option<(SpawnHandle, Instant)>,
+    /// When the `open` packet was made: pings are due every `ping_interval`
+    /// from then, as the client counts them.
+    born: Instant,
+    pings: u32,
     /// Set once the connection is closing, with why.
     closing: Option<String>,
     fragments: crate::wsframes::Fragments,
     conn: Option<ConnGuard>,
-    pub(super) sio: Sio,
+    pub layer: L,
 }
 
-impl Engine {
-    pub fn new(sid: String, st: AppState, cfg: EngineConfig, handshake: Handshake) -> Engine {
+impl<L: Layer> Engine<L> {
+    pub fn new(
+        sid: String,
+        registry: Arc<Registry<L>>,
+        cfg: EngineConfig,
+        handshake: Handshake,
+        layer: L,
+    ) -> Engine<L> {
         Engine {
             sid,
-            st,
+            registry,
             cfg,
             handshake,
             ws: None,
@@ -104,10 +133,12 @@ impl Engine {
             waiter: None,
             flush_scheduled: false,
             pong_due: None,
+            born: Instant::now(),
+            pings: 0,
             closing: None,
             fragments: None,
             conn: Some(ConnGuard::new()),
-            sio: Sio::default(),
+            layer,
         }
     }
 
@@ -157,7 +188,7 @@ impl Engine {
         read: OwnedReadHalf,
         write: OwnedWriteHalf,
         leftover: BytesMut,
-    ) -> Addr<Engine> {
+    ) -> Addr<Engine<L>> {
         Engine::create(move |ctx| {
             let link = self.attach_ws(read, write, leftover, ctx);
             self.ws = Some(link);
@@ -168,7 +199,7 @@ impl Engine {
     }
 
     /// Queues a packet for the client.
-    pub(super) fn send(&mut self, p: Packet, ctx: &mut Context<Self>) {
+    pub fn send(&mut self, p: Packet, ctx: &mut Context<Self>) {
         if self.closing.is_some() {
             return;
         }
@@ -186,6 +217,20 @@ impl Engine {
         }
         self.pending.push_back(p);
         self.schedule_flush(ctx);
+    }
+
+    /// Queues a text message already encoded for a WebSocket (`4` and its
+    /// data): as it is on WebSocket, as a packet on long-polling.
+    pub fn send_message(&mut self, ws_text: Bytes, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(ws) = &self.ws {
+            ws.out.send(Out::Text(ws_text));
+            return;
+        }
+        let text = String::from_utf8_lossy(ws_text.get(1..).unwrap_or_default()).into_owned();
+        self.send(Packet::Message(Data::Text(text)), ctx);
     }
 
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
@@ -216,71 +261,95 @@ impl Engine {
         }
     }
 
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+    /// Schedules the next ping on the grid `born + k × ping_interval`.
+    fn schedule_ping(&mut self, ctx: &mut Context<Self>) {
+        self.pings = self.pings.saturating_add(1);
+        let due = self.born + self.cfg.ping_interval * self.pings;
+        ctx.run_later(
+            due.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                act.heartbeat(due, ctx);
+                act.schedule_ping(ctx);
+            },
+        );
+    }
+
+    /// Pings (unless a pong is still awaited); no pong within `ping_timeout`
+    /// of when the ping was due closes the connection.
+    fn heartbeat(&mut self, due: Instant, ctx: &mut Context<Self>) {
         if self.pong_due.is_some() || self.closing.is_some() {
             return;
         }
         self.send(Packet::Ping(String::new()), ctx);
-        self.pong_due = Some(ctx.run_later(self.cfg.ping_timeout, |act, ctx| {
-            act.pong_due = None;
-            act.close("ping timeout", close::HEARTBEAT_TIMEOUT, ctx);
-        }));
+        let deadline = due + self.cfg.ping_timeout;
+        let timer = ctx.run_later(
+            deadline.saturating_duration_since(Instant::now()),
+            |act, ctx| {
+                act.pong_due = None;
+                act.close("ping timeout", close::HEARTBEAT_TIMEOUT, ctx);
+            },
+        );
+        self.pong_due = Some((timer, deadline));
     }
 
-    /// Ends the connection: the session (if any) with `code`, the
+    /// Closes the connection if its pong deadline has passed (a request
+    /// may arrive before the timer fires): whether it did.
+    fn pong_overdue(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.pong_due.is_some_and(|(_, d)| Instant::now() >= d) {
+            self.pong_due = None;
+            self.close("ping timeout", close::HEARTBEAT_TIMEOUT, ctx);
+            return true;
+        }
+        false
+    }
+
+    /// Ends the connection: the layer's session (if any) with `code`, the
     /// WebSockets with a close frame, a waiting `GET` with a `close` packet.
-    /// On long-polling with no `GET` waiting, the next one (within the ping
-    /// timeout) still gets the `close` packet.
-    pub(super) fn close(&mut self, reason: &str, code: u16, ctx: &mut Context<Self>) {
+    /// As in the reference server, the sid is forgotten at once: on
+    /// long-polling with no `GET` waiting, the next one is refused (400,
+    /// unknown sid), which the client takes for the end.
+    pub fn close(&mut self, reason: &str, code: u16, ctx: &mut Context<Self>) {
+        self.shut(reason, code, Packet::Close, ctx)
+    }
+
+    /// [`Engine::close`], with `last` for a waiting `GET`: the client's own
+    /// `close` packet releases it with a `noop`, as the reference does.
+    fn shut(&mut self, reason: &str, code: u16, last: Packet, ctx: &mut Context<Self>) {
         if self.closing.is_some() {
             return;
         }
         log::debug!("engine.io {} closing: {reason}", self.sid);
-        // The sid stays known until the actor stops, so that a long-polling
-        // client's next GET still gets the close packet.
         self.closing = Some(reason.to_string());
-        // A link lost (not a close asked for by either side) may come back.
-        if matches!(code, close::GOING_AWAY | close::HEARTBEAT_TIMEOUT)
-            && !self.cfg.recovery.is_zero()
-        {
-            if let Some(t) = self.sio.take_tracker() {
-                self.st.engines.saved.save(t, self.cfg.recovery);
-            }
-        }
-        self.sio.end_session(code, reason);
+        L::on_close(self, code, reason);
         self.conn = None;
         if let Some((mut p, _)) = self.probe.take() {
             p.shut(close::NORMAL);
         }
         match self.ws.as_mut() {
-            Some(ws) => {
-                ws.shut(close::NORMAL);
-                ctx.stop();
+            Some(ws) => ws.shut(close::NORMAL),
+            None if self.waiter.is_some() => {
+                self.pending.push_back(last);
+                self.answer_poll();
             }
-            None => {
-                self.pending.push_back(Packet::Close);
-                if self.waiter.is_some() {
-                    self.answer_poll();
-                    ctx.stop();
-                } else {
-                    ctx.run_later(self.cfg.ping_timeout, |_, ctx| ctx.stop());
-                }
-            }
+            None => {}
         }
+        // Unknown from now on: a request racing the stop gets the 400.
+        self.registry.remove(&self.sid);
+        ctx.stop();
     }
 
     /// A packet from the client, on its current transport.
     fn on_packet(&mut self, p: Packet, ctx: &mut Context<Self>) {
         match p {
             Packet::Pong(_) => {
-                if let Some(h) = self.pong_due.take() {
+                if let Some((h, _)) = self.pong_due.take() {
                     ctx.cancel_future(h);
                 }
             }
             // As a lost link (the reference server says "transport close"):
             // a client leaving for good says DISCONNECT first.
-            Packet::Close => self.close("transport close", close::GOING_AWAY, ctx),
-            Packet::Message(data) => self.on_message(data, ctx),
+            Packet::Close => self.shut("transport close", close::GOING_AWAY, Packet::Noop, ctx),
+            Packet::Message(data) => L::on_message(self, data, ctx),
             // Pings come from the server in v4; upgrades only on the probe.
             Packet::Ping(_) | Packet::Noop | Packet::Upgrade | Packet::Open(_) => {}
         }
@@ -359,22 +428,22 @@ impl Engine {
     }
 }
 
-impl Actor for Engine {
+impl<L: Layer> Actor for Engine<L> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(usize::MAX >> 4);
-        ctx.run_interval(self.cfg.ping_interval, |act, ctx| act.heartbeat(ctx));
+        self.schedule_ping(ctx);
         ctx.run_later(self.cfg.connect_timeout, |act, ctx| {
-            if !act.sio.ever_connected() {
+            if !act.layer.connected() {
                 act.close("connect timeout", close::POLICY, ctx);
             }
         });
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.st.engines.remove(&self.sid);
-        self.sio.end_session(close::GOING_AWAY, "transport closed");
+        self.registry.remove(&self.sid);
+        self.layer.on_stop();
         if let Some(reply) = self.waiter.take() {
             let _ = reply.send(Ok(packet::encode_payload([&Packet::Close])));
         }
@@ -388,7 +457,7 @@ pub struct WsIn {
     item: Option<Result<Frame, crate::wsframes::FrameError>>,
 }
 
-impl StreamHandler<WsIn> for Engine {
+impl<L: Layer> StreamHandler<WsIn> for Engine<L> {
     fn handle(&mut self, msg: WsIn, ctx: &mut Context<Self>) {
         if self.closing.is_some() {
             return;
@@ -431,7 +500,7 @@ impl StreamHandler<WsIn> for Engine {
 }
 
 /// A WebSocket's queue overflowed: the client does not read.
-impl Handler<Evict> for Engine {
+impl<L: Layer> Handler<Evict> for Engine<L> {
     type Result = ();
 
     fn handle(&mut self, _: Evict, ctx: &mut Context<Self>) {
@@ -448,14 +517,13 @@ impl Handler<Evict> for Engine {
 #[rtype(result = "()")]
 pub struct Poll(pub oneshot::Sender<Result<Bytes, EioError>>);
 
-impl Handler<Poll> for Engine {
+impl<L: Layer> Handler<Poll> for Engine<L> {
     type Result = ();
 
     fn handle(&mut self, Poll(reply): Poll, ctx: &mut Context<Self>) {
-        if self.closing.is_some() {
-            self.waiter = Some(reply);
-            self.answer_poll();
-            return ctx.stop();
+        if self.closing.is_some() || self.pong_overdue(ctx) {
+            let _ = reply.send(Err(EioError::UnknownSid));
+            return;
         }
         if self.ws.is_some() {
             // The connection is on WebSocket now.
@@ -480,11 +548,11 @@ impl Handler<Poll> for Engine {
 #[rtype(result = "Result<(), EioError>")]
 pub struct Post(pub Vec<Packet>);
 
-impl Handler<Post> for Engine {
+impl<L: Layer> Handler<Post> for Engine<L> {
     type Result = Result<(), EioError>;
 
     fn handle(&mut self, Post(packets): Post, ctx: &mut Context<Self>) -> Self::Result {
-        if self.closing.is_some() {
+        if self.closing.is_some() || self.pong_overdue(ctx) {
             return Err(EioError::UnknownSid);
         }
         if self.ws.is_some() {
@@ -505,7 +573,7 @@ impl Handler<Post> for Engine {
 #[rtype(result = "()")]
 pub struct Kill(pub &'static str);
 
-impl Handler<Kill> for Engine {
+impl<L: Layer> Handler<Kill> for Engine<L> {
     type Result = ();
 
     fn handle(&mut self, Kill(why): Kill, ctx: &mut Context<Self>) {
@@ -522,7 +590,7 @@ pub struct Probe {
     pub leftover: BytesMut,
 }
 
-impl Handler<Probe> for Engine {
+impl<L: Layer> Handler<Probe> for Engine<L> {
     type Result = ();
 
     fn handle(&mut self, msg: Probe, ctx: &mut Context<Self>) {

@@ -8,13 +8,14 @@
 //! code, and the Engine.IO connection stays open for another CONNECT, as
 //! Socket.IO clients expect.
 
+use super::bridge::Hub;
 use super::engine::Engine;
 use crate::proxy::connect::{ConnectAnswer, ConnectInfo, ConnectRequest};
 use crate::proxy::{self, Hook, HookError};
 use actix::prelude::*;
 use serde_json::value::RawValue;
 
-impl Engine {
+impl Engine<Hub> {
     /// What the connect hook is told, when it decides this CONNECT (`token`
     /// and `name` are the CONNECT's, else the handshake's).
     pub(super) fn hook_decides(
@@ -22,7 +23,7 @@ impl Engine {
         token: &Option<String>,
         name: &Option<String>,
     ) -> Option<ConnectInfo> {
-        let proxy = &self.st.shared.cfg.proxy;
+        let proxy = &self.layer.st.shared.cfg.proxy;
         let asks = proxy.connect_all || (token.is_none() && name.is_none());
         let mut info = self.handshake.connect.clone().filter(|_| asks)?;
         info.token = token.clone();
@@ -40,7 +41,7 @@ impl Engine {
         resume: (Option<String>, Option<String>),
         ctx: &mut Context<Self>,
     ) {
-        let shared = self.st.shared.clone();
+        let shared = self.layer.st.shared.clone();
         let addr = self.handshake.addr;
         let body = ConnectRequest {
             info: &info,
@@ -54,9 +55,9 @@ impl Engine {
             let url = cfg.connect.as_deref().unwrap_or_default();
             proxy::call::<ConnectAnswer>(Hook::Connect, cfg, url, body).await
         };
-        self.sio.connecting = true;
+        self.layer.sio.connecting = true;
         let fut = call.into_actor(self).map(move |res, act, ctx| {
-            act.sio.connecting = false;
+            act.layer.sio.connecting = false;
             match res.and_then(|a| a.identity().map_err(HookError::Unavailable)) {
                 Ok(ident) => {
                     let client = crate::session::Client { addr, guest: None };

@@ -1,10 +1,12 @@
 //! Long-polling at `/socket.io/`: `GET` opens a connection (no `sid`) or
 //! waits for packets, `POST` delivers the client's packets. Refusals are the
 //! Engine.IO errors (`EioError`): HTTP 400 with `{"code":n,"message":…}`.
+//! Generic over the [`Mount`] (`serve_get`, …); `get`, `post` and `other`
+//! are the hub's.
 
-use super::engine::{Engine, Handshake, Kill, Poll, Post};
+use super::engine::{Engine, Kill, Poll, Post};
 use super::packet;
-use super::{EioError, EioQuery, EngineConfig, Transport};
+use super::{EioError, EioQuery, Mount, Transport};
 use crate::error::HubError;
 use crate::AppState;
 use actix::prelude::*;
@@ -29,14 +31,16 @@ fn packets(body: bytes::Bytes) -> HttpResponse {
 
 /// The query, and the connection it names (if it names one), after the
 /// checks every request gets.
-fn lookup(req: &HttpRequest, st: &AppState) -> Result<(EioQuery, Option<Addr<Engine>>), EioError> {
+type Found<M> = Option<Addr<Engine<<M as Mount>::Layer>>>;
+
+fn lookup<M: Mount>(req: &HttpRequest, m: &M) -> Result<(EioQuery, Found<M>), EioError> {
     let q = EioQuery::parse(req.query_string())?;
     if q.transport()? != Transport::Polling {
         // A WebSocket is asked for with an upgrade, not a plain request.
         return Err(EioError::BadRequest);
     }
     match q.sid.as_deref() {
-        Some(sid) => match st.engines.get(sid) {
+        Some(sid) => match m.engines().get(sid) {
             Some(e) => Ok((q, Some(e))),
             None => Err(EioError::UnknownSid),
         },
@@ -45,12 +49,29 @@ fn lookup(req: &HttpRequest, st: &AppState) -> Result<(EioQuery, Option<Addr<Eng
 }
 
 pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, HubError> {
-    let (q, engine) = match lookup(&req, &st) {
+    serve_get(req, st.get_ref()).await
+}
+
+pub async fn post(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Payload,
+) -> Result<HttpResponse, HubError> {
+    serve_post(req, st.get_ref(), body).await
+}
+
+/// Any other method.
+pub async fn other(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    serve_other(req, st.get_ref())
+}
+
+pub async fn serve_get<M: Mount>(req: HttpRequest, m: &M) -> Result<HttpResponse, HubError> {
+    let (q, engine) = match lookup(&req, m) {
         Ok(found) => found,
         Err(e) => return Ok(refuse(e)),
     };
     let Some(engine) = engine else {
-        return handshake(&req, &st, q);
+        return handshake(&req, m, q);
     };
     let (reply, answer) = oneshot::channel();
     engine.do_send(Poll(reply));
@@ -62,43 +83,29 @@ pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
 }
 
 /// A new long-polling connection: the `open` packet is the first answer.
-fn handshake(req: &HttpRequest, st: &AppState, q: EioQuery) -> Result<HttpResponse, HubError> {
+fn handshake<M: Mount>(req: &HttpRequest, m: &M, q: EioQuery) -> Result<HttpResponse, HubError> {
     if let Err(e) = q.check_version() {
         return Ok(refuse(e));
     }
-    // Shutting down, or at the connection limit: our usual 503.
-    crate::http::admit_capacity(&st.shared)?;
+    let hs = m.admit(req.head(), &q)?;
     let sid = crate::ids::random_hex(16);
-    let hs = Handshake {
-        token: q
-            .token
-            .or_else(|| crate::http::bearer(req).map(str::to_string)),
-        name: q.name,
-        addr: crate::http::client_addr(req.head(), &st.shared),
-        connect: Handshake::connect_info(req.head(), &st.shared),
-    };
-    let engine = Engine::new(
-        sid.clone(),
-        st.clone(),
-        EngineConfig::of(&st.shared.cfg),
-        hs,
-    );
+    let engine = Engine::new(sid.clone(), m.engines().clone(), m.config(), hs, m.layer());
     let open = packet::encode_payload([&engine.open_packet()]);
-    st.engines.insert(sid, engine.start());
+    m.engines().insert(sid, engine.start());
     Ok(packets(open))
 }
 
-pub async fn post(
+pub async fn serve_post<M: Mount>(
     req: HttpRequest,
-    st: web::Data<AppState>,
+    m: &M,
     body: web::Payload,
 ) -> Result<HttpResponse, HubError> {
-    let engine = match lookup(&req, &st) {
+    let engine = match lookup(&req, m) {
         Ok((_, Some(e))) => e,
         Ok((_, None)) => return Ok(refuse(EioError::BadHandshakeMethod)),
         Err(e) => return Ok(refuse(e)),
     };
-    let max = st.shared.cfg.hard_max_frame;
+    let max = m.config().max_payload;
     let buf = match crate::http::fallback::read_body(&req, body, max).await {
         Ok(b) => b,
         Err(e) if e.code == crate::error::ErrorCode::TooLarge => {
@@ -125,9 +132,8 @@ pub async fn post(
     })
 }
 
-/// Any other method.
-pub async fn other(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    match lookup(&req, &st) {
+pub fn serve_other<M: Mount>(req: HttpRequest, m: &M) -> HttpResponse {
+    match lookup(&req, m) {
         Ok((_, None)) => refuse(EioError::BadHandshakeMethod),
         Ok((_, Some(_))) => HttpResponse::MethodNotAllowed().finish(),
         Err(e) => refuse(e),

@@ -6,8 +6,9 @@
 //!
 //! - `packet.rs`: Engine.IO packets and polling payloads;
 //! - `parser.rs`: Socket.IO packets and binary placeholders;
-//! - `engine.rs`: the Engine actor (one per connection) and its transports;
-//! - `bridge.rs`: namespace `/` as a Session;
+//! - `engine.rs`: the Engine actor (one per connection) and its transports,
+//!   generic over the [`engine::Layer`] on top;
+//! - `bridge.rs`: the hub's layer: namespace `/` as a Session;
 //! - `hook.rs`: a CONNECT decided by the connect hook;
 //! - `recovery.rs`: connection state recovery (`pid` and `offset`);
 //! - `http.rs`: the long-polling routes; `ws.rs`: the WebSocket upgrade.
@@ -22,10 +23,54 @@ pub mod recovery;
 pub mod ws;
 
 use actix::Addr;
-use engine::Engine;
+use actix_web::dev::RequestHead;
+use engine::{Engine, Handshake, Layer};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Where Engine.IO is served: its connections, settings and layer. The hub
+/// ([`crate::AppState`], at `/socket.io/`) is one; the conformance server
+/// (`src/bin/socketio-conformance`) has two more.
+pub trait Mount: Clone + 'static {
+    type Layer: Layer;
+    fn engines(&self) -> &Arc<Registry<Self::Layer>>;
+    fn config(&self) -> EngineConfig;
+    /// Admits a new connection (or says why not) and reads its handshake.
+    fn admit(&self, head: &RequestHead, q: &EioQuery) -> Result<Handshake, crate::error::HubError>;
+    /// The layer of a new connection.
+    fn layer(&self) -> Self::Layer;
+}
+
+impl Mount for crate::AppState {
+    type Layer = bridge::Hub;
+
+    fn engines(&self) -> &Arc<Registry> {
+        &self.engines
+    }
+
+    fn config(&self) -> EngineConfig {
+        EngineConfig::of(&self.shared.cfg)
+    }
+
+    fn admit(&self, head: &RequestHead, q: &EioQuery) -> Result<Handshake, crate::error::HubError> {
+        // Shutting down, or at the connection limit: our usual 503.
+        crate::http::admit_capacity(&self.shared)?;
+        Ok(Handshake {
+            token: q
+                .token
+                .clone()
+                .or_else(|| crate::http::bearer_of(head).map(str::to_string)),
+            name: q.name.clone(),
+            addr: crate::http::client_addr(head, &self.shared),
+            connect: Handshake::connect_info(head, &self.shared),
+        })
+    }
+
+    fn layer(&self) -> bridge::Hub {
+        bridge::Hub::new(self.clone())
+    }
+}
 
 /// The Engine.IO settings of every connection.
 #[derive(Clone, Debug)]
@@ -108,18 +153,26 @@ impl EioError {
 
 /// Every live Engine.IO connection by sid. Held only for one map operation.
 /// Also what dropped connections left for recovery, by `pid`.
-#[derive(Default)]
-pub struct Registry {
-    map: Mutex<HashMap<String, Addr<Engine>>>,
+pub struct Registry<L: Layer = bridge::Hub> {
+    map: Mutex<HashMap<String, Addr<Engine<L>>>>,
     pub saved: recovery::Saved,
 }
 
-impl Registry {
-    pub fn get(&self, sid: &str) -> Option<Addr<Engine>> {
+impl<L: Layer> Default for Registry<L> {
+    fn default() -> Self {
+        Registry {
+            map: Mutex::default(),
+            saved: recovery::Saved::default(),
+        }
+    }
+}
+
+impl<L: Layer> Registry<L> {
+    pub fn get(&self, sid: &str) -> Option<Addr<Engine<L>>> {
         self.lock().get(sid).cloned()
     }
 
-    pub fn insert(&self, sid: String, engine: Addr<Engine>) {
+    pub fn insert(&self, sid: String, engine: Addr<Engine<L>>) {
         self.lock().insert(sid, engine);
     }
 
@@ -135,7 +188,7 @@ impl Registry {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Addr<Engine>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Addr<Engine<L>>>> {
         // Every operation is one insert/remove/get: a panic cannot leave it half done.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }

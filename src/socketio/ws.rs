@@ -3,8 +3,7 @@
 //! `http::ws::upgraded` with the bare socket after the request was read.
 
 use super::engine::{Engine, Handshake, Probe};
-use super::{EioError, EioQuery, EngineConfig, Transport};
-use crate::AppState;
+use super::{EioError, EioQuery, Mount, Transport};
 use actix_http::Request;
 use actix_web::rt::net::TcpStream;
 use bytes::BytesMut;
@@ -29,14 +28,14 @@ fn eio_refusal(e: EioError) -> Vec<u8> {
 }
 
 /// What to do with the socket once the 101 is written.
-enum Next {
-    Upgrade(actix::Addr<Engine>),
+enum Next<M: Mount> {
+    Upgrade(actix::Addr<Engine<M::Layer>>),
     New(Handshake),
 }
 
-/// Serves one upgrade request for `/socket.io/`.
-pub async fn upgraded(st: AppState, req: Request, mut io: TcpStream, leftover: BytesMut) {
-    let decided = decide(&st, &req);
+/// Serves one upgrade request for the mount (the hub's: `/socket.io/`).
+pub async fn upgraded<M: Mount>(m: M, req: Request, mut io: TcpStream, leftover: BytesMut) {
+    let decided = decide(&m, &req);
     let (key, next) = match decided {
         Ok(ok) => ok,
         Err(resp) => {
@@ -61,42 +60,31 @@ pub async fn upgraded(st: AppState, req: Request, mut io: TcpStream, leftover: B
         }),
         Next::New(hs) => {
             let sid = crate::ids::random_hex(16);
-            let engine = Engine::new(
-                sid.clone(),
-                st.clone(),
-                EngineConfig::of(&st.shared.cfg),
-                hs,
-            );
-            st.engines
+            let engine = Engine::new(sid.clone(), m.engines().clone(), m.config(), hs, m.layer());
+            m.engines()
                 .insert(sid, engine.start_ws(read, write, leftover));
         }
     }
 }
 
 /// The checks before the 101: the `Sec-WebSocket-Key`, and what follows.
-fn decide(st: &AppState, req: &Request) -> Result<(String, Next), Vec<u8>> {
+fn decide<M: Mount>(m: &M, req: &Request) -> Result<(String, Next<M>), Vec<u8>> {
     let q = EioQuery::parse(req.uri().query().unwrap_or("")).map_err(eio_refusal)?;
     if q.transport().map_err(eio_refusal)? != Transport::WebSocket {
         return Err(eio_refusal(EioError::BadRequest));
     }
     let next = match q.sid.as_deref() {
         Some(sid) => Next::Upgrade(
-            st.engines
+            m.engines()
                 .get(sid)
                 .ok_or_else(|| eio_refusal(EioError::UnknownSid))?,
         ),
         None => {
             q.check_version().map_err(eio_refusal)?;
-            crate::http::admit_capacity(&st.shared)
-                .map_err(|e| crate::http::ws::error_response(&e))?;
-            Next::New(Handshake {
-                token: q
-                    .token
-                    .or_else(|| crate::http::bearer_of(req.head()).map(str::to_string)),
-                name: q.name,
-                addr: crate::http::client_addr(req.head(), &st.shared),
-                connect: Handshake::connect_info(req.head(), &st.shared),
-            })
+            Next::New(
+                m.admit(req.head(), &q)
+                    .map_err(|e| crate::http::ws::error_response(&e))?,
+            )
         }
     };
     let key = crate::http::ws::accept_key(req).map_err(|_| eio_refusal(EioError::BadRequest))?;

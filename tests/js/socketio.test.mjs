@@ -302,3 +302,58 @@ test("no recovery for another user's pid, nor for a client that disconnected its
   assert.notEqual(thief._pid, other._pid);
   assert.equal(thief.recovered, false);
 });
+
+/** A client of `srv` (another server than the file's), closed at the end. */
+async function sioOn(srv, name, options = {}) {
+  const s = io(srv.url, { reconnection: false, timeout: WAIT, auth: { token: await srv.token(name) }, ...options });
+  sockets.push(s);
+  await connected(s);
+  return s;
+}
+
+test("heartbeat: a socket.io-client that stops answering pings is closed by the server; one that answers is not", async () => {
+  // The server's deadline (ping due + 100 ms) comes well before the client's
+  // own (last ping + 300 + 100 ms): the close the client sees is the server's.
+  const tight = await Server.start({ SWITCHBOARD_PING_INTERVAL_MS: "300", SWITCHBOARD_PONG_TIMEOUT_MS: "100" });
+  try {
+    for (const transports of [["websocket"], ["polling"]]) {
+      const quiet = await sioOn(tight, "quiet", { transports });
+      const alive = await sioOn(tight, "alive", { transports });
+      // socket.io-client answers every ping itself: silence its pongs
+      // (engine.io-client 6.6: `_sendPacket("pong")`).
+      const engine = quiet.io.engine;
+      const send = engine._sendPacket.bind(engine);
+      engine._sendPacket = (type, ...rest) => (type === "pong" ? undefined : send(type, ...rest));
+      const reason = await next(quiet, "disconnect");
+      assert.equal(reason, "transport close", transports[0]);
+      // Several heartbeats later the answering client is still there.
+      await new Promise((ok) => setTimeout(ok, 1000));
+      assert.ok(alive.connected, `${transports[0]}: the answering client stayed connected`);
+      assert.equal((await ask(alive, "ping", {})).type, "pong");
+      alive.disconnect();
+    }
+  } finally {
+    await tight.stop();
+  }
+});
+
+test("maxPayload: the client is told the limit, and a message over it ends the connection", async () => {
+  const small = await Server.start({ SWITCHBOARD_MAX_FRAME: "512", SWITCHBOARD_HARD_MAX_FRAME: "1024" });
+  try {
+    for (const transports of [["websocket"], ["polling"]]) {
+      const s = await sioOn(small, "big", { transports });
+      assert.equal(s.io.engine._maxPayload, 1024);
+      // A message under it is served as usual.
+      assert.equal((await ask(s, "ping", {})).type, "pong");
+      s.emit("message:send", { room: "big", data: "y".repeat(2000) });
+      const reason = await next(s, "disconnect");
+      // WebSocket: closed with 1009. Long-polling: the POST is refused (413)
+      // and the waiting GET gets the close packet, whichever the client
+      // reads first.
+      if (transports[0] === "websocket") assert.equal(reason, "transport close");
+      else assert.ok(["transport close", "transport error"].includes(reason), reason);
+    }
+  } finally {
+    await small.stop();
+  }
+});

@@ -7,11 +7,13 @@
 //! switchboard-load rooms  --rooms 100 --clients 2000 --rate 2000 --duration 10 --pid PID
 //! switchboard-load idle   --conns 10000 --hold 10 --pid PID --sources 127.0.0.1,127.0.0.2
 //! switchboard-load fanout --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws  # nodes of a cluster
+//! switchboard-load fanout --url ws://127.0.0.1:8080/socket.io/  # as Socket.IO clients (socketio.rs)
 //! ```
 //! Latency is measured with one clock: the send time (µs since the run began)
 //! travels in each message's payload and the receiving task subtracts it.
 
 mod inflate;
+mod socketio;
 mod stats;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -29,7 +31,8 @@ use tokio_tungstenite::WebSocketStream;
 type Ws = WebSocketStream<inflate::Conn>;
 
 const USAGE: &str = "usage: switchboard-load <fanout|rooms|idle> [options]
-  --url URL[,URL…]     server WebSocket URL (default ws://127.0.0.1:8080/ws); several, comma-
+  --url URL[,URL…]     server WebSocket URL (default ws://127.0.0.1:8080/ws; a path /socket.io…:
+                       Socket.IO clients over WebSocket); several, comma-
                        separated, spread the clients (publishers too) over them: client i
                        connects to URL number i mod count (nodes of a cluster)
   --offset N           number clients from N (user names, idle rooms, URL choice), so that
@@ -236,12 +239,12 @@ async fn connect(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let url = format!(
-        "ws://{}{}?token={}",
-        to.host,
-        to.path,
-        token(&o.secret, sub)
-    );
+    let (token, sio) = (token(&o.secret, sub), socketio::is_socketio(&to.path));
+    let url = if sio {
+        socketio::url(&to.host, &to.path, &token)
+    } else {
+        format!("ws://{}{}?token={token}", to.host, to.path)
+    };
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     if o.deflate {
         req.headers_mut().insert(
@@ -256,7 +259,11 @@ async fn connect(
     if answer.headers().contains_key("Sec-WebSocket-Extensions") {
         NEGOTIATED.fetch_add(1, Relaxed);
     }
-    let join = format!(r#"{{"type":"room:join","room":"{room}"}}"#);
+    let mut join = format!(r#"{{"type":"room:join","room":"{room}"}}"#);
+    if sio {
+        socketio::open(&mut ws, &token).await?;
+        join = socketio::event("room:join", &join);
+    }
     ws.send(Message::Text(join))
         .await
         .map_err(|e| e.to_string())?;
@@ -342,7 +349,7 @@ async fn reader(
             Ok(_) => break,
         };
         if let Message::Text(t) = msg {
-            if let Some(sent) = sent_at(&t) {
+            if let Some(sent) = sent_at(socketio::frame_of(&t).unwrap_or(&t)) {
                 let now = origin.elapsed().as_micros() as u64;
                 s.us.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
                 received.fetch_add(1, Relaxed);
@@ -377,6 +384,7 @@ async fn publisher(
     origin: Instant,
     idx: usize,
     pad: String,
+    sio: bool,
 ) -> u64 {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
     tokio::time::sleep(interval.mul_f64(phase)).await;
@@ -387,9 +395,12 @@ async fn publisher(
         let due = (start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64 + 1;
         while sent < due {
             let t = origin.elapsed().as_micros() as u64;
-            let frame = format!(
+            let mut frame = format!(
                 r#"{{"type":"message:send","room":"{room}","data":{{"t":{t},"p":{idx},"pad":"{pad}"}}}}"#
             );
+            if sio {
+                frame = socketio::event("message:send", &frame);
+            }
             if tx.feed(Message::Text(frame)).await.is_err() {
                 return sent;
             }
@@ -462,6 +473,7 @@ async fn traffic(
                     origin,
                     i,
                     pad.clone(),
+                    socketio::is_socketio(&o.targets[(o.offset + i) % o.targets.len()].path),
                 )),
             ));
         } else {
