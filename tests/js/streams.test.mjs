@@ -100,3 +100,43 @@ test("Stop (stream:cancel) stops the service, which stores what it wrote, marked
   assert.equal(view.get(st.stream).cancelled, true);
   await bob.close();
 });
+
+test("a backend streams with fetch and a ReadableStream body (POST /api/streams), as CLIENT.md shows", async () => {
+  const alice = await rawMember("alice-http");
+  const svc = await server.token("http-bot", "HTTP Bot", { role: "service" });
+  const words = ["Streamed ", "over ", "plain ", "HTTP."];
+  let pull = 0;
+  const body = new ReadableStream({
+    async pull(ctl) {
+      if (pull === words.length) return ctl.close();
+      if (pull > 0) {
+        // Each word is written once the member has seen the one before.
+        const seen = words.slice(0, pull).join("");
+        await until(
+          () => alice.frames.filter((f) => f.type === "stream:data" && f.stream === "h1").map((f) => f.chunk).join("") === seen,
+          `alice saw ${JSON.stringify(seen)}`,
+        );
+      }
+      ctl.enqueue(new TextEncoder().encode(words[pull++]));
+    },
+  });
+  const res = await fetch(`http://${server.addr}/api/streams/h1?room=lab`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${svc}`, "content-type": "text/plain" },
+    body,
+    duplex: "half",
+  });
+  const answer = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(answer));
+  const chunks = alice.frames.filter((f) => f.type === "stream:data" && f.stream === "h1");
+  // Each word reached alice before the next was written (the body's pull
+  // waits for it); the server may split a write it got in pieces, never
+  // reorder or lose one.
+  assert.equal(chunks.map((f) => f.chunk).join(""), words.join(""));
+  assert.ok(chunks.length >= words.length, `at least one chunk per write (${chunks.length})`);
+  await until(() => alice.frames.some((f) => f.type === "message:receive" && f.data.stream === "h1"), "the stored message");
+  const stored = alice.frames.find((f) => f.type === "message:receive" && f.data.stream === "h1");
+  assert.equal(stored.data.text, words.join(""));
+  assert.equal(stored.seq, answer.seq);
+  alice.ws.close();
+});
