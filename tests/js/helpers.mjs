@@ -265,3 +265,17 @@ export function within(p, what, ms = WAIT) {
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
+
+/** Resolves once the socket.io-client socket `s` is connected to its
+ * namespace, also if it already is (a WebSocket-only client can be connected
+ * before an `await` in the test returns); rejects with its `connect_error`. */
+export function sioConnected(s) {
+  if (s.connected) return Promise.resolve();
+  return within(
+    new Promise((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("connect_error", reject);
+    }),
+    "connect",
+  );
+}

@@ -420,11 +420,15 @@ test("send with priority and volatile: volatile messages have no seq and do not 
   assert.deepEqual(await ann.send("cls", { n: 3 }, { priority: "critical" }), { seq: 2 });
   await ann.send("cls", { n: 4 }, { priority: "low" });
   await until(() => got.length === 4, "bob got all four");
-  assert.deepEqual(got.map((m) => [m.data.n, m.seq ?? null, m.priority ?? null, m.volatile ?? null]), [
+  const rows = got.map((m) => [m.data.n, m.seq ?? null, m.priority ?? null, m.volatile ?? null]);
+  assert.deepEqual([...rows].sort((a, b) => a[0] - b[0]), [
     [1, 1, null, null],
     [2, null, null, true],
     [3, 2, "critical", null],
     [4, 3, "low", null],
   ]);
+  // A critical message is queued ahead of what is still waiting for bob
+  // (PROTOCOL.md, "Delivery classes"); the others keep their send order.
+  assert.deepEqual(rows.filter((r) => r[2] !== "critical").map((r) => r[0]), [1, 2, 4]);
   await Promise.all([ann.close(), bob.close()]);
 });

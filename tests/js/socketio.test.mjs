@@ -6,7 +6,7 @@ import { test as nodeTest, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
-import { Server, next, until, within, WAIT } from "./helpers.mjs";
+import { Server, next, until, within, WAIT, sioConnected } from "./helpers.mjs";
 
 /** Every test is bounded: a lost answer fails the test, never hangs the file. */
 const test = (name, fn) => nodeTest(name, { timeout: 4 * WAIT }, fn);
@@ -32,19 +32,7 @@ after(() => {
   natives.forEach((c) => c.ws.terminate());
 });
 
-/** Resolves once `s` is connected to its namespace, also if it already is:
- * a WebSocket-only client can be connected before an `await` in the test
- * returns (listening for `connect` only then waited forever). */
-function connected(s) {
-  if (s.connected) return Promise.resolve();
-  return within(
-    new Promise((resolve, reject) => {
-      s.once("connect", resolve);
-      s.once("connect_error", reject);
-    }),
-    "connect",
-  );
-}
+const connected = sioConnected;
 
 /** emitWithAck, bounded. */
 function ask(s, event, arg) {

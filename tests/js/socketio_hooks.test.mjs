@@ -8,7 +8,7 @@ import { test as nodeTest, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { io } from "socket.io-client";
-import { Server, next, within, WAIT } from "./helpers.mjs";
+import { Server, next, within, WAIT, sioConnected } from "./helpers.mjs";
 
 const test = (name, fn) => nodeTest(name, { timeout: 4 * WAIT }, fn);
 
@@ -50,17 +50,7 @@ function sio(options = {}) {
 }
 after(() => sockets.forEach((s) => s.disconnect()));
 
-/** Resolves on `connect`, rejects with the `connect_error`. */
-function connected(s) {
-  if (s.connected) return Promise.resolve();
-  return within(
-    new Promise((resolve, reject) => {
-      s.once("connect", resolve);
-      s.once("connect_error", reject);
-    }),
-    "connect",
-  );
-}
+const connected = sioConnected;
 
 test("long-polling then WebSocket: cookies, a named header and the auth payload reach the hook", async () => {
   const before = calls.length;
