@@ -43,7 +43,7 @@ pub fn parse_family<'a, W: Deserialize<'a> + Typed>(
 }
 
 /// The frame's `id`, when it is a string of the allowed length.
-fn probe_id(text: &[u8]) -> Option<String> {
+pub fn probe_id(text: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Probe {
         #[serde(default)]

@@ -337,10 +337,13 @@ impl Session {
         let now = Instant::now();
         if !self.privileged_rate() {
             if let Err(wait) = self.frames.take(now) {
+                // The refusal names the frame (`ref`), so a client waiting
+                // for that id's answer gets it (a Socket.IO ack, an SDK call).
+                let id = protocol::probe_id(&text);
                 self.push(error_frame(
                     ErrorCode::RateLimited,
                     "too many frames",
-                    None,
+                    id.as_deref(),
                     Some(wait.as_millis() as u64 + 1),
                 ));
                 return;

@@ -377,6 +377,15 @@ impl Engine<Hub> {
                 return self.emit_frame(&err, ty, p.id, None, ctx);
             }
         };
+        let max = self.layer.st.shared.cfg.max_frame;
+        if frame.len() > max {
+            // The session would refuse it unread, naming no id: answered
+            // here, where the ack id is known, so the client's ack resolves.
+            let msg = format!("frame is {} bytes; the limit is {max}", frame.len());
+            let err = error_frame(ErrorCode::TooLarge, &msg, None, None);
+            let ty = crate::relay::event_name(&err);
+            return self.emit_frame(&err, ty, p.id, None, ctx);
+        }
         if let Some(id) = p.id {
             self.layer.sio.acks.insert(id);
             if self.layer.sio.acks.len() > MAX_PENDING_ACKS {

@@ -363,6 +363,7 @@ async fn frame_flood_guard_limits_any_frame() {
     }
     let e = c.recv().await;
     assert_eq!(e["code"], "rate_limited", "{e}");
+    assert_eq!(e["ref"], "p5", "the refusal names the refused frame: {e}");
     assert!(e["retry_after_ms"].as_u64().is_some_and(|r| r > 0), "{e}");
     // One token a second: after a short wait the connection works again.
     tokio::time::sleep(Duration::from_millis(1100)).await;

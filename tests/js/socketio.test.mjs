@@ -333,6 +333,11 @@ test("maxPayload: the client is told the limit, and a message over it ends the c
       assert.equal(s.io.engine._maxPayload, 1024);
       // A message under it is served as usual.
       assert.equal((await ask(s, "ping", {})).type, "pong");
+      // Over SWITCHBOARD_MAX_FRAME but under maxPayload: refused, and the
+      // ack says so; the connection goes on.
+      const over = await ask(s, "message:send", { room: "big", data: "z".repeat(700) });
+      assert.deepEqual([over.type, over.code], ["error", "too_large"], JSON.stringify(over));
+      assert.equal((await ask(s, "ping", {})).type, "pong");
       s.emit("message:send", { room: "big", data: "y".repeat(2000) });
       const reason = await next(s, "disconnect");
       // WebSocket: closed with 1009. Long-polling: the POST is refused (413)
