@@ -4,6 +4,7 @@
 // after every reconnect. docs/CLIENT.md describes it; docs/OT.md the OT.
 
 import { OTClient, cpLength } from "./ot.js";
+import { EventMethods } from "./switchboard-events.js";
 
 /** Error codes that answer a `doc:open` (no `seq`): the document is not open. */
 const OPEN_REFUSALS = new Set(["forbidden", "too_many_docs", "invalid_room", "unavailable", "bad_request"]);
@@ -102,18 +103,6 @@ export class DocumentHandle {
     if (this.closed) return;
     this.ot.close();
     this.shutdown(null);
-  }
-
-  on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
-    return this;
-  }
-
-  off(type, fn) {
-    const set = this.handlers.get(type);
-    if (set) fn ? set.delete(fn) : set.clear();
-    return this;
   }
 
   // ---- from the client ------------------------------------------------------
@@ -234,12 +223,8 @@ export class DocumentHandle {
   }
 
   emit(type, ...args) {
-    for (const fn of [...(this.handlers.get(type) || [])]) {
-      try {
-        fn(...args);
-      } catch (e) {
-        console.error(`switchboard: a document "${type}" handler threw`, e);
-      }
-    }
+    this.dispatch("document ", type, ...args);
   }
 }
+
+Object.assign(DocumentHandle.prototype, EventMethods);

@@ -6,6 +6,7 @@
 // ("Shared state") the frames.
 
 import { SwitchboardError } from "./switchboard-connection.js";
+import { EventMethods } from "./switchboard-events.js";
 
 /** How many times `set(key, fn)` re-applies `fn` after conflicts. */
 const MAX_RETRIES = 20;
@@ -99,30 +100,13 @@ export class StateHandle {
     throw new SwitchboardError("version_conflict", `${key} kept changing`);
   }
 
-  /** `change` ({key, value, version, by, deleted, expired}), `snapshot`
-   * (the handle), `conflict` ({key, version, value, attempt}). */
-  on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
-    return this;
-  }
-
-  off(type, fn) {
-    const set = this.handlers.get(type);
-    if (set) fn ? set.delete(fn) : set.clear();
-    return this;
-  }
-
   // ---- from the client ------------------------------------------------------
 
+  /** Events (`on`/`off`, switchboard-events.js): `change` ({key, value,
+   * version, by, deleted, expired}), `snapshot` (the handle), `conflict`
+   * ({key, version, value, attempt}). */
   emit(type, payload) {
-    for (const fn of [...(this.handlers.get(type) || [])]) {
-      try {
-        fn(payload);
-      } catch (e) {
-        console.error(`switchboard: a state "${type}" handler threw`, e);
-      }
-    }
+    this.dispatch("state ", type, payload);
   }
 
   /** A conflict's report of the key's current value and version. */
@@ -159,3 +143,5 @@ export class StateHandle {
     this.emit("change", { key: f.key, value: f.value, version: f.version, by: f.by, deleted: !!f.deleted, expired: !!f.expired });
   }
 }
+
+Object.assign(StateHandle.prototype, EventMethods);

@@ -16,6 +16,7 @@
 // and the stored `message:receive` whose `data.stream` names it.
 
 import { SwitchboardError } from "./switchboard-connection.js";
+import { EventMethods } from "./switchboard-events.js";
 
 let counter = 0;
 
@@ -66,26 +67,8 @@ export class StreamsView {
     this.streams.clear();
   }
 
-  on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
-    return this;
-  }
-
-  off(type, fn) {
-    const set = this.handlers.get(type);
-    if (set) fn ? set.delete(fn) : set.clear();
-    return this;
-  }
-
   emit(type, payload) {
-    for (const fn of [...(this.handlers.get(type) || [])]) {
-      try {
-        fn(payload);
-      } catch (e) {
-        console.error(`switchboard: a streams "${type}" handler threw`, e);
-      }
-    }
+    this.dispatch("streams ", type, payload);
   }
 
   // ---- frames ---------------------------------------------------------------
@@ -164,6 +147,8 @@ export class StreamsView {
 }
 
 /** The producing side of one stream. */
+Object.assign(StreamsView.prototype, EventMethods);
+
 export class StreamProducer {
   constructor(client, room, { stream, meta, to } = {}) {
     this.client = client;

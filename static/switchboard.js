@@ -13,6 +13,7 @@ import { StateHandle } from "./switchboard-state.js";
 import { StreamsView, StreamProducer } from "./switchboard-streams.js";
 import { ConnectionMethods, RESENDABLE, SwitchboardError } from "./switchboard-connection.js";
 import { RpcMethods } from "./switchboard-rpc.js";
+import { EventMethods } from "./switchboard-events.js";
 
 export { SERVER_FRAME_TYPES } from "./switchboard-transports.js";
 export { DocumentHandle } from "./switchboard-docs.js";
@@ -112,29 +113,14 @@ export class Client {
   /** Calls `fn(frame)` for every server frame of `type` (`"*"`: all frames),
    * and for the client's own events: `state`, `members`, `gap`. */
   on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
+    EventMethods.on.call(this, type, fn);
     if (this.transport && this.transport.listen) this.transport.listen(type);
     return this;
   }
 
-  off(type, fn) {
-    const set = this.handlers.get(type);
-    if (set) fn ? set.delete(fn) : set.clear();
-    return this;
-  }
-
   emit(type, payload) {
-    for (const key of [type, "*"]) {
-      if (key === "*" && !payload?.type) continue;
-      for (const fn of [...(this.handlers.get(key) || [])]) {
-        try {
-          fn(payload);
-        } catch (e) {
-          console.error(`switchboard: a "${type}" handler threw`, e);
-        }
-      }
-    }
+    this.dispatch("", type, payload);
+    if (payload?.type) this.dispatch("", "*", payload);
   }
 
   // ---- API ----------------------------------------------------------------
@@ -841,4 +827,4 @@ export class Client {
   }
 }
 
-Object.assign(Client.prototype, ConnectionMethods, RpcMethods);
+Object.assign(Client.prototype, { off: EventMethods.off, dispatch: EventMethods.dispatch }, ConnectionMethods, RpcMethods);
