@@ -97,13 +97,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         "doc:op" => &["rev", "cid", "seq", "op"],
         "doc:close" => &[],
         "doc:cursor" => &["rev", "cid", "anchor", "head"],
-        other => {
-            let msg = format!(
-                "unknown frame type {other:?}; expected one of {}",
-                DOC_TYPES.join(", ")
-            );
-            return Err(err(ErrorCode::UnknownType, msg, &id));
-        }
+        other => return Err(crate::protocol::unknown_type(other, "doc", &DOC_TYPES, &id)),
     };
     let fields = [
         ("rev", w.rev.is_some()),

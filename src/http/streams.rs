@@ -137,12 +137,11 @@ impl Producer {
                 self.cancelled = a.by;
                 continue;
             }
-            if a.id.as_deref() != Some(id) {
-                self.fail_on(&a)?;
-                continue;
-            }
+            // An error answering any of its frames fails the request.
             self.fail_on(&a)?;
-            return Ok(a);
+            if a.id.as_deref() == Some(id) {
+                return Ok(a);
+            }
         }
     }
 

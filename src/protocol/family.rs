@@ -55,6 +55,19 @@ pub fn probe_id(text: &[u8]) -> Option<String> {
     }
 }
 
+/// `unknown_type` for a frame of the family `family` (such as `"state"`)
+/// whose types are `known`.
+pub fn unknown_type(ty: &str, family: &str, known: &[&str], id: &Option<String>) -> FrameError {
+    FrameError {
+        code: ErrorCode::UnknownType,
+        message: format!(
+            "unknown frame type {ty:?}; the {family} frames are {}",
+            known.join(", ")
+        ),
+        id: id.clone(),
+    }
+}
+
 /// Refuses an `id` over [`MAX_ID_LEN`] (the error names no id: it is not echoed).
 pub fn check_id(id: &Option<String>) -> Result<(), FrameError> {
     match id {

@@ -676,7 +676,7 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
 
 mod family;
 mod server;
-pub use family::{check_fields, check_id, parse_family, probe_id, Typed};
+pub use family::{check_fields, check_id, parse_family, probe_id, unknown_type, Typed};
 pub use server::*;
 
 #[cfg(test)]

@@ -120,11 +120,7 @@ fn build(w: Wire) -> Result<Request, FrameError> {
     let allowed: &[&str] = match ty {
         "rpc:call" => &["to", "method", "params", "timeout_ms"],
         "rpc:result" => &["result", "error"],
-        other => {
-            let known = RPC_TYPES.join(", ");
-            let m = format!("unknown frame type {other:?}; the rpc frames are {known}");
-            return Err(err(ErrorCode::UnknownType, m, &id));
-        }
+        other => return Err(crate::protocol::unknown_type(other, "rpc", &RPC_TYPES, &id)),
     };
     let fields = [
         ("to", w.to.is_some()),

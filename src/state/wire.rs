@@ -103,9 +103,12 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         "state:set" => &["key", "value", "version", "ttl_ms"],
         "state:delete" => &["key", "version"],
         other => {
-            let known = STATE_TYPES.join(", ");
-            let m = format!("unknown frame type {other:?}; the state frames are {known}");
-            return Err(err(ErrorCode::UnknownType, m, &id));
+            return Err(crate::protocol::unknown_type(
+                other,
+                "state",
+                &STATE_TYPES,
+                &id,
+            ))
         }
     };
     let fields = [

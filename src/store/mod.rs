@@ -347,16 +347,25 @@ impl StoreThread {
     pub fn stop(mut self, wait: Duration) {
         self.handle.send(Job::Shutdown);
         let Some(t) = self.thread.take() else { return };
-        let deadline = std::time::Instant::now() + wait;
-        while !t.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if t.is_finished() {
-            let _ = t.join();
-        } else {
+        if !join_within(t, wait) {
             log::warn!("storage: the writer did not finish within {wait:?}");
         }
     }
+}
+
+/// Joins a thread of the embedded database (the writer, the webhook
+/// sender) if it finishes within `wait`; `false` if it did not (it is left).
+pub fn join_within(t: std::thread::JoinHandle<()>, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while !t.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !t.is_finished() {
+        return false;
+    }
+    // A panic in it was logged by the panic hook already.
+    let _ = t.join();
+    true
 }
 
 impl StoreHandle {

@@ -95,9 +95,12 @@ fn build(w: Wire) -> Result<Request, FrameError> {
         "stream:error" => &["room", "reason"],
         "stream:cancel" => &["room"],
         other => {
-            let known = STREAM_TYPES.join(", ");
-            let m = format!("unknown frame type {other:?}; the stream frames are {known}");
-            return Err(err(ErrorCode::UnknownType, m));
+            return Err(crate::protocol::unknown_type(
+                other,
+                "stream",
+                &STREAM_TYPES,
+                &id,
+            ))
         }
     };
     let fields = [

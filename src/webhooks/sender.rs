@@ -69,13 +69,7 @@ impl Sender {
             let _ = s.send(());
         }
         let Some(t) = self.thread.take() else { return };
-        let deadline = std::time::Instant::now() + wait;
-        while !t.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if t.is_finished() {
-            let _ = t.join();
-        } else {
+        if !crate::store::join_within(t, wait) {
             log::warn!("webhooks: the sender did not stop in time; unstored events are lost");
         }
     }
