@@ -70,6 +70,8 @@ pub struct Outbox {
 struct Inner {
     state: Mutex<State>,
     capacity: usize,
+    /// How the queue's reader wants fanned-out frames.
+    flavor: Flavor,
     /// Told once when the queue overflows.
     evict: Recipient<Evict>,
 }
@@ -140,7 +142,49 @@ impl Inner {
     }
 }
 
+/// What a queue's reader reads: our frames, or Socket.IO events (with
+/// recovery offsets or without).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Native,
+    SocketIo { offsets: bool },
+}
+
+/// One frame on its way to many queues: encoded for each flavor once, by
+/// the first queue that wants it, and shared by the others.
+pub struct Fanout<'a> {
+    frame: &'a Bytes,
+    sio: [std::cell::OnceCell<Option<Bytes>>; 2],
+}
+
+impl<'a> Fanout<'a> {
+    pub fn new(frame: &'a Bytes) -> Fanout<'a> {
+        Fanout {
+            frame,
+            sio: Default::default(),
+        }
+    }
+
+    /// The bytes for a queue of `flavor` (the frame itself where the
+    /// Socket.IO engine must handle it per connection).
+    fn for_flavor(&self, flavor: Flavor) -> Bytes {
+        match flavor {
+            Flavor::Native => self.frame.clone(),
+            Flavor::SocketIo { offsets } => self.sio[offsets as usize]
+                .get_or_init(|| crate::socketio::event::encode(self.frame, offsets))
+                .clone()
+                .unwrap_or_else(|| self.frame.clone()),
+        }
+    }
+}
+
 impl Outbox {
+    /// Queues a fanned-out frame as this queue's reader wants it (else as
+    /// [`Outbox::push_as`]).
+    pub fn push_fanout(&self, f: &Fanout, class: Class) -> bool {
+        self.push_as(f.for_flavor(self.inner.flavor), class)
+    }
+
     /// Queues one frame. `false` means the session is gone or too slow (and is
     /// being evicted): the caller should forget it.
     pub fn push(&self, frame: Bytes) -> bool {
@@ -184,23 +228,31 @@ impl Outbox {
         true
     }
 
-    pub fn send(&self, item: Out) -> bool {
+    /// Queues several items in order, under one lock and with one wake-up
+    /// (the Socket.IO engine forwarding what its session queued).
+    pub fn send_many(&self, items: impl IntoIterator<Item = Out>) -> bool {
         let mut st = self.inner.lock();
         if st.closed {
             return false;
         }
-        if st.items.len() >= self.inner.capacity && !st.make_room() {
-            drop(st);
-            self.inner.evict.do_send(Evict);
-            return false;
+        for item in items {
+            if st.items.len() >= self.inner.capacity && !st.make_room() {
+                drop(st);
+                self.inner.evict.do_send(Evict);
+                return false;
+            }
+            st.items.push_back(item);
         }
-        st.items.push_back(item);
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
             w.wake();
         }
         true
+    }
+
+    pub fn send(&self, item: Out) -> bool {
+        self.send_many([item])
     }
 }
 
@@ -250,20 +302,30 @@ impl Receiver {
 
     /// Takes everything queued (at least one item, waiting for it).
     async fn recv_all(&mut self) -> VecDeque<Out> {
-        std::future::poll_fn(|cx| {
-            let mut st = self.inner.lock();
-            if st.items.is_empty() {
-                st.waker = Some(cx.waker().clone());
-                Poll::Pending
-            } else {
-                let items = std::mem::take(&mut st.items);
-                (st.critical, st.droppable) = (0, 0);
-                // Everything is taken: the pressure is off.
-                st.tell_dropped(self.inner.capacity);
-                Poll::Ready(items)
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_recv_all(cx)).await
+    }
+
+    /// Everything queued, or `Pending` (woken when something is).
+    pub fn poll_recv_all(&mut self, cx: &mut Context<'_>) -> Poll<VecDeque<Out>> {
+        let mut st = self.inner.lock();
+        if st.items.is_empty() {
+            st.waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            let items = std::mem::take(&mut st.items);
+            (st.critical, st.droppable) = (0, 0);
+            // Everything is taken: the pressure is off.
+            st.tell_dropped(self.inner.capacity);
+            Poll::Ready(items)
+        }
+    }
+
+    /// Everything queued now, waiting for nothing.
+    pub fn take_all(&mut self) -> VecDeque<Out> {
+        let mut st = self.inner.lock();
+        let items = std::mem::take(&mut st.items);
+        (st.critical, st.droppable) = (0, 0);
+        items
     }
 }
 
@@ -314,6 +376,15 @@ pub struct Queue {
 /// Creates a queue of `capacity` items for the session at `evict`, for any
 /// transport to drain.
 pub fn queue(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, Queue) {
+    queue_as(capacity, evict, Flavor::Native)
+}
+
+/// [`queue`] for a reader of another flavor (a Socket.IO engine).
+pub fn queue_as(
+    capacity: usize,
+    evict: Recipient<Evict>,
+    flavor: Flavor,
+) -> (Outbox, CloseSender, Queue) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             items: VecDeque::new(),
@@ -324,6 +395,7 @@ pub fn queue(capacity: usize, evict: Recipient<Evict>) -> (Outbox, CloseSender, 
             dropped: Dropped::default(),
         }),
         capacity,
+        flavor,
         evict,
     });
     let (close_tx, close) = oneshot::channel();

@@ -276,11 +276,12 @@ impl Room {
     ) -> (usize, Vec<SessionId>) {
         let mut failed = Vec::new();
         let mut sent = 0;
+        let fanout = crate::outbox::Fanout::new(frame);
         for m in self.members.values() {
             if Some(m.session) == except {
                 continue;
             }
-            if m.outbox.push_as(frame.clone(), class) {
+            if m.outbox.push_fanout(&fanout, class) {
                 sent += 1;
             } else {
                 failed.push(m.session);

@@ -14,20 +14,21 @@
 //!   objects in frames going out become attachments again.
 
 use super::engine::{Engine, Layer};
+use super::event;
 use super::packet::{Data, Packet};
 use super::parser::{self, Kind, SioPacket};
-use super::recovery::{self, Tracker};
+use super::recovery::{self, Offset, Tracker};
 use crate::error::{close, ErrorCode, HubError};
 use crate::outbox;
+use crate::outbox::Out;
 use crate::protocol::error_frame;
-use crate::relay::{QueueStream, Queued};
 use crate::session::{self, Session, Transport};
 use actix::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Most ack ids awaiting their reply; past it the oldest is forgotten.
 const MAX_PENDING_ACKS: usize = 4096;
@@ -305,8 +306,14 @@ impl Engine<Hub> {
         let gen = self.layer.sio.gen;
         let sctx = Context::<Session>::new();
         let cap = shared.cfg.outbox;
-        let (outbox, close_tx, queue) = outbox::queue(cap, sctx.address().recipient());
-        ctx.add_stream(QueueStream::new(queue, cap).map(move |q| FromSession { gen, q }));
+        // Room messages come encoded as events, once for all recipients
+        // (`event.rs`); with recovery, with their offsets.
+        let flavor = outbox::Flavor::SocketIo {
+            offsets: self.layer.sio.track.is_some(),
+        };
+        let (outbox, close_tx, queue) = outbox::queue_as(cap, sctx.address().recipient(), flavor);
+        let batches = Batches { q: Some(queue) };
+        ctx.add_stream(batches.map(move |(items, closed)| FromSession { gen, items, closed }));
         let addr = sctx.run(Session::new(
             shared,
             self.layer.st.hub.clone(),
@@ -350,13 +357,9 @@ impl Engine<Hub> {
             return (None, Vec::new());
         }
         let user = ident.user.as_str().to_string();
-        let offset = match offset {
-            None => Some(0),
-            Some(o) => o.parse::<u64>().ok(),
-        };
         let old = pid.and_then(|p| self.layer.st.engines.saved.take(&p, &user));
         if let Some(mut t) = old {
-            if let Some(plan) = offset.and_then(|o| t.plan(o)) {
+            if let Some(plan) = t.plan(offset.as_deref()) {
                 let mut fresh = Tracker::new(std::mem::take(&mut t.pid), user, self.cfg.queue);
                 plan.iter().for_each(|r| fresh.resume(r));
                 return (Some(fresh), plan);
@@ -434,38 +437,38 @@ impl Engine<Hub> {
     }
 
     /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`
-    /// (`[type, frame, "offset"]` with a recovery offset). `ty` is its type.
+    /// (`[type, frame, "<seq>:<room>"]` with a recovery offset). `ty` is its
+    /// type.
     fn emit_frame(
         &mut self,
         frame: &Bytes,
         ty: &str,
         ack: Option<u64>,
-        offset: Option<u64>,
+        offset: Option<Offset>,
         ctx: &mut Context<Self>,
     ) {
-        let binary = memchr::memmem::find(frame, br#""$binary""#).is_some();
+        let offset = offset.map(|(room, seq)| event::offset_of(seq, &room));
+        let binary = event::has_binary(frame);
         if ack.is_none() && !binary {
-            // The hot path (every delivery): the Engine.IO message built in
-            // one buffer, `42["<type>",<frame>(,"<offset>")]`. `ty` is plain
-            // (relay::event_name lets only [A-Za-z0-9_:.-] through).
-            let mut m = BytesMut::with_capacity(frame.len() + ty.len() + 32);
-            m.extend_from_slice(b"42[\"");
-            m.extend_from_slice(ty.as_bytes());
-            m.extend_from_slice(b"\",");
-            m.extend_from_slice(frame);
-            if let Some(o) = offset {
-                m.extend_from_slice(b",\"");
-                push_decimal(&mut m, o);
-                m.put_u8(b'"');
-            }
-            m.put_u8(b']');
-            return self.send_message(m.freeze(), ctx);
+            // One buffer, `42["<type>",<frame>(,"<offset>")]`.
+            let m = match &offset {
+                None => event::wrap(ty, frame, None),
+                Some(o) => {
+                    let Ok(text) = std::str::from_utf8(frame) else {
+                        return;
+                    };
+                    let o = serde_json::Value::from(o.as_str());
+                    Bytes::from(format!("42[\"{ty}\",{text},{o}]"))
+                }
+            };
+            return self.send_message(m, ctx);
         }
         let Ok(text) = std::str::from_utf8(frame) else {
             return;
         };
         if binary {
-            if let Some((json, bins)) = with_attachments(ty, text, ack.is_some(), offset) {
+            if let Some((json, bins)) = with_attachments(ty, text, ack.is_some(), offset.as_deref())
+            {
                 let kind = if ack.is_some() {
                     Kind::BinaryAck
                 } else {
@@ -483,7 +486,7 @@ impl Engine<Hub> {
             Some(n) => parser::encode(Kind::Ack, "/", Some(n), 0, Some(&format!("[{text}]"))),
             None => {
                 let args = match offset {
-                    Some(o) => format!("[\"{ty}\",{text},\"{o}\"]"),
+                    Some(o) => format!("[\"{ty}\",{text},{}]", serde_json::Value::from(o)),
                     None => format!("[\"{ty}\",{text}]"),
                 };
                 parser::encode(Kind::Event, "/", None, 0, Some(&args))
@@ -507,21 +510,6 @@ impl Engine<Hub> {
             self.close("server namespace disconnect", close::NORMAL, ctx);
         }
     }
-}
-
-/// `n` in decimal, without an allocation.
-fn push_decimal(m: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    m.put_slice(&digits[i..]);
 }
 
 /// Our frame for an event: `{"type":name,"id"?:…, …first argument}`.
@@ -582,12 +570,12 @@ fn with_attachments(
     ty: &str,
     frame: &str,
     ack: bool,
-    offset: Option<u64>,
+    offset: Option<&str>,
 ) -> Option<(String, Vec<Bytes>)> {
     let frame: serde_json::Value = serde_json::from_str(frame).ok()?;
     let mut args = match (ack, offset) {
         (true, _) => serde_json::json!([frame]),
-        (false, Some(o)) => serde_json::json!([ty, frame, o.to_string()]),
+        (false, Some(o)) => serde_json::json!([ty, frame, o]),
         (false, None) => serde_json::json!([ty, frame]),
     };
     let mut bins = Vec::new();
@@ -595,27 +583,78 @@ fn with_attachments(
     (!bins.is_empty()).then(|| (args.to_string(), bins))
 }
 
-/// What namespace `/`'s session of generation `gen` sends.
+/// What namespace `/`'s session of generation `gen` queued: everything
+/// at one wake-up, and at the end, after what it queued before it, its close.
 pub struct FromSession {
     gen: u64,
-    q: Queued,
+    items: VecDeque<Out>,
+    closed: Option<(u16, String)>,
+}
+
+/// A session's queue in batches (one lock and one wake-up for all that is
+/// ready, where a stream of items takes one each).
+struct Batches {
+    q: Option<outbox::Queue>,
+}
+
+impl futures_core::Stream for Batches {
+    type Item = (VecDeque<Out>, Option<(u16, String)>);
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(q) = this.q.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(c) = std::pin::Pin::new(&mut q.close).poll(cx) {
+            // The close follows every frame queued before it (the queue's
+            // capacity bounds them).
+            let c = c.unwrap_or_else(|_| (close::GOING_AWAY, "session ended".into()));
+            let items = q.rx.take_all();
+            this.q = None;
+            return Poll::Ready(Some((items, Some(c))));
+        }
+        q.rx.poll_recv_all(cx).map(|items| Some((items, None)))
+    }
+}
+
+impl Engine<Hub> {
+    /// A frame from the session's queue: a fan-out's event joins the `run`
+    /// of them going out together; anything else goes after that run.
+    fn on_queued(&mut self, b: Bytes, run: &mut Vec<Bytes>, ctx: &mut Context<Self>) {
+        if event::is_encoded(&b) {
+            if let Some(t) = self.layer.sio.track.as_mut() {
+                t.observe_event(&b);
+            }
+            run.push(b);
+            return;
+        }
+        self.send_messages(std::mem::take(run), ctx);
+        self.on_frame(b, ctx);
+    }
 }
 
 impl StreamHandler<FromSession> for Engine<Hub> {
     fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
-        match msg.q {
-            // Low and volatile frames (delivery classes) are frames like any
-            // other once the session's queue let them through.
-            Queued::Frame(outbox::Out::Text(b) | outbox::Out::Droppable(b, _)) => {
-                self.on_frame(b, ctx)
+        let mut run = Vec::new();
+        for item in msg.items {
+            match item {
+                // Low and volatile frames (delivery classes) are frames like
+                // any other once the session's queue let them through.
+                Out::Text(b) | Out::Droppable(b, _) => self.on_queued(b, &mut run, ctx),
+                Out::Batch(v) => v.into_iter().for_each(|b| self.on_queued(b, &mut run, ctx)),
+                // The session pings only a WebSocket of its own; binary
+                // frames are the engine's, never the session's.
+                Out::Binary(_) | Out::Ping | Out::Pong(_) => {}
             }
-            Queued::Frame(outbox::Out::Batch(v)) => {
-                v.into_iter().for_each(|b| self.on_frame(b, ctx))
-            }
-            // The session pings only a WebSocket of its own; binary frames
-            // are the engine's, never the session's.
-            Queued::Frame(outbox::Out::Binary(_) | outbox::Out::Ping | outbox::Out::Pong(_)) => {}
-            Queued::Closed(..) => self.on_session_closed(msg.gen, ctx),
+        }
+        self.send_messages(run, ctx);
+        if msg.closed.is_some() {
+            self.on_session_closed(msg.gen, ctx);
         }
     }
 

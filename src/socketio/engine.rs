@@ -233,6 +233,21 @@ impl<L: Layer> Engine<L> {
         self.send(Packet::Message(Data::Text(text)), ctx);
     }
 
+    /// Queues text messages already encoded for a WebSocket, in order (on
+    /// WebSocket: under one lock, with one wake-up of the writer).
+    pub fn send_messages(&mut self, msgs: Vec<Bytes>, ctx: &mut Context<Self>) {
+        if msgs.is_empty() || self.closing.is_some() {
+            return;
+        }
+        if let Some(ws) = &self.ws {
+            ws.out.send_many(msgs.into_iter().map(Out::Text));
+            return;
+        }
+        for m in msgs {
+            self.send_message(m, ctx);
+        }
+    }
+
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.waiter.is_some() && !self.flush_scheduled {
             // Answer on the next turn, so a burst goes out in one response.

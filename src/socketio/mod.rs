@@ -6,6 +6,7 @@
 //!
 //! - `packet.rs`: Engine.IO packets and polling payloads;
 //! - `parser.rs`: Socket.IO packets and binary placeholders;
+//! - `event.rs`: a server frame as an event, encoded once per fan-out;
 //! - `engine.rs`: the Engine actor (one per connection) and its transports,
 //!   generic over the [`engine::Layer`] on top;
 //! - `bridge.rs`: the hub's layer: namespace `/` as a Session;
@@ -15,6 +16,7 @@
 
 pub mod bridge;
 pub mod engine;
+pub mod event;
 mod hook;
 pub mod http;
 pub mod packet;

@@ -2,8 +2,8 @@
 //!
 //! The `CONNECT` answer carries a private session id (`pid`), and every
 //! room message (`message:receive` with a `seq`) goes out with one more
-//! argument, an `offset`: this connection's count of such messages, as a
-//! string. When the link drops (transport close, ping timeout), what the
+//! argument, an `offset`: the message's `"<seq>:<room>"`, the same for every
+//! recipient, so a fan-out encodes the event once (`event.rs`). When the link drops (transport close, ping timeout), what the
 //! connection knew is kept here under its `pid` for the recovery window. A
 //! client coming back sends `pid` and its last `offset` in `CONNECT`; we then
 //! know, per room, the last message it saw, and the new session rejoins each
@@ -12,10 +12,11 @@
 //! `socket.recovered === true`.
 //!
 //! Per room the last `seq` sent is kept, and a ring of the last messages
-//! sent (offset, room, seq): the first message after the client's offset in
-//! a room is where its replay starts. An offset older than the ring, another
+//! sent (room, seq), in the order this connection sent them: the first
+//! message after the client's offset in a room is where its replay starts. An offset older than the ring, another
 //! user, or an expired or unknown `pid`: no recovery, a new session.
 
+use super::event::{self, personal};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
@@ -25,11 +26,12 @@ use std::time::{Duration, Instant};
 /// Where a connection is in one room.
 #[derive(Clone, Debug, PartialEq)]
 struct RoomPos {
-    /// The room's name, shared by its entries in the ring.
     name: Arc<str>,
     epoch: Option<String>,
     /// The last `seq` sent to the client.
     seq: u64,
+    /// Joined (rejoined on recovery); a room only watched is not.
+    followed: bool,
 }
 
 /// What one connection's session sent that recovery needs.
@@ -37,11 +39,16 @@ struct RoomPos {
 pub struct Tracker {
     pub pid: String,
     pub user: String,
-    /// Offsets handed out so far (the last one).
-    offset: u64,
-    rooms: HashMap<String, RoomPos>,
-    ring: VecDeque<(u64, Arc<str>, u64)>,
+    /// Every room a message came from, by the index the ring names it by.
+    rooms: Vec<RoomPos>,
+    index: HashMap<Arc<str>, u32>,
+    /// The room of the last message (most come from the room before).
+    last: u32,
+    /// The last room messages sent, oldest first: room and `seq`.
+    ring: VecDeque<(u32, u64)>,
     cap: usize,
+    /// The ring has let messages go: "saw none" can no longer be planned.
+    overflowed: bool,
 }
 
 /// The fields of a server frame that recovery reads.
@@ -63,60 +70,82 @@ pub struct Rejoin {
     pub since: u64,
 }
 
-/// The room and `seq` of a `message:receive` frame as the rooms write it,
-/// `{"type":"message:receive","room":"<room>","seq":<n>,…`, read without a
-/// parse (this runs for every delivery); `None` for any other shape, which
-/// is then parsed.
-fn message_head(frame: &[u8]) -> Option<(&str, u64)> {
-    let rest = frame.strip_prefix(br#"{"type":"message:receive","room":""#)?;
-    let end = memchr::memchr(b'"', rest)?;
-    let room = &rest[..end];
-    if room.contains(&b'\\') {
-        return None;
-    }
-    let rest = rest[end..].strip_prefix(br#"","seq":"#)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 19 || !matches!(rest.get(digits), Some(b',' | b'}')) {
-        return None;
-    }
-    let seq = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-    Some((std::str::from_utf8(room).ok()?, seq))
-}
-
-fn personal(room: &str) -> bool {
-    room.starts_with("user:")
-}
+/// The room message an offset names.
+pub type Offset = (Arc<str>, u64);
 
 impl Tracker {
     pub fn new(pid: String, user: String, cap: usize) -> Tracker {
         Tracker {
             pid,
             user,
-            offset: 0,
-            rooms: HashMap::new(),
+            rooms: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
             ring: VecDeque::new(),
             cap: cap.max(1),
+            overflowed: false,
         }
+    }
+
+    /// The index of `room` (a new slot, not followed, for a room never seen).
+    fn slot(&mut self, room: &str) -> u32 {
+        if self
+            .rooms
+            .get(self.last as usize)
+            .is_some_and(|p| &*p.name == room)
+        {
+            return self.last;
+        }
+        let i = match self.index.get(room) {
+            Some(i) => *i,
+            None => {
+                let name: Arc<str> = Arc::from(room);
+                let i = self.rooms.len() as u32;
+                self.rooms.push(RoomPos {
+                    name: name.clone(),
+                    epoch: None,
+                    seq: 0,
+                    followed: false,
+                });
+                self.index.insert(name, i);
+                i
+            }
+        };
+        self.last = i;
+        i
+    }
+
+    fn follow(&mut self, room: &str, epoch: Option<String>, seq: u64) {
+        let i = self.slot(room) as usize;
+        self.rooms[i] = RoomPos {
+            name: self.rooms[i].name.clone(),
+            epoch,
+            seq,
+            followed: true,
+        };
     }
 
     /// A rejoined room starts where the client was (its replay follows).
     pub fn resume(&mut self, r: &Rejoin) {
-        let pos = RoomPos {
-            name: Arc::from(r.room.as_str()),
-            epoch: r.epoch.clone(),
-            seq: r.since,
-        };
-        self.rooms.insert(r.room.clone(), pos);
+        self.follow(&r.room, r.epoch.clone(), r.since);
     }
 
-    /// A frame on its way to the client (`ty` is its type): the offset to
-    /// send with it, for a room message.
-    pub fn observe(&mut self, ty: &str, frame: &Bytes) -> Option<u64> {
+    /// An event encoded for every recipient (`event.rs`) on its way to the
+    /// client: a room message with an offset is recorded.
+    pub fn observe_event(&mut self, ev: &[u8]) {
+        if let Some((room, seq)) = event::delivered(ev) {
+            self.delivered(room, seq);
+        }
+    }
+
+    /// A frame on its way to the client (`ty` is its type): the room
+    /// message to send an offset for.
+    pub fn observe(&mut self, ty: &str, frame: &Bytes) -> Option<Offset> {
         if !matches!(ty, "message:receive" | "room:joined" | "room:left") {
             return None;
         }
         if ty == "message:receive" {
-            if let Some((room, seq)) = message_head(frame) {
+            if let Some((room, seq)) = event::message_head(frame) {
                 return self.delivered(room, seq);
             }
         }
@@ -128,20 +157,20 @@ impl Tracker {
         }
         match ty {
             "room:left" => {
-                self.rooms.remove(room.as_ref());
+                if let Some(i) = self.index.get(room.as_ref()) {
+                    self.rooms[*i as usize].followed = false;
+                }
                 None
             }
             "room:joined" => {
-                let known = self.rooms.contains_key(room.as_ref());
+                let known = self
+                    .index
+                    .get(room.as_ref())
+                    .is_some_and(|i| self.rooms[*i as usize].followed);
                 // With `recovered:true` a replay follows: the position is
                 // where it starts (a rejoin of ours), not the room's last seq.
                 if !(known && seen.recovered == Some(true)) {
-                    let pos = RoomPos {
-                        name: Arc::from(room.as_ref()),
-                        epoch: seen.epoch,
-                        seq: seen.seq.unwrap_or(0),
-                    };
-                    self.rooms.insert(room.into_owned(), pos);
+                    self.follow(&room, seen.epoch, seen.seq.unwrap_or(0));
                 }
                 None
             }
@@ -149,44 +178,47 @@ impl Tracker {
         }
     }
 
-    /// A room message: its offset (none for a room not followed).
-    fn delivered(&mut self, room: &str, seq: u64) -> Option<u64> {
+    /// A room message sent (none in a personal room): recorded in the
+    /// ring, also for a room not followed (a watched one), so an offset of
+    /// it can be found.
+    fn delivered(&mut self, room: &str, seq: u64) -> Option<Offset> {
         if personal(room) {
             return None;
         }
-        let pos = self.rooms.get_mut(room)?;
+        let i = self.slot(room);
+        let pos = &mut self.rooms[i as usize];
         pos.seq = pos.seq.max(seq);
-        self.offset += 1;
         if self.ring.len() == self.cap {
             self.ring.pop_front();
+            self.overflowed = true;
         }
-        self.ring.push_back((self.offset, pos.name.clone(), seq));
-        Some(self.offset)
+        self.ring.push_back((i, seq));
+        Some((pos.name.clone(), seq))
     }
 
-    /// The rooms to rejoin for a client whose last offset is `offset`;
-    /// `None` if that cannot be known.
-    pub fn plan(&self, offset: u64) -> Option<Vec<Rejoin>> {
-        if offset > self.offset {
-            return None;
-        }
-        // Every message after `offset` must still be in the ring.
-        let oldest = self.ring.front().map_or(self.offset + 1, |e| e.0);
-        if offset + 1 < oldest {
-            return None;
-        }
-        let mut plan: Vec<Rejoin> = self
-            .rooms
-            .iter()
-            .map(|(room, pos)| {
-                let first_missed = self
-                    .ring
-                    .iter()
-                    .find(|(o, r, _)| *o > offset && r.as_ref() == room.as_str());
+    /// The rooms to rejoin for a client whose last offset is `offset`
+    /// (`None`: it saw no room message); `None` if that cannot be known.
+    pub fn plan(&self, offset: Option<&str>) -> Option<Vec<Rejoin>> {
+        let start = match offset {
+            None if self.overflowed => return None,
+            None => 0,
+            Some(o) => {
+                let (seq, room) = event::parse_offset(o)?;
+                let room = *self.index.get(room)?;
+                // The latest: a new epoch may have numbered it again.
+                let at = self.ring.iter().rposition(|e| *e == (room, seq))?;
+                at + 1
+            }
+        };
+        let mut plan: Vec<Rejoin> = (0..self.rooms.len() as u32)
+            .filter(|i| self.rooms[*i as usize].followed)
+            .map(|i| {
+                let pos = &self.rooms[i as usize];
+                let first_missed = self.ring.range(start..).find(|(r, _)| *r == i);
                 Rejoin {
-                    room: room.clone(),
+                    room: pos.name.to_string(),
                     epoch: pos.epoch.clone(),
-                    since: first_missed.map_or(pos.seq, |(_, _, seq)| seq - 1),
+                    since: first_missed.map_or(pos.seq, |(_, seq)| seq.saturating_sub(1)),
                 }
             })
             .collect();
@@ -236,24 +268,16 @@ impl Saved {
 mod tests {
     use super::*;
 
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    fn off(o: Option<Offset>) -> Option<String> {
+        o.map(|(room, seq)| event::offset_of(seq, &room))
+    }
+
     #[test]
-    fn message_heads_are_read_without_a_parse_or_left_to_it() {
-        let f = br#"{"type":"message:receive","room":"general","seq":58,"from":{}}"#;
-        assert_eq!(message_head(f), Some(("general", 58)));
-        // Escapes, another order, a bad number: left to the parser.
-        let escaped = br#"{"type":"message:receive","room":"a\"b","seq":1}"#;
-        assert_eq!(message_head(escaped), None);
-        let other = br#"{"type":"message:receive","seq":1,"room":"r"}"#;
-        assert_eq!(message_head(other), None);
-        assert_eq!(
-            message_head(br#"{"type":"message:receive","room":"r","seq":1x}"#),
-            None
-        );
-        assert_eq!(
-            message_head(br#"{"type":"message:receive","room":"r","seq":}"#),
-            None
-        );
-        // Both ways give the same offsets.
+    fn both_encodings_record_the_same_offsets() {
         let mut t = Tracker::new("p".into(), "u".into(), 8);
         t.observe(
             "room:joined",
@@ -261,13 +285,14 @@ mod tests {
         );
         let fast = Bytes::from_static(br#"{"type":"message:receive","room":"r","seq":4,"data":1}"#);
         let slow = Bytes::from_static(br#"{"type":"message:receive","seq":5,"room":"r"}"#);
-        assert_eq!(t.observe("message:receive", &fast), Some(1));
-        assert_eq!(t.observe("message:receive", &slow), Some(2));
-        assert_eq!(t.plan(1).unwrap()[0].since, 4);
-    }
-
-    fn b(s: &str) -> Bytes {
-        Bytes::from(s.to_string())
+        assert_eq!(off(t.observe("message:receive", &fast)), Some("4:r".into()));
+        // Another field order: parsed.
+        assert_eq!(off(t.observe("message:receive", &slow)), Some("5:r".into()));
+        let ev = event::encode(br#"{"type":"message:receive","room":"r","seq":6}"#, true).unwrap();
+        t.observe_event(&ev);
+        assert_eq!(t.plan(Some("4:r")).unwrap()[0].since, 4);
+        assert_eq!(t.plan(Some("5:r")).unwrap()[0].since, 5);
+        assert_eq!(t.plan(Some("6:r")).unwrap()[0].since, 6);
     }
 
     #[test]
@@ -284,11 +309,20 @@ mod tests {
                 r#"{{"type":"message:receive","room":"{room}","seq":{seq}}}"#
             ))
         };
-        assert_eq!(t.observe("message:receive", &m("a", 5)), Some(1));
-        assert_eq!(t.observe("message:receive", &m("b", 1)), Some(2));
-        assert_eq!(t.observe("message:receive", &m("a", 6)), Some(3));
+        assert_eq!(
+            off(t.observe("message:receive", &m("a", 5))),
+            Some("5:a".into())
+        );
+        assert_eq!(
+            off(t.observe("message:receive", &m("b", 1))),
+            Some("1:b".into())
+        );
+        assert_eq!(
+            off(t.observe("message:receive", &m("a", 6))),
+            Some("6:a".into())
+        );
         assert_eq!(t.observe("message:receive", &m("user:u", 1)), None);
-        let plan = t.plan(1).unwrap();
+        let plan = t.plan(Some("5:a")).unwrap();
         assert_eq!(
             plan,
             vec![
@@ -304,14 +338,20 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(t.plan(3).unwrap()[0].since, 6);
-        assert!(t.plan(4).is_none(), "an offset never handed out");
-        // The ring holds 3: after a 4th, offset 0 cannot be planned.
+        assert_eq!(t.plan(None).unwrap()[0].since, 4, "saw none");
+        assert_eq!(t.plan(Some("6:a")).unwrap()[0].since, 6);
+        assert!(t.plan(Some("7:a")).is_none(), "an offset never handed out");
+        assert!(t.plan(Some("7")).is_none(), "not an offset");
+        // The ring holds 3: after a 4th, the first is gone, and so is "saw none".
         t.observe("message:receive", &m("b", 2));
-        assert!(t.plan(0).is_none());
-        assert!(t.plan(1).is_some());
+        assert!(t.plan(None).is_none());
+        assert!(t.plan(Some("5:a")).is_none());
+        assert!(t.plan(Some("1:b")).is_some());
         t.observe("room:left", &b(r#"{"type":"room:left","room":"a"}"#));
-        assert_eq!(t.plan(4).unwrap().len(), 1);
+        assert_eq!(t.plan(Some("2:b")).unwrap().len(), 1);
+        // A watched room's message (not followed) still locates an offset.
+        assert!(off(t.observe("message:receive", &m("w", 9))).is_some());
+        assert_eq!(t.plan(Some("9:w")).unwrap()[0].since, 2);
     }
 
     #[test]

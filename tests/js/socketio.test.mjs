@@ -225,26 +225,30 @@ const sessions = async () => (await (await fetch(`${server.url}/healthz`)).json(
 
 for (const transports of [["websocket"], ["polling"]]) {
   test(`recovery over ${transports[0]}: after a dropped link the rooms come back and what was missed arrives once, in order`, async () => {
+    const rooms = ["sio-rec", "sio-rec2"];
     const s = sio({ transports, auth: { token: await server.token("rec-" + transports[0]) } });
     const got = [];
     s.on("message:receive", (m, offset) => {
-      if (m.room === "sio-rec") got.push({ n: m.data.n, seq: m.seq, offset });
+      if (rooms.includes(m.room)) got.push({ room: m.room, n: m.data.n, seq: m.seq, offset });
     });
     const joins = [];
     s.on("room:joined", (f) => joins.push(f.room));
     await connected(s);
     assert.equal(s.recovered, false);
-    await ask(s, "room:join", { room: "sio-rec" });
     const bob = await native(await server.token("rec-bob"));
-    bob.send({ type: "room:join", room: "sio-rec", id: "j" });
-    await bob.next("room:joined", (f) => f.room === "sio-rec");
-    const say = async (n) => {
-      bob.send({ type: "message:send", room: "sio-rec", data: { n }, id: `m${n}` });
+    for (const room of rooms) {
+      await ask(s, "room:join", { room });
+      bob.send({ type: "room:join", room, id: `j-${room}` });
+      await bob.next("room:joined", (f) => f.room === room);
+    }
+    const say = async (room, n) => {
+      bob.send({ type: "message:send", room, data: { n }, id: `m${n}` });
       return (await bob.next("ack", (f) => f.id === `m${n}`)).seq;
     };
-    await say(1);
-    await until(() => got.length === 1, "message 1");
-    assert.equal(typeof got[0].offset, "string", "a room message carries its offset");
+    const seq1 = await say("sio-rec", 1);
+    await say("sio-rec2", 2);
+    await until(() => got.length === 2, "messages 1 and 2");
+    assert.equal(got[0].offset, `${seq1}:sio-rec`, "a room message carries its offset, the message's seq and room");
 
     // Drop the link (no DISCONNECT: the engine's transport closes).
     const before = await sessions();
@@ -252,19 +256,24 @@ for (const transports of [["websocket"], ["polling"]]) {
     s.io.engine.close();
     assert.equal(await gone, "forced close");
     await until(async () => (await sessions()) === before - 1, "the old session to end");
-    const missed = [await say(2), await say(3)];
+    // Missed in both rooms; the client's last offset is in the second.
+    const missed = [await say("sio-rec", 3), await say("sio-rec2", 4), await say("sio-rec", 5)];
 
     s.connect();
     await connected(s);
     assert.equal(s.recovered, true, "socket.recovered");
-    await until(() => got.length === 3, "the missed messages");
-    assert.deepEqual(got.map((g) => g.n), [1, 2, 3]);
-    assert.deepEqual(got.slice(1).map((g) => g.seq), missed);
-    // The room is joined again, silently: live messages arrive, once.
-    await say(4);
-    await until(() => got.length === 4, "message 4");
-    assert.deepEqual(got.map((g) => g.n), [1, 2, 3, 4]);
-    assert.ok(!joins.slice(2).includes("sio-rec"), `no second room:joined: ${joins}`);
+    await until(() => got.length === 5, "the missed messages");
+    const of = (room) => got.filter((g) => g.room === room).map((g) => g.n);
+    assert.deepEqual(of("sio-rec"), [1, 3, 5]);
+    assert.deepEqual(of("sio-rec2"), [2, 4]);
+    assert.deepEqual(got.slice(2).map((g) => g.seq).sort(), missed.slice().sort());
+    // The rooms are joined again, silently: live messages arrive, once.
+    await say("sio-rec", 6);
+    await say("sio-rec2", 7);
+    await until(() => got.length === 7, "messages 6 and 7");
+    assert.deepEqual(of("sio-rec"), [1, 3, 5, 6]);
+    assert.deepEqual(of("sio-rec2"), [2, 4, 7]);
+    assert.ok(!joins.slice(2).some((r) => rooms.includes(r)), `no second room:joined: ${joins}`);
     bob.ws.close();
   });
 }

@@ -715,8 +715,11 @@ impl Room {
     fn broadcast_to_others(&mut self, frame: &Bytes, user: &UserId) {
         let mut failed = Vec::new();
         let mut sent = 0;
+        let fanout = crate::outbox::Fanout::new(frame);
         for m in self.members.values().filter(|m| m.user != *user) {
-            if m.outbox.push(frame.clone()) {
+            if m.outbox
+                .push_fanout(&fanout, crate::delivery::Class::Normal)
+            {
                 sent += 1;
             } else {
                 failed.push(m.session);
