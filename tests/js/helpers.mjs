@@ -74,6 +74,17 @@ export class Server {
     return (await r.json()).token;
   }
 
+  /** The status others see of `user` (GET /api/users/{user}/presence):
+   * `offline` once their last session has ended. */
+  async presenceOf(user) {
+    this.service ||= await this.token("backend", "Backend", { role: "service" });
+    const r = await fetch(`${this.url}/api/users/${encodeURIComponent(user)}/presence`, {
+      headers: { Authorization: `Bearer ${this.service}` },
+    });
+    if (r.status !== 200) throw new Error(`presence: HTTP ${r.status} ${await r.text()}`);
+    return (await r.json()).status;
+  }
+
   /** POST /api/notify as a service: `{notifications:[{user,id}]}`. */
   async notify(to, data) {
     this.service ||= await this.token("backend", "Backend", { role: "service" });

@@ -221,7 +221,6 @@ test("the connection shows in /healthz sessions and ends with the client", async
   await until(async () => (await (await fetch(`${server.url}/healthz`)).json()).sessions === before, "the session to end");
 });
 
-const sessions = async () => (await (await fetch(`${server.url}/healthz`)).json()).sessions;
 
 for (const transports of [["websocket"], ["polling"]]) {
   test(`recovery over ${transports[0]}: after a dropped link the rooms come back and what was missed arrives once, in order`, async () => {
@@ -251,11 +250,11 @@ for (const transports of [["websocket"], ["polling"]]) {
     assert.equal(got[0].offset, `${seq1}:sio-rec`, "a room message carries its offset, the message's seq and room");
 
     // Drop the link (no DISCONNECT: the engine's transport closes).
-    const before = await sessions();
     const gone = next(s, "disconnect");
     s.io.engine.close();
     assert.equal(await gone, "forced close");
-    await until(async () => (await sessions()) === before - 1, "the old session to end");
+    const user = "rec-" + transports[0];
+    await until(async () => (await server.presenceOf(user)) === "offline", "the old session to end");
     // Missed in both rooms; the client's last offset is in the second.
     const missed = [await say("sio-rec", 3), await say("sio-rec2", 4), await say("sio-rec", 5)];
 
@@ -290,9 +289,8 @@ test("no recovery for another user's pid, nor for a client that disconnected its
 
   const other = sio({ transports: ["websocket"], auth: { token: await server.token("rec-other") } });
   await connected(other);
-  const before = await sessions();
   other.io.engine.close();
-  await until(async () => (await sessions()) === before - 1, "the session to end");
+  await until(async () => (await server.presenceOf("rec-other")) === "offline", "the session to end");
   // Someone else presenting that pid is a new session.
   const thief = sio({ transports: ["websocket"], auth: { token: await server.token("rec-thief"), pid: other._pid } });
   await connected(thief);
