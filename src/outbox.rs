@@ -583,6 +583,38 @@ mod tests {
     }
 
     #[test]
+    fn a_fanout_is_encoded_once_per_flavor_and_shared() {
+        actix::System::new().block_on(async {
+            let sink = Sink.start().recipient::<Evict>();
+            let sio = Flavor::SocketIo { offsets: true };
+            let queues = [
+                Flavor::Native,
+                sio,
+                sio,
+                Flavor::SocketIo { offsets: false },
+            ]
+            .map(|f| queue_as(4, sink.clone(), f));
+            let frame = Bytes::from_static(br#"{"type":"message:receive","room":"r","seq":7}"#);
+            let fanout = Fanout::new(&frame);
+            for (o, _, _) in &queues {
+                assert!(o.push_fanout(&fanout, Class::Normal));
+            }
+            let got: Vec<Bytes> = queues
+                .into_iter()
+                .map(|(_, _, mut q)| match q.rx.try_recv() {
+                    Ok(Out::Text(b)) => b,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(got[0], frame);
+            assert!(got[1].ends_with(br#"},"7:r"]"#), "{:?}", got[1]);
+            assert_eq!(got[1].as_ptr(), got[2].as_ptr(), "one buffer for both");
+            assert!(got[3].starts_with(br#"42["message:receive",{"#) && got[3].ends_with(b"}]"));
+            assert_ne!(got[3].as_ptr(), got[1].as_ptr());
+        });
+    }
+
+    #[test]
     fn frame_lengths() {
         let mut b = BytesMut::new();
         put_frame(&mut b, 1, b"hi");
