@@ -273,7 +273,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         presence,
         relays: Arc::new(relay::Registry::default()),
         store: doc_store,
-        engines: Arc::new(socketio::Registry::default()),
+        engines: Arc::new(socketio::Registry::new(shared.cluster.clone())),
     };
 
     let user_timeout = cfg.tcp_user_timeout;

@@ -185,7 +185,10 @@ end
 /// ARGV run, node, user, this node's status ('' = no session here),
 /// last_seen and activity json tail, prefix, force ('1': announce even if
 /// the status across nodes is unchanged), then the rooms this node's
-/// sessions were in. Answers {before, after}.
+/// sessions were in. A user coming online is not announced (as on one
+/// node): their rooms' `room:member_joined` says `online`, and a room
+/// joined before this ran would otherwise get it or not by chance. Answers
+/// {before, after}.
 const PRESENCE: &str = r#"
 local before = agg(KEYS[1])
 if ARGV[4] == '' then
@@ -197,7 +200,7 @@ else
 end
 local after = agg(KEYS[1])
 if after == 'offline' then redis.call('DEL', KEYS[1]) end
-if after ~= before or ARGV[7] == '1' then
+if (after ~= before and before ~= 'offline') or ARGV[7] == '1' then
   local rooms = redis.call('SMEMBERS', KEYS[2])
   for i = 8, #ARGV do table.insert(rooms, ARGV[i]) end
   announce(ARGV[6], ARGV[3], after, ARGV[5], rooms)
@@ -370,9 +373,11 @@ pub enum Lua {
     StateWrite,
     StateExpire,
     Session,
+    SioSave,
+    SioTake,
 }
 
-const ALL: [Lua; 24] = [
+const ALL: [Lua; 26] = [
     Lua::Publish,
     Lua::Load,
     Lua::Range,
@@ -397,6 +402,8 @@ const ALL: [Lua; 24] = [
     Lua::StateWrite,
     Lua::StateExpire,
     Lua::Session,
+    Lua::SioSave,
+    Lua::SioTake,
 ];
 
 impl Lua {
@@ -426,6 +433,8 @@ impl Lua {
             Lua::StateWrite => super::state_scripts::STATE_WRITE,
             Lua::StateExpire => super::state_scripts::STATE_EXPIRE,
             Lua::Session => SESSION,
+            Lua::SioSave => super::recovery_scripts::SIO_SAVE,
+            Lua::SioTake => super::recovery_scripts::SIO_TAKE,
         }
     }
 

@@ -278,7 +278,9 @@ impl Engine<Hub> {
     }
 
     /// Answers the CONNECT and starts namespace `/`'s session as `ident`;
-    /// `resume` is the client's recovery `pid` and `offset`.
+    /// `resume` is the client's recovery `pid` and `offset`. With Redis the
+    /// state the `pid` names is fetched first (it may have been left on
+    /// another node).
     pub(super) fn start_session(
         &mut self,
         ident: crate::auth::Identity,
@@ -286,11 +288,41 @@ impl Engine<Hub> {
         resume: (Option<String>, Option<String>),
         ctx: &mut Context<Self>,
     ) {
+        let (pid, offset) = resume;
+        let user = ident.user.as_str().to_string();
+        let pid = pid.filter(|_| !self.cfg.recovery.is_zero() && !ident.guest);
+        let saved = &self.layer.st.engines.saved;
+        match (pid, saved.shared()) {
+            (Some(pid), Some(c)) => {
+                let fut = recovery::take_shared(c.clone(), pid, user, self.cfg.queue);
+                self.layer.sio.connecting = true;
+                ctx.spawn(fut.into_actor(self).map(move |old, act, ctx| {
+                    act.layer.sio.connecting = false;
+                    act.open_session(ident, client, old, offset, ctx);
+                }));
+            }
+            (pid, _) => {
+                let old = pid.and_then(|p| saved.take(&p, &user));
+                self.open_session(ident, client, old, offset, ctx);
+            }
+        }
+    }
+
+    /// [`Engine::start_session`] once the dropped connection's state
+    /// (`old`) is known.
+    fn open_session(
+        &mut self,
+        ident: crate::auth::Identity,
+        client: crate::session::Client,
+        old: Option<Tracker>,
+        offset: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
         let shared = self.layer.st.shared.clone();
         if self.layer.sio.tag.is_empty() {
             self.layer.sio.tag = crate::ids::random_hex(4);
         }
-        let (track, rejoins) = self.recover(&ident, resume.0, resume.1);
+        let (track, rejoins) = self.recover(&ident, old, offset);
         // The CONNECT answer goes out before anything the session sends.
         let mut answer = serde_json::json!({ "sid": crate::ids::random_hex(10) });
         if let Some(t) = &track {
@@ -346,18 +378,18 @@ impl Engine<Hub> {
     }
 
     /// The recovery state of a new connection, and the rooms to rejoin
-    /// when the client's `pid` and `offset` recover an earlier one.
+    /// when `old` (the state its `pid` named) and its `offset` recover an
+    /// earlier one.
     fn recover(
         &mut self,
         ident: &crate::auth::Identity,
-        pid: Option<String>,
+        old: Option<Tracker>,
         offset: Option<String>,
     ) -> (Option<Tracker>, Vec<recovery::Rejoin>) {
         if self.cfg.recovery.is_zero() || ident.guest {
             return (None, Vec::new());
         }
         let user = ident.user.as_str().to_string();
-        let old = pid.and_then(|p| self.layer.st.engines.saved.take(&p, &user));
         if let Some(mut t) = old {
             if let Some(plan) = t.plan(offset.as_deref()) {
                 let mut fresh = Tracker::new(std::mem::take(&mut t.pid), user, self.cfg.queue);

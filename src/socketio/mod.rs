@@ -170,6 +170,14 @@ impl<L: Layer> Default for Registry<L> {
 }
 
 impl<L: Layer> Registry<L> {
+    /// With Redis, dropped connections' state is kept there.
+    pub fn new(shared: Option<crate::cluster::Cluster>) -> Self {
+        Registry {
+            map: Mutex::default(),
+            saved: recovery::Saved::new(shared),
+        }
+    }
+
     pub fn get(&self, sid: &str) -> Option<Addr<Engine<L>>> {
         self.lock().get(sid).cloned()
     }

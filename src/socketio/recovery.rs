@@ -18,7 +18,7 @@
 
 use super::event::{self, personal};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,6 +48,15 @@ pub struct Tracker {
     ring: VecDeque<(u32, u64)>,
     cap: usize,
     /// The ring has let messages go: "saw none" can no longer be planned.
+    overflowed: bool,
+}
+
+/// A tracker as kept in Redis: its rooms (name, epoch, last `seq`,
+/// followed) and ring.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    rooms: Vec<(String, Option<String>, u64, bool)>,
+    ring: Vec<(u32, u64)>,
     overflowed: bool,
 }
 
@@ -85,6 +94,43 @@ impl Tracker {
             cap: cap.max(1),
             overflowed: false,
         }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let kept = Kept {
+            rooms: (self.rooms.iter())
+                .map(|p| (p.name.to_string(), p.epoch.clone(), p.seq, p.followed))
+                .collect(),
+            ring: self.ring.iter().copied().collect(),
+            overflowed: self.overflowed,
+        };
+        serde_json::to_vec(&kept).unwrap_or_default()
+    }
+
+    /// A tracker kept by another node (`None` if unreadable).
+    fn decode(pid: String, user: String, cap: usize, bytes: &[u8]) -> Option<Tracker> {
+        let kept: Kept = serde_json::from_slice(bytes).ok()?;
+        let mut t = Tracker::new(pid, user, cap);
+        for (name, epoch, seq, followed) in kept.rooms {
+            let i = t.slot(&name) as usize;
+            t.rooms[i] = RoomPos {
+                name: t.rooms[i].name.clone(),
+                epoch,
+                seq,
+                followed,
+            };
+        }
+        let n = t.rooms.len() as u32;
+        if kept.ring.iter().any(|(r, _)| *r >= n) {
+            return None;
+        }
+        t.ring = kept.ring.into();
+        t.overflowed = kept.overflowed;
+        while t.ring.len() > t.cap {
+            t.ring.pop_front();
+            t.overflowed = true;
+        }
+        Some(t)
     }
 
     /// The index of `room` (a new slot, not followed, for a room never seen).
@@ -227,15 +273,43 @@ impl Tracker {
     }
 }
 
-/// What dropped connections left, by `pid`, for the recovery window.
+/// What dropped connections left, by `pid`, for the recovery window: in
+/// this process, or with Redis in Redis, so a client may come back on any
+/// node.
 #[derive(Default)]
 pub struct Saved {
     map: Mutex<HashMap<String, (Instant, Tracker)>>,
     swept_at: Mutex<usize>,
+    shared: Option<crate::cluster::Cluster>,
+}
+
+/// Only a `pid` of ours (32 hex digits) is looked up.
+fn plausible(pid: &str) -> bool {
+    pid.len() == 32 && pid.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Saved {
+    pub fn new(shared: Option<crate::cluster::Cluster>) -> Saved {
+        Saved {
+            shared,
+            ..Saved::default()
+        }
+    }
+
+    /// Redis, when the state is kept there.
+    pub fn shared(&self) -> Option<&crate::cluster::Cluster> {
+        self.shared.as_ref()
+    }
+
     pub fn save(&self, t: Tracker, window: Duration) {
+        if let Some(c) = &self.shared {
+            let ms = window.as_millis().max(1).to_string();
+            let key = c.key(&format!("sio:{}", t.pid));
+            let args = vec![t.user.clone().into_bytes(), t.encode(), ms.into_bytes()];
+            // Queued now, in order with the session's leave; nobody waits.
+            drop(c.script(crate::cluster::scripts::Lua::SioSave, vec![key], args));
+            return;
+        }
         let now = Instant::now();
         let mut map = self.lock();
         let mut swept = self.swept_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +335,26 @@ impl Saved {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Tracker)>> {
         // Every operation is one insert/remove/retain.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// [`Saved::take`] from Redis (`cap`: the new tracker's ring). A Redis
+/// that cannot answer is no recovery, never an error.
+pub async fn take_shared(
+    c: crate::cluster::Cluster,
+    pid: String,
+    user: String,
+    cap: usize,
+) -> Option<Tracker> {
+    if !plausible(&pid) {
+        return None;
+    }
+    let key = c.key(&format!("sio:{pid}"));
+    let args = vec![user.clone().into_bytes()];
+    let answer = c.script(crate::cluster::scripts::Lua::SioTake, vec![key], args);
+    match answer.await {
+        Ok(redis::Value::BulkString(b)) => Tracker::decode(pid, user, cap, &b),
+        _ => None,
     }
 }
 
@@ -352,6 +446,29 @@ mod tests {
         // A watched room's message (not followed) still locates an offset.
         assert!(off(t.observe("message:receive", &m("w", 9))).is_some());
         assert_eq!(t.plan(Some("9:w")).unwrap()[0].since, 2);
+    }
+
+    #[test]
+    fn a_tracker_kept_elsewhere_plans_the_same() {
+        let mut t = Tracker::new("p".into(), "u".into(), 4);
+        let j = r#"{"type":"room:joined","room":"a","seq":4,"epoch":"e"}"#;
+        t.observe("room:joined", &b(j));
+        let m = |room: &str, seq: u64| {
+            b(&format!(
+                r#"{{"type":"message:receive","room":"{room}","seq":{seq}}}"#
+            ))
+        };
+        for (room, seq) in [("a", 5), ("w", 1), ("a", 6)] {
+            t.observe("message:receive", &m(room, seq));
+        }
+        let back = Tracker::decode("p".into(), "u".into(), 4, &t.encode()).unwrap();
+        for offset in [None, Some("5:a"), Some("1:w"), Some("6:a"), Some("9:a")] {
+            assert_eq!(back.plan(offset), t.plan(offset), "{offset:?}");
+        }
+        assert!(Tracker::decode("p".into(), "u".into(), 4, b"{}").is_none());
+        let bad = br#"{"rooms":[],"ring":[[3,1]],"overflowed":false}"#;
+        assert!(Tracker::decode("p".into(), "u".into(), 4, bad).is_none());
+        assert!(plausible(&crate::ids::random_hex(16)) && !plausible("x"));
     }
 
     #[test]

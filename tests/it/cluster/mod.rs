@@ -11,6 +11,7 @@ pub mod redis;
 mod rpc;
 mod signal;
 mod soak;
+mod socketio;
 mod state;
 mod streams;
 mod webhooks;
