@@ -162,6 +162,9 @@ pub struct ClusterConfig {
     /// `SWITCHBOARD_NODE_TTL_MS` (default 15000): a node silent this long is
     /// taken for dead and its sessions are removed from member lists.
     pub node_ttl: Duration,
+    /// `SWITCHBOARD_REDIS_CA_FILE`: PEM CA bundle for `rediss://` (default:
+    /// the system's trusted roots).
+    pub ca_file: Option<String>,
 }
 
 impl ClusterConfig {
@@ -193,6 +196,7 @@ impl ClusterConfig {
             node,
             prefix,
             node_ttl,
+            ca_file: var("SWITCHBOARD_REDIS_CA_FILE"),
         }))
     }
 }

@@ -24,21 +24,27 @@ pub struct Req {
 /// Most commands in one pipeline.
 const BATCH: usize = 512;
 
-pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, String> {
+/// Connects, retrying for a while; each failure is written to `last` (so
+/// a caller that stops waiting can say why).
+pub async fn connect(
+    client: &redis::Client,
+    last: &std::sync::Mutex<String>,
+) -> Result<ConnectionManager, String> {
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
         .set_response_timeout(Some(std::time::Duration::from_secs(5)))
         .set_number_of_retries(2)
         .set_max_delay(std::time::Duration::from_millis(500));
-    let mut last = String::new();
+    let mut error = String::new();
     for _ in 0..20 {
         match client.get_connection_manager_with_config(cfg.clone()).await {
             Ok(c) => return Ok(c),
-            Err(e) => last = e.to_string(),
+            Err(e) => error = e.to_string(),
         }
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = error.clone();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    Err(last)
+    Err(error)
 }
 
 fn build(op: &Op, run_id: &str) -> redis::Cmd {

@@ -264,11 +264,25 @@ pub fn unavailable() -> HubError {
     )
 }
 
-/// Connects to Redis (waiting up to 10 s for it) and starts the node's
+/// The Redis client of `SWITCHBOARD_REDIS_URL`: `rediss://` verifies the
+/// server with `SWITCHBOARD_REDIS_CA_FILE`, else with the system's roots.
+fn client(cfg: &ClusterConfig) -> Result<redis::Client, String> {
+    let bad = |e: redis::RedisError| format!("SWITCHBOARD_REDIS_URL: {e}");
+    let Some(path) = &cfg.ca_file else {
+        return redis::Client::open(cfg.url.as_str()).map_err(bad);
+    };
+    let pem = std::fs::read(path).map_err(|e| format!("SWITCHBOARD_REDIS_CA_FILE {path}: {e}"))?;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(cfg.url.as_str(), certs).map_err(bad)
+}
+
+/// Connects to Redis (waiting up to 15 s for it) and starts the node's
 /// Redis thread: the command lane, the subscriber, the heartbeat.
 pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
-    let client =
-        redis::Client::open(cfg.url.as_str()).map_err(|e| format!("SWITCHBOARD_REDIS_URL: {e}"))?;
+    let client = client(cfg)?;
     crate::ids::set_node(&cfg.node);
     let arbiter = Arbiter::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -292,8 +306,10 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
         }),
     };
     let c = cluster.clone();
+    let last_error = Arc::new(Mutex::new(String::new()));
+    let last = last_error.clone();
     arbiter.spawn(async move {
-        let conn = match lane::connect(&client).await {
+        let conn = match lane::connect(&client, &last).await {
             Ok(conn) => conn,
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
@@ -317,10 +333,15 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
     match ready_rx.recv_timeout(std::time::Duration::from_secs(15)) {
         Ok(Ok(())) => Ok((cluster, arbiter)),
         Ok(Err(e)) => Err(format!("cannot reach Redis at {}: {e}", redact(&cfg.url))),
-        Err(_) => Err(format!(
-            "cannot reach Redis at {}: timed out",
-            redact(&cfg.url)
-        )),
+        Err(_) => {
+            let last = last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let why = if last.is_empty() {
+                "timed out".into()
+            } else {
+                format!("timed out; {last}")
+            };
+            Err(format!("cannot reach Redis at {}: {why}", redact(&cfg.url)))
+        }
     }
 }
 

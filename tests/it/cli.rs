@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The binary with no `SWITCHBOARD_*` setting from the test's environment.
 fn bare() -> Command {
@@ -121,30 +121,13 @@ fn a_missing_or_empty_secret_file_is_a_configuration_error() {
     ] {
         let mut env = env;
         env.extend([("PORT", "0"), ("SWITCHBOARD_DB", "off")]);
-        let mut child = bare()
+        let child = bare()
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{env:?}: the server started (dev mode?) instead of refusing");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (status, err) = refused_start(child, Duration::from_secs(20));
         assert_eq!(status.code(), Some(2), "{env:?}: {err}");
         assert!(
             err.contains("SWITCHBOARD_JWT_SECRET_FILE") && err.contains(why),

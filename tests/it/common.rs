@@ -633,3 +633,25 @@ pub fn without_sessions(members: &Value) -> Value {
     }
     v
 }
+
+/// Waits (at most `within`) for a server that must refuse to start to exit:
+/// its status and what it wrote to stderr (piped). Kills it and panics if
+/// it is still running then.
+pub fn refused_start(
+    mut child: std::process::Child,
+    within: Duration,
+) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -14,4 +14,5 @@ mod soak;
 mod socketio;
 mod state;
 mod streams;
+mod tls;
 mod webhooks;

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// Speaking only TLS: the directory with its test CA (`ca.pem`).
+    tls: Option<std::path::PathBuf>,
 }
 
 impl Redis {
@@ -15,18 +17,63 @@ impl Redis {
         let mut r = Redis {
             child: None,
             port: free_port(),
+            tls: None,
         };
         r.run();
         r
     }
 
+    /// A Redis that speaks only TLS (`rediss://`), with a certificate for
+    /// 127.0.0.1 from a fresh test CA; answers it and the CA file.
+    pub fn tls() -> (Redis, std::path::PathBuf) {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-rediss-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        crate::broker::test_ca(&dir);
+        let mut r = Redis {
+            child: None,
+            port,
+            tls: Some(dir.clone()),
+        };
+        r.run();
+        (r, dir.join("ca.pem"))
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn run(&mut self) {
+        let port = self.port.to_string();
+        let listen: Vec<String> = match &self.tls {
+            None => vec!["--port".into(), port],
+            Some(d) => {
+                let f = |n: &str| d.join(n).display().to_string();
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port,
+                    "--tls-cert-file".into(),
+                    f("server.pem"),
+                    "--tls-key-file".into(),
+                    f("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    f("ca.pem"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
