@@ -587,22 +587,8 @@ mod tests {
     #[test]
     fn a_failed_write_is_refused_with_unavailable_and_the_resend_lands() {
         actix::System::new().block_on(async {
-            let limits = crate::history::HistoryLimits {
-                entries: 10,
-                bytes: 1 << 20,
-                keys: Default::default(),
-            };
             let presence = Presence::new(Duration::from_secs(60)).start();
-            let hub = Hub::new(
-                presence,
-                vec![],
-                limits,
-                10,
-                1 << 20,
-                Duration::from_secs(5),
-                16,
-            )
-            .start();
+            let hub = Hub::for_tests(presence);
             let store = FlakyStore::default().start();
             let doc_limits = Limits {
                 max_chars: 100,

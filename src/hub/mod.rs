@@ -101,6 +101,23 @@ impl Actor for Hub {
 }
 
 impl Hub {
+    /// The small limits unit tests run rooms and hubs with.
+    #[cfg(test)]
+    pub fn test_limits() -> HistoryLimits {
+        HistoryLimits {
+            entries: 10,
+            bytes: 1 << 20,
+            keys: Default::default(),
+        }
+    }
+
+    /// A hub for unit tests (no arbiters, [`Hub::test_limits`]).
+    #[cfg(test)]
+    pub fn for_tests(presence: Addr<Presence>) -> Addr<Hub> {
+        let t = Duration::from_secs(5);
+        Hub::new(presence, vec![], Hub::test_limits(), 10, 1 << 20, t, 16).start()
+    }
+
     pub fn new(
         presence: Addr<Presence>,
         arbiters: Vec<ArbiterHandle>,

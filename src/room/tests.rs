@@ -12,21 +12,8 @@ fn a_mass_drop_out_is_handled_without_recursion() {
     actix::System::new().block_on(async {
         let sink = Sink.start().recipient::<Evict>();
         let presence = Presence::new(Duration::from_secs(60)).start();
-        let limits = crate::history::HistoryLimits {
-            entries: 10,
-            bytes: 1 << 20,
-            keys: Default::default(),
-        };
-        let hub = Hub::new(
-            presence,
-            vec![],
-            limits,
-            10,
-            1 << 20,
-            Duration::from_secs(5),
-            16,
-        )
-        .start();
+        let limits = Hub::test_limits();
+        let hub = Hub::for_tests(presence);
         let ttl = Duration::from_secs(5);
         let mut room = Room::new(
             RoomName::parse("big").unwrap(),

@@ -469,8 +469,9 @@ impl Engine<Hub> {
     }
 
     /// Sends a frame as `ACK [frame]` (with `ack`) or `EVENT [type, frame]`
-    /// (`[type, frame, "<seq>:<room>"]` with a recovery offset). `ty` is its
-    /// type.
+    /// (`[type, frame, "<seq>:<room>"]` with a recovery offset), as
+    /// `BINARY_*` with attachments when it holds `$binary` objects. `ty` is
+    /// its type.
     fn emit_frame(
         &mut self,
         frame: &Bytes,
@@ -479,28 +480,14 @@ impl Engine<Hub> {
         offset: Option<Offset>,
         ctx: &mut Context<Self>,
     ) {
-        let offset = offset.map(|(room, seq)| event::offset_of(seq, &room));
-        let binary = event::has_binary(frame);
-        if ack.is_none() && !binary {
-            // One buffer, `42["<type>",<frame>(,"<offset>")]`.
-            let m = match &offset {
-                None => event::wrap(ty, frame, None),
-                Some(o) => {
-                    let Ok(text) = std::str::from_utf8(frame) else {
-                        return;
-                    };
-                    let o = serde_json::Value::from(o.as_str());
-                    Bytes::from(format!("42[\"{ty}\",{text},{o}]"))
-                }
-            };
-            return self.send_message(m, ctx);
-        }
         let Ok(text) = std::str::from_utf8(frame) else {
             return;
         };
-        if binary {
-            if let Some((json, bins)) = with_attachments(ty, text, ack.is_some(), offset.as_deref())
-            {
+        if event::has_binary(frame) {
+            let o = offset
+                .as_ref()
+                .map(|(room, seq)| event::offset_of(*seq, room));
+            if let Some((json, bins)) = with_attachments(ty, text, ack.is_some(), o.as_deref()) {
                 let kind = if ack.is_some() {
                     Kind::BinaryAck
                 } else {
@@ -514,17 +501,18 @@ impl Engine<Hub> {
                 return;
             }
         }
-        let out = match ack {
-            Some(n) => parser::encode(Kind::Ack, "/", Some(n), 0, Some(&format!("[{text}]"))),
-            None => {
-                let args = match offset {
-                    Some(o) => format!("[\"{ty}\",{text},{}]", serde_json::Value::from(o)),
-                    None => format!("[\"{ty}\",{text}]"),
-                };
-                parser::encode(Kind::Event, "/", None, 0, Some(&args))
+        match ack {
+            Some(n) => {
+                let args = format!("[{text}]");
+                self.send_sio(parser::encode(Kind::Ack, "/", Some(n), 0, Some(&args)), ctx)
             }
-        };
-        self.send_sio(out, ctx);
+            // Room names hold nothing to escape (`RoomName`), so the offset
+            // is written as the fan-out writes it.
+            None => {
+                let o = offset.as_ref().map(|(room, seq)| (room.as_ref(), *seq));
+                self.send_message(event::wrap(ty, frame, o), ctx)
+            }
+        }
     }
 
     /// Namespace `/`'s session ended on the server's side: `DISCONNECT`,

@@ -180,7 +180,7 @@ impl Tracker {
     /// client: a room message with an offset is recorded.
     pub fn observe_event(&mut self, ev: &[u8]) {
         if let Some((room, seq)) = event::delivered(ev) {
-            self.delivered(room, seq);
+            self.record(room, seq);
         }
     }
 
@@ -224,10 +224,17 @@ impl Tracker {
         }
     }
 
-    /// A room message sent (none in a personal room): recorded in the
-    /// ring, also for a room not followed (a watched one), so an offset of
-    /// it can be found.
+    /// A room message sent (none in a personal room), and the offset to
+    /// send with it.
     fn delivered(&mut self, room: &str, seq: u64) -> Option<Offset> {
+        let i = self.record(room, seq)?;
+        Some((self.rooms[i as usize].name.clone(), seq))
+    }
+
+    /// Records a room message sent (none in a personal room) in the ring,
+    /// also for a room not followed (a watched one), so an offset of it can
+    /// be found; its room's index.
+    fn record(&mut self, room: &str, seq: u64) -> Option<u32> {
         if personal(room) {
             return None;
         }
@@ -239,7 +246,7 @@ impl Tracker {
             self.overflowed = true;
         }
         self.ring.push_back((i, seq));
-        Some((pos.name.clone(), seq))
+        Some(i)
     }
 
     /// The rooms to rejoin for a client whose last offset is `offset`
