@@ -193,9 +193,12 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
 
     let room_threads = cfg.workers.max(1);
     let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
-    let presence = presence::Presence::new(cfg.presence_idle)
-        .with_cluster(cluster.clone())
-        .start();
+    let presence = presence::Presence::new(cfg.presence_idle);
+    let presence = match &cluster {
+        Some(c) => presence.with_engine(Box::new(cluster::presence::Shared(c.clone()))),
+        None => presence,
+    }
+    .start();
     // Documents keep their op logs and snapshots in the embedded database.
     let doc_store = store::Store::new(writer.handle()).start();
     let hub = hub::Hub::new(

@@ -19,6 +19,7 @@ mod feed;
 mod lane;
 mod node;
 mod note_scripts;
+pub mod presence;
 mod recovery_scripts;
 pub mod scripts;
 mod state_scripts;

@@ -145,13 +145,10 @@ pub async fn presence(
 ) -> Result<HttpResponse, HubError> {
     privileged(&req, &st)?;
     let user = user_param(&path)?;
-    let view = match &st.shared.cluster {
-        Some(c) => crate::presence::shared_user(c, user).await?,
-        None => st
-            .presence
-            .send(crate::presence::GetUser(user))
-            .await
-            .map_err(|_| HubError::new(ErrorCode::Internal, "presence unavailable"))?,
-    };
+    let view = st
+        .presence
+        .send(crate::presence::GetUser(user))
+        .await
+        .map_err(|_| HubError::new(ErrorCode::Internal, "presence unavailable"))??;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -1,11 +1,18 @@
 //! The Presence actor: per user, across all their sessions, the status other
 //! members see. Online while a session is connected, away after an idle
 //! period, offline when the last session leaves; `busy`/`away` when chosen.
-//! Every change is encoded once and sent to each room the user is in.
+//! Every change is encoded once and sent to each room the user is in, by
+//! the presence engine (`engine.rs`): this node alone, or Redis combining
+//! every node's view.
 
-use crate::ids::{now_ms, RoomName, UserId};
+mod engine;
+
+pub use engine::{Engine, Local, Seen};
+
+use crate::error::HubError;
+use crate::ids::{RoomName, UserId};
 use crate::protocol::Status;
-use crate::room::{MemberStatus, Room};
+use crate::room::Room;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,14 +38,22 @@ impl UserPresence {
             (_, s, _) => s,
         }
     }
+
+    fn seen<'a>(&'a self, user: &'a UserId) -> Seen<'a> {
+        Seen {
+            user,
+            status: self.status(),
+            activity: self.activity.as_ref(),
+            rooms: &self.rooms,
+        }
+    }
 }
 
 pub struct Presence {
     idle_after: Duration,
     users: HashMap<UserId, UserPresence>,
-    /// With several nodes: statuses are combined across nodes in Redis and
-    /// published to the user's rooms there (`cluster::scripts`, PRESENCE).
-    cluster: Option<crate::cluster::Cluster>,
+    /// Who combines and announces statuses (`engine.rs`).
+    engine: Box<dyn Engine>,
 }
 
 impl Presence {
@@ -46,100 +61,20 @@ impl Presence {
         Presence {
             idle_after,
             users: HashMap::new(),
-            cluster: None,
+            engine: Box::new(Local),
         }
     }
 
-    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Presence {
-        self.cluster = c;
+    /// Combines and announces statuses through `engine` instead of [`Local`].
+    pub fn with_engine(mut self, engine: Box<dyn Engine>) -> Presence {
+        self.engine = engine;
         self
     }
 
-    /// Records this node's status of `user` in Redis ('' when it has no
-    /// session of theirs left; `rooms` are then the rooms they were in here)
-    /// and lets the script announce the status across nodes if it changed
-    /// (or always, with `force`: a new activity text).
-    fn share(&self, user: &UserId, force: bool, rooms: Vec<RoomName>) {
-        let Some(c) = &self.cluster else { return };
-        let p = self.users.get(user).filter(|p| p.sessions > 0);
-        let status = p.map_or("", |p| p.status().as_str());
-        let mut tail = now_ms().to_string();
-        if let Some(a) = p.and_then(|p| p.activity.as_deref()) {
-            tail.push_str(",\"activity\":");
-            tail.push_str(&serde_json::to_string(a).unwrap_or_else(|_| "null".into()));
-        }
-        let mut args = vec![
-            c.node().as_bytes().to_vec(),
-            user.as_str().as_bytes().to_vec(),
-            status.as_bytes().to_vec(),
-            tail.into_bytes(),
-            c.prefix().as_bytes().to_vec(),
-            if force { b"1".to_vec() } else { b"0".to_vec() },
-        ];
-        args.extend(rooms.iter().map(|r| r.as_str().as_bytes().to_vec()));
-        let fut = c.script(
-            crate::cluster::Lua::Presence,
-            vec![
-                c.user_key(user, "p"),
-                c.user_key(user, "rooms"),
-                c.key(&format!("node:{}:users", c.node())),
-            ],
-            args,
-        );
-        let user = user.clone();
-        let activity = p.and_then(|p| p.activity.clone());
-        actix::spawn(async move {
-            match fut.await {
-                // The status across nodes changed here: this node tells the webhook.
-                Ok(redis::Value::Array(v)) => {
-                    let text = |i: usize| match v.get(i) {
-                        Some(redis::Value::BulkString(b)) => {
-                            String::from_utf8_lossy(b).into_owned()
-                        }
-                        _ => String::new(),
-                    };
-                    let (before, after) = (text(0), text(1));
-                    let status =
-                        serde_json::from_value::<Status>(serde_json::Value::String(after.clone()));
-                    if let (Ok(status), true) = (status, before != after || force) {
-                        crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
-                            user: user.as_str(),
-                            status,
-                            activity: activity.as_deref().filter(|_| status != Status::Offline),
-                        });
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => log::warn!("presence of {user} not shared: {}", e.message),
-            }
-        });
-    }
-
-    fn update(user: &UserId, p: &UserPresence) -> MemberStatus {
-        MemberStatus {
-            user: user.clone(),
-            status: p.status(),
-            activity: p.activity.clone(),
-            last_seen: now_ms(),
-        }
-    }
-
-    /// Sends the user's current status to every room the user is in; each room
-    /// encodes it once (with its name) for all its members.
-    fn announce(&self, user: &UserId) {
-        if self.cluster.is_some() {
-            return self.share(user, false, Vec::new());
-        }
+    /// Tells the engine the user's status (or activity) changed here.
+    fn announce(&self, user: &UserId, chosen: bool) {
         if let Some(p) = self.users.get(user) {
-            let update = Self::update(user, p);
-            crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
-                user: user.as_str(),
-                status: update.status,
-                activity: update.activity.as_deref().filter(|_| p.sessions > 0),
-            });
-            for (addr, _) in p.rooms.values() {
-                addr.do_send(update.clone());
-            }
+            self.engine.changed(p.seen(user), chosen);
         }
     }
 
@@ -156,7 +91,7 @@ impl Presence {
             }
         }
         for u in changed {
-            self.announce(&u);
+            self.announce(&u, false);
         }
     }
 }
@@ -199,15 +134,9 @@ impl Handler<Opened> for Presence {
         let first = p.sessions == 1;
         if p.idle {
             p.idle = false;
-            self.announce(&msg.user);
-        } else if first && self.cluster.is_some() {
-            self.share(&msg.user, false, Vec::new());
+            self.engine.changed(p.seen(&msg.user), false);
         } else if first {
-            crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
-                user: msg.user.as_str(),
-                status: Status::Online,
-                activity: None,
-            });
+            self.engine.online(p.seen(&msg.user));
         }
     }
 }
@@ -228,15 +157,9 @@ impl Handler<Closed> for Presence {
             return;
         };
         p.sessions = p.sessions.saturating_sub(1);
-        if p.sessions == 0 && self.cluster.is_some() {
-            let rooms = p.rooms.keys().cloned().collect();
-            self.share(&msg.user, false, rooms);
-            self.users.remove(&msg.user);
-            return;
-        }
         if p.sessions == 0 {
             // Tell every room the user was in, then forget the user.
-            self.announce(&msg.user);
+            self.engine.offline(p.seen(&msg.user));
             self.users.remove(&msg.user);
             return;
         }
@@ -270,14 +193,7 @@ impl Handler<JoinedRoom> for Presence {
         let slot = p.rooms.entry(msg.room).or_insert((msg.addr.clone(), 0));
         slot.0 = msg.addr.clone();
         slot.1 += 1;
-        // With several nodes the join script announces the status.
-        if self.cluster.is_some() {
-            return;
-        }
-        // The room assumes "online" for a new member; correct it if needed.
-        if p.status() != Status::Online || p.activity.is_some() {
-            msg.addr.do_send(Self::update(&msg.user, p));
-        }
+        self.engine.joined(p.seen(&msg.user), &msg.addr);
     }
 }
 
@@ -323,10 +239,7 @@ impl Handler<SetStatus> for Presence {
         p.activity = msg.activity.map(Arc::from);
         p.idle = false;
         p.last_active = Instant::now();
-        if self.cluster.is_some() {
-            return self.share(&msg.user, true, Vec::new());
-        }
-        self.announce(&msg.user);
+        self.announce(&msg.user, true);
     }
 }
 
@@ -350,7 +263,7 @@ impl Handler<Activity> for Presence {
             let before = p.status();
             p.idle = false;
             if p.status() != before {
-                self.announce(&msg.user);
+                self.announce(&msg.user, false);
             }
         }
     }
@@ -365,13 +278,13 @@ pub struct UserView {
     pub rooms: Vec<String>,
 }
 
-/// `user`'s status and rooms on this node.
+/// `user`'s status and rooms (on this node, or across nodes: the engine's answer).
 #[derive(Message)]
-#[rtype(result = "UserView")]
+#[rtype(result = "Result<UserView, HubError>")]
 pub struct GetUser(pub UserId);
 
 impl Handler<GetUser> for Presence {
-    type Result = MessageResult<GetUser>;
+    type Result = ResponseFuture<Result<UserView, HubError>>;
 
     fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
         let p = self.users.get(&msg.0).filter(|p| p.sessions > 0);
@@ -385,57 +298,10 @@ impl Handler<GetUser> for Presence {
             })
             .unwrap_or_default();
         rooms.sort();
-        MessageResult(UserView {
+        self.engine.lookup(UserView {
             status: p.map_or(Status::Offline, |p| p.status()),
             user: msg.0,
             rooms,
         })
     }
-}
-
-/// `user`'s status across nodes (the most present one any node has) and
-/// the rooms they are in on any node, from Redis.
-pub async fn shared_user(
-    c: &crate::cluster::Cluster,
-    user: UserId,
-) -> Result<UserView, crate::error::HubError> {
-    use crate::cluster::scripts::{array, text};
-    let statuses = c
-        .command(redis::cmd("HVALS").arg(c.user_key(&user, "p")).clone())
-        .await?;
-    let rooms = c
-        .command(
-            redis::cmd("SMEMBERS")
-                .arg(c.user_key(&user, "rooms"))
-                .clone(),
-        )
-        .await?;
-    let status = array(&statuses)
-        .iter()
-        .filter_map(text)
-        .filter_map(|s| match s {
-            "online" => Some(Status::Online),
-            "busy" => Some(Status::Busy),
-            "away" => Some(Status::Away),
-            _ => None,
-        })
-        .max_by_key(|s| match s {
-            Status::Online => 3,
-            Status::Busy => 2,
-            Status::Away => 1,
-            Status::Offline => 0,
-        })
-        .unwrap_or(Status::Offline);
-    let mut rooms: Vec<String> = array(&rooms)
-        .iter()
-        .filter_map(text)
-        .filter(|r| !r.starts_with("user:"))
-        .map(str::to_string)
-        .collect();
-    rooms.sort();
-    Ok(UserView {
-        user,
-        status,
-        rooms,
-    })
 }
