@@ -77,7 +77,7 @@ pub struct Shared {
     /// The Redis link when nodes share state (`SWITCHBOARD_REDIS_URL`).
     pub cluster: Option<cluster::Cluster>,
     /// Users' notifications: in the embedded database or in Redis.
-    pub notifications: notifications::Notifications,
+    pub notifications: Arc<dyn notifications::Inbox>,
     /// Guest sessions open per client address (`SWITCHBOARD_GUESTS_PER_IP`).
     pub guests: Arc<clientaddr::GuestCount>,
 }
@@ -182,11 +182,13 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cluster: cluster.clone(),
         guests: Default::default(),
         store: writer.handle(),
-        notifications: notifications::Notifications::new(
-            writer.handle(),
-            cluster.clone(),
-            cfg.storage.notifications_per_user,
-        ),
+        notifications: match &cluster {
+            Some(c) => Arc::new(cluster::inbox::Shared {
+                cluster: c.clone(),
+                per_user: cfg.storage.notifications_per_user,
+            }),
+            None => Arc::new(notifications::Local(writer.handle())),
+        },
         cfg,
     });
     let cfg = &shared.cfg;

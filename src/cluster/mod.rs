@@ -16,6 +16,7 @@
 
 mod doc_scripts;
 mod feed;
+pub mod inbox;
 mod lane;
 mod node;
 mod note_scripts;

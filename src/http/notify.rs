@@ -81,7 +81,7 @@ pub async fn notify(
             sender,
             body.data.get().to_string(),
             now_ms(),
-            st.hub.clone(),
+            st.hub.clone().recipient(),
         )
         .await?;
     let list: Vec<_> = stored

@@ -83,20 +83,10 @@ impl Handler<Direct> for Hub {
     }
 }
 
-/// From storage: frames for every session of a user (a new notification and
-/// the unread count, or the count after some were marked read). Sent in the
-/// order the writer committed them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ToUser {
-    pub user: UserId,
-    pub frames: Vec<Bytes>,
-}
-
-impl Handler<ToUser> for Hub {
+impl Handler<crate::store::ToUser> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::store::ToUser, _: &mut Context<Self>) {
         if let Some(c) = &self.cluster {
             // To the user's sessions on every node, in this order.
             for f in msg.frames {
@@ -117,26 +107,10 @@ impl Handler<ToUser> for Hub {
     }
 }
 
-/// From storage, after `Connect`: the user's unread count (for the session
-/// that connected) and the direct messages stored while they had no session
-/// (for all of their sessions, oldest first, once).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UserLoaded {
-    pub user: UserId,
-    pub session: SessionId,
-    /// `None` when storage failed to read it.
-    pub unread: Option<u64>,
-    /// `(id, direct:receive frame)`, oldest first.
-    pub inbox: Vec<(u64, Bytes)>,
-    /// Messages dropped by `SWITCHBOARD_OFFLINE_DMS` since the user was last told.
-    pub dropped: u64,
-}
-
-impl Handler<UserLoaded> for Hub {
+impl Handler<crate::store::UserLoaded> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: UserLoaded, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::store::UserLoaded, _: &mut Context<Self>) {
         let Some(mut load) = self.inboxes.remove(&msg.user) else {
             return;
         };

@@ -313,7 +313,7 @@ impl Handler<Connect> for Hub {
             store.send(Job::LoadUser {
                 user: msg.from.user.clone(),
                 session: msg.session,
-                hub: ctx.address(),
+                hub: ctx.address().recipient(),
             });
         }
         self.users

@@ -149,7 +149,7 @@ impl Session {
                 id,
             ),
             ClientFrame::NotificationRead { mark } => {
-                notes.mark(user, mark, outbox, id, self.hub.clone())
+                notes.mark(user, mark, outbox, id, self.hub.clone().recipient())
             }
             _ => {}
         }

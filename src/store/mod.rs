@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  Room ──Job::Message──┐                       ┌─► ack / storage_error → sender's outbox
-//!  Hub ──inbox, users───┼─► writer thread ──────┼─► hub::ToUser / hub::UserLoaded → Hub
+//!  Hub ──inbox, users───┼─► writer thread ──────┼─► ToUser / UserLoaded → Hub
 //!  Session ──notif.─────┤   (batch: BEGIN …     └─► oneshot replies (API, rooms loading,
 //!  Store actor ◄─docs───┘    jobs … COMMIT)          documents)
 //! ```
@@ -34,7 +34,6 @@ use crate::auth::glob;
 use crate::config::StorageConfig;
 use crate::docstore::{AppendDocOps, DocState, LoadDoc, SaveDocSnapshot};
 use crate::error::{ErrorCode, HubError};
-use crate::hub::Hub;
 use crate::ids::{RoomName, SessionId, UserId};
 use crate::outbox::Outbox;
 use actix::prelude::*;
@@ -44,6 +43,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// From storage, to whoever knows the sessions (the Hub): frames for every session of a user (a new notification and
+/// the unread count, or the count after some were marked read). Sent in the
+/// order the writer committed them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUser {
+    pub user: UserId,
+    pub frames: Vec<Bytes>,
+}
+
+/// From storage, after `Connect`: the user's unread count (for the session
+/// that connected) and the direct messages stored while they had no session
+/// (for all of their sessions, oldest first, once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UserLoaded {
+    pub user: UserId,
+    pub session: SessionId,
+    /// `None` when storage failed to read it.
+    pub unread: Option<u64>,
+    /// `(id, direct:receive frame)`, oldest first.
+    pub inbox: Vec<(u64, Bytes)>,
+    /// Messages dropped by `SWITCHBOARD_OFFLINE_DMS` since the user was last told.
+    pub dropped: u64,
+}
 
 /// How a room's messages are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,7 +215,7 @@ pub enum Job {
         sender: String,
         data: String,
         ts: u64,
-        hub: Addr<Hub>,
+        hub: Recipient<ToUser>,
         reply: oneshot::Sender<Result<Vec<(UserId, u64)>, HubError>>,
     },
     ListNotifications {
@@ -206,13 +231,13 @@ pub enum Job {
         mark: Mark,
         outbox: Outbox,
         id: Option<String>,
-        hub: Addr<Hub>,
+        hub: Recipient<ToUser>,
     },
     /// A session of `user` connected: its unread count and waiting messages.
     LoadUser {
         user: UserId,
         session: SessionId,
-        hub: Addr<Hub>,
+        hub: Recipient<UserLoaded>,
     },
     /// A direct message for a user with no session.
     StoreDirect {

@@ -12,7 +12,6 @@ use super::db::{describe, Db, NotificationRow, RoomTail, SqlResult};
 use super::{Job, RoomPolicy, Waiter};
 use crate::docstore::DocState;
 use crate::error::{ErrorCode, HubError};
-use crate::hub;
 use crate::ids::{now_ms, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::Outbox;
@@ -494,7 +493,7 @@ impl Writer {
                             ts,
                             read: false,
                         };
-                        hub.do_send(hub::ToUser {
+                        hub.do_send(super::ToUser {
                             user: user.clone(),
                             frames: vec![
                                 encode(&ServerFrame::NotificationNew { notification }),
@@ -540,7 +539,7 @@ impl Writer {
                     if let Some(id) = &id {
                         outbox.push(encode(&ServerFrame::Ack { id, seq: None }));
                     }
-                    hub.do_send(hub::ToUser {
+                    hub.do_send(super::ToUser {
                         user,
                         frames: vec![encode(&ServerFrame::NotificationCount { unread })],
                     });
@@ -557,7 +556,7 @@ impl Writer {
                         (None, Vec::new(), 0)
                     }
                 };
-                hub.do_send(hub::UserLoaded {
+                hub.do_send(super::UserLoaded {
                     user,
                     session,
                     unread,
