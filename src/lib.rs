@@ -195,6 +195,11 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
 
     let room_threads = cfg.workers.max(1);
     let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
+    // Which node numbers broker messages into mapped rooms.
+    let ingestion: Arc<dyn mqtt::ingest::Ingestion> = match &cluster {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(mqtt::ingest::Local),
+    };
     let presence = presence::Presence::new(cfg.presence_idle);
     let presence = match &cluster {
         Some(c) => presence.with_engine(Box::new(cluster::presence::Shared(c.clone()))),
@@ -235,6 +240,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         .with_cluster(cluster.clone()),
     )
     .with_store(writer.handle())
+    .with_ingestion(ingestion.clone())
     .with_cluster(cluster)
     .start();
     // The bridge gets its own thread: its fan-out to MQTT subscribers and its
@@ -254,11 +260,9 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
             });
             monitor::BridgeHandle { addr, status }
         });
-    if let (Some(c), Some(b)) = (&shared.cluster, &bridge) {
-        if !cfg.mqtt.rooms.is_empty() {
-            let status = b.status.clone();
-            c.want_mqtt_lease(move || status.get().connected);
-        }
+    if let (Some(b), false) = (&bridge, cfg.mqtt.rooms.is_empty()) {
+        let status = b.status.clone();
+        ingestion.offer(Box::new(move || status.get().connected));
     }
     let monitor = monitor::Monitor::new(
         hub.clone(),

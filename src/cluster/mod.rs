@@ -95,13 +95,6 @@ impl Cluster {
         self.inner.gaps.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Competes for the lease to ingest MQTT messages into mapped rooms
-    /// whenever `ready` says it can (its bridge is connected).
-    pub fn want_mqtt_lease(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
-        let _ = self.inner.lease_gate.set(Box::new(ready));
-        self.inner.wants_lease.store(true, Ordering::Relaxed);
-    }
-
     /// Whether this node runs a bridge with mapped rooms.
     pub fn competes_for_lease(&self) -> bool {
         self.inner.wants_lease.load(Ordering::Relaxed)
@@ -383,5 +376,19 @@ mod tests {
             "redis://***@h:6379/0"
         );
         assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}
+
+/// With Redis the node holding the MQTT lease ingests (`node.rs` renews
+/// and takes it over).
+impl crate::mqtt::ingest::Ingestion for Cluster {
+    fn ingests(&self) -> bool {
+        self.mqtt_leader()
+    }
+
+    /// Competes for the lease whenever `ready` says it can.
+    fn offer(&self, ready: Box<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.inner.lease_gate.set(ready);
+        self.inner.wants_lease.store(true, Ordering::Relaxed);
     }
 }

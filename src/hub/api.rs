@@ -82,9 +82,9 @@ impl Handler<MqttToRoom> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: MqttToRoom, ctx: &mut Context<Self>) {
-        // With several nodes, the holder of the lease numbers broker
-        // messages into mapped rooms; the others' copies are dropped.
-        if self.cluster.as_ref().is_some_and(|c| !c.mqtt_leader()) {
+        // With several nodes, one numbers broker messages into mapped
+        // rooms; the others' copies are dropped.
+        if !self.ingestion.ingests() {
             return;
         }
         let r = self.room(&msg.room, ctx);

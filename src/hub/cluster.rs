@@ -13,6 +13,15 @@ impl Hub {
         self
     }
 
+    /// Asks `ingestion` before numbering broker messages into mapped rooms.
+    pub fn with_ingestion(
+        mut self,
+        ingestion: std::sync::Arc<dyn crate::mqtt::ingest::Ingestion>,
+    ) -> Hub {
+        self.ingestion = ingestion;
+        self
+    }
+
     /// Subscribes to the broadcast channel and asks to hear of re-registrations.
     pub(super) fn start_cluster(&mut self, ctx: &mut Context<Self>) {
         let Some(c) = &self.cluster else { return };

@@ -67,6 +67,8 @@ pub struct Hub {
     /// whether Redis has confirmed each.
     user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
     me: Option<Addr<Hub>>,
+    /// Whether this node numbers broker messages into mapped rooms.
+    ingestion: std::sync::Arc<dyn crate::mqtt::ingest::Ingestion>,
     /// Bounds of every room's shared state.
     state_limits: crate::state::StateLimits,
     stream_limits: crate::streams::StreamLimits,
@@ -148,6 +150,7 @@ impl Hub {
             cluster: None,
             user_subs: HashMap::new(),
             me: None,
+            ingestion: std::sync::Arc::new(crate::mqtt::ingest::Local),
             state_limits: Default::default(),
             stream_limits: Default::default(),
             room_rules: Default::default(),

@@ -18,9 +18,11 @@
 //! - [`pipeline`]: publishes waiting for the broker, acks after PUBACK.
 //! - [`status`]: the bridge state read by `/healthz`, `/metrics`, the monitor.
 //! - [`session`]: the client frames, as a session handles them.
+//! - [`ingest`]: which node numbers broker messages into mapped rooms.
 
 pub mod access;
 pub mod bridge;
+pub mod ingest;
 pub mod link;
 pub mod message;
 pub mod payload;
