@@ -367,18 +367,6 @@ pub(crate) fn reregister() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            super::redact("redis://:secret@h:6379/0"),
-            "redis://***@h:6379/0"
-        );
-        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
-    }
-}
-
 /// With Redis the node holding the MQTT lease ingests (`node.rs` renews
 /// and takes it over).
 impl crate::mqtt::ingest::Ingestion for Cluster {
@@ -390,5 +378,17 @@ impl crate::mqtt::ingest::Ingestion for Cluster {
     fn offer(&self, ready: Box<dyn Fn() -> bool + Send + Sync>) {
         let _ = self.inner.lease_gate.set(ready);
         self.inner.wants_lease.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            super::redact("redis://:secret@h:6379/0"),
+            "redis://***@h:6379/0"
+        );
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
     }
 }
