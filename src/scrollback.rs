@@ -15,36 +15,15 @@
 use crate::error::HubError;
 use crate::history::History;
 use crate::ids::{now_ms, RoomName};
+pub use crate::protocol::page::{PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::store::reader::{ReadPage, ReaderHandle};
 use crate::store::StoreHandle;
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// Messages in a page when the request names no `limit`.
-pub const DEFAULT_LIMIT: usize = 50;
-/// Most messages in one page; a larger `limit` is lowered to this.
-pub const MAX_LIMIT: usize = 500;
 /// Most bytes of messages in one page (the first message always fits): a
 /// page of large messages has fewer than `limit`, and `more` says so.
 pub const MAX_PAGE_BYTES: usize = 1 << 20;
-
-/// Which page: the newest `limit` messages with seq below `before`
-/// (`None`: the room's newest).
-#[derive(Clone, Copy, Debug)]
-pub struct PageRequest {
-    pub before: Option<u64>,
-    pub limit: usize,
-}
-
-impl PageRequest {
-    /// `limit` defaulted and capped.
-    pub fn new(before: Option<u64>, limit: Option<u64>) -> PageRequest {
-        let limit = limit.map_or(DEFAULT_LIMIT, |l| {
-            usize::try_from(l).unwrap_or(MAX_LIMIT).min(MAX_LIMIT)
-        });
-        PageRequest { before, limit }
-    }
-}
 
 /// A finished page.
 #[derive(Debug)]

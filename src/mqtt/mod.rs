@@ -17,11 +17,13 @@
 //! - [`subs`]: who wants what, and the broker's subscription set.
 //! - [`pipeline`]: publishes waiting for the broker, acks after PUBACK.
 //! - [`status`]: the bridge state read by `/healthz`, `/metrics`, the monitor.
+//! - [`frame`]: the client frames, parsed.
 //! - [`session`]: the client frames, as a session handles them.
 //! - [`ingest`]: which node numbers broker messages into mapped rooms.
 
 pub mod access;
 pub mod bridge;
+pub mod frame;
 pub mod ingest;
 pub mod link;
 pub mod message;

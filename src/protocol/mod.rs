@@ -43,6 +43,13 @@ impl Status {
     }
 }
 
+/// Which notifications to mark read (`notification:read`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mark {
+    Ids(Vec<u64>),
+    All,
+}
+
 /// A parsed, validated client frame.
 #[derive(Debug)]
 pub enum ClientFrame {
@@ -85,7 +92,7 @@ pub enum ClientFrame {
     /// A `state:*` frame (shared state), parsed by `state::wire`.
     State(crate::state::wire::StateRequest),
     /// `mqtt:subscribe`, `mqtt:unsubscribe`, `mqtt:publish`.
-    Mqtt(crate::mqtt::session::MqttFrame),
+    Mqtt(crate::mqtt::frame::MqttFrame),
     /// A page of the user's notifications, newest first.
     NotificationList {
         before: Option<u64>,
@@ -94,19 +101,19 @@ pub enum ClientFrame {
     },
     /// Marks some (`ids`) or all of the user's notifications read.
     NotificationRead {
-        mark: crate::store::Mark,
+        mark: Mark,
     },
     /// A page of a room's history before a seq (`history:get`).
     HistoryGet {
         room: RoomName,
-        page: crate::scrollback::PageRequest,
+        page: page::PageRequest,
     },
     /// WebRTC signaling to one session sharing `room` (`signal`).
     Signal(crate::signal::Signal),
     /// `rpc:call`, `rpc:result` (tool calls), parsed by `rpc::wire`.
     Rpc(crate::rpc::wire::RpcRequest),
     /// `room:watch`, `room:unwatch` (services), parsed by `watch`.
-    Watch(crate::watch::WatchRequest),
+    Watch(crate::watch::wire::WatchRequest),
     /// A `stream:*` frame (AI response streams), parsed by `streams::wire`.
     Stream(crate::streams::wire::StreamRequest),
 }
@@ -276,7 +283,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
     if let Some(rpc) = crate::rpc::wire::parse(text) {
         return rpc;
     }
-    if let Some(watch) = crate::watch::parse(text) {
+    if let Some(watch) = crate::watch::wire::parse(text) {
         return watch;
     }
     if let Some(stream) = crate::streams::wire::parse(text) {
@@ -468,7 +475,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
             ClientFrame::Presence { status, activity }
         }
         "mqtt:subscribe" | "mqtt:unsubscribe" | "mqtt:publish" => {
-            let fields = crate::mqtt::session::MqttFields {
+            let fields = crate::mqtt::frame::MqttFields {
                 filter: wire.filter.as_deref(),
                 topic: wire.topic.as_deref(),
                 payload: wire.payload,
@@ -476,7 +483,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
                 retain: wire.retain,
                 binary: wire.binary,
             };
-            let frame = crate::mqtt::session::MqttFrame::parse(ty, &fields);
+            let frame = crate::mqtt::frame::MqttFrame::parse(ty, &fields);
             ClientFrame::Mqtt(frame.map_err(|(code, m)| err(code, m, &id))?)
         }
         "notification:list" => {
@@ -501,9 +508,9 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         "notification:read" => {
             let mark = match (wire.ids.clone(), wire.all) {
                 (Some(ids), None | Some(false)) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => {
-                    crate::store::Mark::Ids(ids)
+                    Mark::Ids(ids)
                 }
-                (None, Some(true)) => crate::store::Mark::All,
+                (None, Some(true)) => Mark::All,
                 _ => {
                     return Err(err(
                         ErrorCode::BadRequest,
@@ -518,7 +525,7 @@ pub fn parse(text: &[u8]) -> Result<Request, FrameError> {
         }
         "history:get" => ClientFrame::HistoryGet {
             room: room(&wire)?,
-            page: crate::scrollback::PageRequest::new(wire.before, wire.limit),
+            page: page::PageRequest::new(wire.before, wire.limit),
         },
         "signal" => {
             let fields = crate::signal::SignalFields {
@@ -675,6 +682,7 @@ fn classify(text: &[u8], e: serde_json::Error) -> FrameError {
 }
 
 mod family;
+pub mod page;
 mod server;
 pub use family::{check_fields, check_id, parse_family, probe_id, unknown_type, Typed};
 pub use server::*;

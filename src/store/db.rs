@@ -72,12 +72,7 @@ pub struct NotificationRow {
     pub read: bool,
 }
 
-/// Which notifications to mark read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mark {
-    Ids(Vec<u64>),
-    All,
-}
+pub use crate::protocol::Mark;
 
 pub struct Db {
     pub(super) conn: Connection,
