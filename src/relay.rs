@@ -534,24 +534,6 @@ impl Handler<End> for Relay {
     }
 }
 
-/// The frame's `type`, read from the front of an encoded server frame (they
-/// all start with it); `message` for anything else.
-pub fn event_name(frame: &[u8]) -> &str {
-    const PREFIX: &[u8] = br#"{"type":""#;
-    frame
-        .strip_prefix(PREFIX)
-        .and_then(|rest| {
-            let end = rest.iter().position(|&b| b == b'"')?;
-            let name = &rest[..end];
-            name.iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"_:-.".contains(b))
-                .then(|| std::str::from_utf8(name).ok())
-                .flatten()
-        })
-        .filter(|n| !n.is_empty())
-        .unwrap_or("message")
-}
-
 /// One SSE event. A frame is one JSON line, but client-sent `data` keeps its
 /// own whitespace, which may hold line breaks: each line becomes a `data:`
 /// line, which the event-stream format joins back with `\n`.
@@ -560,7 +542,7 @@ pub fn put_event(buf: &mut BytesMut, key: &str, cursor: u64, frame: &[u8]) {
     buf.put_slice(b"id: ");
     buf.put_slice(key.as_bytes());
     buf.put_slice(format!(":{cursor}\nevent: ").as_bytes());
-    buf.put_slice(event_name(frame).as_bytes());
+    buf.put_slice(crate::protocol::event_name(frame).as_bytes());
     buf.put_slice(b"\n");
     for line in frame.split(|&b| b == b'\n' || b == b'\r') {
         buf.put_slice(b"data: ");
@@ -626,8 +608,11 @@ mod tests {
             &b[..],
             b"id: k:8\nevent: x\ndata: {\"type\":\"x\",\"data\":{\ndata: \ndata: \"a\":1}}\n\n"
         );
-        assert_eq!(event_name(br#"{"type":"a\nb"}"#), "message");
-        assert_eq!(event_name(b"[]"), "message");
+        assert_eq!(
+            crate::protocol::event_name(br#"{"type":"a\nb"}"#),
+            "message"
+        );
+        assert_eq!(crate::protocol::event_name(b"[]"), "message");
     }
 
     #[test]

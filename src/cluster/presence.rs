@@ -7,10 +7,9 @@
 use super::{scripts, Cluster, Lua};
 use crate::error::HubError;
 use crate::ids::{now_ms, UserId};
-use crate::presence::{Engine, Seen, UserView};
+use crate::presence::{Engine, MemberStatus, Seen, UserView};
 use crate::protocol::Status;
-use crate::room::Room;
-use actix::Addr;
+use actix::Recipient;
 use futures_util::future::LocalBoxFuture;
 
 /// Presence combined across nodes in Redis.
@@ -88,7 +87,7 @@ impl Engine for Shared {
     }
 
     /// The join script announces the member's status across nodes.
-    fn joined(&self, _: Seen<'_>, _: &Addr<Room>) {}
+    fn joined(&self, _: Seen<'_>, _: &Recipient<MemberStatus>) {}
 
     /// The user's status across nodes (the most present one any node has)
     /// and the rooms they are in on any node.

@@ -14,9 +14,9 @@ mod streams;
 mod users;
 pub mod ws;
 
-use crate::auth::Identity;
 use crate::error::{ErrorCode, HubError};
 use crate::metrics::METRICS;
+use crate::session::Admitted;
 use crate::Shared;
 use actix_web::dev::RequestHead;
 use actix_web::middleware::Compress;
@@ -178,15 +178,6 @@ pub fn admit_capacity(shared: &Shared) -> Result<(), HubError> {
 /// The client's address for a request (see `clientaddr`).
 pub fn client_addr(head: &RequestHead, shared: &Shared) -> std::net::IpAddr {
     crate::clientaddr::of_request(head, &shared.cfg.trusted_proxies)
-}
-
-/// Who a new session is: its identity if known at admission, and its
-/// client's address with, for a guest, its place in the per-address count.
-pub struct Admitted {
-    pub ident: Option<Identity>,
-    pub client: crate::session::Client,
-    /// Set when the connect hook is to decide who the session is.
-    pub connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
 /// Admission for a new session on any transport: refuses during shutdown and

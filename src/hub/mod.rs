@@ -11,8 +11,7 @@ use crate::metrics::METRICS;
 use crate::outbox::Outbox;
 use crate::presence::{self, Presence};
 use crate::protocol::{encode, error_frame, From, MemberInfo, ServerFrame};
-use crate::room::{self, HistoryView, Member, Origin, Room};
-use crate::session::{Close, Session};
+use crate::room::{self, HistoryView, Member, Origin, Room, RoomFailed, RoomIdle};
 use crate::store::{Job, StoreHandle};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant};
 struct SessionEntry {
     from: From,
     outbox: Outbox,
-    addr: Addr<Session>,
+    addr: Recipient<Order>,
     rooms: HashSet<RoomName>,
 }
 
@@ -243,7 +242,11 @@ impl Hub {
         if !self.rooms.contains_key(name) {
             // With Redis, the room is read from there (nothing is kept idle).
             let history = self.take_idle(name);
-            let (hub, ttl, room_name) = (ctx.address(), self.typing_ttl, name.clone());
+            let (hub, ttl, room_name) = (
+                room::Owner::of(ctx.address()),
+                self.typing_ttl,
+                name.clone(),
+            );
             let queue = self.room_queue;
             // Not in the LRU: its history, if any, is in storage.
             let load = history.is_none();
@@ -283,6 +286,27 @@ impl Hub {
     }
 }
 
+/// What the Hub tells a session to do: close (shutdown, the server API),
+/// join or leave a room because the application's backend said so, or
+/// take a tool call or its answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Order {
+    Close {
+        code: u16,
+        reason: String,
+    },
+    /// Join without the token's room rules; the client gets an unsolicited
+    /// `room:joined` (no `id`).
+    Join(RoomName),
+    /// Leave; the client gets `room:left` (no `id`).
+    Leave(RoomName),
+    /// A tool call for the session (`rpc:*`).
+    Call(crate::rpc::Incoming),
+    /// The answer to a call the session made.
+    Answer(crate::rpc::Answered),
+}
+
 /// A session is authenticated and ready.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -290,7 +314,8 @@ pub struct Connect {
     pub session: SessionId,
     pub from: From,
     pub outbox: Outbox,
-    pub addr: Addr<Session>,
+    /// Where the Hub's orders for the session go.
+    pub addr: Recipient<Order>,
     /// The client's address, for the monitor.
     pub client: std::net::IpAddr,
     pub guest: bool,
@@ -445,7 +470,7 @@ impl Handler<Join> for Hub {
             self.presence.do_send(presence::JoinedRoom {
                 user,
                 room: msg.room,
-                addr: addr.clone(),
+                addr: addr.clone().recipient(),
             });
         }
         Box::pin(async move {
@@ -494,18 +519,6 @@ impl Handler<Leave> for Hub {
     }
 }
 
-/// From a room that has no members: free it if nothing is in flight to it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RoomIdle {
-    /// Which actor reports: a stale report from a stopped actor must not free
-    /// a newer actor of the same name.
-    pub addr: Addr<Room>,
-    pub room: RoomName,
-    pub hub_ops: u64,
-    pub history: History,
-}
-
 impl Handler<RoomIdle> for Hub {
     type Result = ();
     fn handle(&mut self, msg: RoomIdle, _: &mut Context<Self>) {
@@ -522,16 +535,6 @@ impl Handler<RoomIdle> for Hub {
             }
         }
     }
-}
-
-/// From a room that could not be read (several nodes, Redis unreachable
-/// for `cluster::LOAD_PATIENCE`): it stops; forget it, so the next join
-/// starts it again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RoomFailed {
-    pub addr: Addr<Room>,
-    pub room: RoomName,
 }
 
 impl Handler<RoomFailed> for Hub {
@@ -559,7 +562,7 @@ impl Handler<Shutdown> for Hub {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
         for s in self.sessions.values() {
-            s.addr.do_send(Close {
+            s.addr.do_send(Order::Close {
                 code: close::GOING_AWAY,
                 reason: "server shutting down".into(),
             });

@@ -116,7 +116,7 @@ impl Hub {
         let gone = format!("no session {to}: it closed, or the id is wrong");
         if to.is_here() {
             return match self.sessions.get(&to.session) {
-                Some(t) => t.addr.do_send(call),
+                Some(t) => t.addr.do_send(super::Order::Call(call)),
                 None => {
                     let frame = refusal(&call.route, ErrorCode::NotFound, &gone);
                     self.rpc_answer(call.route, frame)
@@ -160,11 +160,11 @@ impl Hub {
     fn rpc_answer(&self, route: Route, frame: Bytes) {
         if route.caller.is_here() {
             if let Some(s) = self.sessions.get(&route.caller.session) {
-                s.addr.do_send(Answered {
+                s.addr.do_send(super::Order::Answer(Answered {
                     id: route.id,
                     n: route.n,
                     frame,
-                });
+                }));
             }
             return;
         }

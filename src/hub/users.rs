@@ -72,18 +72,18 @@ impl Hub {
             };
             n += 1;
             match action {
-                Action::Disconnect { code, reason } => entry.addr.do_send(Close {
+                Action::Disconnect { code, reason } => entry.addr.do_send(Order::Close {
                     code: *code,
                     reason: reason.clone(),
                 }),
                 Action::Join { .. } => {
                     if let Some(r) = &room {
-                        entry.addr.do_send(crate::session::ServerJoin(r.clone()))
+                        entry.addr.do_send(Order::Join(r.clone()))
                     }
                 }
                 Action::Leave { .. } => {
                     if let Some(r) = &room {
-                        entry.addr.do_send(crate::session::ServerLeave(r.clone()))
+                        entry.addr.do_send(Order::Leave(r.clone()))
                     }
                 }
             }

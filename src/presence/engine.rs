@@ -8,12 +8,11 @@
 //! where a script combines every node's and announces a change to the
 //! user's rooms on every node. The actor is the same either way.
 
-use super::UserView;
+use super::{MemberStatus, UserView};
 use crate::error::HubError;
 use crate::ids::{now_ms, RoomName, UserId};
 use crate::protocol::Status;
-use crate::room::{MemberStatus, Room};
-use actix::Addr;
+use actix::Recipient;
 use futures_util::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +25,7 @@ pub struct Seen<'a> {
     /// Their activity text (none once offline).
     pub activity: Option<&'a Arc<str>>,
     /// The rooms the user is (or, once offline, was) in on this node.
-    pub rooms: &'a HashMap<RoomName, (Addr<Room>, u32)>,
+    pub rooms: &'a HashMap<RoomName, (Recipient<MemberStatus>, u32)>,
 }
 
 impl Seen<'_> {
@@ -59,7 +58,7 @@ pub trait Engine: 'static {
     /// The user's last session here closed (`seen.status` is offline).
     fn offline(&self, seen: Seen<'_>);
     /// A session of the user joined `room` (which assumes "online").
-    fn joined(&self, seen: Seen<'_>, room: &Addr<Room>);
+    fn joined(&self, seen: Seen<'_>, room: &Recipient<MemberStatus>);
     /// The user as the server API shows them, given what this node knows.
     fn lookup(&self, here: UserView) -> LocalBoxFuture<'static, Result<UserView, HubError>>;
 }
@@ -90,7 +89,7 @@ impl Engine for Local {
         Local::announce(&seen);
     }
 
-    fn joined(&self, seen: Seen<'_>, room: &Addr<Room>) {
+    fn joined(&self, seen: Seen<'_>, room: &Recipient<MemberStatus>) {
         // The room assumes "online" for a new member; correct it if needed.
         if seen.status != Status::Online || seen.activity.is_some() {
             room.do_send(seen.update());

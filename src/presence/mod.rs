@@ -12,11 +12,21 @@ pub use engine::{Engine, Local, Seen};
 use crate::error::HubError;
 use crate::ids::{RoomName, UserId};
 use crate::protocol::Status;
-use crate::room::Room;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// To each room a user is in, from the Presence actor: the user's status
+/// changed (the room records it and sends a `presence:update` naming itself).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct MemberStatus {
+    pub user: UserId,
+    pub status: Status,
+    pub activity: Option<Arc<str>>,
+    pub last_seen: u64,
+}
 
 struct UserPresence {
     sessions: u32,
@@ -27,7 +37,7 @@ struct UserPresence {
     last_active: Instant,
     activity: Option<Arc<str>>,
     /// Rooms the user is in, with the number of their sessions in each.
-    rooms: HashMap<RoomName, (Addr<Room>, u32)>,
+    rooms: HashMap<RoomName, (Recipient<MemberStatus>, u32)>,
 }
 
 impl UserPresence {
@@ -180,7 +190,8 @@ impl Handler<Closed> for Presence {
 pub struct JoinedRoom {
     pub user: UserId,
     pub room: RoomName,
-    pub addr: Addr<Room>,
+    /// The room, told of the user's status there.
+    pub addr: Recipient<MemberStatus>,
 }
 
 impl Handler<JoinedRoom> for Presence {

@@ -256,3 +256,21 @@ pub fn error_frame(
         retry_after_ms,
     })
 }
+
+/// The frame's `type`, read from the front of an encoded server frame (they
+/// all start with it); `message` for anything else.
+pub fn event_name(frame: &[u8]) -> &str {
+    const PREFIX: &[u8] = br#"{"type":""#;
+    frame
+        .strip_prefix(PREFIX)
+        .and_then(|rest| {
+            let end = rest.iter().position(|&b| b == b'"')?;
+            let name = &rest[..end];
+            name.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"_:-.".contains(b))
+                .then(|| std::str::from_utf8(name).ok())
+                .flatten()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or("message")
+}

@@ -4,7 +4,6 @@
 
 use crate::delivery::Class;
 use crate::history::{History, Recovery};
-use crate::hub::{Hub, RoomIdle};
 use crate::ids::{RoomName, SessionAddr, SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::outbox::{Out, Outbox};
@@ -26,6 +25,47 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use streams::StreamOp;
+
+/// Where a room reports its end: whoever started it (the Hub).
+pub struct Owner {
+    pub idle: Recipient<RoomIdle>,
+    pub failed: Recipient<RoomFailed>,
+}
+
+impl Owner {
+    pub fn of<A>(addr: Addr<A>) -> Owner
+    where
+        A: Actor + Handler<RoomIdle> + Handler<RoomFailed>,
+        A::Context: actix::dev::ToEnvelope<A, RoomIdle> + actix::dev::ToEnvelope<A, RoomFailed>,
+    {
+        Owner {
+            idle: addr.clone().recipient(),
+            failed: addr.recipient(),
+        }
+    }
+}
+
+/// To the room's owner, from a room that has no members: free it if nothing is in flight to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomIdle {
+    /// Which actor reports: a stale report from a stopped actor must not free
+    /// a newer actor of the same name.
+    pub addr: Addr<Room>,
+    pub room: RoomName,
+    pub hub_ops: u64,
+    pub history: History,
+}
+
+/// To the room's owner, from a room that could not be read (several nodes, Redis unreachable
+/// for `cluster::LOAD_PATIENCE`): it stops; forget it, so the next join
+/// starts it again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomFailed {
+    pub addr: Addr<Room>,
+    pub room: RoomName,
+}
 
 /// A session in the room.
 #[derive(Clone)]
@@ -83,7 +123,8 @@ impl UserSlot {
 
 pub struct Room {
     name: RoomName,
-    hub: Addr<Hub>,
+    /// Who started the room (the Hub), told when it is idle or failed.
+    hub: Owner,
     history: History,
     members: HashMap<SessionId, Member>,
     users: HashMap<UserId, UserSlot>,
@@ -178,7 +219,7 @@ impl Actor for Room {
 }
 
 impl Room {
-    pub fn new(name: RoomName, hub: Addr<Hub>, history: History, typing_ttl: Duration) -> Room {
+    pub fn new(name: RoomName, hub: Owner, history: History, typing_ttl: Duration) -> Room {
         Room {
             name,
             hub,
@@ -462,7 +503,7 @@ impl Room {
     /// Tells the Hub when the room has no members, with a copy of its history.
     fn report_if_idle(&self) {
         if let (true, Some(me)) = (self.members.is_empty(), &self.me) {
-            self.hub.do_send(RoomIdle {
+            self.hub.idle.do_send(RoomIdle {
                 addr: me.clone(),
                 room: self.name.clone(),
                 hub_ops: self.hub_ops,
@@ -634,21 +675,10 @@ impl Room {
     }
 }
 
-/// A member's presence changed (from the Presence actor): record it and tell
-/// the room, as a `presence:update` naming this room.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct MemberStatus {
-    pub user: UserId,
-    pub status: Status,
-    pub activity: Option<Arc<str>>,
-    pub last_seen: u64,
-}
-
-impl Handler<MemberStatus> for Room {
+impl Handler<crate::presence::MemberStatus> for Room {
     type Result = ();
 
-    fn handle(&mut self, msg: MemberStatus, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::presence::MemberStatus, _: &mut Context<Self>) {
         if self.cluster.is_some() {
             // The Presence actor publishes it to every node (cluster mode).
             return;

@@ -1,6 +1,7 @@
 //! The room actor's unit tests.
 
 use super::*;
+use crate::hub::Hub;
 use crate::outbox::{self, Evict, Sink};
 use crate::presence::Presence;
 
@@ -17,7 +18,7 @@ fn a_mass_drop_out_is_handled_without_recursion() {
         let ttl = Duration::from_secs(5);
         let mut room = Room::new(
             RoomName::parse("big").unwrap(),
-            hub,
+            super::Owner::of(hub),
             History::new(limits),
             ttl,
         );

@@ -34,7 +34,6 @@ mod hooks;
 mod scrollback;
 mod server;
 
-pub use server::{ServerJoin, ServerLeave};
 mod rpc;
 mod signal;
 mod state;
@@ -164,7 +163,7 @@ impl Session {
         shared: Arc<Shared>,
         hub: Addr<Hub>,
         presence: Addr<Presence>,
-        admitted: crate::http::Admitted,
+        admitted: Admitted,
         outbox: Outbox,
         close_tx: CloseSender,
         transport: Transport,
@@ -274,7 +273,7 @@ impl Session {
             session: self.id,
             from: from.clone(),
             outbox: self.outbox.clone(),
-            addr: ctx.address(),
+            addr: ctx.address().recipient(),
             client: self.client.addr,
             guest: ident.guest,
         });
@@ -556,6 +555,15 @@ impl StreamHandler<Result<Frame, FrameError>> for Session {
             }
         }
     }
+}
+
+/// Who a new session is: its identity if known at admission, and its
+/// client's address with, for a guest, its place in the per-address count.
+pub struct Admitted {
+    pub ident: Option<Identity>,
+    pub client: Client,
+    /// Set when the connect hook is to decide who the session is.
+    pub connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
 /// Close the session with a code (e.g. 1001 on shutdown).

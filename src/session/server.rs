@@ -1,35 +1,29 @@
-//! Orders of the server API for this session (`hub/users.rs`): join or
-//! leave a room because the application's backend said so.
+//! The Hub's orders for this session (`hub::Order`): close, join or leave
+//! a room because the application's backend said so (`hub/users.rs`), or
+//! a tool call and its answer (`rpc.rs`).
 
 use super::*;
 
-/// Join `room` without the token's room rules (the backend decided); the
-/// client gets an unsolicited `room:joined` (no `id`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ServerJoin(pub RoomName);
-
-/// Leave `room`; the client gets `room:left` (no `id`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ServerLeave(pub RoomName);
-
-impl Handler<ServerJoin> for Session {
+impl Handler<crate::hub::Order> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: ServerJoin, ctx: &mut Context<Self>) {
-        if self.ident.is_some() && !self.rooms.contains_key(&msg.0) {
-            self.join_allowed(msg.0, None, None, false, None, None, ctx);
-        }
-    }
-}
-
-impl Handler<ServerLeave> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: ServerLeave, _: &mut Context<Self>) {
-        if self.rooms.contains_key(&msg.0) && msg.0.personal_owner().is_none() {
-            self.leave(msg.0, None);
+    fn handle(&mut self, msg: crate::hub::Order, ctx: &mut Context<Self>) {
+        use crate::hub::Order;
+        match msg {
+            Order::Close { code, reason } => self.close(code, &reason, ctx),
+            // Without the token's room rules: the backend decided.
+            Order::Join(room) => {
+                if self.ident.is_some() && !self.rooms.contains_key(&room) {
+                    self.join_allowed(room, None, None, false, None, None, ctx);
+                }
+            }
+            Order::Leave(room) => {
+                if self.rooms.contains_key(&room) && room.personal_owner().is_none() {
+                    self.leave(room, None);
+                }
+            }
+            Order::Call(call) => Handler::<crate::rpc::Incoming>::handle(self, call, ctx),
+            Order::Answer(a) => Handler::<crate::rpc::Answered>::handle(self, a, ctx),
         }
     }
 }

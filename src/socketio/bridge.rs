@@ -350,7 +350,7 @@ impl Engine<Hub> {
             shared,
             self.layer.st.hub.clone(),
             self.layer.st.presence.clone(),
-            crate::http::Admitted {
+            crate::session::Admitted {
                 ident: Some(ident),
                 client,
                 // Socket.IO authenticates in its CONNECT (token, guest, or
@@ -408,7 +408,7 @@ impl Engine<Hub> {
             Err(msg) => {
                 // Answered as our protocol answers a bad frame.
                 let err = error_frame(ErrorCode::BadRequest, &msg, None, None);
-                let ty = crate::relay::event_name(&err);
+                let ty = crate::protocol::event_name(&err);
                 return self.emit_frame(&err, ty, p.id, None, ctx);
             }
         };
@@ -418,7 +418,7 @@ impl Engine<Hub> {
             // here, where the ack id is known, so the client's ack resolves.
             let msg = format!("frame is {} bytes; the limit is {max}", frame.len());
             let err = error_frame(ErrorCode::TooLarge, &msg, None, None);
-            let ty = crate::relay::event_name(&err);
+            let ty = crate::protocol::event_name(&err);
             return self.emit_frame(&err, ty, p.id, None, ctx);
         }
         if let Some(id) = p.id {
@@ -434,7 +434,7 @@ impl Engine<Hub> {
 
     /// A frame from the session: the ack it answers, or an event.
     fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
-        let ty = crate::relay::event_name(&frame);
+        let ty = crate::protocol::event_name(&frame);
         let mut ack = None;
         if (!self.layer.sio.acks.is_empty() || self.layer.sio.rejoins > 0) && !is_delivery(ty) {
             if let Ok(ids) = serde_json::from_slice::<ReplyIds>(&frame) {

@@ -73,7 +73,7 @@ pub fn parse_offset(s: &str) -> Option<(u64, &str)> {
 /// connection) and the frame is a room message; `None` for a frame each
 /// connection must handle itself.
 pub fn encode(frame: &[u8], offsets: bool) -> Option<Bytes> {
-    let ty = crate::relay::event_name(frame);
+    let ty = crate::protocol::event_name(frame);
     if per_connection(ty, frame) {
         return None;
     }
@@ -86,7 +86,7 @@ pub fn encode(frame: &[u8], offsets: bool) -> Option<Bytes> {
 }
 
 /// `42["<type>",<frame>(,"<seq>:<room>")]` in one buffer. `ty` is plain
-/// (relay::event_name lets only [A-Za-z0-9_:.-] through), and so is the
+/// (protocol::event_name lets only [A-Za-z0-9_:.-] through), and so is the
 /// room (`message_head` takes none with an escape).
 pub fn wrap(ty: &str, frame: &[u8], offset: Option<(&str, u64)>) -> Bytes {
     let mut m = BytesMut::with_capacity(frame.len() + ty.len() + 48);

@@ -249,7 +249,7 @@ impl Room {
                     // `unavailable`, and the next join tries again.
                     log::error!("room {}: not read from Redis; giving up for now", act.name);
                     if let Some(me) = act.me.clone() {
-                        act.hub.do_send(crate::hub::RoomFailed {
+                        act.hub.failed.do_send(super::RoomFailed {
                             addr: me,
                             room: act.name.clone(),
                         });
