@@ -1,6 +1,6 @@
-//! The notification scripts (`src/notifications.rs`).
+//! The notification scripts (`src/cluster/inbox.rs`, the Redis `notifications::Inbox`).
 
-/// A user's notifications (src/notifications.rs). Keys share the user's
+/// A user's notifications (src/cluster/inbox.rs). Keys share the user's
 /// hash tag: `nm` (hash: `c` the last id), `nx` (stream, id `<id>-1`,
 /// fields `f` sender json, `d` data json, `t` ts), `nu` (set of unread ids),
 /// and the user's channel, where the frames go to every node holding a

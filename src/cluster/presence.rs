@@ -17,14 +17,14 @@ pub struct Shared(pub Cluster);
 
 impl Shared {
     /// Records this node's status of the user in Redis ('' when it has no
-    /// session of theirs left; `rooms` are then the rooms they were in here)
+    /// session of theirs left; `with_rooms`: also the rooms they were in here)
     /// and lets the script announce the status across nodes if it changed
     /// (or always, with `force`: a status or activity the user chose).
     fn share(&self, seen: Seen<'_>, force: bool, with_rooms: bool) {
         let c = &self.0;
         let (user, online) = (seen.user, seen.status != Status::Offline);
         let status = if online { seen.status.as_str() } else { "" };
-        let activity = seen.activity.filter(|_| online).cloned();
+        let activity = seen.activity.cloned();
         let mut tail = now_ms().to_string();
         if let Some(a) = &activity {
             tail.push_str(",\"activity\":");

@@ -42,7 +42,10 @@ impl Seen<'_> {
         crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
             user: self.user.as_str(),
             status: self.status,
-            activity: self.activity.map(|a| &**a),
+            activity: self
+                .activity
+                .map(|a| &**a)
+                .filter(|_| self.status != Status::Offline),
         });
     }
 }

@@ -53,7 +53,8 @@ impl UserPresence {
         Seen {
             user,
             status: self.status(),
-            activity: self.activity.as_ref(),
+            // Offline has no activity, whichever engine announces it.
+            activity: self.activity.as_ref().filter(|_| self.sessions > 0),
             rooms: &self.rooms,
         }
     }
@@ -314,5 +315,186 @@ impl Handler<GetUser> for Presence {
             user: msg.0,
             rooms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What an engine was asked, one line per call.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<Mutex<Vec<String>>>);
+
+    impl Calls {
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    /// An engine that writes down each call (what `Shared` would share).
+    struct Recorder(Calls);
+
+    impl Engine for Recorder {
+        fn online(&self, s: Seen<'_>) {
+            self.0
+                .push(format!("online {} {}", s.user, s.status.as_str()));
+        }
+        fn changed(&self, s: Seen<'_>, chosen: bool) {
+            let a = s.activity.map_or("-", |a| &**a);
+            let line = format!("changed {} {} {a} {chosen}", s.user, s.status.as_str());
+            self.0.push(line);
+        }
+        fn offline(&self, s: Seen<'_>) {
+            let line = format!(
+                "offline {} {} rooms={}",
+                s.user,
+                s.status.as_str(),
+                s.rooms.len()
+            );
+            self.0.push(line);
+        }
+        fn joined(&self, s: Seen<'_>, _: &Recipient<MemberStatus>) {
+            self.0
+                .push(format!("joined {} {}", s.user, s.status.as_str()));
+        }
+        fn lookup(&self, here: UserView) -> LocalBoxFuture<'static, Result<UserView, HubError>> {
+            Box::pin(std::future::ready(Ok(here)))
+        }
+    }
+
+    /// A room that writes down the statuses it is told.
+    struct Room(Calls);
+
+    impl Actor for Room {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<MemberStatus> for Room {
+        type Result = ();
+        fn handle(&mut self, m: MemberStatus, _: &mut Context<Self>) {
+            let a = m.activity.as_deref().unwrap_or("-");
+            self.0.push(format!("{} {} {a}", m.user, m.status.as_str()));
+        }
+    }
+
+    use futures_util::future::LocalBoxFuture;
+
+    fn user(u: &str) -> UserId {
+        UserId::parse(u).unwrap()
+    }
+
+    fn opened(u: &str) -> Opened {
+        Opened {
+            user: user(u),
+            name: u.into(),
+        }
+    }
+
+    fn closed(u: &str, rooms: &[&str]) -> Closed {
+        Closed {
+            user: user(u),
+            rooms: rooms.iter().map(|r| RoomName::parse(r).unwrap()).collect(),
+        }
+    }
+
+    fn set(u: &str, status: Status, activity: Option<&str>) -> SetStatus {
+        SetStatus {
+            user: user(u),
+            status,
+            activity: activity.map(str::to_string),
+        }
+    }
+
+    /// The actor counts sessions and asks the engine once per change of the
+    /// user's presence on this node: one `online` for two sessions, one
+    /// `offline` (with the rooms they were in) when the last one closes.
+    #[test]
+    fn the_actor_asks_its_engine_once_per_change() {
+        actix::System::new().block_on(async {
+            let calls = Calls::default();
+            let engine = Box::new(Recorder(calls.clone()));
+            let p = Presence::new(Duration::from_secs(60))
+                .with_engine(engine)
+                .start();
+            let room = Room(Calls::default()).start().recipient();
+            p.send(opened("alice")).await.unwrap();
+            p.send(opened("alice")).await.unwrap();
+            let joined = JoinedRoom {
+                user: user("alice"),
+                room: RoomName::parse("lobby").unwrap(),
+                addr: room,
+            };
+            p.send(joined).await.unwrap();
+            p.send(set("alice", Status::Busy, Some("in a call")))
+                .await
+                .unwrap();
+            // The session that never joined lobby, then the one that did.
+            p.send(closed("alice", &[])).await.unwrap();
+            p.send(closed("alice", &["lobby"])).await.unwrap();
+            // A user the actor never saw open is not announced.
+            p.send(closed("bob", &[])).await.unwrap();
+            assert_eq!(
+                calls.take(),
+                [
+                    "online alice online",
+                    "joined alice online",
+                    "changed alice busy in a call true",
+                    "offline alice offline rooms=1",
+                ]
+            );
+        });
+    }
+
+    /// The one-node engine tells each room the user is in, and corrects a
+    /// room that assumed "online" for a user who had chosen otherwise.
+    #[test]
+    fn the_local_engine_tells_the_users_rooms() {
+        actix::System::new().block_on(async {
+            let told = Calls::default();
+            let p = Presence::new(Duration::from_secs(60)).start();
+            let room = Room(told.clone()).start();
+            p.send(opened("alice")).await.unwrap();
+            p.send(set("alice", Status::Away, None)).await.unwrap();
+            let joined = JoinedRoom {
+                user: user("alice"),
+                room: RoomName::parse("lobby").unwrap(),
+                addr: room.clone().recipient(),
+            };
+            p.send(joined).await.unwrap();
+            p.send(set("alice", Status::Busy, Some("typing")))
+                .await
+                .unwrap();
+            let view = p.send(GetUser(user("alice"))).await.unwrap().unwrap();
+            assert_eq!(
+                (view.status, view.rooms),
+                (Status::Busy, vec!["lobby".into()])
+            );
+            p.send(closed("alice", &["lobby"])).await.unwrap();
+            // The room's mailbox has what the Presence actor sent before this.
+            room.send(MemberStatus {
+                user: user("end"),
+                status: Status::Offline,
+                activity: None,
+                last_seen: 0,
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                told.take(),
+                [
+                    "alice away -",
+                    "alice busy typing",
+                    "alice offline -",
+                    "end offline -",
+                ]
+            );
+            let view = p.send(GetUser(user("alice"))).await.unwrap().unwrap();
+            assert_eq!(view.status, Status::Offline);
+        });
     }
 }

@@ -152,14 +152,14 @@ fn notification_frames() {
     ));
     assert!(matches!(
         parse(br#"{"type":"notification:read","ids":[1,2]}"#).unwrap().frame,
-        ClientFrame::NotificationRead { mark: crate::store::Mark::Ids(ref v) } if v == &[1, 2]
+        ClientFrame::NotificationRead { mark: crate::protocol::Mark::Ids(ref v) } if v == &[1, 2]
     ));
     assert!(matches!(
         parse(br#"{"type":"notification:read","all":true}"#)
             .unwrap()
             .frame,
         ClientFrame::NotificationRead {
-            mark: crate::store::Mark::All
+            mark: crate::protocol::Mark::All
         }
     ));
     for bad in [

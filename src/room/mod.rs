@@ -680,7 +680,8 @@ impl Handler<crate::presence::MemberStatus> for Room {
 
     fn handle(&mut self, msg: crate::presence::MemberStatus, _: &mut Context<Self>) {
         if self.cluster.is_some() {
-            // The Presence actor publishes it to every node (cluster mode).
+            // With Redis the presence engine's PRESENCE script publishes
+            // it on the rooms' channels; nothing is sent here.
             return;
         }
         if let Some(slot) = self.users.get_mut(&msg.user) {

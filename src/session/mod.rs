@@ -566,7 +566,8 @@ pub struct Admitted {
     pub connect: Option<crate::proxy::connect::ConnectInfo>,
 }
 
-/// Close the session with a code (e.g. 1001 on shutdown).
+/// Close the session with a code, from its transport (the Hub's orders,
+/// shutdown's 1001 included, come as `hub::Order::Close`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close {
