@@ -110,12 +110,8 @@ impl Handler<Broadcast> for Hub {
             data: &msg.data,
             ts: now_ms(),
         });
-        if let Some(c) = &self.cluster {
-            // Every node (this one too) delivers it from the channel.
-            self.cluster_broadcast(c, frame);
-            return self.sessions.len();
-        }
-        self.deliver_all(&frame)
+        let directory = self.directory.clone();
+        directory.broadcast(self, frame)
     }
 }
 

@@ -1,14 +1,20 @@
 //! The Hub when nodes share state through Redis: every user with a session
 //! here has this node subscribed to the user's channel (direct messages
 //! and stored ones reach every node holding a session of theirs), and
-//! broadcasts travel on one channel all nodes subscribe to.
+//! broadcasts travel on one channel all nodes subscribe to: the Redis
+//! engine of the Hub's directory (`Shared`, `directory.rs`). The channels'
+//! messages come back to the Hub as `Feed`.
 
+use super::directory::Directory;
 use super::*;
 use crate::cluster::{scripts, Cluster, Feed, FeedEvent, Lua, Reregister};
 
 impl Hub {
     /// Shares rooms, members, direct messages and broadcasts through Redis.
     pub fn with_cluster(mut self, c: Option<Cluster>) -> Hub {
+        if let Some(c) = &c {
+            self.directory = std::rc::Rc::new(Shared(c.clone()));
+        }
         self.cluster = c;
         self
     }
@@ -22,37 +28,33 @@ impl Hub {
         self
     }
 
-    /// Subscribes to the broadcast channel and asks to hear of re-registrations.
-    pub(super) fn start_cluster(&mut self, ctx: &mut Context<Self>) {
-        let Some(c) = &self.cluster else { return };
-        crate::cluster::on_reregister(ctx.address().recipient());
-        let (_, sub) = c.subscribe(c.key("bcast"), ctx.address().recipient());
-        ctx.wait(sub.into_actor(self).map(|r, _, _| {
-            if let Err(e) = r {
-                log::warn!("broadcast channel: {}", e.message);
-            }
-        }));
-        let chan = super::signal::signal_chan(c, c.node());
-        let (_, sub) = c.subscribe(chan, ctx.address().recipient());
-        ctx.wait(sub.into_actor(self).map(|r, _, _| {
-            if let Err(e) = r {
-                log::warn!("signal channel: {}", e.message);
-            }
-        }));
+    pub(super) fn deliver_all(&self, frame: &Bytes) -> usize {
+        let n = self
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame.clone()))
+            .count();
+        METRICS.deliveries.fetch_add(n as u64, Relaxed);
+        n
     }
+}
 
+/// Several nodes: the directory engine on Redis (`directory.rs`).
+pub(super) struct Shared(Cluster);
+
+impl Shared {
     /// The first session of `user` here: subscribe to their channel, then
     /// take the messages stored for them while they had no session.
-    pub(super) fn cluster_user_on(&mut self, user: &UserId) {
-        let Some(c) = &self.cluster else { return };
-        if self.user_subs.contains_key(user) {
+    fn user_on(&self, hub: &mut Hub, user: &UserId) {
+        let c = &self.0;
+        if hub.user_subs.contains_key(user) {
             return;
         }
-        let Some(me) = self.me.clone() else { return };
+        let Some(me) = hub.me.clone() else { return };
         let (token, sub) = c.subscribe(c.user_key(user, "c"), me.recipient());
         let (subscribed, ready) = tokio::sync::watch::channel(false);
-        self.user_subs.insert(user.clone(), (token, ready));
-        let claim = (!is_guest(user)).then(|| self.claim(user));
+        hub.user_subs.insert(user.clone(), (token, ready));
+        let claim = (!is_guest(user)).then(|| claim(c, user));
         let user = user.clone();
         actix::spawn(async move {
             if sub.await.is_err() {
@@ -65,32 +67,15 @@ impl Hub {
         });
     }
 
-    /// Claims the user's stored direct messages (they go out on the user's
-    /// channel). Runs after the subscription, so none is missed.
-    fn claim(&self, user: &UserId) -> impl std::future::Future<Output = ()> + 'static {
-        let c = self.cluster.clone().expect("cluster");
-        let keys = vec![
-            c.user_key(user, "i"),
-            c.user_key(user, "c"),
-            c.user_key(user, "d"),
-        ];
-        let user = user.clone();
-        async move {
-            if let Err(e) = c.script(Lua::Claim, keys, Vec::new()).await {
-                log::warn!("user {user}: stored messages not read: {}", e.message);
-            }
-        }
-    }
-
     /// A session of `user` connected: their unread count goes out on the
     /// user's channel, addressed to that session, once the channel is
     /// subscribed — so it is ordered with the live counts and cannot
     /// overtake a newer one.
-    pub(super) fn cluster_unread(&self, user: &UserId, session: SessionId) {
-        let (Some(c), Some((_, ready))) = (&self.cluster, self.user_subs.get(user)) else {
+    fn unread(&self, hub: &Hub, user: &UserId, session: SessionId) {
+        let Some((_, ready)) = hub.user_subs.get(user) else {
             return;
         };
-        let (c, mut ready, user) = (c.clone(), ready.clone(), user.clone());
+        let (c, mut ready, user) = (self.0.clone(), ready.clone(), user.clone());
         actix::spawn(async move {
             let _ = ready.wait_for(|r| *r).await;
             let call = c.script(
@@ -103,19 +88,70 @@ impl Hub {
             }
         });
     }
+}
 
-    /// The last session of `user` here closed.
-    pub(super) fn cluster_user_off(&mut self, user: &UserId) {
-        let (Some(c), Some((token, _))) = (&self.cluster, self.user_subs.remove(user)) else {
-            return;
-        };
-        c.unsubscribe(c.user_key(user, "c"), token);
+/// Claims the user's stored direct messages (they go out on the user's
+/// channel). Runs after the subscription, so none is missed.
+fn claim(c: &Cluster, user: &UserId) -> impl std::future::Future<Output = ()> + 'static {
+    let keys = vec![
+        c.user_key(user, "i"),
+        c.user_key(user, "c"),
+        c.user_key(user, "d"),
+    ];
+    let (c, user) = (c.clone(), user.clone());
+    async move {
+        if let Err(e) = c.script(Lua::Claim, keys, Vec::new()).await {
+            log::warn!("user {user}: stored messages not read: {}", e.message);
+        }
+    }
+}
+
+impl Directory for Shared {
+    /// Subscribes to the broadcast channel and asks to hear of re-registrations.
+    fn start(&self, hub: &mut Hub, ctx: &mut Context<Hub>) {
+        let c = &self.0;
+        crate::cluster::on_reregister(ctx.address().recipient());
+        let (_, sub) = c.subscribe(c.key("bcast"), ctx.address().recipient());
+        ctx.wait(sub.into_actor(hub).map(|r, _, _| {
+            if let Err(e) = r {
+                log::warn!("broadcast channel: {}", e.message);
+            }
+        }));
+        let chan = super::signal::signal_chan(c, c.node());
+        let (_, sub) = c.subscribe(chan, ctx.address().recipient());
+        ctx.wait(sub.into_actor(hub).map(|r, _, _| {
+            if let Err(e) = r {
+                log::warn!("signal channel: {}", e.message);
+            }
+        }));
     }
 
-    /// A direct message through Redis: to every node with a session of the
-    /// user, or into their stored messages when there is none.
-    pub(super) fn cluster_direct(&mut self, c: Cluster, msg: Direct, sender: Outbox, frame: Bytes) {
-        let store = self
+    /// The user's channel brings their unread count and stored messages.
+    fn connected(
+        &self,
+        hub: &mut Hub,
+        user: &UserId,
+        session: SessionId,
+        guest: bool,
+        _: &mut Context<Hub>,
+    ) {
+        self.user_on(hub, user);
+        if !guest {
+            self.unread(hub, user, session);
+        }
+    }
+
+    fn gone(&self, hub: &mut Hub, user: &UserId) {
+        if let Some((token, _)) = hub.user_subs.remove(user) {
+            self.0.unsubscribe(self.0.user_key(user, "c"), token);
+        }
+    }
+
+    /// To every node with a session of the user, or into their stored
+    /// messages when there is none.
+    fn direct(&self, hub: &mut Hub, msg: Direct, sender: Outbox, frame: Bytes, _: u64) {
+        let c = &self.0;
+        let store = hub
             .store
             .as_ref()
             .filter(|s| s.offline_dms > 0 && !is_guest(&msg.to));
@@ -169,9 +205,25 @@ impl Hub {
         });
     }
 
-    /// A broadcast through Redis: every node delivers it to its sessions.
-    /// Answers how many sessions of this node got it (others count their own).
-    pub(super) fn cluster_broadcast(&self, c: &Cluster, frame: Bytes) {
+    /// To the user's sessions on every node, in this order.
+    fn to_user(&self, _: &mut Hub, user: &UserId, frames: Vec<Bytes>) {
+        let c = &self.0;
+        for f in frames {
+            let cmd = redis::cmd("PUBLISH")
+                .arg(c.user_key(user, "c"))
+                .arg(&f[..])
+                .clone();
+            let fut = c.command(cmd);
+            actix::spawn(async move {
+                let _ = fut.await;
+            });
+        }
+    }
+
+    /// Every node (this one too) delivers it from the channel; answers how
+    /// many sessions of this node will (others count their own).
+    fn broadcast(&self, hub: &mut Hub, frame: Bytes) -> usize {
+        let c = &self.0;
         let fut = c.command(
             redis::cmd("PUBLISH")
                 .arg(c.key("bcast"))
@@ -183,16 +235,32 @@ impl Hub {
                 log::warn!("broadcast not sent: {}", e.message);
             }
         });
+        hub.sessions.len()
     }
 
-    pub(super) fn deliver_all(&self, frame: &Bytes) -> usize {
-        let n = self
-            .sessions
-            .values()
-            .filter(|s| s.outbox.push(frame.clone()))
-            .count();
-        METRICS.deliveries.fetch_add(n as u64, Relaxed);
-        n
+    /// Every node with a session of the user (this one too) is subscribed
+    /// to their channel and acts on its own sessions (`C<json>`).
+    fn order(
+        &self,
+        _: &mut Hub,
+        user: UserId,
+        action: Action,
+    ) -> ResponseFuture<Result<bool, HubError>> {
+        let c = &self.0;
+        let mut payload = b"C".to_vec();
+        if serde_json::to_writer(&mut payload, &action).is_err() {
+            return Box::pin(std::future::ready(Err(HubError::new(
+                ErrorCode::Internal,
+                "action not encoded",
+            ))));
+        }
+        let fut = c.command(
+            redis::cmd("PUBLISH")
+                .arg(c.user_key(&user, "c"))
+                .arg(payload)
+                .clone(),
+        );
+        Box::pin(async move { Ok(scripts::int(&fut.await?).unwrap_or(0) > 0) })
     }
 }
 
@@ -236,7 +304,7 @@ impl Handler<Feed> for Hub {
             }
             // Messages sent while this node was not subscribed were stored.
             FeedEvent::Resync if !is_guest(&user) => {
-                actix::spawn(self.claim(&user));
+                actix::spawn(claim(c, &user));
             }
             FeedEvent::Resync => {}
         }

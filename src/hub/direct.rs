@@ -27,17 +27,23 @@ impl Handler<Direct> for Hub {
             ts,
             id: msg.id.as_deref(),
         });
-        if let Some(c) = self.cluster.clone() {
-            let outbox = sender.outbox.clone();
-            return self.cluster_direct(c, msg, outbox, frame);
-        }
+        let outbox = sender.outbox.clone();
+        let directory = self.directory.clone();
+        directory.direct(self, msg, outbox, frame, ts);
+    }
+}
+
+impl Hub {
+    /// A direct message on one node: to the user's sessions here, or into
+    /// their offline inbox when they have none (`directory::Local`).
+    pub(super) fn direct_here(&mut self, msg: Direct, sender: Outbox, frame: Bytes, ts: u64) {
         if !self.users.contains_key(&msg.to) {
             let store = self
                 .store
                 .as_ref()
                 .filter(|s| s.offline_dms > 0 && !is_guest(&msg.to));
             let Some(store) = store else {
-                sender.outbox.push(error_frame(
+                sender.push(error_frame(
                     ErrorCode::UserOffline,
                     &format!("user {} has no open session", msg.to),
                     msg.id.as_deref(),
@@ -50,13 +56,13 @@ impl Handler<Direct> for Hub {
                 user: msg.to,
                 frame,
                 ts,
-                outbox: Some(sender.outbox.clone()),
+                outbox: Some(sender.clone()),
                 id: msg.id.clone(),
             };
             match store.offer(job) {
                 Ok(()) => METRICS.direct_messages.fetch_add(1, Relaxed),
                 Err(_) => {
-                    sender.outbox.push(error_frame(
+                    sender.push(error_frame(
                         ErrorCode::RateLimited,
                         "storage is busy; retry shortly",
                         msg.id.as_deref(),
@@ -76,9 +82,7 @@ impl Handler<Direct> for Hub {
         }
         METRICS.direct_messages.fetch_add(1, Relaxed);
         if let Some(id) = &msg.id {
-            sender
-                .outbox
-                .push(encode(&ServerFrame::Ack { id, seq: None }));
+            sender.push(encode(&ServerFrame::Ack { id, seq: None }));
         }
     }
 }
@@ -87,23 +91,8 @@ impl Handler<crate::store::ToUser> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: crate::store::ToUser, _: &mut Context<Self>) {
-        if let Some(c) = &self.cluster {
-            // To the user's sessions on every node, in this order.
-            for f in msg.frames {
-                let cmd = redis::cmd("PUBLISH")
-                    .arg(c.user_key(&msg.user, "c"))
-                    .arg(&f[..])
-                    .clone();
-                let fut = c.command(cmd);
-                actix::spawn(async move {
-                    let _ = fut.await;
-                });
-            }
-            return;
-        }
-        for f in &msg.frames {
-            self.push_user(&msg.user, f);
-        }
+        let directory = self.directory.clone();
+        directory.to_user(self, &msg.user, msg.frames);
     }
 }
 

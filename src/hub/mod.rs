@@ -66,6 +66,9 @@ pub struct Hub {
     /// whether Redis has confirmed each.
     user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
     me: Option<Addr<Hub>>,
+    /// How frames reach users' sessions (`directory.rs`): this node's
+    /// lists, or users' channels in Redis.
+    directory: std::rc::Rc<dyn directory::Directory>,
     /// Whether this node numbers broker messages into mapped rooms.
     ingestion: std::sync::Arc<dyn crate::mqtt::ingest::Ingestion>,
     /// Bounds of every room's shared state.
@@ -97,7 +100,8 @@ impl Actor for Hub {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX >> 4);
         self.me = Some(ctx.address());
-        self.start_cluster(ctx);
+        let directory = self.directory.clone();
+        directory.start(self, ctx);
     }
 }
 
@@ -149,6 +153,7 @@ impl Hub {
             cluster: None,
             user_subs: HashMap::new(),
             me: None,
+            directory: std::rc::Rc::new(directory::Local),
             ingestion: std::sync::Arc::new(crate::mqtt::ingest::Local),
             state_limits: Default::default(),
             stream_limits: Default::default(),
@@ -331,27 +336,13 @@ impl Handler<Connect> for Hub {
             addr: Some(msg.client),
             ..crate::monitor::events::Event::new("connect", "session opened")
         });
-        // With Redis, the user's channel brings both (`cluster_user_on`).
-        if let (Some(store), false, None) = (&self.store, msg.guest, &self.cluster) {
-            // Its unread count and stored messages come back as `UserLoaded`.
-            self.inboxes
-                .entry(msg.from.user.clone())
-                .or_default()
-                .loading += 1;
-            store.send(Job::LoadUser {
-                user: msg.from.user.clone(),
-                session: msg.session,
-                hub: ctx.address().recipient(),
-            });
-        }
         self.users
             .entry(msg.from.user.clone())
             .or_default()
             .push(msg.session);
-        self.cluster_user_on(&msg.from.user);
-        if !msg.guest {
-            self.cluster_unread(&msg.from.user, msg.session);
-        }
+        // The user's unread count and stored direct messages follow.
+        let directory = self.directory.clone();
+        directory.connected(self, &msg.from.user, msg.session, msg.guest, ctx);
         self.presence.do_send(presence::Opened {
             user: msg.from.user.clone(),
             name: msg.from.name.clone(),
@@ -402,7 +393,8 @@ impl Handler<Disconnect> for Hub {
             list.retain(|s| *s != msg.session);
             if list.is_empty() {
                 self.users.remove(&user);
-                self.cluster_user_off(&user);
+                let directory = self.directory.clone();
+                directory.gone(self, &user);
             }
         }
         self.presence.do_send(presence::Closed {
@@ -574,6 +566,7 @@ impl Handler<Shutdown> for Hub {
 mod api;
 mod cluster;
 mod direct;
+mod directory;
 mod docs;
 mod rpc;
 mod signal;

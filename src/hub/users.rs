@@ -36,25 +36,8 @@ impl Handler<UserAction> for Hub {
     type Result = ResponseFuture<Result<bool, HubError>>;
 
     fn handle(&mut self, msg: UserAction, _: &mut Context<Self>) -> Self::Result {
-        let Some(c) = &self.cluster else {
-            let n = self.act(&msg.user, &msg.action);
-            return Box::pin(std::future::ready(Ok(n > 0)));
-        };
-        let mut payload = b"C".to_vec();
-        if serde_json::to_writer(&mut payload, &msg.action).is_err() {
-            return Box::pin(std::future::ready(Err(HubError::new(
-                ErrorCode::Internal,
-                "action not encoded",
-            ))));
-        }
-        // Every node with a session of the user (this one too) is subscribed.
-        let fut = c.command(
-            redis::cmd("PUBLISH")
-                .arg(c.user_key(&msg.user, "c"))
-                .arg(payload)
-                .clone(),
-        );
-        Box::pin(async move { Ok(crate::cluster::scripts::int(&fut.await?).unwrap_or(0) > 0) })
+        let directory = self.directory.clone();
+        directory.order(self, msg.user, msg.action)
     }
 }
 
