@@ -5,7 +5,7 @@
 //! engine of the Hub's directory (`Shared`, `directory.rs`). The channels'
 //! messages come back to the Hub as `Feed`.
 
-use super::directory::Directory;
+use super::directory::{Directory, Listed, Sent};
 use super::*;
 use crate::cluster::{scripts, Cluster, Feed, FeedEvent, Lua, Reregister};
 
@@ -261,6 +261,34 @@ impl Directory for Shared {
                 .clone(),
         );
         Box::pin(async move { Ok(scripts::int(&fut.await?).unwrap_or(0) > 0) })
+    }
+
+    /// On the node's channel (`signal.rs` and `rpc.rs` say what goes there).
+    fn to_node(&self, node: &str, payload: Vec<u8>) -> Option<Sent> {
+        let c = &self.0;
+        let cmd = redis::cmd("PUBLISH")
+            .arg(super::signal::signal_chan(c, node))
+            .arg(payload)
+            .clone();
+        let fut = c.command(cmd);
+        Some(Box::pin(async move {
+            // No node listens there: that node is gone.
+            Ok(scripts::int(&fut.await?) != Some(0))
+        }))
+    }
+
+    /// The sessions listed in the user's personal room.
+    fn sessions_of(&self, user: &UserId) -> Option<Listed> {
+        let c = &self.0;
+        let key = c.room_key(&RoomName::personal(user), "ses");
+        let fut = c.command(redis::cmd("HKEYS").arg(key).clone());
+        Some(Box::pin(async move {
+            Ok(scripts::array(&fut.await?)
+                .iter()
+                .filter_map(scripts::text)
+                .filter_map(crate::ids::SessionAddr::parse)
+                .collect())
+        }))
     }
 }
 

@@ -41,7 +41,20 @@ pub(super) trait Directory {
         user: UserId,
         action: Action,
     ) -> ResponseFuture<Result<bool, HubError>>;
+    /// Sends `payload` to `node` (tool calls, signals and their answers for
+    /// sessions there). `None`: there is no other node. The future answers
+    /// whether that node took it (`false`: it is gone).
+    fn to_node(&self, node: &str, payload: Vec<u8>) -> Option<Sent>;
+    /// The sessions of `user` on every node (a tool call for a user with
+    /// none here). `None`: there is no other node.
+    fn sessions_of(&self, user: &UserId) -> Option<Listed>;
 }
+
+/// Whether a node took what was sent to it.
+pub(super) type Sent = futures_util::future::LocalBoxFuture<'static, Result<bool, HubError>>;
+/// A user's sessions on every node.
+pub(super) type Listed =
+    futures_util::future::LocalBoxFuture<'static, Result<Vec<crate::ids::SessionAddr>, HubError>>;
 
 /// One node: the Hub's own lists, and the embedded database's inbox.
 pub(super) struct Local;
@@ -93,5 +106,13 @@ impl Directory for Local {
     ) -> ResponseFuture<Result<bool, HubError>> {
         let n = hub.act(&user, &action);
         Box::pin(std::future::ready(Ok(n > 0)))
+    }
+
+    fn to_node(&self, _: &str, _: Vec<u8>) -> Option<Sent> {
+        None
+    }
+
+    fn sessions_of(&self, _: &UserId) -> Option<Listed> {
+        None
     }
 }

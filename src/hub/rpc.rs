@@ -10,7 +10,6 @@
 //! (`<prefix>:{r:user:<id>}:ses`, where every session is listed).
 
 use super::*;
-use crate::cluster::Cluster;
 use crate::ids::SessionAddr;
 use crate::rpc::{Answered, Incoming, Route, Target};
 use serde::{Deserialize, Serialize};
@@ -74,20 +73,14 @@ impl Hub {
             return self.rpc_to_session(SessionAddr::here(s), call);
         }
         let offline = format!("user {user} has no open session");
-        let (Some(c), Some(me)) = (self.cluster.clone(), self.me.clone()) else {
+        // Another node's sessions of the user, if there are other nodes.
+        let (Some(listed), Some(me)) = (self.directory.sessions_of(&user), self.me.clone()) else {
             let frame = refusal(&call.route, ErrorCode::UserOffline, &offline);
             return self.rpc_answer(call.route, frame);
         };
-        let key = c.room_key(&RoomName::personal(&user), "ses");
-        let fut = c.command(redis::cmd("HKEYS").arg(key).clone());
         actix::spawn(async move {
-            let sessions: Vec<SessionAddr> = match fut.await {
-                Ok(v) => crate::cluster::scripts::array(&v)
-                    .iter()
-                    .filter_map(crate::cluster::scripts::text)
-                    .filter_map(SessionAddr::parse)
-                    .filter(|s| *s != caller)
-                    .collect(),
+            let sessions: Vec<SessionAddr> = match listed.await {
+                Ok(v) => v.into_iter().filter(|s| *s != caller).collect(),
                 Err(e) => {
                     let frame = refusal(&call.route, e.code, &e.message);
                     return me.do_send(RpcAnswer {
@@ -123,7 +116,7 @@ impl Hub {
                 }
             };
         }
-        let (Some(c), Some(node)) = (self.cluster.clone(), to.node.as_deref()) else {
+        let Some(node) = to.node.as_deref() else {
             let frame = refusal(&call.route, ErrorCode::NotFound, &gone);
             return self.rpc_answer(call.route, frame);
         };
@@ -135,21 +128,16 @@ impl Hub {
         if serde_json::to_writer(&mut payload, &routed).is_err() {
             return;
         }
-        let fut = c.command(
-            redis::cmd("PUBLISH")
-                .arg(super::signal::signal_chan(&c, node))
-                .arg(payload)
-                .clone(),
-        );
-        let Some(me) = self.me.clone() else { return };
         let route = routed.call.route;
+        let (Some(sent), Some(me)) = (self.directory.to_node(node, payload), self.me.clone())
+        else {
+            let frame = refusal(&route, ErrorCode::NotFound, &gone);
+            return self.rpc_answer(route, frame);
+        };
         actix::spawn(async move {
-            let frame = match fut.await {
-                // No node listens there: that node is gone.
-                Ok(v) if crate::cluster::scripts::int(&v) == Some(0) => {
-                    refusal(&route, ErrorCode::NotFound, &gone)
-                }
-                Ok(_) => return,
+            let frame = match sent.await {
+                Ok(false) => refusal(&route, ErrorCode::NotFound, &gone),
+                Ok(true) => return,
                 Err(e) => refusal(&route, e.code, &e.message),
             };
             me.do_send(RpcAnswer { route, frame });
@@ -168,7 +156,7 @@ impl Hub {
             }
             return;
         }
-        let (Some(c), Some(node)) = (&self.cluster, route.caller.node.as_deref()) else {
+        let Some(node) = route.caller.node.as_deref() else {
             return;
         };
         let mut payload = b"Q".to_vec();
@@ -177,7 +165,13 @@ impl Hub {
         }
         payload.push(b'\n');
         payload.extend_from_slice(&frame);
-        send_quietly(c, super::signal::signal_chan(c, node), payload);
+        if let Some(sent) = self.directory.to_node(node, payload) {
+            actix::spawn(async move {
+                if let Err(e) = sent.await {
+                    log::warn!("rpc answer not sent: {}", e.message);
+                }
+            });
+        }
     }
 
     /// `P` or `Q` on this node's channel.
@@ -206,13 +200,4 @@ impl Hub {
             _ => {}
         }
     }
-}
-
-fn send_quietly(c: &Cluster, chan: String, payload: Vec<u8>) {
-    let fut = c.command(redis::cmd("PUBLISH").arg(chan).arg(payload).clone());
-    actix::spawn(async move {
-        if let Err(e) = fut.await {
-            log::warn!("rpc answer not sent: {}", e.message);
-        }
-    });
 }

@@ -39,7 +39,7 @@ impl Handler<Signal> for Hub {
             let answer = self.deliver_signal(msg.to.session, &msg.room, &msg.frame, id);
             return self.answer_signal(&SessionAddr::here(msg.from), answer);
         }
-        let (Some(c), Some(node)) = (self.cluster.clone(), msg.to.node.as_deref()) else {
+        let Some(node) = msg.to.node.as_deref() else {
             let answer = Some(not_found(&msg.to, id));
             return self.answer_signal(&SessionAddr::here(msg.from), answer);
         };
@@ -56,20 +56,17 @@ impl Handler<Signal> for Hub {
         )
         .into_bytes();
         payload.extend_from_slice(&msg.frame);
-        let fut = c.command(
-            redis::cmd("PUBLISH")
-                .arg(signal_chan(&c, node))
-                .arg(payload)
-                .clone(),
-        );
+        let Some(sent) = self.directory.to_node(node, payload) else {
+            let answer = Some(not_found(&msg.to, id));
+            return self.answer_signal(&SessionAddr::here(msg.from), answer);
+        };
         actix::spawn(async move {
             let id = msg.id.as_deref();
-            match fut.await {
-                // No node listens there: that node is gone.
-                Ok(v) if crate::cluster::scripts::int(&v) == Some(0) => {
+            match sent.await {
+                Ok(false) => {
                     sender.push(not_found(&msg.to, id));
                 }
-                Ok(_) => {}
+                Ok(true) => {}
                 Err(e) => {
                     sender.push(error_frame(e.code, &e.message, id, Some(500)));
                 }
@@ -113,20 +110,16 @@ impl Hub {
             }
             return;
         }
-        let (Some(c), Some(node)) = (&self.cluster, to.node.as_deref()) else {
+        let Some(node) = to.node.as_deref() else {
             return;
         };
         let mut payload = format!("R{} ", to.session.0).into_bytes();
         payload.extend_from_slice(&answer);
-        let fut = c.command(
-            redis::cmd("PUBLISH")
-                .arg(signal_chan(c, node))
-                .arg(payload)
-                .clone(),
-        );
-        actix::spawn(async move {
-            let _ = fut.await;
-        });
+        if let Some(sent) = self.directory.to_node(node, payload) {
+            actix::spawn(async move {
+                let _ = sent.await;
+            });
+        }
     }
 
     /// A message on this node's signal channel.
