@@ -12,9 +12,10 @@ use crate::cluster::{scripts, Cluster, Feed, FeedEvent, Lua, Reregister};
 impl Hub {
     /// Shares rooms, members, direct messages and broadcasts through Redis.
     pub fn with_cluster(mut self, c: Option<Cluster>) -> Hub {
-        if let Some(c) = &c {
-            self.directory = std::rc::Rc::new(Shared(c.clone()));
-        }
+        self.directory = match &c {
+            Some(c) => std::rc::Rc::new(Shared(c.clone())),
+            None => std::rc::Rc::new(super::directory::Local),
+        };
         self.cluster = c;
         self
     }
@@ -26,16 +27,6 @@ impl Hub {
     ) -> Hub {
         self.ingestion = ingestion;
         self
-    }
-
-    pub(super) fn deliver_all(&self, frame: &Bytes) -> usize {
-        let n = self
-            .sessions
-            .values()
-            .filter(|s| s.outbox.push(frame.clone()))
-            .count();
-        METRICS.deliveries.fetch_add(n as u64, Relaxed);
-        n
     }
 }
 
@@ -107,7 +98,8 @@ fn claim(c: &Cluster, user: &UserId) -> impl std::future::Future<Output = ()> + 
 }
 
 impl Directory for Shared {
-    /// Subscribes to the broadcast channel and asks to hear of re-registrations.
+    /// Subscribes to the broadcast channel and this node's channel (tool
+    /// calls, signals), and asks to hear of re-registrations.
     fn start(&self, hub: &mut Hub, ctx: &mut Context<Hub>) {
         let c = &self.0;
         crate::cluster::on_reregister(ctx.address().recipient());

@@ -1,6 +1,7 @@
 //! How frames reach a user's sessions, or every session: the seam between
 //! the Hub's handlers (direct messages, storage's pushes, broadcasts, the
-//! server API's orders) and whatever knows where sessions are.
+//! server API's orders, tool calls and signals for a session on another
+//! node) and whatever knows where sessions are.
 //!
 //! [`Local`] is the one-node engine: this node's sessions are all there
 //! are, and a direct message to a user with none goes into the embedded

@@ -1,4 +1,4 @@
-//! The Hub actor: the directory and control plane. It knows every session,
+//! The Hub actor: the control plane. It knows every session,
 //! which user each belongs to, and which rooms exist; it creates rooms (spread
 //! over the room arbiters), forwards joins and leaves, routes direct messages
 //! and broadcasts, and keeps the histories of member-less rooms in an LRU.
@@ -61,7 +61,6 @@ pub struct Hub {
     inboxes: HashMap<UserId, InboxLoad>,
     /// Shared with other nodes through Redis (`cluster.rs`).
     cluster: Option<crate::cluster::Cluster>,
-    /// Subscriptions to the channels of users with a session here.
     /// Subscriptions to the channels of users with a session here, and
     /// whether Redis has confirmed each.
     user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
@@ -183,6 +182,17 @@ impl Hub {
     pub fn with_store(mut self, store: StoreHandle) -> Hub {
         self.store = Some(store);
         self
+    }
+
+    /// Queues `frame` to every session here; how many got it.
+    pub(super) fn deliver_all(&self, frame: &Bytes) -> usize {
+        let n = self
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame.clone()))
+            .count();
+        METRICS.deliveries.fetch_add(n as u64, Relaxed);
+        n
     }
 
     /// Queues `frame` to every session of `user`; how many got it.

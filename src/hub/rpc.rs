@@ -73,8 +73,9 @@ impl Hub {
             return self.rpc_to_session(SessionAddr::here(s), call);
         }
         let offline = format!("user {user} has no open session");
+        let Some(me) = self.me.clone() else { return };
         // Another node's sessions of the user, if there are other nodes.
-        let (Some(listed), Some(me)) = (self.directory.sessions_of(&user), self.me.clone()) else {
+        let Some(listed) = self.directory.sessions_of(&user) else {
             let frame = refusal(&call.route, ErrorCode::UserOffline, &offline);
             return self.rpc_answer(call.route, frame);
         };
@@ -129,8 +130,8 @@ impl Hub {
             return;
         }
         let route = routed.call.route;
-        let (Some(sent), Some(me)) = (self.directory.to_node(node, payload), self.me.clone())
-        else {
+        let Some(me) = self.me.clone() else { return };
+        let Some(sent) = self.directory.to_node(node, payload) else {
             let frame = refusal(&route, ErrorCode::NotFound, &gone);
             return self.rpc_answer(route, frame);
         };
