@@ -42,10 +42,7 @@ impl Seen<'_> {
         crate::webhooks::emit(crate::webhooks::Event::PresenceChanged {
             user: self.user.as_str(),
             status: self.status,
-            activity: self
-                .activity
-                .map(|a| &**a)
-                .filter(|_| self.status != Status::Offline),
+            activity: self.activity.map(|a| &**a),
         });
     }
 }

@@ -161,11 +161,9 @@ impl Session {
     }
 }
 
-/// A call for this session, from the Hub.
-impl Handler<Incoming> for Session {
-    type Result = ();
-
-    fn handle(&mut self, call: Incoming, _: &mut Context<Self>) {
+impl Session {
+    /// A call for this session, from the Hub (`hub::Order::Call`).
+    pub(super) fn on_call(&mut self, call: Incoming) {
         let me = SessionAddr::here(self.id);
         let refuse = |code, msg: &str| error_frame(code, msg, Some(&call.route.id), None);
         let mine = self.ident.as_ref().is_some_and(|i| i.role.privileged());
@@ -213,11 +211,9 @@ impl Handler<Incoming> for Session {
     }
 }
 
-/// An answer for a call of this session's.
-impl Handler<Answered> for Session {
-    type Result = ();
-
-    fn handle(&mut self, a: Answered, ctx: &mut Context<Self>) {
+impl Session {
+    /// An answer for a call of this session's (`hub::Order::Answer`).
+    pub(super) fn on_answer(&mut self, a: Answered, ctx: &mut Context<Self>) {
         if let Some(timer) = self.rpc.take(&a.id, a.n) {
             ctx.cancel_future(timer);
             self.push(a.frame);

@@ -22,8 +22,8 @@ impl Handler<crate::hub::Order> for Session {
                     self.leave(room, None);
                 }
             }
-            Order::Call(call) => Handler::<crate::rpc::Incoming>::handle(self, call, ctx),
-            Order::Answer(a) => Handler::<crate::rpc::Answered>::handle(self, a, ctx),
+            Order::Call(call) => self.on_call(call),
+            Order::Answer(a) => self.on_answer(a, ctx),
         }
     }
 }

@@ -534,7 +534,7 @@ fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let db = std::env::temp_dir().join(format!("switchboard-it-port-{}.db", std::process::id()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .env("PORT", &port)
         .env("SWITCHBOARD_HOST", "127.0.0.1")
         .env("SWITCHBOARD_DB", &db)
@@ -543,19 +543,7 @@ fn a_port_in_use_is_a_clear_error() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server kept running on a port in use");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = refused_start(child, Duration::from_secs(20));
     remove_db(&db);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(

@@ -296,6 +296,10 @@ async fn explicit_away_sticks_through_activity() {
         statuses(&body["members"]).contains(&("bob".into(), "away".into())),
         "{body}"
     );
+    // Offline carries no activity (one node or several).
+    b.close().await;
+    let p = offline_and_left(&mut a, "general", "bob").await;
+    assert!(p.get("activity").is_none(), "{p}");
 }
 
 /// SERVER BUG (see report): a `presence:update` from a user who is idle-away
