@@ -138,6 +138,11 @@ pub fn set_node(node: &str) {
     let _ = NODE.set(node.into());
 }
 
+/// This node's id, with several nodes.
+pub fn node() -> Option<&'static str> {
+    NODE.get().map(|n| &**n)
+}
+
 /// Where a session can be reached: `s<n>` on one node, `s<n>@<node>` with
 /// several. What `connected.session` and member lists show, and what
 /// `signal.to` names.

@@ -206,7 +206,8 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         None => presence,
     }
     .start();
-    // Documents keep their op logs and snapshots in the embedded database.
+    // Documents keep their op logs and snapshots in the embedded database
+    // on one node, in Redis with several (document/oplog.rs).
     let doc_store = store::Store::new(writer.handle()).start();
     let hub = hub::Hub::new(
         presence.clone(),
@@ -227,18 +228,20 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
     .with_state_limits(cfg.state)
     .with_stream_limits(cfg.streams)
     .with_room_rules(cfg.room_rules.clone())
-    .with_docs(
-        document::Directory::new(
-            docstore::DocStore::of(doc_store.clone()),
-            document::core::Limits {
-                max_chars: cfg.doc_max_chars,
-                keep_ops: cfg.doc_keep_ops,
-                snapshot_every: cfg.doc_snapshot_every,
-            },
-            cfg.room_queue,
-        )
-        .with_cluster(cluster.clone()),
-    )
+    .with_docs(document::Directory::new(
+        match &cluster {
+            Some(c) => Arc::new(cluster::docs::Shared(c.clone())),
+            None => Arc::new(document::oplog::Local(docstore::DocStore::of(
+                doc_store.clone(),
+            ))),
+        },
+        document::core::Limits {
+            max_chars: cfg.doc_max_chars,
+            keep_ops: cfg.doc_keep_ops,
+            snapshot_every: cfg.doc_snapshot_every,
+        },
+        cfg.room_queue,
+    ))
     .with_store(writer.handle())
     .with_ingestion(ingestion.clone())
     .with_cluster(cluster)

@@ -15,6 +15,7 @@
 //! every subscriber is told to check its position).
 
 mod doc_scripts;
+pub mod docs;
 mod feed;
 pub mod inbox;
 mod lane;

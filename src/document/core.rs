@@ -30,7 +30,9 @@ pub struct Limits {
     pub max_chars: u64,
     /// Ops kept in memory (and asked of the store) for late clients.
     pub keep_ops: usize,
-    /// A snapshot is stored after this many ops.
+    /// A snapshot is stored at every multiple of this many revisions, by
+    /// the writer whose committed batch reaches it (one writer per multiple
+    /// also with several nodes).
     pub snapshot_every: u64,
 }
 
@@ -141,7 +143,6 @@ pub struct DocCore<S> {
     writing: usize,
     /// Per client id, its last visible `(seq, rev)`.
     last_seq: LruCache<Arc<str>, (u64, u64)>,
-    last_snapshot: u64,
     /// Ops waiting to be committed again (shared documents only).
     parked: VecDeque<Parked<S>>,
 }
@@ -206,7 +207,6 @@ impl<S: Copy + Eq> DocCore<S> {
             pending: VecDeque::new(),
             writing: 0,
             last_seq,
-            last_snapshot: state.snapshot_rev,
             parked: VecDeque::new(),
         };
         core.trim();
@@ -431,6 +431,7 @@ impl<S: Copy + Eq> DocCore<S> {
             return self.roll_back(&e);
         }
         let base = self.log_base();
+        let before = self.visible;
         let mut text = self.visible_text.to_string();
         for p in self.pending.drain(..n.min(self.pending.len())) {
             let c = self.log[(p.rev - base - 1) as usize].clone();
@@ -454,8 +455,8 @@ impl<S: Copy + Eq> DocCore<S> {
             outs.push(Out::Others(p.ackers, DocFrame::Op(c)));
         }
         self.visible_text = Arc::from(text);
-        if self.visible >= self.last_snapshot + self.limits.snapshot_every.max(1) {
-            self.last_snapshot = self.visible;
+        let every = self.limits.snapshot_every.max(1);
+        if self.visible / every > before / every {
             outs.push(Out::Snapshot {
                 rev: self.visible,
                 text: self.visible_text.clone(),

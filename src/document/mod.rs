@@ -11,8 +11,9 @@
 //! its rules live in the plain [`core::DocCore`]; this actor loads it from
 //! the store, feeds it messages, stores its batches, and queues its frames.
 
-mod cluster;
 pub mod core;
+mod follow;
+pub mod oplog;
 pub mod wire;
 
 #[cfg(test)]
@@ -21,8 +22,7 @@ mod replicas;
 mod sim;
 
 use self::core::{DocCore, DocError, Edit, Limits, Out};
-use crate::docstore::{AppendDocOps, DocStore, LoadDoc, SaveDocSnapshot};
-use crate::error::{ErrorCode, HubError};
+use crate::error::ErrorCode;
 use crate::hub::{DocIdle, Hub};
 use crate::ids::{now_ms, RoomName, SessionId, UserId};
 use crate::metrics::METRICS;
@@ -47,7 +47,8 @@ struct Member {
 pub struct Document {
     name: RoomName,
     hub: Addr<Hub>,
-    store: DocStore,
+    /// Where its ops are committed (`oplog.rs`).
+    log: Arc<dyn oplog::OpLog>,
     limits: Limits,
     /// `None` until loaded, and if loading failed.
     core: Option<DocCore<SessionId>>,
@@ -55,27 +56,27 @@ pub struct Document {
     members: HashMap<SessionId, Member>,
     /// Opens forwarded by the Hub (compared with the Hub's count before freeing).
     hub_ops: u64,
-    /// Snapshots sent to the store and not answered yet.
+    /// Snapshots sent to the log and not answered yet.
     snapshots: usize,
     me: Option<Addr<Document>>,
     /// Mailbox capacity for messages from sessions.
     queue: usize,
-    /// Shared with other nodes through Redis (`cluster.rs`).
-    cluster: Option<cluster::Replica>,
+    /// Other writers' ops (`follow.rs`).
+    following: follow::Following,
 }
 
 impl Document {
     pub fn new(
         name: RoomName,
         hub: Addr<Hub>,
-        store: DocStore,
+        log: Arc<dyn oplog::OpLog>,
         limits: Limits,
         queue: usize,
     ) -> Document {
         Document {
             name,
             hub,
-            store,
+            log,
             limits,
             core: None,
             load_error: None,
@@ -84,15 +85,8 @@ impl Document {
             snapshots: 0,
             me: None,
             queue: queue.max(1),
-            cluster: None,
+            following: follow::Following::default(),
         }
-    }
-
-    /// Keeps the document in Redis, shared with the other nodes, instead
-    /// of the store.
-    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Document {
-        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name));
-        self
     }
 
     fn push(&mut self, session: SessionId, frame: Bytes) {
@@ -140,68 +134,17 @@ impl Document {
                     let frame = wire::frame(self.name.as_str(), &f);
                     self.others(&except, &frame);
                 }
-                Out::Write(ops) if self.cluster.is_some() => self.append(ops, ctx),
-                Out::Write(ops) => self.write(ops, ctx),
-                // Shared documents: the node whose append crosses a
-                // multiple of snapshot_every stores it (cluster.rs).
-                Out::Snapshot { .. } if self.cluster.is_some() => {}
+                Out::Write(ops) => self.append(ops, ctx),
                 Out::Snapshot { rev, text } => self.snapshot(rev, text.to_string(), ctx),
             }
         }
-    }
-
-    /// Stores a batch; later ops keep being applied in memory meanwhile.
-    fn write(&mut self, ops: Vec<crate::docstore::DocOpRecord>, ctx: &mut Context<Self>) {
-        let n = ops.len() as u64;
-        let fut = self.store.append.send(AppendDocOps {
-            doc: self.name.to_string(),
-            ops,
-        });
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            let res = res.unwrap_or_else(|e| {
-                Err(HubError::new(
-                    ErrorCode::Internal,
-                    format!("the document store is unavailable: {e}"),
-                ))
-            });
-            if res.is_ok() {
-                METRICS.doc_ops.fetch_add(n, Relaxed);
-            }
-            if let Some(core) = act.core.as_mut() {
-                let outs = core.stored(res);
-                act.run(outs, ctx);
-            }
-            act.report_if_idle();
-        }));
-    }
-
-    fn snapshot(&mut self, rev: u64, text: String, ctx: &mut Context<Self>) {
-        self.snapshots += 1;
-        let fut = self.store.snapshot.send(SaveDocSnapshot {
-            doc: self.name.to_string(),
-            rev,
-            text,
-            keep_ops: self.limits.keep_ops,
-        });
-        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
-            act.snapshots -= 1;
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!(
-                    "document {}: snapshot at rev {rev} not stored: {e}",
-                    act.name
-                ),
-                Err(e) => log::warn!("document {}: snapshot at rev {rev} not sent: {e}", act.name),
-            }
-            act.report_if_idle();
-        }));
     }
 
     /// Tells the Hub when no one has the document open and nothing is being stored.
     fn report_if_idle(&self) {
         let busy = self.core.as_ref().is_some_and(|c| c.busy())
             || self.snapshots > 0
-            || self.cluster.as_ref().is_some_and(|r| r.catching_up);
+            || self.following.catching_up;
         if let (true, false, Some(me)) = (self.members.is_empty(), busy, &self.me) {
             self.hub.do_send(DocIdle {
                 addr: me.clone(),
@@ -242,31 +185,11 @@ impl Actor for Document {
         self.me = Some(ctx.address());
         ctx.set_mailbox_capacity(self.queue);
         METRICS.documents.fetch_add(1, Relaxed);
-        if self.cluster.is_some() {
-            return self.start_replica(ctx);
-        }
-        // Nothing is handled before the document is loaded.
-        let fut = self.store.load.send(LoadDoc {
-            doc: self.name.to_string(),
-        });
-        ctx.wait(fut.into_actor(self).map(|res, act, _| {
-            let loaded = match res {
-                Ok(Ok(state)) => DocCore::load(act.name.as_str(), state, act.limits),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("the document store is unavailable: {e}")),
-            };
-            match loaded {
-                Ok(core) => act.core = Some(core),
-                Err(e) => {
-                    log::error!("document {} could not be loaded: {e}", act.name);
-                    act.load_error = Some(e);
-                }
-            }
-        }));
+        self.start_log(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.stop_replica();
+        self.stop_log();
         METRICS.documents.fetch_sub(1, Relaxed);
     }
 }
@@ -355,7 +278,7 @@ impl Handler<Submit> for Document {
             let e = DocError::new(ErrorCode::Unavailable, "the document is not loaded", seq);
             return self.error(msg.session, e, None);
         };
-        if self.cluster.as_ref().is_some_and(|r| r.catching_up) {
+        if self.following.catching_up {
             return core.hold(msg.session, &user, msg.edit, now_ms());
         }
         let outs = core.submit(msg.session, &user, msg.edit, now_ms());
@@ -396,7 +319,7 @@ impl Handler<Cursor> for Document {
             Some((a, h)),
         );
         self.others(&[msg.session], &frame);
-        self.share_cursor(&frame);
+        self.log.share_cursor(&self.name, &frame);
     }
 }
 
@@ -422,7 +345,7 @@ impl Handler<Close> for Document {
                     None,
                 );
                 self.others(&[], &frame);
-                self.share_cursor(&frame);
+                self.log.share_cursor(&self.name, &frame);
             }
         }
         self.report_if_idle();
@@ -451,28 +374,22 @@ struct DocEntry {
 /// The Hub's directory of documents: creates their actors, forwards opens,
 /// frees them when they report idle with nothing in flight.
 pub struct Directory {
-    store: DocStore,
+    /// Where documents' ops are committed: the embedded database, or
+    /// Redis with several nodes.
+    log: Arc<dyn oplog::OpLog>,
     limits: Limits,
     queue: usize,
     docs: HashMap<RoomName, DocEntry>,
-    /// With Redis on, documents live there (the store is not used).
-    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Directory {
-    pub fn new(store: DocStore, limits: Limits, queue: usize) -> Directory {
+    pub fn new(log: Arc<dyn oplog::OpLog>, limits: Limits, queue: usize) -> Directory {
         Directory {
-            store,
+            log,
             limits,
             queue,
             docs: HashMap::new(),
-            cluster: None,
         }
-    }
-
-    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Directory {
-        self.cluster = c;
-        self
     }
 
     /// Forwards `open` to the document `doc`, starting its actor (on
@@ -485,9 +402,8 @@ impl Directory {
         arbiter: Option<&ArbiterHandle>,
     ) -> Addr<Document> {
         let entry = self.docs.entry(doc.clone()).or_insert_with(|| {
-            let (store, limits, queue) = (self.store.clone(), self.limits, self.queue);
-            let document =
-                Document::new(doc, hub, store, limits, queue).with_cluster(self.cluster.clone());
+            let (log, limits, queue) = (self.log.clone(), self.limits, self.queue);
+            let document = Document::new(doc, hub, log, limits, queue);
             let addr = crate::mailbox::start_bounded(document, queue, arbiter);
             DocEntry { addr, hub_ops: 0 }
         });
@@ -519,7 +435,10 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docstore::{DocOpRecord, DocState};
+    use crate::docstore::{
+        AppendDocOps, DocOpRecord, DocState, DocStore, LoadDoc, SaveDocSnapshot,
+    };
+    use crate::error::HubError;
     use crate::outbox::{self, Sink};
     use crate::presence::Presence;
     use std::time::Duration;
@@ -596,7 +515,8 @@ mod tests {
                 snapshot_every: 10,
             };
             let name = RoomName::parse("d").unwrap();
-            let doc = Document::new(name, hub, DocStore::of(store), doc_limits, 16).start();
+            let log = Arc::new(oplog::Local(DocStore::of(store)));
+            let doc = Document::new(name, hub, log, doc_limits, 16).start();
             let (outbox, _close, mut q) = outbox::queue(16, Sink.start().recipient());
             let open = || Open {
                 session: SessionId(1),
