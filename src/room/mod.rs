@@ -11,6 +11,7 @@ use crate::protocol::{encode, From, MemberInfo, ServerFrame, Status};
 use crate::store::{RoomMode, StoreHandle};
 
 mod cluster;
+mod engine;
 mod publish;
 mod state;
 mod streams;
@@ -18,6 +19,7 @@ mod streams;
 use actix::prelude::*;
 use bytes::Bytes;
 pub use cluster::read_history;
+use engine::Engine;
 pub use publish::{Accepted, MqttRelay, Origin, Publish};
 pub use state::{StateAnswer, StateCall, StateOp, StateOrigin};
 use std::collections::HashMap;
@@ -146,8 +148,10 @@ pub struct Room {
     load: bool,
     /// A seq reservation is on its way to the database (`reserve_ahead`).
     reserving: bool,
-    /// Shared with other nodes through Redis (`cluster.rs`).
-    cluster: Option<cluster::Replica>,
+    /// What orders the room (`engine.rs`): this actor, or Redis.
+    engine: &'static dyn Engine,
+    /// With Redis: this node's view of the shared room (`cluster/`).
+    replica: Option<cluster::Replica>,
     /// The room's shared state (`state.rs`), its bounds, where it is
     /// stored (whatever the room's mode; not with Redis), its expiry timer.
     state: crate::state::StateMap,
@@ -174,11 +178,20 @@ impl Actor for Room {
         // they answer `rate_limited` instead of letting the mailbox grow.
         // Control messages (joins, leaves, presence) use do_send and always get in.
         ctx.set_mailbox_capacity(self.queue);
-        if self.cluster.is_some() {
-            self.start_replica(ctx);
-            return self.load_streams(false, ctx);
-        }
-        self.load_state(ctx);
+        let e = self.engine;
+        e.start(self, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let e = self.engine;
+        e.stop(self);
+    }
+}
+
+impl Room {
+    /// Reads the stored history before anything else is handled (one node,
+    /// a room not in the idle LRU).
+    fn load_history(&mut self, ctx: &mut Context<Self>) {
         if let (true, Some((store, _))) = (self.load, &self.storage) {
             // Nothing (no join, no message) is handled before the stored
             // history is in: a join never sees a partial history, and seq
@@ -213,12 +226,6 @@ impl Actor for Room {
         }
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.replica_stopped();
-    }
-}
-
-impl Room {
     pub fn new(name: RoomName, hub: Owner, history: History, typing_ttl: Duration) -> Room {
         Room {
             name,
@@ -235,7 +242,8 @@ impl Room {
             storage: None,
             load: false,
             reserving: false,
-            cluster: None,
+            engine: &engine::Local,
+            replica: None,
             state: Default::default(),
             state_limits: Default::default(),
             state_store: None,
@@ -272,8 +280,9 @@ impl Room {
             },
             None => window,
         };
-        self.cluster = c.map(|c| cluster::Replica::new(c, &self.name, keep));
-        if self.cluster.is_some() {
+        self.replica = c.map(|c| cluster::Replica::new(c, &self.name, keep));
+        if self.replica.is_some() {
+            self.engine = &cluster::Shared;
             self.storage = None;
             self.state_store = None;
         }
@@ -384,14 +393,12 @@ impl Room {
     /// user was typing.
     fn detach(&mut self, session: SessionId) -> Option<Detached> {
         let member = self.members.remove(&session)?;
-        if self.cluster.is_some() {
-            self.replica_leave(&member);
-            return Some(Detached {
-                member,
-                left: Vec::new(),
-                was_typing: false,
-            });
-        }
+        let e = self.engine;
+        Some(e.detach(self, member))
+    }
+
+    /// `detach` on one node: the user's slot, the frames to announce.
+    fn detach_here(&mut self, member: Member) -> Detached {
         let gone = match self.users.get_mut(&member.user) {
             Some(slot) if slot.sessions > 1 => {
                 slot.sessions -= 1;
@@ -417,11 +424,11 @@ impl Room {
                 user: &info,
             }));
         }
-        Some(Detached {
+        Detached {
             member,
             left,
             was_typing,
-        })
+        }
     }
 
     fn members_info(&self) -> Vec<MemberInfo> {
@@ -429,17 +436,16 @@ impl Room {
             return Vec::new();
         }
         // Sessions here, and (several nodes) those the room's channel told of.
+        let mut elsewhere = Vec::new();
+        self.engine
+            .sessions_elsewhere(self, &mut |a, u| elsewhere.push((a.clone(), u.clone())));
         let mut sessions: HashMap<&UserId, Vec<SessionAddr>> = HashMap::new();
         for m in self.members.values() {
             let a = SessionAddr::here(m.session);
             sessions.entry(&m.user).or_default().push(a);
         }
-        if let Some(r) = &self.cluster {
-            r.sessions()
-                .filter(|(a, _)| !a.is_here())
-                .for_each(|(a, u)| {
-                    sessions.entry(u).or_default().push(a.clone());
-                });
+        for (a, u) in elsewhere.iter() {
+            sessions.entry(u).or_default().push(a.clone());
         }
         let mut v: Vec<MemberInfo> = self
             .users
@@ -500,6 +506,37 @@ impl Room {
         }
     }
 
+    /// A session joined, on one node: a new user gets a slot and
+    /// `room:member_joined`, every new session `room:session_joined`.
+    fn joined_here(&mut self, m: &Member, rejoin: bool) -> Vec<Bytes> {
+        let mut announce = Vec::new();
+        if !self.users.contains_key(&m.user) {
+            let occupied = self.users.is_empty();
+            crate::webhooks::member_joined(&self.name, m.user.as_str(), &m.name, occupied);
+            let slot = UserSlot::joining(m);
+            let info = slot.listed(&m.user);
+            self.users.insert(m.user.clone(), slot);
+            if self.presence {
+                announce.push(encode(&ServerFrame::MemberJoined {
+                    room: &self.name,
+                    user: &info,
+                }));
+            }
+        } else if !rejoin {
+            if let Some(slot) = self.users.get_mut(&m.user) {
+                slot.sessions += 1;
+            }
+        }
+        if !rejoin && self.presence {
+            announce.push(encode(&ServerFrame::SessionJoined {
+                room: &self.name,
+                user: &m.user,
+                session: &SessionAddr::here(m.session),
+            }));
+        }
+        announce
+    }
+
     /// Tells the Hub when the room has no members, with a copy of its history.
     fn report_if_idle(&self) {
         if let (true, Some(me)) = (self.members.is_empty(), &self.me) {
@@ -535,38 +572,8 @@ impl Handler<Join> for Room {
         // Announced to the others once the joiner's `room:joined` is queued:
         // delivering them may find a closed member and announce its leave,
         // which the joiner must get after its own `room:joined`.
-        let mut announce = Vec::new();
-        let new_user = !self.users.contains_key(&m.user);
-        if self.cluster.is_some() {
-            if !rejoin {
-                self.replica_join(&m);
-            }
-        } else if new_user {
-            let occupied = self.users.is_empty();
-            crate::webhooks::member_joined(&self.name, m.user.as_str(), &m.name, occupied);
-            let slot = UserSlot::joining(&m);
-            let info = slot.listed(&m.user);
-            self.users.insert(m.user.clone(), slot);
-            let frame = encode(&ServerFrame::MemberJoined {
-                room: &self.name,
-                user: &info,
-            });
-            if self.presence {
-                announce.push(frame);
-            }
-        } else if !rejoin {
-            if let Some(slot) = self.users.get_mut(&m.user) {
-                slot.sessions += 1;
-            }
-        }
-        if self.cluster.is_none() && !rejoin && self.presence {
-            let frame = encode(&ServerFrame::SessionJoined {
-                room: &self.name,
-                user: &m.user,
-                session: &SessionAddr::here(m.session),
-            });
-            announce.push(frame);
-        }
+        let e = self.engine;
+        let announce = e.joined(self, &m, rejoin);
         let (recovered, replay) = match msg.since {
             None => (None, Vec::new()),
             Some(since) => match self.history.recover(since, msg.epoch.as_deref()) {
@@ -650,11 +657,8 @@ impl Handler<Typing> for Room {
         let Some(user) = self.members.get(&msg.session).map(|m| m.user.clone()) else {
             return;
         };
-        if self.cluster.is_some() {
-            // Every node (this one too) applies it from the room's channel.
-            return self.send_typing(&user, msg.on);
-        }
-        self.apply_typing(user, msg.on, ctx);
+        let e = self.engine;
+        e.typing(self, user, msg.on, ctx);
     }
 }
 
@@ -679,11 +683,14 @@ impl Handler<crate::presence::MemberStatus> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: crate::presence::MemberStatus, _: &mut Context<Self>) {
-        if self.cluster.is_some() {
-            // With Redis the presence engine's PRESENCE script publishes
-            // it on the rooms' channels; nothing is sent here.
-            return;
-        }
+        let e = self.engine;
+        e.member_status(self, msg);
+    }
+}
+
+impl Room {
+    /// A member's status, on one node: recorded and announced.
+    fn member_status_here(&mut self, msg: crate::presence::MemberStatus) {
         if let Some(slot) = self.users.get_mut(&msg.user) {
             slot.status = msg.status;
             slot.activity = msg.activity.clone();
@@ -748,14 +755,7 @@ impl Handler<Scrollback> for Room {
     type Result = MessageResult<Scrollback>;
 
     fn handle(&mut self, msg: Scrollback, _: &mut Context<Self>) -> Self::Result {
-        let store = self.storage.as_ref().map(|(s, _)| s);
-        MessageResult(crate::scrollback::Plan::from_history(
-            &self.history,
-            &self.name,
-            msg.req,
-            store,
-            self.cluster_handle(),
-        ))
+        MessageResult(self.engine.scrollback(self, msg.req))
     }
 }
 

@@ -53,9 +53,18 @@ impl Handler<Publish> for Room {
     type Result = ResponseFuture<Result<Accepted, HubError>>;
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
-        if self.cluster.is_some() {
-            return self.replica_publish(msg, ctx);
-        }
+        let e = self.engine;
+        e.publish(self, msg, ctx)
+    }
+}
+
+impl Room {
+    /// `Publish` on one node: numbered here once the seq is reserved.
+    pub(super) fn publish_here(
+        &mut self,
+        msg: Publish,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Accepted, HubError>> {
         if self.seq_reserved(ctx) {
             let r = self.publish(msg);
             self.reserve_ahead(ctx);
@@ -112,17 +121,26 @@ impl Handler<MqttRelay> for Room {
 
     fn handle(&mut self, msg: MqttRelay, ctx: &mut Context<Self>) {
         self.hub_ops += 1;
-        if self.cluster.is_some() {
-            self.replica_mqtt(&msg.msg);
-            return self.report_if_idle();
-        }
+        let e = self.engine;
+        e.relay_mqtt(self, &msg.msg, ctx);
+    }
+}
+
+impl Room {
+    /// `MqttRelay` on one node: numbered here once the seq is reserved.
+    pub(super) fn relay_mqtt_here(
+        &mut self,
+        msg: &std::sync::Arc<crate::mqtt::message::MqttMessage>,
+        ctx: &mut Context<Self>,
+    ) {
+        let msg = msg.clone();
         self.when_reserved(ctx, move |act, reserved| {
             if let Err(e) = reserved {
                 // The broker was acknowledged on receipt; nobody can be told.
                 METRICS.storage_errors.fetch_add(1, Relaxed);
                 log::error!("room {}: MQTT message dropped: {}", act.name, e.message);
             } else {
-                act.relay_mqtt(&msg.msg);
+                act.relay_mqtt(&msg);
             }
             act.report_if_idle();
         });

@@ -104,10 +104,10 @@ impl Handler<StateOp> for Room {
                     ready(StateAnswer::Map(StateMap::new(self.state.rev, live)))
                 }
             },
-            StateCall::Write { write, by } if self.cluster.is_some() => {
-                self.replica_state_write(write, &by, msg.origin, ctx)
+            StateCall::Write { write, by } => {
+                let e = self.engine;
+                e.write_state(self, write, by, msg.origin, ctx)
             }
-            StateCall::Write { write, by } => self.state_write(write, by, msg.origin, ctx),
         };
         if api {
             self.report_if_idle();
@@ -187,7 +187,7 @@ impl Room {
 
     /// One node: decides, applies, tells the members, then stores; the
     /// sender's `ack` (or the API's answer) follows the commit.
-    fn state_write(
+    pub(super) fn state_write(
         &mut self,
         write: Write,
         by: Box<RawValue>,
@@ -274,13 +274,12 @@ impl Room {
         let now = now_ms();
         // With Redis, a key the script found not yet expired (clocks
         // differ) is tried again a little later, not in a loop.
-        let delay = Duration::from_millis(at.saturating_sub(now).max(
-            if self.cluster.is_some() && at <= now {
-                250
-            } else {
-                0
-            },
-        ));
+        let late = if at <= now {
+            self.engine.late_expiry_retry()
+        } else {
+            Duration::ZERO
+        };
+        let delay = Duration::from_millis(at.saturating_sub(now)).max(late);
         self.state_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.state_timer = None;
             act.expire_state(ctx);
@@ -292,12 +291,14 @@ impl Room {
     fn expire_state(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         let due = self.state.due(now);
-        if self.cluster.is_some() {
-            for (key, version) in due {
-                self.replica_state_expire(&key, version);
-            }
-            return self.arm_state_timer(ctx);
-        }
+        let e = self.engine;
+        e.expire_state(self, due, ctx);
+        self.arm_state_timer(ctx);
+    }
+
+    /// Expiries on one node: applied and stored here.
+    pub(super) fn expire_state_here(&mut self, due: Vec<(String, u64)>, ctx: &mut Context<Self>) {
+        let now = now_ms();
         for (key, _) in due {
             let change = self.state.expiry(&key, now);
             // Not refused when storage is busy: an expiry must reach it.
@@ -311,6 +312,5 @@ impl Room {
                 }));
             }
         }
-        self.arm_state_timer(ctx);
     }
 }

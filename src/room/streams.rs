@@ -94,11 +94,14 @@ impl Handler<StreamOp> for Room {
             op.outbox.push(f);
             return;
         }
-        if self.cluster.is_some() {
-            // Redis decides (the producer's node may not have applied its
-            // own start yet when the first chunk comes).
-            return self.replica_stream(op, ctx);
-        }
+        let e = self.engine;
+        e.stream(self, op, ctx);
+    }
+}
+
+impl Room {
+    /// A stream op on one node: checked and applied here.
+    pub(super) fn stream_here(&mut self, op: StreamOp, ctx: &mut Context<Self>) {
         let me = SessionAddr::here(op.session);
         let limits = self.stream_limits;
         let s = &self.streams;
@@ -277,9 +280,8 @@ impl Room {
 
     /// A session left: the streams it produced end with `producer_left`.
     pub(super) fn producer_left(&mut self, session: SessionId, ctx: &mut Context<Self>) {
-        if self.cluster.is_some() {
-            self.replica_producer_left(session);
-        }
+        let e = self.engine;
+        e.producer_left(self, session);
         let me = SessionAddr::here(session);
         let gone: Vec<String> = self
             .streams
@@ -295,9 +297,17 @@ impl Room {
 
     /// Ends a stream with an error made by the server.
     fn fail_stream(&mut self, stream: String, reason: &str, ctx: &mut Context<Self>) {
-        if self.cluster.is_some() {
-            return self.replica_fail_stream(stream, reason);
-        }
+        let e = self.engine;
+        e.fail_stream(self, stream, reason, ctx);
+    }
+
+    /// `fail_stream` on one node: ended here.
+    pub(super) fn fail_stream_here(
+        &mut self,
+        stream: String,
+        reason: &str,
+        ctx: &mut Context<Self>,
+    ) {
         let e = Event::Error {
             stream,
             reason: reason.into(),

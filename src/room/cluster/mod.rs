@@ -20,17 +20,25 @@ mod sessions;
 mod state;
 mod streams;
 
-use super::{Member, Room, UserSlot};
+use super::engine::{Answer, Engine};
+use super::{
+    Accepted, Detached, Member, Publish, Room, StateAnswer, StateOrigin, StreamOp, UserSlot,
+};
 use crate::cluster::scripts::{self, Lua};
 use crate::cluster::{Cluster, Feed, FeedEvent};
 use crate::error::{ErrorCode, HubError};
 use crate::history::History;
-use crate::ids::{random_hex, SessionId, UserId};
+use crate::ids::{random_hex, SessionAddr, SessionId, UserId};
+use crate::mqtt::message::MqttMessage;
 use crate::outbox::Outbox;
+use crate::presence::MemberStatus;
 use crate::protocol::{encode, MemberInfo, ServerFrame, Status};
+use crate::scrollback::{PageRequest, Plan};
 use actix::prelude::*;
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a room starting on this node tries to read itself from Redis
@@ -190,13 +198,117 @@ fn num(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-impl Room {
-    pub(super) fn cluster_handle(&self) -> Option<&Cluster> {
-        self.cluster.as_ref().map(|r| &r.c)
+/// The several-node engine: Redis orders the room; this actor is this
+/// node's replica of it.
+pub struct Shared;
+
+impl Engine for Shared {
+    fn start(&self, room: &mut Room, ctx: &mut Context<Room>) {
+        room.start_replica(ctx);
+        room.load_streams(false, ctx);
     }
 
+    fn stop(&self, room: &mut Room) {
+        room.replica_stopped();
+    }
+
+    fn publish(
+        &self,
+        room: &mut Room,
+        msg: Publish,
+        ctx: &mut Context<Room>,
+    ) -> Answer<Result<Accepted, HubError>> {
+        room.replica_publish(msg, ctx)
+    }
+
+    fn relay_mqtt(&self, room: &mut Room, msg: &Arc<MqttMessage>, _: &mut Context<Room>) {
+        room.replica_mqtt(msg);
+        room.report_if_idle();
+    }
+
+    /// Members are cluster-wide: the JOIN script announces a new member
+    /// (and the SESSION script a new session) on the room's channel, which
+    /// every node, this one too, applies.
+    fn joined(&self, room: &mut Room, m: &Member, rejoin: bool) -> Vec<Bytes> {
+        if !rejoin {
+            room.replica_join(m);
+        }
+        Vec::new()
+    }
+
+    fn detach(&self, room: &mut Room, member: Member) -> Detached {
+        room.replica_leave(&member);
+        Detached {
+            member,
+            left: Vec::new(),
+            was_typing: false,
+        }
+    }
+
+    fn sessions_elsewhere(&self, room: &Room, each: &mut dyn FnMut(&SessionAddr, &UserId)) {
+        if let Some(r) = &room.replica {
+            r.sessions()
+                .filter(|(a, _)| !a.is_here())
+                .for_each(|(a, u)| each(a, u));
+        }
+    }
+
+    /// Every node (this one too) applies it from the room's channel.
+    fn typing(&self, room: &mut Room, user: UserId, on: bool, _: &mut Context<Room>) {
+        room.send_typing(&user, on);
+    }
+
+    /// The presence engine's PRESENCE script publishes it on the rooms'
+    /// channels; nothing is sent here.
+    fn member_status(&self, _: &mut Room, _: MemberStatus) {}
+
+    fn write_state(
+        &self,
+        room: &mut Room,
+        write: crate::state::Write,
+        by: Box<RawValue>,
+        origin: StateOrigin,
+        ctx: &mut Context<Room>,
+    ) -> Answer<StateAnswer> {
+        room.replica_state_write(write, &by, origin, ctx)
+    }
+
+    fn expire_state(&self, room: &mut Room, due: Vec<(String, u64)>, _: &mut Context<Room>) {
+        for (key, version) in due {
+            room.replica_state_expire(&key, version);
+        }
+    }
+
+    /// A key the script found not yet expired (clocks differ) is tried
+    /// again a little later, not in a loop.
+    fn late_expiry_retry(&self) -> Duration {
+        Duration::from_millis(250)
+    }
+
+    /// Redis decides (the producer's node may not have applied its own
+    /// start yet when the first chunk comes).
+    fn stream(&self, room: &mut Room, op: StreamOp, ctx: &mut Context<Room>) {
+        room.replica_stream(op, ctx);
+    }
+
+    fn producer_left(&self, room: &mut Room, session: SessionId) {
+        room.replica_producer_left(session);
+    }
+
+    fn fail_stream(&self, room: &mut Room, stream: String, reason: &str, _: &mut Context<Room>) {
+        room.replica_fail_stream(stream, reason);
+    }
+
+    /// Memory first, then the room's stream in Redis.
+    fn scrollback(&self, room: &Room, req: PageRequest) -> Plan {
+        let c = room.replica.as_ref().map(|r| &r.c);
+        Plan::from_history(&room.history, &room.name, req, None, c)
+    }
+}
+
+impl Room {
     fn replica(&mut self) -> &mut Replica {
-        self.cluster.as_mut().expect("cluster room")
+        self.replica.as_mut().expect("cluster room")
     }
 
     fn member_json(&self, user: &UserId) -> Vec<u8> {
@@ -428,7 +540,7 @@ impl Room {
     /// Adds `user`'s membership on this node in Redis (a no-op when there).
     fn register(&mut self, user: &UserId, session: Option<SessionId>) {
         let json = self.member_json(user);
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let c = &r.c;
         let session = session.map_or("-".to_string(), |s| s.0.to_string());
         let fut = c.script(
@@ -497,7 +609,7 @@ impl Room {
         if self.typing.contains_key(&m.user) {
             self.send_typing(&m.user, false);
         }
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let c = &r.c;
         let fut = c.script(
             Lua::Leave,
@@ -530,7 +642,7 @@ impl Room {
 
     /// Tells every node that `user` started or stopped typing here.
     pub(super) fn send_typing(&self, user: &UserId, on: bool) {
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let payload = format!("T{} {} {}", r.c.node(), user, on as u8);
         let fut =
             r.c.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
@@ -541,7 +653,7 @@ impl Room {
 
     /// Unsubscribes when the actor stops.
     pub(super) fn replica_stopped(&mut self) {
-        if let Some(r) = &self.cluster {
+        if let Some(r) = &self.replica {
             if let Some(t) = r.token {
                 r.c.unsubscribe(r.chan.clone(), t);
             }
@@ -607,7 +719,7 @@ impl Handler<Feed> for Room {
         let FeedEvent::Message(p) = msg.event else {
             return self.resync(ctx);
         };
-        if self.cluster.is_none() || p.is_empty() {
+        if self.replica.is_none() || p.is_empty() {
             return;
         }
         let body = &p[1..];
@@ -658,7 +770,7 @@ impl Room {
     /// `node/session` names a session here: it does not get the message.
     fn excluded(&self, s: &[u8]) -> Option<SessionId> {
         let (node, session) = std::str::from_utf8(s).ok()?.split_once('/')?;
-        let r = self.cluster.as_ref()?;
+        let r = self.replica.as_ref()?;
         (node == r.c.node()).then(|| session.parse().ok().map(SessionId))?
     }
 

@@ -236,7 +236,7 @@ impl Room {
         key: Option<&crate::idempotency::IdemKey>,
         excluded: String,
     ) -> impl std::future::Future<Output = Result<Published, HubError>> + 'static {
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let c = &r.c;
         let (head, tail) = split_seq(frame).unwrap_or_default();
         let limits = self.history.limits();

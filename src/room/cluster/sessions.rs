@@ -13,7 +13,7 @@ impl Room {
     /// Records a session of this node joining (`on`) or leaving the room
     /// in Redis; every node (this one too) announces it from the channel.
     pub(in crate::room) fn session_event(&self, m: &Member, on: bool) {
-        let Some(r) = &self.cluster else { return };
+        let Some(r) = &self.replica else { return };
         let addr = SessionAddr::here(m.session);
         let frame = if on {
             encode(&ServerFrame::SessionJoined {
@@ -86,7 +86,7 @@ impl Room {
             .filter(|m| {
                 let a = SessionAddr::here(m.session);
                 !self
-                    .cluster
+                    .replica
                     .as_ref()
                     .is_some_and(|r| r.sessions.contains_key(&a))
             })

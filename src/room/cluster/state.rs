@@ -81,7 +81,7 @@ fn written(v: Result<redis::Value, HubError>, key: &str, max_keys: usize) -> Res
 
 impl Room {
     fn state_keys(&self) -> Vec<String> {
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         vec![
             r.c.room_key(&self.name, "st"),
             r.c.room_key(&self.name, "sv"),

@@ -123,7 +123,7 @@ fn refusal(v: &Value, limits: &crate::streams::StreamLimits) -> Option<Refusal> 
 
 impl Room {
     fn stream_keys(&self) -> (String, String) {
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         (r.c.room_key(&self.name, "sx"), r.chan.clone())
     }
 
@@ -133,7 +133,7 @@ impl Room {
         args: Vec<Vec<u8>>,
     ) -> impl std::future::Future<Output = Result<Value, crate::error::HubError>> + 'static {
         let (hash, chan) = self.stream_keys();
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(2).arg(hash).arg(chan);
         for a in args {
@@ -387,7 +387,7 @@ impl Room {
     /// meanwhile and a `stream:error` (`interrupted`) for one that is gone.
     pub(in crate::room) fn load_streams(&mut self, announce: bool, ctx: &mut Context<Self>) {
         let (hash, _) = self.stream_keys();
-        let r = self.cluster.as_ref().expect("cluster room");
+        let r = self.replica.as_ref().expect("cluster room");
         let fut = r.c.command(redis::cmd("HGETALL").arg(hash).clone());
         let read = fut.into_actor(self).map(move |v, act, ctx| {
             let Ok(v) = v else {
