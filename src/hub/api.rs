@@ -162,37 +162,7 @@ impl Handler<GetHistory> for Hub {
             });
             return Box::pin(async move { fut.await.ok() });
         }
-        if let Some(c) = &self.cluster {
-            let read = room::read_history(c, &msg.room, self.history);
-            let (since, limit) = (msg.since, msg.limit);
-            return Box::pin(async move {
-                let (h, _) = read.await?;
-                Some(HistoryView::of(&h, since, limit))
-            });
-        }
-        if let Some(h) = self.idle.peek(&msg.room) {
-            let view = HistoryView::of(h, msg.since, msg.limit);
-            return Box::pin(async move { Some(view) });
-        }
-        // Neither active nor idle: what storage has of it, if it is stored.
-        let stored = self
-            .store
-            .as_ref()
-            .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
-        let Some(store) = stored else {
-            return Box::pin(async { None });
-        };
-        let limits = self.history;
-        let no_keys = crate::idempotency::KeyLimits {
-            window_ms: 0,
-            keys: 0,
-        };
-        let load = store.load_room(msg.room, limits.entries, no_keys);
-        Box::pin(async move {
-            let t = load.await.ok()??;
-            let h = History::restore(limits, &t.epoch, t.seq, t.entries);
-            Some(HistoryView::of(&h, msg.since, msg.limit))
-        })
+        self.keeper.history(self, msg.room, msg.since, msg.limit)
     }
 }
 
@@ -208,7 +178,6 @@ impl Handler<Scrollback> for Hub {
     type Result = ResponseFuture<Result<crate::scrollback::Plan, HubError>>;
 
     fn handle(&mut self, msg: Scrollback, _: &mut Context<Self>) -> Self::Result {
-        use crate::scrollback::Plan;
         if let Some(r) = self.rooms.get(&msg.room) {
             let fut = r.addr.send(room::Scrollback { req: msg.req });
             return Box::pin(async move {
@@ -216,15 +185,7 @@ impl Handler<Scrollback> for Hub {
                     .map_err(|_| HubError::new(ErrorCode::Internal, "room unavailable"))
             });
         }
-        let store = self
-            .store
-            .as_ref()
-            .filter(|s| s.policy.mode(msg.room.as_str()) != crate::store::RoomMode::Volatile);
-        let plan = match (self.idle.peek(&msg.room), &self.cluster) {
-            (_, Some(c)) => Plan::shared(&msg.room, msg.req, c),
-            (Some(h), None) => Plan::from_history(h, &msg.room, msg.req, store, None),
-            (None, None) => Plan::stored(&msg.room, msg.req, store),
-        };
+        let plan = self.keeper.scrollback(self, &msg.room, msg.req);
         Box::pin(async move { Ok(plan) })
     }
 }
@@ -240,24 +201,15 @@ impl Handler<GetMembers> for Hub {
     type Result = ResponseFuture<Vec<MemberInfo>>;
 
     fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
-        let fut = self
-            .rooms
-            .get(&msg.room)
-            .map(|r| r.addr.send(room::GetMembers));
-        if fut.is_none() && !self.room_rules.presence(msg.room.as_str()) {
+        if let Some(r) = self.rooms.get(&msg.room) {
+            let fut = r.addr.send(room::GetMembers);
+            return Box::pin(async move { fut.await.unwrap_or_default() });
+        }
+        if !self.room_rules.presence(msg.room.as_str()) {
             // A room rule with `presence: false` lists no members.
             return Box::pin(std::future::ready(Vec::new()));
         }
-        if let (None, Some(c)) = (&fut, &self.cluster) {
-            let read = room::read_history(c, &msg.room, self.history);
-            return Box::pin(async move { read.await.map(|(_, m)| m).unwrap_or_default() });
-        }
-        Box::pin(async move {
-            match fut {
-                Some(f) => f.await.unwrap_or_default(),
-                None => Vec::new(),
-            }
-        })
+        self.keeper.members(self, &msg.room)
     }
 }
 

@@ -16,7 +16,10 @@ impl Hub {
             Some(c) => std::rc::Rc::new(Shared(c.clone())),
             None => std::rc::Rc::new(super::directory::Local),
         };
-        self.cluster = c;
+        self.keeper = match c {
+            Some(c) => std::rc::Rc::new(Shared(c)),
+            None => std::rc::Rc::new(super::rooms::Local),
+        };
         self
     }
 
@@ -282,21 +285,19 @@ impl Directory for Shared {
                 .collect())
         }))
     }
-}
 
-impl Handler<Feed> for Hub {
-    type Result = ();
-
-    fn handle(&mut self, msg: Feed, _: &mut Context<Self>) {
-        let Some(c) = &self.cluster else { return };
+    /// What arrived on the broadcast channel, this node's channel or a
+    /// user's channel.
+    fn feed(&self, hub: &mut Hub, msg: Feed) {
+        let c = &self.0;
         if *msg.chan == c.key("bcast") {
             if let FeedEvent::Message(f) = msg.event {
-                self.deliver_all(&f);
+                hub.deliver_all(&f);
             }
             return;
         }
         if *msg.chan == super::signal::signal_chan(c, c.node()) {
-            return self.on_signal_feed(msg);
+            return hub.on_signal_feed(msg);
         }
         let user = msg
             .chan
@@ -308,7 +309,7 @@ impl Handler<Feed> for Hub {
             // `S<node> <session> <frame>`: for one session.
             FeedEvent::Message(f) if f.first() == Some(&b'S') => {
                 if let Some((session, frame)) = addressed(&f, c.node()) {
-                    if let Some(s) = self.sessions.get(&session) {
+                    if let Some(s) = hub.sessions.get(&session) {
                         if s.from.user == user && s.outbox.push(frame) {
                             METRICS.deliveries.fetch_add(1, Relaxed);
                         }
@@ -317,10 +318,10 @@ impl Handler<Feed> for Hub {
             }
             // `C<json>`: an order of the server API (`users.rs`).
             FeedEvent::Message(f) if f.first() == Some(&b'C') => {
-                self.act_on_order(&user, &f[1..]);
+                hub.act_on_order(&user, &f[1..]);
             }
             FeedEvent::Message(f) => {
-                self.push_user(&user, &f);
+                hub.push_user(&user, &f);
             }
             // Messages sent while this node was not subscribed were stored.
             FeedEvent::Resync if !is_guest(&user) => {
@@ -328,6 +329,15 @@ impl Handler<Feed> for Hub {
             }
             FeedEvent::Resync => {}
         }
+    }
+}
+
+impl Handler<Feed> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Feed, _: &mut Context<Self>) {
+        let d = self.directory.clone();
+        d.feed(self, msg);
     }
 }
 
@@ -351,5 +361,45 @@ impl Handler<Reregister> for Hub {
                 event: FeedEvent::Resync,
             });
         }
+    }
+}
+
+/// Several nodes: rooms are Redis's (`rooms.rs`).
+impl super::rooms::Keeper for Shared {
+    /// Its actor is this node's replica of the room.
+    fn room(&self, room: Room) -> Room {
+        room.with_cluster(Some(self.0.clone()))
+    }
+
+    /// Nothing is kept idle: the next start reads the room from Redis.
+    fn freed(&self, _: &mut Hub, _: RoomName, _: History) {}
+
+    fn history(
+        &self,
+        hub: &Hub,
+        room: RoomName,
+        since: u64,
+        limit: usize,
+    ) -> ResponseFuture<Option<HistoryView>> {
+        let read = room::read_history(&self.0, &room, hub.history);
+        Box::pin(async move {
+            let (h, _) = read.await?;
+            Some(HistoryView::of(&h, since, limit))
+        })
+    }
+
+    fn scrollback(
+        &self,
+        _: &Hub,
+        room: &RoomName,
+        req: crate::scrollback::PageRequest,
+    ) -> crate::scrollback::Plan {
+        crate::scrollback::Plan::shared(room, req, &self.0)
+    }
+
+    /// Members on every node, as the room's member hash has them.
+    fn members(&self, hub: &Hub, room: &RoomName) -> ResponseFuture<Vec<MemberInfo>> {
+        let read = room::read_history(&self.0, room, hub.history);
+        Box::pin(async move { read.await.map(|(_, m)| m).unwrap_or_default() })
     }
 }

@@ -49,6 +49,10 @@ pub(super) trait Directory {
     /// The sessions of `user` on every node (a tool call for a user with
     /// none here). `None`: there is no other node.
     fn sessions_of(&self, user: &UserId) -> Option<Listed>;
+    /// What other nodes sent: broadcasts, frames for users with a session
+    /// here, tool calls and signals for this node (`Feed`, from the
+    /// channels `start` and `connected` subscribed to).
+    fn feed(&self, hub: &mut Hub, msg: crate::cluster::Feed);
 }
 
 /// Whether a node took what was sent to it.
@@ -116,4 +120,7 @@ impl Directory for Local {
     fn sessions_of(&self, _: &UserId) -> Option<Listed> {
         None
     }
+
+    /// Nothing is subscribed, so nothing arrives.
+    fn feed(&self, _: &mut Hub, _: crate::cluster::Feed) {}
 }

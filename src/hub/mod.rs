@@ -59,8 +59,6 @@ pub struct Hub {
     store: Option<StoreHandle>,
     /// Users whose stored direct messages are being loaded (see `UserLoaded`).
     inboxes: HashMap<UserId, InboxLoad>,
-    /// Shared with other nodes through Redis (`cluster.rs`).
-    cluster: Option<crate::cluster::Cluster>,
     /// Subscriptions to the channels of users with a session here, and
     /// whether Redis has confirmed each.
     user_subs: HashMap<UserId, (u64, tokio::sync::watch::Receiver<bool>)>,
@@ -68,6 +66,9 @@ pub struct Hub {
     /// How frames reach users' sessions (`directory.rs`): this node's
     /// lists, or users' channels in Redis.
     directory: std::rc::Rc<dyn directory::Directory>,
+    /// What keeps rooms with no actor here (`rooms.rs`): the idle LRU and
+    /// the embedded database, or Redis.
+    keeper: std::rc::Rc<dyn rooms::Keeper>,
     /// Whether this node numbers broker messages into mapped rooms.
     ingestion: std::sync::Arc<dyn crate::mqtt::ingest::Ingestion>,
     /// Bounds of every room's shared state.
@@ -149,10 +150,10 @@ impl Hub {
             docs: None,
             store: None,
             inboxes: HashMap::new(),
-            cluster: None,
             user_subs: HashMap::new(),
             me: None,
             directory: std::rc::Rc::new(directory::Local),
+            keeper: std::rc::Rc::new(rooms::Local),
             ingestion: std::sync::Arc::new(crate::mqtt::ingest::Local),
             state_limits: Default::default(),
             stream_limits: Default::default(),
@@ -277,8 +278,8 @@ impl Hub {
                 .with_queue(queue)
                 .with_store(store, load)
                 .with_state_limits(self.state_limits)
-                .with_stream_limits(self.stream_limits)
-                .with_cluster(self.cluster.clone());
+                .with_stream_limits(self.stream_limits);
+            let room = self.keeper.room(room);
             let arbiter = if self.arbiters.is_empty() {
                 None
             } else {
@@ -532,9 +533,8 @@ impl Handler<RoomIdle> for Hub {
             r.addr.do_send(room::Stop);
             METRICS.rooms.fetch_sub(1, Relaxed);
             log::debug!("room {} freed (seq {})", msg.room, msg.history.seq);
-            if !msg.history.is_empty() && self.cluster.is_none() {
-                self.keep_idle(msg.room, msg.history);
-            }
+            let k = self.keeper.clone();
+            k.freed(self, msg.room, msg.history);
         }
     }
 }
@@ -578,6 +578,7 @@ mod cluster;
 mod direct;
 mod directory;
 mod docs;
+mod rooms;
 mod rpc;
 mod signal;
 mod users;
