@@ -16,31 +16,39 @@ source scripts/deps.sh
 # One release build serves the tests and `cargo run --release` alike.
 cargo test --release "$@"
 
-# The integration suite again, every server then sharing rooms through a
-# Redis (docs/SCALEOUT.md: "the same suite with and without Redis"); each
-# server uses its own key prefix. Tests of single-node internals say they
-# are skipped.
-if [ $# -eq 0 ]; then
-  redis_port=""
+# The integration suite again, every server then sharing rooms through
+# Redis (docs/SCALEOUT.md: "the same suite with and without Redis"): two
+# redis-servers, so every room's messages are on one of them by its name
+# and everything else on the first ("Several Redis"); the cluster tests
+# start their own single Redis besides. Each server uses its own key
+# prefix. Tests of single-node internals say they are skipped.
+start_redis() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do
-    p=$((20000 + RANDOM % 30000))
+    local p=$((20000 + RANDOM % 30000))
     redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
-    redis_pid=$!
+    local pid=$!
     for _ in $(seq 50); do
-      (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && { redis_port=$p; break; }
-      kill -0 "$redis_pid" 2>/dev/null || break
+      if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+        redis_pids+=("$pid")
+        redis_urls+=("redis://127.0.0.1:$p")
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    [ -n "$redis_port" ] && break
-    kill "$redis_pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
   done
-  if [ -z "$redis_port" ]; then
-    echo "scripts/test.sh: could not start redis-server" >&2
-    exit 1
-  fi
-  trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
-  SB_TEST_REDIS_URL="redis://127.0.0.1:$redis_port" cargo test --release --test it
-  kill "$redis_pid" 2>/dev/null || true
+  echo "scripts/test.sh: could not start redis-server" >&2
+  exit 1
+}
+if [ $# -eq 0 ]; then
+  redis_pids=()
+  redis_urls=()
+  trap 'kill "${redis_pids[@]}" 2>/dev/null || true' EXIT
+  start_redis
+  start_redis
+  SB_TEST_REDIS_URL="$(IFS=,; echo "${redis_urls[*]}")" cargo test --release --test it
+  kill "${redis_pids[@]}" 2>/dev/null || true
 fi
 
 # The JS SDK against the release binary, then the demo page in headless

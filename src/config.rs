@@ -153,8 +153,10 @@ pub struct Config {
 /// Scale-out through Redis (docs/SCALEOUT.md). `None`: one node, as before.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `SWITCHBOARD_REDIS_URL`: `redis://[:password@]host:port[/db]` or `rediss://…`.
-    pub url: String,
+    /// `SWITCHBOARD_REDIS_URL`: `redis://[:password@]host:port[/db]` or
+    /// `rediss://…`; several, separated by commas, spread rooms' messages
+    /// over them (the first also holds everything else).
+    pub urls: Vec<String>,
     /// `SWITCHBOARD_NODE_ID` (default: random): names this node in Redis and `/healthz`.
     pub node: String,
     /// `SWITCHBOARD_REDIS_PREFIX` (default `sb`): the first part of every key and channel.
@@ -191,8 +193,26 @@ impl ClusterConfig {
         if node_ttl < Duration::from_millis(1500) {
             return Err("SWITCHBOARD_NODE_TTL_MS must be at least 1500".into());
         }
+        let urls: Vec<String> = url
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err("SWITCHBOARD_REDIS_URL is empty".into());
+        }
+        if let Some(d) = urls
+            .iter()
+            .enumerate()
+            .find(|(i, u)| urls[..*i].contains(u))
+        {
+            return Err(format!(
+                "SWITCHBOARD_REDIS_URL lists {} twice",
+                crate::cluster::redact(d.1)
+            ));
+        }
         Ok(Some(ClusterConfig {
-            url: url.trim().to_string(),
+            urls,
             node,
             prefix,
             node_ttl,

@@ -161,10 +161,10 @@ impl Plan {
     }
 
     /// A room not active on this node, with several nodes: what its stream
-    /// in Redis has.
+    /// in Redis has (on the Redis of its messages).
     pub fn shared(room: &RoomName, req: PageRequest, c: &crate::cluster::Cluster) -> Plan {
         Plan::only(Some(Rest::Redis {
-            c: c.clone(),
+            c: c.for_room(room),
             room: room.clone(),
             below: req.before,
             want: req.limit,

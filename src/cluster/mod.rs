@@ -8,11 +8,18 @@
 //! Redis message per publish per node); its Room actor is a replica that
 //! delivers seqs in order and repairs gaps from the stream.
 //!
-//! Redis I/O runs on its own thread ([`start`]): the command lane (one
-//! connection, requests pipelined in the order they were made, so one
-//! room's publishes keep their order) and the subscriber (a second
+//! Redis I/O runs on its own thread ([`start`]): per Redis, the command
+//! lane (one connection, requests pipelined in the order they were made,
+//! so one room's publishes keep their order) and the subscriber (a second
 //! connection, re-established and re-subscribed after a drop, after which
 //! every subscriber is told to check its position).
+//!
+//! With several Redis URLs the first holds everything but rooms' messages:
+//! users, presence, members, sessions, state, documents, notifications,
+//! the nodes and the lease. A room's messages (its numbering, stream,
+//! idempotency keys, AI streams and their channel) are on the Redis its
+//! name hashes to ([`Cluster::for_room`]), so message traffic is spread
+//! over all of them (docs/SCALEOUT.md, "Several Redis").
 
 mod doc_scripts;
 pub mod docs;
@@ -40,25 +47,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-/// A handle on the node's Redis link; cheap to clone.
+/// A handle on the node's Redis links, pointing at one of them (the first,
+/// unless it came from [`Cluster::for_room`]); cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
+    link: usize,
 }
 
-struct Inner {
-    node: Arc<str>,
-    prefix: String,
+/// One Redis: its command lane and its subscriber.
+struct Link {
     lane: mpsc::UnboundedSender<lane::Req>,
     subs: mpsc::UnboundedSender<feed::Cmd>,
     /// The Redis server's `run_id` as last seen: a room whose numbering was
     /// written under another run gets a new epoch (scripts.rs, `meta`).
     run_id: Mutex<Arc<str>>,
     up: AtomicBool,
-    next_token: AtomicU64,
-    node_ttl: std::time::Duration,
     /// Operations sent, for `/metrics` (`switchboard_redis_ops_total`).
     ops: AtomicU64,
+}
+
+struct Inner {
+    node: Arc<str>,
+    prefix: String,
+    links: Vec<Link>,
+    next_token: AtomicU64,
+    node_ttl: std::time::Duration,
     gaps: AtomicU64,
     /// This node runs an MQTT bridge with mapped rooms and competes for
     /// the lease to ingest them (one node does, so each broker message
@@ -78,13 +92,54 @@ impl Cluster {
         &self.inner.prefix
     }
 
-    /// Whether the last Redis operation succeeded.
-    pub fn link_up(&self) -> bool {
-        self.inner.up.load(Ordering::Relaxed)
+    fn link(&self) -> &Link {
+        &self.inner.links[self.link]
     }
 
+    /// Whether the last operation succeeded on every Redis.
+    pub fn link_up(&self) -> bool {
+        self.inner
+            .links
+            .iter()
+            .all(|l| l.up.load(Ordering::Relaxed))
+    }
+
+    /// Per Redis, in the order of `SWITCHBOARD_REDIS_URL`: whether its last
+    /// operation succeeded.
+    pub fn links_up(&self) -> Vec<bool> {
+        let up = |l: &Link| l.up.load(Ordering::Relaxed);
+        self.inner.links.iter().map(up).collect()
+    }
+
+    /// Operations sent, to every Redis.
     pub fn ops(&self) -> u64 {
-        self.inner.ops.load(Ordering::Relaxed)
+        let ops = |l: &Link| l.ops.load(Ordering::Relaxed);
+        self.inner.links.iter().map(ops).sum()
+    }
+
+    /// A handle on each Redis, in the order of `SWITCHBOARD_REDIS_URL`.
+    pub fn each_redis(&self) -> Vec<Cluster> {
+        (0..self.inner.links.len())
+            .map(|link| Cluster {
+                inner: self.inner.clone(),
+                link,
+            })
+            .collect()
+    }
+
+    /// Whether both handles point at the same Redis.
+    pub fn same_redis(&self, other: &Cluster) -> bool {
+        self.link == other.link
+    }
+
+    /// The handle on the Redis that holds `room`'s messages: a stable hash
+    /// of its name over the Redis URLs, the same on every node that lists
+    /// the same URLs in the same order. With one Redis, this one.
+    pub fn for_room(&self, room: &RoomName) -> Cluster {
+        Cluster {
+            inner: self.inner.clone(),
+            link: shard_of(room.as_str(), self.inner.links.len()),
+        }
     }
 
     /// Gaps found in a room's channel and repaired from its stream.
@@ -126,11 +181,11 @@ impl Cluster {
     }
 
     pub(crate) fn set_up(&self, up: bool) {
-        self.inner.up.store(up, Ordering::Relaxed);
+        self.link().up.store(up, Ordering::Relaxed);
     }
 
     pub fn run_id(&self) -> Arc<str> {
-        self.inner
+        self.link()
             .run_id
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -138,7 +193,7 @@ impl Cluster {
     }
 
     pub(crate) fn set_run_id(&self, id: &str) {
-        *self.inner.run_id.lock().unwrap_or_else(|e| e.into_inner()) = id.into();
+        *self.link().run_id.lock().unwrap_or_else(|e| e.into_inner()) = id.into();
     }
 
     /// `<prefix>:{r:<room>}:<part>`: every key of a room shares one hash tag.
@@ -182,8 +237,8 @@ impl Cluster {
     /// Queues `op` on the lane now; the future is its answer.
     fn queue(&self, op: lane::Op) -> impl Future<Output = Result<Value, HubError>> + 'static {
         let (tx, rx) = oneshot::channel();
-        self.inner.ops.fetch_add(1, Ordering::Relaxed);
-        let sent = self.inner.lane.send(lane::Req { op, tx }).is_ok();
+        self.link().ops.fetch_add(1, Ordering::Relaxed);
+        let sent = self.link().lane.send(lane::Req { op, tx }).is_ok();
         async move {
             if !sent {
                 return Err(unavailable());
@@ -203,7 +258,7 @@ impl Cluster {
         let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let sent = self
-            .inner
+            .link()
             .subs
             .send(feed::Cmd::Sub {
                 chan,
@@ -217,7 +272,7 @@ impl Cluster {
 
     /// Stops routing the channel, unless a newer subscription took it over.
     pub fn unsubscribe(&self, chan: String, token: u64) {
-        let _ = self.inner.subs.send(feed::Cmd::Unsub { chan, token });
+        let _ = self.link().subs.send(feed::Cmd::Unsub { chan, token });
     }
 
     /// Routes the messages of every channel matching the Redis glob
@@ -235,12 +290,12 @@ impl Cluster {
             token,
             done: tx,
         };
-        let sent = self.inner.subs.send(cmd).is_ok();
+        let sent = self.link().subs.send(cmd).is_ok();
         (token, confirmed(sent, rx))
     }
 
     pub fn punsubscribe(&self, pattern: String, token: u64) {
-        let _ = self.inner.subs.send(feed::Cmd::PUnsub { pattern, token });
+        let _ = self.link().subs.send(feed::Cmd::PUnsub { pattern, token });
     }
 }
 
@@ -260,89 +315,132 @@ pub fn unavailable() -> HubError {
     )
 }
 
-/// The Redis client of `SWITCHBOARD_REDIS_URL`: `rediss://` verifies the
-/// server with `SWITCHBOARD_REDIS_CA_FILE`, else with the system's roots.
-fn client(cfg: &ClusterConfig) -> Result<redis::Client, String> {
-    let bad = |e: redis::RedisError| format!("SWITCHBOARD_REDIS_URL: {e}");
+/// The Redis client of one of `SWITCHBOARD_REDIS_URL`'s URLs: `rediss://`
+/// verifies the server with `SWITCHBOARD_REDIS_CA_FILE`, else with the
+/// system's roots.
+fn client(cfg: &ClusterConfig, url: &str) -> Result<redis::Client, String> {
+    let bad = |e: redis::RedisError| format!("SWITCHBOARD_REDIS_URL {}: {e}", redact(url));
     let Some(path) = &cfg.ca_file else {
-        return redis::Client::open(cfg.url.as_str()).map_err(bad);
+        return redis::Client::open(url).map_err(bad);
     };
     let pem = std::fs::read(path).map_err(|e| format!("SWITCHBOARD_REDIS_CA_FILE {path}: {e}"))?;
     let certs = redis::TlsCertificates {
         client_tls: None,
         root_cert: Some(pem),
     };
-    redis::Client::build_with_tls(cfg.url.as_str(), certs).map_err(bad)
+    redis::Client::build_with_tls(url, certs).map_err(bad)
 }
 
-/// Connects to Redis (waiting up to 15 s for it) and starts the node's
-/// Redis thread: the command lane, the subscriber, the heartbeat.
+/// Which of `n` Redis holds a room's messages: FNV-1a of its name, modulo
+/// `n`. Never changes for a name, so every node agrees.
+fn shard_of(room: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in room.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
+/// Connects to every Redis (waiting up to 15 s for them) and starts the
+/// node's Redis thread: per Redis, the command lane and the subscriber;
+/// the heartbeat and the lease on the first.
 pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
-    let client = client(cfg)?;
+    let clients = cfg
+        .urls
+        .iter()
+        .map(|u| client(cfg, u))
+        .collect::<Result<Vec<_>, _>>()?;
     crate::ids::set_node(&cfg.node);
     let arbiter = Arbiter::new();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (lane_tx, lane_rx) = mpsc::unbounded_channel();
-    let (subs_tx, subs_rx) = mpsc::unbounded_channel();
-    let cluster = Cluster {
-        inner: Arc::new(Inner {
-            node: cfg.node.as_str().into(),
-            prefix: cfg.prefix.clone(),
+    let mut links = Vec::new();
+    let mut queues = Vec::new();
+    for _ in &clients {
+        let (lane_tx, lane_rx) = mpsc::unbounded_channel();
+        let (subs_tx, subs_rx) = mpsc::unbounded_channel();
+        links.push(Link {
             lane: lane_tx,
             subs: subs_tx,
             run_id: Mutex::new("".into()),
             up: AtomicBool::new(false),
+            ops: AtomicU64::new(0),
+        });
+        queues.push((lane_rx, subs_rx));
+    }
+    let cluster = Cluster {
+        inner: Arc::new(Inner {
+            node: cfg.node.as_str().into(),
+            prefix: cfg.prefix.clone(),
+            links,
             next_token: AtomicU64::new(1),
             node_ttl: cfg.node_ttl,
-            ops: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             wants_lease: AtomicBool::new(false),
             leader: AtomicBool::new(false),
             lease_gate: std::sync::OnceLock::new(),
         }),
+        link: 0,
     };
-    let c = cluster.clone();
-    let last_error = Arc::new(Mutex::new(String::new()));
-    let last = last_error.clone();
-    arbiter.spawn(async move {
-        let conn = match lane::connect(&client, &last).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
+    let mut waits = Vec::new();
+    for (link, (client, (lane_rx, subs_rx))) in clients.into_iter().zip(queues).enumerate() {
+        let c = Cluster {
+            inner: cluster.inner.clone(),
+            link,
         };
-        let mut probe = conn.clone();
-        match scripts::server_run_id(&mut probe).await {
-            Ok(id) => c.set_run_id(&id),
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        }
-        c.set_up(true);
-        actix::spawn(lane::run(c.clone(), conn, lane_rx));
-        actix::spawn(feed::run(c.clone(), client, subs_rx));
-        actix::spawn(node::run(c.clone()));
-        let _ = ready_tx.send(Ok(()));
-    });
-    match ready_rx.recv_timeout(std::time::Duration::from_secs(15)) {
-        Ok(Ok(())) => Ok((cluster, arbiter)),
-        Ok(Err(e)) => Err(format!("cannot reach Redis at {}: {e}", redact(&cfg.url))),
-        Err(_) => {
-            let last = last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let why = if last.is_empty() {
-                "timed out".into()
-            } else {
-                format!("timed out; {last}")
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let last_error = Arc::new(Mutex::new(String::new()));
+        let last = last_error.clone();
+        arbiter.spawn(async move {
+            let conn = match lane::connect(&client, &last).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
             };
-            Err(format!("cannot reach Redis at {}: {why}", redact(&cfg.url)))
+            let mut probe = conn.clone();
+            match scripts::server_run_id(&mut probe).await {
+                Ok(id) => c.set_run_id(&id),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            }
+            c.set_up(true);
+            actix::spawn(lane::run(c.clone(), conn, lane_rx));
+            actix::spawn(feed::run(c.clone(), client, subs_rx));
+            if link == 0 {
+                actix::spawn(node::run(c.clone()));
+            }
+            let _ = ready_tx.send(Ok(()));
+        });
+        waits.push((ready_rx, last_error));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for ((ready_rx, last_error), url) in waits.into_iter().zip(&cfg.urls) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match ready_rx.recv_timeout(left) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("cannot reach Redis at {}: {e}", redact(url))),
+            Err(_) => {
+                let last = last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let why = if last.is_empty() {
+                    "timed out".into()
+                } else {
+                    format!("timed out; {last}")
+                };
+                return Err(format!("cannot reach Redis at {}: {why}", redact(url)));
+            }
         }
     }
+    Ok((cluster, arbiter))
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
@@ -384,6 +482,22 @@ impl crate::mqtt::ingest::Ingestion for Cluster {
 
 #[cfg(test)]
 mod tests {
+    /// Rooms spread over every Redis, each always on the same one.
+    #[test]
+    fn rooms_hash_to_a_stable_redis() {
+        let names: Vec<String> = (0..300).map(|i| format!("room-{i}")).collect();
+        for n in 1..=4 {
+            let mut seen = vec![0; n];
+            for r in &names {
+                let s = super::shard_of(r, n);
+                assert_eq!(s, super::shard_of(r, n));
+                seen[s] += 1;
+            }
+            assert!(seen.iter().all(|c| *c > 300 / n / 2), "{n}: {seen:?}");
+        }
+        assert_eq!(super::shard_of("anything", 1), 0);
+    }
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(

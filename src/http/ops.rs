@@ -35,6 +35,8 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         "cluster": st.shared.cluster.as_ref().map(|c| serde_json::json!({
             "node": c.node(),
             "redis": if c.link_up() { "up" } else { "down" },
+            // Each Redis of SWITCHBOARD_REDIS_URL, in its order.
+            "redis_each": c.links_up().iter().map(|up| if *up { "up" } else { "down" }).collect::<Vec<_>>(),
             // Whether this node numbers MQTT messages into mapped rooms
             // (null: it has no bridge with mapped rooms).
             "mqtt_lease": c.competes_for_lease().then(|| c.mqtt_leader()),
@@ -65,12 +67,22 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
              switchboard_redis_ops_total{{node=\"{n}\"}} {}\n\
              # HELP switchboard_redis_gaps_total Gaps in a room's channel repaired from its stream.\n\
              # TYPE switchboard_redis_gaps_total counter\n\
-             switchboard_redis_gaps_total{{node=\"{n}\"}} {}\n",
+             switchboard_redis_gaps_total{{node=\"{n}\"}} {}\n\
+             # HELP switchboard_redis_link_up Whether this node's last operation on each Redis (0 = the first URL) succeeded.\n\
+             # TYPE switchboard_redis_link_up gauge\n",
             c.link_up() as u8,
             c.ops(),
             c.gaps(),
             n = c.node(),
         );
+        for (i, up) in c.links_up().into_iter().enumerate() {
+            let _ = writeln!(
+                body,
+                "switchboard_redis_link_up{{node=\"{}\",redis=\"{i}\"}} {}",
+                c.node(),
+                up as u8
+            );
+        }
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -1,5 +1,7 @@
 //! Watches with Redis: one `PSUBSCRIBE <prefix>:{r:<pattern>}:c` per
-//! pattern watched on this node (room names hold no glob character but
+//! pattern watched on this node, on every Redis (rooms' messages are
+//! spread over them when there are several; a room's messages are
+//! published on one only, so none arrives twice) (room names hold no glob character but
 //! `*`, which means the same in both), and a small actor that turns each
 //! room channel's messages (`M…`, `V…`, see `room/cluster`) into
 //! deliveries to this node's watchers. Other channel traffic (members,
@@ -18,7 +20,8 @@ use tokio::sync::watch;
 
 /// This node's subscription to one pattern.
 pub(super) struct Sub {
-    token: u64,
+    /// Per Redis (`Cluster::each_redis`).
+    tokens: Vec<u64>,
     /// Sessions of this node watching the pattern.
     watchers: usize,
     /// `None` until Redis answered; then whether it subscribed.
@@ -67,17 +70,25 @@ pub fn subscribe(c: &Cluster, pattern: &Pattern) -> impl Future<Output = Result<
         .is_some_and(|s| *s.ready.borrow() == Some(false));
     if failed {
         if let Some(old) = subs.remove(pattern) {
-            c.punsubscribe(redis_pattern(c, pattern), old.token);
+            punsubscribe(c, pattern, &old.tokens);
         }
     }
     let sub = subs.entry(pattern.clone()).or_insert_with(|| {
-        let (token, fut) = c.psubscribe(redis_pattern(c, pattern), tower(c).recipient());
+        let (tokens, futs): (Vec<_>, Vec<_>) = c
+            .each_redis()
+            .iter()
+            .map(|r| r.psubscribe(redis_pattern(c, pattern), tower(c).recipient()))
+            .unzip();
         let (tx, ready) = watch::channel(None);
         actix::spawn(async move {
-            let _ = tx.send(Some(fut.await.is_ok()));
+            let mut ok = true;
+            for f in futs {
+                ok &= f.await.is_ok();
+            }
+            let _ = tx.send(Some(ok));
         });
         Sub {
-            token,
+            tokens,
             watchers: 0,
             ready,
         }
@@ -100,9 +111,15 @@ pub fn unsubscribe(c: &Cluster, pattern: &Pattern) {
     };
     sub.watchers = sub.watchers.saturating_sub(1);
     if sub.watchers == 0 {
-        let token = sub.token;
+        let tokens = std::mem::take(&mut sub.tokens);
         subs.remove(pattern);
-        c.punsubscribe(redis_pattern(c, pattern), token);
+        punsubscribe(c, pattern, &tokens);
+    }
+}
+
+fn punsubscribe(c: &Cluster, pattern: &Pattern, tokens: &[u64]) {
+    for (r, token) in c.each_redis().iter().zip(tokens) {
+        r.punsubscribe(redis_pattern(c, pattern), *token);
     }
 }
 

@@ -222,3 +222,30 @@ fn unknown_settings_are_warned_about() {
     );
     assert!(!log.contains("SWITCHBOARD_WORKERS is set"), "{log}");
 }
+
+/// A Redis listed twice in `SWITCHBOARD_REDIS_URL` is refused at start
+/// (exit 2), before anything connects.
+#[test]
+fn a_redis_listed_twice_is_refused() {
+    for url in [
+        "redis://127.0.0.1:1,redis://127.0.0.1:1",
+        " redis://127.0.0.1:1 , redis://127.0.0.1:2, redis://127.0.0.1:1",
+    ] {
+        let child = bare()
+            .envs([
+                ("PORT", "0"),
+                ("SWITCHBOARD_DB", "off"),
+                ("SWITCHBOARD_REDIS_URL", url),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, err) = refused_start(child, Duration::from_secs(20));
+        assert_eq!(status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("lists redis://127.0.0.1:1 twice"),
+            "{url}: {err}"
+        );
+    }
+}

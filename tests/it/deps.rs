@@ -12,6 +12,7 @@ const BASE: &[&str] = &["sh", "cargo"];
 /// Shell words that are not commands to install.
 const SHELL: &[&str] = &[
     "set", "cd", "if", "then", "else", "fi", "echo", "exit", "source", "for", "do", "done", "trap",
+    "local", "return",
 ];
 
 fn root() -> &'static Path {
@@ -46,8 +47,13 @@ fn spawned(text: &str) -> BTreeSet<String> {
     found
 }
 
-/// The first word of each command line of a shell script.
+/// The first word of each command line of a shell script, but the
+/// script's own functions (`name() {`).
 fn script_commands(text: &str) -> BTreeSet<String> {
+    let functions: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix("() {"))
+        .collect();
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -56,7 +62,7 @@ fn script_commands(text: &str) -> BTreeSet<String> {
             w.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
-        .filter(|w| !SHELL.contains(w))
+        .filter(|w| !SHELL.contains(w) && !functions.contains(w))
         .map(str::to_string)
         .collect()
 }

@@ -50,11 +50,17 @@ const SEQ_MARK: &[u8] = b"\"seq\":18446744073709551615";
 
 /// This node's view of a shared room.
 pub struct Replica {
+    /// The first Redis: members, sessions, typing, presence, state.
     c: Cluster,
+    /// The Redis of the room's messages (`Cluster::for_room`): numbering,
+    /// stream, AI streams. The same as `c` with one Redis.
+    m: Cluster,
     /// How many messages the room's stream keeps (MAXLEN).
     keep: u64,
     chan: String,
     token: Option<u64>,
+    /// The subscription on `m`'s Redis, when that is another one.
+    m_token: Option<u64>,
     /// Member-list changes applied (events at or below it are stale).
     version: u64,
     /// Messages that arrived ahead of a gap, waiting for it to be filled.
@@ -99,8 +105,10 @@ impl Replica {
         Replica {
             keep,
             chan: c.room_key(room, "c"),
+            m: c.for_room(room),
             c,
             token: None,
+            m_token: None,
             version: 0,
             pending: BTreeMap::new(),
             known: 0,
@@ -301,7 +309,7 @@ impl Engine for Shared {
 
     /// Memory first, then the room's stream in Redis.
     fn scrollback(&self, room: &Room, req: PageRequest) -> Plan {
-        let c = room.replica.as_ref().map(|r| &r.c);
+        let c = room.replica.as_ref().map(|r| &r.m);
         Plan::from_history(&room.history, &room.name, req, None, c)
     }
 }
@@ -321,13 +329,23 @@ impl Room {
     /// nothing else is handled before (messages published meanwhile wait
     /// in the mailbox and are dropped when already in the read).
     pub(super) fn start_replica(&mut self, ctx: &mut Context<Self>) {
+        let (room, entries) = (self.name.clone(), self.history.limits().entries);
         let r = self.replica();
         let (c, chan) = (r.c.clone(), r.chan.clone());
         let me = ctx.address().recipient::<Feed>();
-        let (room, entries) = (self.name.clone(), self.history.limits().entries);
+        // The room's channel on the Redis of its messages too, when that
+        // is another one: its messages are published there.
+        let m_sub = (!r.m.same_redis(&c)).then(|| r.m.subscribe(chan.clone(), me.clone()));
+        let m_token = m_sub.as_ref().map(|(t, _)| *t);
         let fut = async move {
             let mut delay = Duration::from_millis(100);
             let (token, sub) = c.subscribe(chan, me);
+            let sub = async move {
+                match m_sub {
+                    Some((_, m)) => sub.await.and(m.await),
+                    None => sub.await,
+                }
+            };
             let mut sub = Some(sub);
             let deadline = Instant::now() + LOAD_PATIENCE;
             loop {
@@ -352,8 +370,9 @@ impl Room {
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         };
-        ctx.wait(fut.into_actor(self).map(|(token, l), act, ctx| {
+        ctx.wait(fut.into_actor(self).map(move |(token, l), act, ctx| {
             act.replica().token = Some(token);
+            act.replica().m_token = m_token;
             match l {
                 Some(l) => act.apply_load(l, false, ctx),
                 None => {
@@ -476,9 +495,9 @@ impl Room {
         }
         r.repairing = true;
         r.c.count_gap();
-        let fut = r.c.script(
+        let fut = r.m.script(
             Lua::Range,
-            vec![r.c.room_key(&name, "m"), r.c.room_key(&name, "x")],
+            vec![r.m.room_key(&name, "m"), r.m.room_key(&name, "x")],
             vec![
                 format!("({from}-1").into_bytes(),
                 format!("{upto}-1").into_bytes(),
@@ -657,12 +676,36 @@ impl Room {
             if let Some(t) = r.token {
                 r.c.unsubscribe(r.chan.clone(), t);
             }
+            if let Some(t) = r.m_token {
+                r.m.unsubscribe(r.chan.clone(), t);
+            }
         }
     }
 }
 
-/// Reads a room: numbering, its newest `entries`, members.
+/// Reads a room: numbering, its newest `entries`, members. With the
+/// room's messages on another Redis than the first, the numbering and
+/// entries are read there and the rest from the first.
 fn load(
+    c: &Cluster,
+    room: &crate::ids::RoomName,
+    entries: usize,
+) -> impl std::future::Future<Output = Result<scripts::Loaded, HubError>> + 'static {
+    let m = c.for_room(room);
+    let rest = load_one(c, room, if m.same_redis(c) { entries } else { 0 });
+    let msgs = (!m.same_redis(c)).then(|| load_one(&m, room, entries));
+    async move {
+        let mut l = rest.await?;
+        if let Some(msgs) = msgs {
+            let ml = msgs.await?;
+            (l.epoch, l.seq, l.entries) = (ml.epoch, ml.seq, ml.entries);
+        }
+        Ok(l)
+    }
+}
+
+/// The LOAD script on one Redis.
+fn load_one(
     c: &Cluster,
     room: &crate::ids::RoomName,
     entries: usize,

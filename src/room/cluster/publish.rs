@@ -210,8 +210,9 @@ impl Room {
         };
         let mut payload = format!("V{excluded} ").into_bytes();
         payload.extend_from_slice(&frame);
+        // On the Redis of the room's messages: the same channel as theirs.
         let fut =
-            r.c.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
+            r.m.command(redis::cmd("PUBLISH").arg(&r.chan).arg(payload).clone());
         let id = msg.id;
         Box::pin(async move {
             if let Err(e) = fut.await {
@@ -237,7 +238,7 @@ impl Room {
         excluded: String,
     ) -> impl std::future::Future<Output = Result<Published, HubError>> + 'static {
         let r = self.replica.as_ref().expect("cluster room");
-        let c = &r.c;
+        let c = &r.m;
         let (head, tail) = split_seq(frame).unwrap_or_default();
         let limits = self.history.limits();
         let fut = c.script(

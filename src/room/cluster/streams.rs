@@ -124,7 +124,7 @@ fn refusal(v: &Value, limits: &crate::streams::StreamLimits) -> Option<Refusal> 
 impl Room {
     fn stream_keys(&self) -> (String, String) {
         let r = self.replica.as_ref().expect("cluster room");
-        (r.c.room_key(&self.name, "sx"), r.chan.clone())
+        (r.m.room_key(&self.name, "sx"), r.chan.clone())
     }
 
     fn eval(
@@ -139,7 +139,8 @@ impl Room {
         for a in args {
             cmd.arg(a);
         }
-        r.c.command(cmd)
+        // With the room's messages: a stream's end is one of them.
+        r.m.command(cmd)
     }
 
     /// The hash's lifetime after a change: a few stall timeouts.
@@ -388,7 +389,7 @@ impl Room {
     pub(in crate::room) fn load_streams(&mut self, announce: bool, ctx: &mut Context<Self>) {
         let (hash, _) = self.stream_keys();
         let r = self.replica.as_ref().expect("cluster room");
-        let fut = r.c.command(redis::cmd("HGETALL").arg(hash).clone());
+        let fut = r.m.command(redis::cmd("HGETALL").arg(hash).clone());
         let read = fut.into_actor(self).map(move |v, act, ctx| {
             let Ok(v) = v else {
                 log::warn!("room {}: cannot read its streams from Redis", act.name);

@@ -67,31 +67,7 @@ async fn a_redis_that_lost_its_data_starts_a_new_epoch_and_says_so() {
     redis.restart();
     // Sends while it is away or just back may be refused; retry until one
     // gets through (bounded).
-    let mut sent = false;
-    for i in 0..50 {
-        a.send(
-            json!({"type": "message:send", "room": "r", "data": "after", "id": format!("p{i}")}),
-        )
-        .await;
-        loop {
-            let f = a.recv().await;
-            match f["type"].as_str() {
-                Some("ack") => {
-                    sent = true;
-                    break;
-                }
-                Some("error") => {
-                    assert_eq!(f["code"], "unavailable", "{f}");
-                    break;
-                }
-                _ => {}
-            }
-        }
-        if sent {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let sent = super::messages::send_until_acked(&mut a, "r", "after").await;
     assert!(sent, "publishing works again after Redis came back");
     // Ben is told the numbering changed, then gets the new message.
     let j = b.recv_type("room:joined").await;

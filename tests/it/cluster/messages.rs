@@ -32,6 +32,30 @@ pub async fn record(c: &mut Client, room: &str, n: usize) -> BTreeMap<u64, Value
     got
 }
 
+/// Sends `data` to `room` until it is acknowledged, while Redis is away
+/// or just back (`unavailable` is the only refusal allowed), at most 50
+/// times 200 ms apart; answers whether it was.
+pub async fn send_until_acked(c: &mut Client, room: &str, data: &str) -> bool {
+    for i in 0..50 {
+        let id = format!("{room}-retry{i}");
+        c.send(json!({"type": "message:send", "room": room, "data": data, "id": id}))
+            .await;
+        loop {
+            let f = c.recv().await;
+            match f["type"].as_str() {
+                Some("ack") => return true,
+                Some("error") => {
+                    assert_eq!(f["code"], "unavailable", "{f}");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_member_on_every_node_sees_one_gapless_order() {
     let redis = Redis::start();

@@ -9,6 +9,7 @@ mod messages;
 mod mqtt;
 pub mod redis;
 mod rpc;
+mod shards;
 mod signal;
 mod soak;
 mod socketio;

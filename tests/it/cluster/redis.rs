@@ -83,6 +83,17 @@ impl Redis {
         wait_listening(self.port, "redis-server");
     }
 
+    /// `redis-cli` against it; answers its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// SIGKILL: everything it held is gone (no persistence).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -99,10 +110,16 @@ impl Redis {
 
     /// `n` hub nodes sharing this Redis, named a, b, c…
     pub fn nodes(&self, n: usize, extra: &[(&str, &str)]) -> Vec<Server> {
+        Redis::nodes_over(&[self], n, extra)
+    }
+
+    /// `n` hub nodes sharing these Redis (`SWITCHBOARD_REDIS_URL` lists
+    /// them all, in this order), named a, b, c…
+    pub fn nodes_over(all: &[&Redis], n: usize, extra: &[(&str, &str)]) -> Vec<Server> {
+        let url = all.iter().map(|r| r.url()).collect::<Vec<_>>().join(",");
         (0..n)
             .map(|i| {
                 let id = ((b'a' + i as u8) as char).to_string();
-                let url = self.url();
                 let mut env = vec![
                     ("SWITCHBOARD_REDIS_URL", url.as_str()),
                     ("SWITCHBOARD_NODE_ID", id.as_str()),
