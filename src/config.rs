@@ -169,6 +169,14 @@ pub struct ClusterConfig {
     pub ca_file: Option<String>,
 }
 
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 impl ClusterConfig {
     fn from_env() -> Result<Option<ClusterConfig>, String> {
         let Some(url) = var("SWITCHBOARD_REDIS_URL") else {
@@ -206,10 +214,7 @@ impl ClusterConfig {
             .enumerate()
             .find(|(i, u)| urls[..*i].contains(u))
         {
-            return Err(format!(
-                "SWITCHBOARD_REDIS_URL lists {} twice",
-                crate::cluster::redact(d.1)
-            ));
+            return Err(format!("SWITCHBOARD_REDIS_URL lists {} twice", redact(d.1)));
         }
         Ok(Some(ClusterConfig {
             urls,

@@ -319,7 +319,8 @@ pub fn unavailable() -> HubError {
 /// verifies the server with `SWITCHBOARD_REDIS_CA_FILE`, else with the
 /// system's roots.
 fn client(cfg: &ClusterConfig, url: &str) -> Result<redis::Client, String> {
-    let bad = |e: redis::RedisError| format!("SWITCHBOARD_REDIS_URL {}: {e}", redact(url));
+    let bad =
+        |e: redis::RedisError| format!("SWITCHBOARD_REDIS_URL {}: {e}", crate::config::redact(url));
     let Some(path) = &cfg.ca_file else {
         return redis::Client::open(url).map_err(bad);
     };
@@ -424,7 +425,12 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match ready_rx.recv_timeout(left) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("cannot reach Redis at {}: {e}", redact(url))),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "cannot reach Redis at {}: {e}",
+                    crate::config::redact(url)
+                ))
+            }
             Err(_) => {
                 let last = last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let why = if last.is_empty() {
@@ -432,19 +438,14 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
                 } else {
                     format!("timed out; {last}")
                 };
-                return Err(format!("cannot reach Redis at {}: {why}", redact(url)));
+                return Err(format!(
+                    "cannot reach Redis at {}: {why}",
+                    crate::config::redact(url)
+                ));
             }
         }
     }
     Ok((cluster, arbiter))
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 /// Who is told when the node was taken for dead and came back (a long
@@ -501,9 +502,9 @@ mod tests {
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(
-            super::redact("redis://:secret@h:6379/0"),
+            crate::config::redact("redis://:secret@h:6379/0"),
             "redis://***@h:6379/0"
         );
-        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+        assert_eq!(crate::config::redact("redis://h:1"), "redis://h:1");
     }
 }
