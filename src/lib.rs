@@ -274,6 +274,7 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         cfg,
         shared.store.status.clone(),
     )
+    .with_cluster(shared.cluster.clone())
     .start();
     let _ = shared.services.set(Services {
         monitor,

@@ -88,6 +88,11 @@ pub static METRICS: Metrics = Metrics {
     latency_sum_us: ZERO,
 };
 
+/// Open sessions, every transport.
+pub fn sessions_open() -> i64 {
+    METRICS.sessions.iter().map(|s| s.load(Relaxed)).sum()
+}
+
 /// Counts a session in `switchboard_sessions{transport}` for as long as
 /// it lives (held by the session actor).
 pub struct SessionCount(usize);

@@ -81,6 +81,23 @@ struct Inner {
     leader: AtomicBool,
     /// Whether this node can ingest now (its bridge is connected).
     lease_gate: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// The cluster-wide figures as of this node's last heartbeat.
+    figures: Mutex<Option<Figures>>,
+}
+
+/// Figures of the whole cluster, as of a heartbeat (`node.rs`): every
+/// node writes its own there, the heartbeat's script sums the live ones.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Figures {
+    /// Nodes alive (heard from within `SWITCHBOARD_NODE_TTL_MS`).
+    pub nodes: u64,
+    /// Their WebSocket connections and sessions (every transport).
+    pub connections: u64,
+    pub sessions: u64,
+    /// Users with a session on any node.
+    pub users_online: u64,
+    /// Rooms with a member on any node.
+    pub rooms: u64,
 }
 
 impl Cluster {
@@ -174,6 +191,16 @@ impl Cluster {
                 if on { "holds" } else { "does not hold" }
             );
         }
+    }
+
+    /// The cluster-wide figures as of the last heartbeat (`None` before
+    /// the first).
+    pub fn figures(&self) -> Option<Figures> {
+        *self.inner.figures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_figures(&self, f: Option<Figures>) {
+        *self.inner.figures.lock().unwrap_or_else(|e| e.into_inner()) = f;
     }
 
     pub fn node_ttl(&self) -> std::time::Duration {
@@ -382,6 +409,7 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
             wants_lease: AtomicBool::new(false),
             leader: AtomicBool::new(false),
             lease_gate: std::sync::OnceLock::new(),
+            figures: Mutex::new(None),
         }),
         link: 0,
     };

@@ -5,6 +5,8 @@
 //! usual `room:member_left` when it was a user's last session anywhere).
 //! Nodes with an MQTT bridge also keep (or take over) the lease to ingest
 //! the broker's messages into mapped rooms.
+//! The heartbeat also writes this node's figures and reads the
+//! cluster-wide ones (`Cluster::figures`: `/healthz`, `/metrics`, the monitor).
 
 use super::scripts::{self, Lua};
 use super::Cluster;
@@ -32,17 +34,31 @@ pub async fn run(c: Cluster) {
 
 /// The heartbeat, and the removal of the nodes it finds dead.
 async fn beat(c: &Cluster, first: &mut bool) {
+    use crate::metrics::METRICS;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mine = format!(
+        "{} {}",
+        METRICS.connections.load(Relaxed).max(0),
+        crate::metrics::sessions_open().max(0)
+    );
     let beat = c.script(
         Lua::Heartbeat,
-        vec![c.key("nodes")],
+        vec![
+            c.key("nodes"),
+            c.key("figures"),
+            c.key("online"),
+            c.key("occupied"),
+        ],
         vec![
             c.node().as_bytes().to_vec(),
             c.node_ttl().as_millis().to_string().into_bytes(),
+            mine.into_bytes(),
         ],
     );
     match beat.await {
         Ok(v) => {
-            let (added, stale) = scripts::heartbeat_reply(&v);
+            let (added, stale, figures) = scripts::heartbeat_reply(&v);
+            c.set_figures(figures);
             if added && !*first {
                 // Taken for dead while paused: its members were removed.
                 log::warn!(
@@ -70,7 +86,11 @@ async fn beat(c: &Cluster, first: &mut bool) {
                 }
             }
         }
-        Err(e) => log::debug!("heartbeat: {}", e.message),
+        Err(e) => {
+            // Not known: not shown as if it were.
+            c.set_figures(None);
+            log::debug!("heartbeat: {}", e.message)
+        }
     }
 }
 

@@ -47,6 +47,7 @@ impl Shared {
                 c.user_key(user, "p"),
                 c.user_key(user, "rooms"),
                 c.key(&format!("node:{}:users", c.node())),
+                c.key("online"),
             ],
             args,
         );

@@ -102,8 +102,9 @@ return {'ok', h[1], tonumber(h[2]),
   redis.call('XREVRANGE', KEYS[2], ARGV[2], '-', 'COUNT', ARGV[3])}
 "#;
 
-/// KEYS members, meta, channel, node index, user's rooms, user's presence.
-/// ARGV run, user, member json, index field, node, session, room, prefix.
+/// KEYS members, meta, channel, node index, user's rooms, user's presence,
+/// occupied rooms. ARGV run, user, member json, index field, node, session,
+/// room, prefix.
 /// The member's status is the user's status across nodes. Answers 0, or 1
 /// when the user became a member (cluster-wide), 2 when they are also the
 /// room's only member (it was empty): the caller's webhook events.
@@ -120,6 +121,7 @@ if redis.call('HSETNX', KEYS[4], ARGV[4], '1') == 1 then
     end
     redis.call('HSET', KEYS[1], 'j:' .. ARGV[2], j)
     redis.call('SADD', KEYS[5], ARGV[7])
+    redis.call('SADD', KEYS[7], ARGV[7])
     local v = redis.call('HINCRBY', KEYS[2], 'v', 1)
     redis.call('PUBLISH', KEYS[3], 'J' .. v .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] ..
       ' {"type":"room:member_joined","room":"' .. ARGV[7] .. '","user":' .. j .. '}')
@@ -135,7 +137,7 @@ end
 return res
 "#;
 
-/// KEYS members, meta, channel, node index, user's rooms.
+/// KEYS members, meta, channel, node index, user's rooms, occupied rooms.
 /// ARGV run, user, index field, node, session, room. Answers 0, or 1 when
 /// the user stopped being a member (cluster-wide), 2 when the room is now
 /// empty: the caller's webhook events.
@@ -153,7 +155,10 @@ if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then
       redis.call('PUBLISH', KEYS[3], 'L' .. v .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] ..
         ' {"type":"room:member_left","room":"' .. ARGV[6] .. '","user":' .. j .. '}')
     end
-    if redis.call('HLEN', KEYS[1]) == 0 then res = 2 end
+    if redis.call('HLEN', KEYS[1]) == 0 then
+      res = 2
+      redis.call('SREM', KEYS[6], ARGV[6])
+    end
   end
 end
 return res
@@ -181,7 +186,7 @@ local function announce(prefix, user, st, tail, rooms)
 end
 "#;
 
-/// KEYS user's presence, user's rooms, node's users.
+/// KEYS user's presence, user's rooms, node's users, users online.
 /// ARGV run, node, user, this node's status ('' = no session here),
 /// last_seen and activity json tail, prefix, force ('1': announce even if
 /// the status across nodes is unchanged), then the rooms this node's
@@ -199,7 +204,12 @@ else
   redis.call('SADD', KEYS[3], ARGV[3])
 end
 local after = agg(KEYS[1])
-if after == 'offline' then redis.call('DEL', KEYS[1]) end
+if after == 'offline' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[4], ARGV[3])
+else
+  redis.call('SADD', KEYS[4], ARGV[3])
+end
 if (after ~= before and before ~= 'offline') or ARGV[7] == '1' then
   local rooms = redis.call('SMEMBERS', KEYS[2])
   for i = 8, #ARGV do table.insert(rooms, ARGV[i]) end
@@ -208,12 +218,28 @@ end
 return {before, after}
 "#;
 
-/// KEYS nodes. ARGV run, node, ttl ms. Answers {added, stale nodes}.
+/// KEYS nodes, figures, users online, occupied rooms. ARGV run, node, ttl
+/// ms, this node's figures (`<connections> <sessions>`). Answers {added,
+/// stale nodes, live nodes, their connections, their sessions, users
+/// online, occupied rooms}: the cluster-wide figures.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local added = redis.call('ZADD', KEYS[1], now, ARGV[2])
-return {added, redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))}
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))
+local conns, sessions, live = 0, 0, 0
+local kv = redis.call('HGETALL', KEYS[2])
+for i = 1, #kv, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], kv[i])
+  if score and tonumber(score) > now - tonumber(ARGV[3]) then
+    live = live + 1
+    local c, s = string.match(kv[i + 1], '^(%d+) (%d+)$')
+    conns = conns + tonumber(c or '0')
+    sessions = sessions + tonumber(s or '0')
+  end
+end
+return {added, stale, live, conns, sessions, redis.call('SCARD', KEYS[3]), redis.call('SCARD', KEYS[4])}
 "#;
 
 /// KEYS nodes. ARGV run, dead node, prefix. Its users' statuses are
@@ -234,11 +260,13 @@ for _, u in ipairs(redis.call('SMEMBERS', users)) do
   redis.call('HDEL', key, ARGV[2])
   if agg(key) == 'offline' then
     redis.call('DEL', key)
+    redis.call('SREM', p .. ':online', u)
     table.insert(ev, 'P\t' .. u)
     announce(p, u, 'offline', tostring(now), redis.call('SMEMBERS', p .. ':{u:' .. u .. '}:rooms'))
   end
 end
 redis.call('DEL', users)
+redis.call('HDEL', p .. ':figures', ARGV[2])
 local idx = p .. ':node:' .. ARGV[2] .. ':idx'
 local fields = redis.call('HKEYS', idx)
 for _, f in ipairs(fields) do
@@ -257,7 +285,10 @@ for _, f in ipairs(fields) do
           ' - {"type":"room:member_left","room":"' .. r .. '","user":' .. j .. '}')
       end
       table.insert(ev, 'L\t' .. r .. '\t' .. u)
-      if redis.call('HLEN', mem) == 0 then table.insert(ev, 'V\t' .. r) end
+      if redis.call('HLEN', mem) == 0 then
+        table.insert(ev, 'V\t' .. r)
+        redis.call('SREM', p .. ':occupied', r)
+      end
     end
   end
 end
@@ -630,8 +661,9 @@ pub fn range(v: &Value) -> Option<(String, u64, Entries)> {
     ))
 }
 
-/// `{added, stale nodes}`.
-pub fn heartbeat_reply(v: &Value) -> (bool, Vec<String>) {
+/// `{added, stale nodes, figures…}`: whether this node was added (it had
+/// been taken for dead), the nodes found silent, the cluster-wide figures.
+pub fn heartbeat_reply(v: &Value) -> (bool, Vec<String>, Option<super::Figures>) {
     let a = array(v);
     let added = a.first().and_then(int) == Some(1);
     let stale = a
@@ -641,12 +673,47 @@ pub fn heartbeat_reply(v: &Value) -> (bool, Vec<String>) {
         .iter()
         .filter_map(|n| text(n).map(str::to_string))
         .collect();
-    (added, stale)
+    let n = |i: usize| a.get(i).and_then(int).and_then(|x| u64::try_from(x).ok());
+    let figures = (|| {
+        Some(super::Figures {
+            nodes: n(2)?,
+            connections: n(3)?,
+            sessions: n(4)?,
+            users_online: n(5)?,
+            rooms: n(6)?,
+        })
+    })();
+    (added, stale, figures)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_replies_are_read_into_types() {
+        let s = |b: &str| Value::BulkString(b.as_bytes().to_vec());
+        let v = Value::Array(vec![
+            Value::Int(0),
+            Value::Array(vec![s("b")]),
+            Value::Int(2),
+            Value::Int(7),
+            Value::Int(9),
+            Value::Int(5),
+            Value::Int(3),
+        ]);
+        let (added, stale, f) = heartbeat_reply(&v);
+        assert!(!added);
+        assert_eq!(stale, ["b"]);
+        let f = f.expect("figures");
+        assert_eq!(
+            (f.nodes, f.connections, f.sessions, f.users_online, f.rooms),
+            (2, 7, 9, 5, 3)
+        );
+        // An older reply without figures still reads.
+        let old = Value::Array(vec![Value::Int(1), Value::Array(vec![])]);
+        assert_eq!(heartbeat_reply(&old), (true, Vec::new(), None));
+    }
 
     #[test]
     fn every_script_has_its_own_hash() {

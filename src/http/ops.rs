@@ -40,6 +40,8 @@ pub async fn healthz(st: web::Data<AppState>) -> HttpResponse {
             // Whether this node numbers MQTT messages into mapped rooms
             // (null: it has no bridge with mapped rooms).
             "mqtt_lease": c.competes_for_lease().then(|| c.mqtt_leader()),
+            // The whole cluster, as of this node's last heartbeat.
+            "figures": c.figures(),
         })),
     });
     if shutting_down || stats.is_none() {
@@ -75,6 +77,32 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
             c.gaps(),
             n = c.node(),
         );
+        if let Some(f) = c.figures() {
+            let _ = write!(
+                body,
+                "# HELP switchboard_cluster_nodes Nodes alive, as of this node's last heartbeat.\n\
+                 # TYPE switchboard_cluster_nodes gauge\n\
+                 switchboard_cluster_nodes{{node=\"{n}\"}} {}\n\
+                 # HELP switchboard_cluster_connections WebSocket connections on every node.\n\
+                 # TYPE switchboard_cluster_connections gauge\n\
+                 switchboard_cluster_connections{{node=\"{n}\"}} {}\n\
+                 # HELP switchboard_cluster_sessions Sessions on every node.\n\
+                 # TYPE switchboard_cluster_sessions gauge\n\
+                 switchboard_cluster_sessions{{node=\"{n}\"}} {}\n\
+                 # HELP switchboard_cluster_users_online Users with a session on any node.\n\
+                 # TYPE switchboard_cluster_users_online gauge\n\
+                 switchboard_cluster_users_online{{node=\"{n}\"}} {}\n\
+                 # HELP switchboard_cluster_rooms Rooms with a member on any node.\n\
+                 # TYPE switchboard_cluster_rooms gauge\n\
+                 switchboard_cluster_rooms{{node=\"{n}\"}} {}\n",
+                f.nodes,
+                f.connections,
+                f.sessions,
+                f.users_online,
+                f.rooms,
+                n = c.node(),
+            );
+        }
         for (i, up) in c.links_up().into_iter().enumerate() {
             let _ = writeln!(
                 body,

@@ -65,6 +65,10 @@ pub struct Monitor {
     rates: Rates,
     seen_version: u64,
     store: Arc<crate::store::status::StoreStatus>,
+    /// With several nodes: the Redis links and the cluster-wide figures.
+    cluster: Option<crate::cluster::Cluster>,
+    /// Whether every Redis answered, as last shown.
+    redis_up: bool,
 }
 
 /// Every message that left the hub: frames queued to sessions, publishes sent to the broker.
@@ -99,7 +103,15 @@ impl Monitor {
             rates,
             seen_version: 0,
             store,
+            cluster: None,
+            redis_up: true,
         }
+    }
+
+    /// Shows the cluster (`components.cluster`).
+    pub fn with_cluster(mut self, c: Option<crate::cluster::Cluster>) -> Monitor {
+        self.cluster = c;
+        self
     }
 
     fn sample(&mut self) {
@@ -191,6 +203,24 @@ impl Monitor {
                 }),
             );
         }
+        if let Some(c) = &self.cluster {
+            let up = c.link_up();
+            degraded |= !up;
+            let each: Vec<&str> = c
+                .links_up()
+                .iter()
+                .map(|u| if *u { "up" } else { "down" })
+                .collect();
+            components.insert(
+                "cluster".into(),
+                json!({
+                    "status": if up { "up" } else { "down" },
+                    "node": c.node(),
+                    "redis_each": each,
+                    "figures": c.figures(),
+                }),
+            );
+        }
         let s = stats.as_ref();
         let body = json!({
             "type": "health:update",
@@ -217,8 +247,10 @@ impl Monitor {
             .as_ref()
             .map_or(0, |b| b.status.version.load(Relaxed))
             + self.store.version.load(Relaxed);
-        if v != self.seen_version {
+        let redis_up = self.cluster.as_ref().is_none_or(|c| c.link_up());
+        if v != self.seen_version || redis_up != self.redis_up {
             self.seen_version = v;
+            self.redis_up = redis_up;
             self.health(ctx);
         }
     }

@@ -571,6 +571,7 @@ impl Room {
                 c.key(&format!("node:{}:idx", c.node())),
                 c.user_key(user, "rooms"),
                 c.user_key(user, "p"),
+                c.key("occupied"),
             ],
             vec![
                 user.as_str().as_bytes().to_vec(),
@@ -638,6 +639,7 @@ impl Room {
                 r.chan.clone(),
                 c.key(&format!("node:{}:idx", c.node())),
                 c.user_key(&m.user, "rooms"),
+                c.key("occupied"),
             ],
             vec![
                 m.user.as_str().as_bytes().to_vec(),

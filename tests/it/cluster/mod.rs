@@ -4,6 +4,7 @@
 
 mod docs;
 mod faults;
+mod figures;
 mod members;
 mod messages;
 mod mqtt;
