@@ -25,10 +25,12 @@ cargo test --release "$@"
 start_redis() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     local p=$((20000 + RANDOM % 30000))
+    [[ " ${redis_urls[*]} " == *":$p "* ]] && continue
     redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 50); do
-      if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+      # Listening, and it is ours (not another process on that port).
+      if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && sleep 0.2 && kill -0 "$pid" 2>/dev/null; then
         redis_pids+=("$pid")
         redis_urls+=("redis://127.0.0.1:$p")
         return 0

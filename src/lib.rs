@@ -206,6 +206,9 @@ pub async fn serve(mut cfg: config::Config) -> std::io::Result<()> {
         None => presence,
     }
     .start();
+    if cluster.is_some() {
+        cluster::on_reregister(presence.clone().recipient());
+    }
     // Documents keep their op logs and snapshots in the embedded database
     // on one node, in Redis with several (document/oplog.rs).
     let doc_store = store::Store::new(writer.handle()).start();

@@ -473,25 +473,39 @@ pub fn start(cfg: &ClusterConfig) -> Result<(Cluster, Arbiter), String> {
             }
         }
     }
+    // Two URLs that reach one server (another db number, another host
+    // name) would deliver its channels' messages twice: refused.
+    let runs: Vec<Arc<str>> = cluster.each_redis().iter().map(|c| c.run_id()).collect();
+    if let Some(j) = (1..runs.len()).find(|j| runs[..*j].contains(&runs[*j])) {
+        let i = runs.iter().position(|r| *r == runs[j]).unwrap_or(0);
+        return Err(format!(
+            "SWITCHBOARD_REDIS_URL: {} and {} reach the same Redis server (run id {}); list each server once",
+            crate::config::redact(&cfg.urls[i]),
+            crate::config::redact(&cfg.urls[j]),
+            runs[j]
+        ));
+    }
     Ok((cluster, arbiter))
 }
 
 /// Who is told when the node was taken for dead and came back (a long
-/// pause): every membership this node holds is registered again.
+/// pause): every membership and every user's status this node holds is
+/// registered again.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reregister;
 
-static HUB: std::sync::OnceLock<Recipient<Reregister>> = std::sync::OnceLock::new();
+static TOLD: Mutex<Vec<Recipient<Reregister>>> = Mutex::new(Vec::new());
 
-/// The Hub registers itself for [`Reregister`].
+/// The Hub (its rooms' memberships) and the Presence actor (its users'
+/// statuses) register themselves for [`Reregister`].
 pub fn on_reregister(r: Recipient<Reregister>) {
-    let _ = HUB.set(r);
+    TOLD.lock().unwrap_or_else(|e| e.into_inner()).push(r);
 }
 
 pub(crate) fn reregister() {
-    if let Some(h) = HUB.get() {
-        h.do_send(Reregister);
+    for r in TOLD.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        r.do_send(Reregister);
     }
 }
 
@@ -525,6 +539,12 @@ mod tests {
             assert!(seen.iter().all(|c| *c > 300 / n / 2), "{n}: {seen:?}");
         }
         assert_eq!(super::shard_of("anything", 1), 0);
+        // FNV-1a 64 of "lobby" is 0x1ccae3b6ef72f533: the spread must not
+        // change between versions, or rooms would move to another Redis.
+        assert_eq!(
+            super::shard_of("lobby", 7),
+            (0x1cca_e3b6_ef72_f533_u64 % 7) as usize
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ async fn beat(c: &Cluster, first: &mut bool) {
             c.node().as_bytes().to_vec(),
             c.node_ttl().as_millis().to_string().into_bytes(),
             mine.into_bytes(),
+            c.prefix().as_bytes().to_vec(),
         ],
     );
     match beat.await {

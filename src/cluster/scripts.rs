@@ -219,25 +219,36 @@ return {before, after}
 "#;
 
 /// KEYS nodes, figures, users online, occupied rooms. ARGV run, node, ttl
-/// ms, this node's figures (`<connections> <sessions>`). Answers {added,
-/// stale nodes, live nodes, their connections, their sessions, users
-/// online, occupied rooms}: the cluster-wide figures.
+/// ms, this node's figures (`<connections> <sessions>`), prefix. Answers
+/// {added, stale nodes, live nodes, their connections, their sessions,
+/// users online, occupied rooms}: the cluster-wide figures. A few members
+/// of each set are checked on every beat (a user with no status left, a
+/// room with no member left are taken out), so a removal missed while
+/// Redis was unreachable does not stay counted.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = now - tonumber(ARGV[3])
 local added = redis.call('ZADD', KEYS[1], now, ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[3]))
-local conns, sessions, live = 0, 0, 0
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], 0, since)
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. since, '+inf')
+local conns, sessions = 0, 0
 local kv = redis.call('HGETALL', KEYS[2])
 for i = 1, #kv, 2 do
   local score = redis.call('ZSCORE', KEYS[1], kv[i])
-  if score and tonumber(score) > now - tonumber(ARGV[3]) then
-    live = live + 1
+  if score and tonumber(score) > since then
     local c, s = string.match(kv[i + 1], '^(%d+) (%d+)$')
     conns = conns + tonumber(c or '0')
     sessions = sessions + tonumber(s or '0')
   end
+end
+local p = ARGV[5]
+for _, u in ipairs(redis.call('SRANDMEMBER', KEYS[3], 8)) do
+  if redis.call('EXISTS', p .. ':{u:' .. u .. '}:p') == 0 then redis.call('SREM', KEYS[3], u) end
+end
+for _, r in ipairs(redis.call('SRANDMEMBER', KEYS[4], 8)) do
+  if redis.call('EXISTS', p .. ':{r:' .. r .. '}:mem') == 0 then redis.call('SREM', KEYS[4], r) end
 end
 return {added, stale, live, conns, sessions, redis.call('SCARD', KEYS[3]), redis.call('SCARD', KEYS[4])}
 "#;

@@ -77,6 +77,14 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
             c.gaps(),
             n = c.node(),
         );
+        for (i, up) in c.links_up().into_iter().enumerate() {
+            let _ = writeln!(
+                body,
+                "switchboard_redis_link_up{{node=\"{}\",redis=\"{i}\"}} {}",
+                c.node(),
+                up as u8
+            );
+        }
         if let Some(f) = c.figures() {
             let _ = write!(
                 body,
@@ -101,14 +109,6 @@ pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
                 f.users_online,
                 f.rooms,
                 n = c.node(),
-            );
-        }
-        for (i, up) in c.links_up().into_iter().enumerate() {
-            let _ = writeln!(
-                body,
-                "switchboard_redis_link_up{{node=\"{}\",redis=\"{i}\"}} {}",
-                c.node(),
-                up as u8
             );
         }
     }

@@ -398,8 +398,7 @@ impl super::rooms::Keeper for Shared {
     }
 
     /// Members on every node, as the room's member hash has them.
-    fn members(&self, hub: &Hub, room: &RoomName) -> ResponseFuture<Vec<MemberInfo>> {
-        let read = room::read_history(&self.0, room, hub.history);
-        Box::pin(async move { read.await.map(|(_, m)| m).unwrap_or_default() })
+    fn members(&self, _: &Hub, room: &RoomName) -> ResponseFuture<Vec<MemberInfo>> {
+        Box::pin(room::read_members(&self.0, room))
     }
 }

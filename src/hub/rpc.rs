@@ -80,8 +80,13 @@ impl Hub {
             return self.rpc_answer(call.route, frame);
         };
         actix::spawn(async move {
+            // This node's own are known to be none (above): one still
+            // listed has closed, its removal not yet in Redis.
             let sessions: Vec<SessionAddr> = match listed.await {
-                Ok(v) => v.into_iter().filter(|s| *s != caller).collect(),
+                Ok(v) => v
+                    .into_iter()
+                    .filter(|s| *s != caller && !s.is_here())
+                    .collect(),
                 Err(e) => {
                     let frame = refusal(&call.route, e.code, &e.message);
                     return me.do_send(RpcAnswer {

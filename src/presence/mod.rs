@@ -107,6 +107,20 @@ impl Presence {
     }
 }
 
+/// This node was taken for dead and came back: its users' statuses were
+/// removed from the shared presence, so each is shared again.
+impl Handler<crate::cluster::Reregister> for Presence {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::cluster::Reregister, _: &mut Context<Self>) {
+        for (user, p) in &self.users {
+            if p.sessions > 0 {
+                self.engine.online(p.seen(user));
+            }
+        }
+    }
+}
+
 impl Actor for Presence {
     type Context = Context<Self>;
 

@@ -18,7 +18,7 @@ mod streams;
 
 use actix::prelude::*;
 use bytes::Bytes;
-pub use cluster::read_history;
+pub use cluster::{read_history, read_members};
 use engine::Engine;
 pub use publish::{Accepted, MqttRelay, Origin, Publish};
 pub use state::{StateAnswer, StateCall, StateOp, StateOrigin};

@@ -416,7 +416,10 @@ impl Room {
             }
         }
         let r = self.replica();
-        if l.version > r.version || !announce {
+        // A lower version than this node saw: the Redis of the members
+        // lost them and numbers member events anew (its nodes register
+        // theirs again); take its list and its numbering.
+        if l.version != r.version || !announce {
             r.version = l.version;
             let local: Vec<UserId> = r.local.keys().cloned().collect();
             let mut users = HashMap::new();
@@ -731,6 +734,31 @@ fn load_one(
     }
 }
 
+/// A room's members as Redis has them (on the first Redis, whichever has
+/// its messages), for `GET /api/rooms/{room}/presence` on a node where the
+/// room is not active.
+pub fn read_members(
+    c: &Cluster,
+    room: &crate::ids::RoomName,
+) -> impl std::future::Future<Output = Vec<MemberInfo>> + 'static {
+    let fut = load_one(c, room, 0);
+    async move { fut.await.map(|l| members_of(&l)).unwrap_or_default() }
+}
+
+/// The member list of a read room, each with their sessions.
+fn members_of(l: &scripts::Loaded) -> Vec<MemberInfo> {
+    let mut members: Vec<MemberInfo> = l.members.iter().filter_map(|j| info_of(j)).collect();
+    for m in &mut members {
+        m.sessions = l
+            .sessions
+            .iter()
+            .filter(|(_, u)| *u == m.user)
+            .map(|(a, _)| a.clone())
+            .collect();
+    }
+    members
+}
+
 /// A room's history as Redis has it, for `GET /api/rooms/{room}/history`
 /// on a node where the room is not active.
 pub fn read_history(
@@ -741,15 +769,7 @@ pub fn read_history(
     let fut = load(c, room, limits.entries);
     async move {
         let l = fut.await.ok()?;
-        let mut members: Vec<MemberInfo> = l.members.iter().filter_map(|j| info_of(j)).collect();
-        for m in &mut members {
-            m.sessions = l
-                .sessions
-                .iter()
-                .filter(|(_, u)| *u == m.user)
-                .map(|(a, _)| a.clone())
-                .collect();
-        }
+        let members = members_of(&l);
         Some((
             History::restore(limits, &l.epoch, l.seq, l.entries),
             members,

@@ -72,6 +72,16 @@ async fn every_node_shows_the_whole_clusters_figures() {
         }
     }
     assert_eq!(seen, want);
+    // On a live node: Bob leaves r2 (now empty), then disconnects (his
+    // personal room empties and he goes offline); the monitor leaves.
+    bob.send(json!({"type": "room:leave", "room": "r2"})).await;
+    bob.recv_type("room:left").await;
+    let want = json!({"nodes": 2, "connections": 4, "sessions": 4, "users_online": 3, "rooms": 4});
+    assert_eq!(figures_become(&nodes[0], &want).await, want);
+    drop(bob);
+    drop(ops);
+    let want = json!({"nodes": 2, "connections": 2, "sessions": 2, "users_online": 1, "rooms": 2});
+    assert_eq!(figures_become(&nodes[0], &want).await, want);
     // Node b dies: once it is taken for dead, its sessions, users and
     // rooms leave the figures (Alice stays online through node a).
     let b = nodes.remove(1);
