@@ -56,7 +56,7 @@ pub(in crate::room) trait Engine: Send + Sync + 'static {
     fn detach(&self, room: &mut Room, member: Member) -> Detached;
 
     /// Sessions of the room that are not this node's, with their users.
-    fn sessions_elsewhere(&self, room: &Room, each: &mut dyn FnMut(&SessionAddr, &UserId));
+    fn sessions_elsewhere(&self, room: &Room) -> Vec<(SessionAddr, UserId)>;
 
     /// `typing:start` (on) or `typing:stop` from a member.
     fn typing(&self, room: &mut Room, user: UserId, on: bool, ctx: &mut Context<Room>);
@@ -127,7 +127,9 @@ impl Engine for Local {
         room.detach_here(member)
     }
 
-    fn sessions_elsewhere(&self, _: &Room, _: &mut dyn FnMut(&SessionAddr, &UserId)) {}
+    fn sessions_elsewhere(&self, _: &Room) -> Vec<(SessionAddr, UserId)> {
+        Vec::new()
+    }
 
     fn typing(&self, room: &mut Room, user: UserId, on: bool, ctx: &mut Context<Room>) {
         room.apply_typing(user, on, ctx);

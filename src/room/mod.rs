@@ -436,9 +436,7 @@ impl Room {
             return Vec::new();
         }
         // Sessions here, and (several nodes) those the room's channel told of.
-        let mut elsewhere = Vec::new();
-        self.engine
-            .sessions_elsewhere(self, &mut |a, u| elsewhere.push((a.clone(), u.clone())));
+        let elsewhere = self.engine.sessions_elsewhere(self);
         let mut sessions: HashMap<&UserId, Vec<SessionAddr>> = HashMap::new();
         for m in self.members.values() {
             let a = SessionAddr::here(m.session);

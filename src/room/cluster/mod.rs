@@ -15,30 +15,26 @@
 //! - `V<excluded> <frame>`: a volatile message (no seq, not stored).
 //! - `A<json>`: a stream event (`streams.rs`).
 
+mod engine;
 mod publish;
+mod read;
 mod sessions;
 mod state;
 mod streams;
 
-use super::engine::{Answer, Engine};
-use super::{
-    Accepted, Detached, Member, Publish, Room, StateAnswer, StateOrigin, StreamOp, UserSlot,
-};
+use super::{Member, Room, UserSlot};
 use crate::cluster::scripts::{self, Lua};
 use crate::cluster::{Cluster, Feed, FeedEvent};
-use crate::error::{ErrorCode, HubError};
 use crate::history::History;
-use crate::ids::{random_hex, SessionAddr, SessionId, UserId};
-use crate::mqtt::message::MqttMessage;
+use crate::ids::{SessionId, UserId};
 use crate::outbox::Outbox;
-use crate::presence::MemberStatus;
 use crate::protocol::{encode, MemberInfo, ServerFrame, Status};
-use crate::scrollback::{PageRequest, Plan};
 use actix::prelude::*;
 use bytes::Bytes;
-use serde_json::value::RawValue;
+pub use engine::Shared;
+use read::load;
+pub use read::{read_history, read_members};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a room starting on this node tries to read itself from Redis
@@ -204,114 +200,6 @@ fn word(s: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn num(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-/// The several-node engine: Redis orders the room; this actor is this
-/// node's replica of it.
-pub struct Shared;
-
-impl Engine for Shared {
-    fn start(&self, room: &mut Room, ctx: &mut Context<Room>) {
-        room.start_replica(ctx);
-        room.load_streams(false, ctx);
-    }
-
-    fn stop(&self, room: &mut Room) {
-        room.replica_stopped();
-    }
-
-    fn publish(
-        &self,
-        room: &mut Room,
-        msg: Publish,
-        ctx: &mut Context<Room>,
-    ) -> Answer<Result<Accepted, HubError>> {
-        room.replica_publish(msg, ctx)
-    }
-
-    fn relay_mqtt(&self, room: &mut Room, msg: &Arc<MqttMessage>, _: &mut Context<Room>) {
-        room.replica_mqtt(msg);
-        room.report_if_idle();
-    }
-
-    /// Members are cluster-wide: the JOIN script announces a new member
-    /// (and the SESSION script a new session) on the room's channel, which
-    /// every node, this one too, applies.
-    fn joined(&self, room: &mut Room, m: &Member, rejoin: bool) -> Vec<Bytes> {
-        if !rejoin {
-            room.replica_join(m);
-        }
-        Vec::new()
-    }
-
-    fn detach(&self, room: &mut Room, member: Member) -> Detached {
-        room.replica_leave(&member);
-        Detached {
-            member,
-            left: Vec::new(),
-            was_typing: false,
-        }
-    }
-
-    fn sessions_elsewhere(&self, room: &Room, each: &mut dyn FnMut(&SessionAddr, &UserId)) {
-        if let Some(r) = &room.replica {
-            r.sessions()
-                .filter(|(a, _)| !a.is_here())
-                .for_each(|(a, u)| each(a, u));
-        }
-    }
-
-    /// Every node (this one too) applies it from the room's channel.
-    fn typing(&self, room: &mut Room, user: UserId, on: bool, _: &mut Context<Room>) {
-        room.send_typing(&user, on);
-    }
-
-    /// The presence engine's PRESENCE script publishes it on the rooms'
-    /// channels; nothing is sent here.
-    fn member_status(&self, _: &mut Room, _: MemberStatus) {}
-
-    fn write_state(
-        &self,
-        room: &mut Room,
-        write: crate::state::Write,
-        by: Box<RawValue>,
-        origin: StateOrigin,
-        ctx: &mut Context<Room>,
-    ) -> Answer<StateAnswer> {
-        room.replica_state_write(write, &by, origin, ctx)
-    }
-
-    fn expire_state(&self, room: &mut Room, due: Vec<(String, u64)>, _: &mut Context<Room>) {
-        for (key, version) in due {
-            room.replica_state_expire(&key, version);
-        }
-    }
-
-    /// A key the script found not yet expired (clocks differ) is tried
-    /// again a little later, not in a loop.
-    fn late_expiry_retry(&self) -> Duration {
-        Duration::from_millis(250)
-    }
-
-    /// Redis decides (the producer's node may not have applied its own
-    /// start yet when the first chunk comes).
-    fn stream(&self, room: &mut Room, op: StreamOp, ctx: &mut Context<Room>) {
-        room.replica_stream(op, ctx);
-    }
-
-    fn producer_left(&self, room: &mut Room, session: SessionId) {
-        room.replica_producer_left(session);
-    }
-
-    fn fail_stream(&self, room: &mut Room, stream: String, reason: &str, _: &mut Context<Room>) {
-        room.replica_fail_stream(stream, reason);
-    }
-
-    /// Memory first, then the room's stream in Redis.
-    fn scrollback(&self, room: &Room, req: PageRequest) -> Plan {
-        let c = room.replica.as_ref().map(|r| &r.m);
-        Plan::from_history(&room.history, &room.name, req, None, c)
-    }
 }
 
 impl Room {
@@ -685,95 +573,6 @@ impl Room {
                 r.m.unsubscribe(r.chan.clone(), t);
             }
         }
-    }
-}
-
-/// Reads a room: numbering, its newest `entries`, members. With the
-/// room's messages on another Redis than the first, the numbering and
-/// entries are read there and the rest from the first.
-fn load(
-    c: &Cluster,
-    room: &crate::ids::RoomName,
-    entries: usize,
-) -> impl std::future::Future<Output = Result<scripts::Loaded, HubError>> + 'static {
-    let m = c.for_room(room);
-    let rest = load_one(c, room, if m.same_redis(c) { entries } else { 0 });
-    let msgs = (!m.same_redis(c)).then(|| load_one(&m, room, entries));
-    async move {
-        let mut l = rest.await?;
-        if let Some(msgs) = msgs {
-            let ml = msgs.await?;
-            (l.epoch, l.seq, l.entries) = (ml.epoch, ml.seq, ml.entries);
-        }
-        Ok(l)
-    }
-}
-
-/// The LOAD script on one Redis.
-fn load_one(
-    c: &Cluster,
-    room: &crate::ids::RoomName,
-    entries: usize,
-) -> impl std::future::Future<Output = Result<scripts::Loaded, HubError>> + 'static {
-    let fut = c.script(
-        Lua::Load,
-        vec![
-            c.room_key(room, "m"),
-            c.room_key(room, "x"),
-            c.room_key(room, "mem"),
-            c.room_key(room, "st"),
-            c.room_key(room, "sv"),
-            c.room_key(room, "ses"),
-        ],
-        vec![random_hex(8).into_bytes(), entries.to_string().into_bytes()],
-    );
-    async move {
-        let v = fut.await?;
-        scripts::loaded(&v)
-            .ok_or_else(|| HubError::new(ErrorCode::Internal, "unexpected answer from Redis"))
-    }
-}
-
-/// A room's members as Redis has them (on the first Redis, whichever has
-/// its messages), for `GET /api/rooms/{room}/presence` on a node where the
-/// room is not active.
-pub fn read_members(
-    c: &Cluster,
-    room: &crate::ids::RoomName,
-) -> impl std::future::Future<Output = Vec<MemberInfo>> + 'static {
-    let fut = load_one(c, room, 0);
-    async move { fut.await.map(|l| members_of(&l)).unwrap_or_default() }
-}
-
-/// The member list of a read room, each with their sessions.
-fn members_of(l: &scripts::Loaded) -> Vec<MemberInfo> {
-    let mut members: Vec<MemberInfo> = l.members.iter().filter_map(|j| info_of(j)).collect();
-    for m in &mut members {
-        m.sessions = l
-            .sessions
-            .iter()
-            .filter(|(_, u)| *u == m.user)
-            .map(|(a, _)| a.clone())
-            .collect();
-    }
-    members
-}
-
-/// A room's history as Redis has it, for `GET /api/rooms/{room}/history`
-/// on a node where the room is not active.
-pub fn read_history(
-    c: &Cluster,
-    room: &crate::ids::RoomName,
-    limits: crate::history::HistoryLimits,
-) -> impl std::future::Future<Output = Option<(History, Vec<MemberInfo>)>> + 'static {
-    let fut = load(c, room, limits.entries);
-    async move {
-        let l = fut.await.ok()?;
-        let members = members_of(&l);
-        Some((
-            History::restore(limits, &l.epoch, l.seq, l.entries),
-            members,
-        ))
     }
 }
 
